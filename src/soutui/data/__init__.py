@@ -1,0 +1,1 @@
+"""Data: canonical schema, importers, cleaning + quarantine, privacy, splits and the store."""

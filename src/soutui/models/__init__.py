@@ -1,0 +1,1 @@
+"""Models: the recommender contract (base.py) and one file per model."""
