@@ -1,0 +1,1 @@
+"""Features: vocabularies, text normalisation + jieba, cached text embeddings."""

