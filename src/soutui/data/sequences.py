@@ -98,6 +98,7 @@ class EvalSplit:
     histories: list[np.ndarray]  # N input sequences (item indices)
     targets: np.ndarray  # (N,) held-out item index
     name: str = "test"
+    timestamps: list[np.ndarray] | None = None  # N arrays of unix seconds aligned with histories
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -122,6 +123,8 @@ def leave_one_out(data: SequenceData, min_length: int = 3) -> LeaveOneOut:
     """Split users with >= `min_length` events; shorter users only contribute training data."""
     train_seqs, train_ts = [], []
     vu, vh, vt, tu, th, tt = [], [], [], [], [], []
+    vts: list[np.ndarray] = []
+    tts: list[np.ndarray] = []
     for u, seq in enumerate(data.sequences):
         ts = data.timestamps[u] if data.timestamps is not None else np.zeros(len(seq), np.int64)
         if len(seq) >= min_length:
@@ -129,13 +132,14 @@ def leave_one_out(data: SequenceData, min_length: int = 3) -> LeaveOneOut:
             train_ts.append(ts[:-2])
             vu.append(u), vh.append(seq[:-2]), vt.append(seq[-2])
             tu.append(u), th.append(seq[:-1]), tt.append(seq[-1])
+            vts.append(ts[:-2]), tts.append(ts[:-1])
         else:
             train_seqs.append(seq)
             train_ts.append(ts)
     return LeaveOneOut(
         train=data.with_sequences(train_seqs, train_ts),
-        valid=EvalSplit(np.array(vu, np.int64), vh, np.array(vt, np.int64), "valid"),
-        test=EvalSplit(np.array(tu, np.int64), th, np.array(tt, np.int64), "test"),
+        valid=EvalSplit(np.array(vu, np.int64), vh, np.array(vt, np.int64), "valid", vts),
+        test=EvalSplit(np.array(tu, np.int64), th, np.array(tt, np.int64), "test", tts),
     )
 
 

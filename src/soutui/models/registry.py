@@ -14,7 +14,7 @@ MODELS: dict[str, str] = {
     "recent-popularity": "soutui.models.popularity:RecentPopularity",
     "itemknn": "soutui.models.itemknn:ItemKNN",
     "mlp": "soutui.models.mlp:MLPRecommender",
-    "sasrec": "soutui.models.sasrec:SASRecRecommender",
+    "sasrec": "soutui.models.sasrec_recommender:SASRecRecommender",
 }
 
 

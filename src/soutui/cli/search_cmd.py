@@ -1,0 +1,155 @@
+"""`soutui index build`, `soutui search`, `soutui evaluate-search`: thin wrappers over soutui.search."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soutui.cli import UserError
+from soutui.cli.common import add_store_arg, print_json, print_table
+from soutui.config import home_dir
+
+FILTER_KEYS = ("category", "brand", "min_price", "max_price", "in_stock")
+ENCODER_CHOICES = {"minilm": ["minilm"], "use": ["use"], "both": ["minilm", "use"]}
+
+
+def default_index_dir(dataset: str) -> Path:
+    return home_dir() / "indexes" / dataset
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("index", help="build search indexes")
+    isub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    b = isub.add_parser("build", help="keyword + semantic indexes (and the LTR ranker when labels exist)")
+    b.add_argument("--dataset", required=True, help="dataset name in the store (e.g. homedepot-search)")
+    b.add_argument("--out", default=None, help="index dir (default $SOUTUI_HOME/indexes/DATASET)")
+    b.add_argument("--encoder", choices=sorted(ENCODER_CHOICES), default="both", help="semantic encoders to index")
+    b.add_argument("--no-ltr", action="store_true", help="skip training the learned ranker")
+    add_store_arg(b)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_build)
+
+    s = sub.add_parser("search", help="search a built index")
+    s.add_argument("query")
+    s.add_argument("--index", default=None, help="index dir (default: the only/first one under $SOUTUI_HOME/indexes)")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--user", action="append", default=[], metavar="ITEM_ID",
+                   help="an item id from the user's history (repeat, oldest first)")
+    s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"filter, KEY one of {', '.join(FILTER_KEYS)} (repeatable)")
+    s.add_argument("--sort", default="relevance", choices=["relevance", "price_asc", "price_desc", "popularity"])
+    s.add_argument("--method", default="ltr", choices=["ltr", "hybrid", "bm25", "dense"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_search)
+
+    e = sub.add_parser("evaluate-search", help="graded NDCG of a search method on the by-query test split")
+    e.add_argument("--dataset", default="homedepot-search")
+    e.add_argument("--index", default=None, help="index dir (default $SOUTUI_HOME/indexes/DATASET)")
+    e.add_argument("--method", default="ltr", choices=["ltr", "hybrid", "bm25", "dense"])
+    add_store_arg(e)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+
+def parse_filters(pairs: list[str]) -> Any:
+    from soutui.search.filters import SearchFilters
+
+    kw: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in FILTER_KEYS:
+            raise UserError(f"bad --filter {pair!r}: use KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
+        if key in ("min_price", "max_price"):
+            try:
+                kw[key] = float(value)
+            except ValueError:
+                raise UserError(f"--filter {key} needs a number, got {value!r}") from None
+        elif key == "in_stock":
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise UserError(f"--filter in_stock needs true or false, got {value!r}")
+            kw[key] = value.lower() in ("true", "1", "yes")
+        else:
+            kw[key] = value
+    return SearchFilters(**kw)
+
+
+def _resolve_index(index: str | None) -> Path:
+    if index:
+        return Path(index)
+    root = home_dir() / "indexes"
+    found = sorted(p.parent for p in root.glob("*/manifest.json")) if root.is_dir() else []
+    if not found:
+        raise UserError(f"no search index under {root}; build one with `soutui index build --dataset NAME` or pass --index")
+    return found[0]
+
+
+def _build(args: argparse.Namespace) -> int:
+    from soutui.data.datasets import load_dataset
+    from soutui.search import evaluation
+    from soutui.search.engine import SearchConfig, SearchEngine
+
+    items, events = load_dataset(args.dataset, store_url=args.store)
+    pop = _popularity(items, events)
+    out = Path(args.out) if args.out else default_index_dir(args.dataset)
+    engine = SearchEngine.build(items, out, SearchConfig(encoders=ENCODER_CHOICES[args.encoder]), popularity=pop)
+    report: dict[str, Any] = {"index": str(out), "items": len(engine.catalog), "encoders": sorted(engine.vectors)}
+    has_labels = "relevance" in events.columns and events["relevance"].notna().any()
+    if has_labels and not args.no_ltr:
+        train, test = evaluation.split(evaluation.qrels_from_events(events))
+        report["ltr"] = evaluation.train_ltr(engine, train, log=lambda m: print(m, file=sys.stderr))
+        report["ltr"]["held_out_test_queries"] = len(test)
+    print_json(report) if args.json else print(f"built search index for {args.dataset} at {out} ({len(engine.catalog)} items)")
+    return 0
+
+
+def _popularity(items: Any, events: Any) -> np.ndarray | None:
+    """Interaction counts per item from behavioural events (search judgements are labels, not behaviour)."""
+    if events is None or events.empty:
+        return None
+    ev = events[events["event_type"].isin(["view", "click", "cart", "purchase"])]
+    if ev.empty:
+        return None
+    counts = ev["item_id"].astype(str).value_counts()
+    return items["item_id"].astype(str).map(counts).fillna(0).to_numpy(np.float64)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from soutui.search.engine import SearchEngine
+
+    if args.k < 1:
+        raise UserError("-k must be at least 1")
+    engine = SearchEngine.load(_resolve_index(args.index))
+    hits, facets = engine.search(args.query, k=args.k, filters=parse_filters(args.filter), sort=args.sort,
+                                 method=args.method, user_history=args.user or None)
+    if args.json:
+        print_json({"query": args.query, "method": args.method, "hits": [h.to_dict() for h in hits], "facets": facets})
+    else:
+        print_table([h.to_dict() for h in hits], ["item_id", "score", "title", "price", "reason"])
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from soutui.data.datasets import load_dataset
+    from soutui.search import evaluation
+    from soutui.search.engine import SearchEngine
+
+    index = Path(args.index) if args.index else default_index_dir(args.dataset)
+    if not (index / "manifest.json").exists():
+        raise UserError(f"no index at {index}; run `soutui index build --dataset {args.dataset}` first")
+    engine = SearchEngine.load(index)
+    if args.method == "ltr" and engine.ranker is None:
+        raise UserError(f"index {index} has no trained ranker; build it from a dataset with relevance labels")
+    _, events = load_dataset(args.dataset, store_url=args.store)
+    _, test = evaluation.split(evaluation.qrels_from_events(events))
+    res = evaluation.evaluate(engine, test, args.method)
+    if args.json:
+        print_json(res)
+    else:
+        print_table([{k: v for k, v in res.items() if k != "protocol"}], [k for k in res if k != "protocol"])
+        print(f"protocol: {res['protocol']}")
+    return 0

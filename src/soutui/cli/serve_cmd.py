@@ -1,0 +1,107 @@
+"""`soutui serve` (the API + storefront) and `soutui bundle build` (assemble a serving bundle)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import logging
+from pathlib import Path
+
+from soutui.cli.common import add_store_arg, print_json
+from soutui.config import from_dict, load_toml
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="serve the API, storefront (/) and dashboard (/admin)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--bundle", default=None, help="bundle dir (default: newest under $SOUTUI_HOME/bundles)")
+    p.add_argument("--config", default=None, help="TOML file with ServeSettings keys (see docs/serving.md)")
+    p.add_argument("--insecure-dev", action="store_true", help="enable write endpoints without an API key")
+    p.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="poll for newer bundles")
+    add_store_arg(p)
+    p.set_defaults(func=serve)
+
+    b = sub.add_parser("bundle", help="serving bundles")
+    bsub = b.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    bb = bsub.add_parser("build", help="fit light baselines, evaluate, add SASRec/search, write a bundle")
+    bb.add_argument("--dataset", required=True, help="dataset name, e.g. amazon-beauty")
+    bb.add_argument("--sasrec", default=None, metavar="CHECKPOINT", help="saved SASRec model dir to include (ONNX)")
+    bb.add_argument("--out", default=None, help="bundles dir (default $SOUTUI_HOME/bundles)")
+    bb.add_argument("--no-search", action="store_true", help="skip the search index")
+    bb.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_store_arg(bb)
+    bb.set_defaults(func=bundle_build)
+
+    bv = bsub.add_parser("verify", help="check a bundle's manifest and checksums")
+    bv.add_argument("path")
+    bv.set_defaults(func=bundle_verify)
+
+
+def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from soutui.serving.settings import ServeSettings
+
+    s = load_toml(ServeSettings, args.config) if args.config else from_dict(ServeSettings, {})
+    overrides = {
+        "host": args.host, "port": args.port, "bundle": args.bundle, "store": args.store,
+        "watch_interval_s": args.watch, "insecure_dev": True if args.insecure_dev else None,
+    }
+    return dataclasses.replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from soutui.serving.app import create_app
+    from soutui.serving.bundle import BundleError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    try:
+        app = create_app(settings)
+    except BundleError as exc:
+        raise ValueError(str(exc)) from exc
+    svc = app.state.service
+    if not settings.writes_enabled:
+        print("soutui: write endpoints (events, reload) are DISABLED: set SOUTUI_API_KEY or pass --insecure-dev")
+    print(f"soutui: serving bundle {svc.bundle.version} ({svc.store_status})")
+    print(f"soutui: storefront  http://{settings.host}:{settings.port}/")
+    print(f"soutui: dashboard   http://{settings.host}:{settings.port}/admin   API docs: /docs")
+    fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
+        loop="uvloop" if fast else "asyncio", http="httptools" if fast else "h11",
+    )
+    return 0
+
+
+def bundle_build(args: argparse.Namespace) -> int:
+    from soutui.config import home_dir
+    from soutui.serving.bundle import read_manifest
+    from soutui.serving.bundle_build import build_from_dataset
+
+    out = Path(args.out) if args.out else home_dir() / "bundles"
+    path = build_from_dataset(args.dataset, out, store_url=args.store, sasrec=args.sasrec,
+                              with_search=not args.no_search, progress=_progress(args.json))
+    manifest = read_manifest(path)
+    if args.json:
+        print_json({"path": str(path), **{k: v for k, v in manifest.items() if k != "files"}})
+    else:
+        print(f"bundle written: {path}")
+        print(f"default recommender: {manifest['default_recommender']}; models: {', '.join(manifest['models'])}")
+    return 0
+
+
+def bundle_verify(args: argparse.Namespace) -> int:
+    from soutui.serving.bundle import verify_bundle
+
+    m = verify_bundle(args.path)
+    print(f"ok: {m['dataset']}-{m['version']}, {len(m['files'])} files verified")
+    return 0
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    import sys
+
+    return lambda msg: print(msg, file=sys.stderr if quiet else sys.stdout)

@@ -1,0 +1,84 @@
+"""What every importer shares: the result type, file reading with clear errors, the write.
+
+An importer turns one source layout into canonical tables + quarantine + report; it
+never touches the store itself. `write_result` is the single place that writes, in
+one store transaction, so a failed import leaves the previous dataset intact.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from soutui.data.cleaning import ImportReport, drop_private
+from soutui.data.store import open_store
+
+
+class DataError(ValueError):
+    """Input data cannot be imported; the message says which file and what to fix."""
+
+
+@dataclass
+class ImportResult:
+    """Canonical tables, the quarantined rows and the report of one import."""
+
+    name: str
+    tables: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    report: ImportReport
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataError(
+            f"{what}: file {path} not found; pass --data-dir (or set SOUTUI_DATA_DIR) to the folder holding it"
+        )
+    return path
+
+
+def read_delimited(path: Path, columns: Sequence[str], what: str, sep: str = ",", **kw: Any) -> pd.DataFrame:
+    """Read a CSV/TSV as strings and check it has `columns` (a clear error otherwise)."""
+    require_file(path, what)
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], **kw)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{what}: cannot read {path}: {str(exc).splitlines()[0]}") from exc
+    check_columns(df, columns, f"{what} ({path})")
+    return df
+
+
+def check_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{what}: missing column(s) {missing}; found {list(df.columns)}")
+
+
+def json_column(records: list[dict[str, Any] | None]) -> list[str | None]:
+    """Dicts -> compact JSON text (None stays null), for the schema's `attributes` columns."""
+    return [None if r is None else json.dumps(r, ensure_ascii=False, sort_keys=True) for r in records]
+
+
+def write_result(result: ImportResult, store_url: str | None = None) -> ImportReport:
+    """Write an import in one transaction; the report's row counts are filled in here."""
+    tables = {k: drop_private(v) for k, v in result.tables.items()}
+    for t, df in tables.items():
+        result.report.rows_kept[t] = len(df)
+    meta = {
+        **result.meta,
+        "source": result.report.source,
+        "report": json.dumps(result.report.to_dict(), ensure_ascii=False),
+        "imported_at": str(int(time.time())),
+    }
+    store = open_store(store_url)
+    try:
+        store.write_dataset(result.name, tables, quarantine=result.quarantine, meta=meta)
+    finally:
+        store.close()
+    return result.report

@@ -1,0 +1,262 @@
+"""The content-aware causal transformer over item sequences (SASRec / HSTU family).
+
+Read top to bottom: config -> item encoder (ID + title + attributes) -> causal
+blocks (with an optional HSTU-style relative-time attention bias) -> scoring head
+(tied item table + per-item bias + a learned "already seen" bias) -> loss.
+
+Conventions: item index 0 is padding, catalogue item i is row i + 1. Sequences are
+LEFT-padded, so the last column is always the most recent item. Timestamps are in
+days (float); a negative value means "unknown" and maps to a dedicated bucket, so a
+model trained with time can still score histories that arrive without it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class SASRecConfig:
+    """Every hyper-parameter of the network and its objective (the checkpoint stores it)."""
+
+    n_items: int = 0  # catalogue size (without padding); set by the wrapper at fit time
+    max_len: int = 50
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.5  # residual / FFN / attention dropout
+    emb_dropout: float = 0.5  # on the input token embeddings
+    text_dim: int = 0  # 0 = no title embeddings
+    n_attrs: int = 0  # attribute vocabulary size (0 = none)
+    attrs_per_item: int = 0  # width of the padded attribute-id table
+    id_dropout: float = 0.0  # prob. an item's ID embedding is zeroed in a training step
+    use_time: bool = False  # interval embedding + relative-time attention bias
+    n_time_buckets: int = 16
+    time_dropout: float = 0.1  # prob. a training row is shown without timestamps
+    seen_bias: bool = True  # learned score offset for items already in the history
+    item_bias: bool = True  # learned per-item score offset (a popularity prior)
+    gated: bool = False  # HSTU-style pointwise gate on the attention output
+    loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
+    n_negatives: int = 1024  # sampled_softmax only
+    label_smoothing: float = 0.0
+    temperature: float = 1.0  # logits are divided by it in the loss and in scoring
+
+
+def time_buckets(dt_days: torch.Tensor, known: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """Log2 buckets of |dt| in days: 1 = same day, 2 = 1 day, 3 = 2-3 days ...; 0 = unknown."""
+    b = torch.floor(torch.log2(dt_days.abs() + 1.0)).clamp(max=n_buckets - 2) + 1.0
+    return torch.where(known, b, torch.zeros_like(b)).long()
+
+
+class ItemEncoder(nn.Module):
+    """One vector per item = ID embedding + projected title embedding + mean attribute embedding.
+
+    Content lives in buffers so checkpoints carry it and new (untrained) items are still
+    represented by their title and attributes.
+    """
+
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_items + 1
+        self.id_emb = nn.Embedding(n, cfg.d_model, padding_idx=0)
+        nn.init.normal_(self.id_emb.weight, std=0.02)
+        self.register_buffer("text", torch.zeros(n, cfg.text_dim) if cfg.text_dim else None)
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model) if cfg.text_dim else None
+        self.register_buffer("attrs", torch.zeros(n, cfg.attrs_per_item, dtype=torch.long) if cfg.n_attrs else None)
+        self.attr_emb = nn.Embedding(cfg.n_attrs + 1, cfg.d_model, padding_idx=0) if cfg.n_attrs else None
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self) -> torch.Tensor:
+        w = self.id_emb.weight  # (I+1, D)
+        if self.training and self.cfg.id_dropout > 0:
+            keep = torch.rand(w.shape[0], 1, device=w.device) >= self.cfg.id_dropout
+            w = w * keep
+        if self.text_proj is not None and self.text is not None:
+            w = w + self.text_proj(self.text)  # (I+1, D)
+        if self.attr_emb is not None and self.attrs is not None:
+            a = self.attr_emb(self.attrs)  # (I+1, A, D)
+            cnt = (self.attrs > 0).sum(1, keepdim=True).clamp(min=1)  # (I+1, 1)
+            w = w + a.sum(1) / cnt
+        w = self.norm(w)
+        return w * (torch.arange(w.shape[0], device=w.device) > 0).unsqueeze(1)  # row 0 stays zero
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.gate = nn.Linear(cfg.d_model, cfg.d_model) if cfg.gated else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.time_bias = nn.Embedding(cfg.n_time_buckets, cfg.n_heads) if cfg.use_time else None
+        if self.time_bias is not None:
+            nn.init.zeros_(self.time_bias.weight)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rel_t: torch.Tensor | None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)
+        q = q.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
+        k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+        v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(D // self.n_heads)  # (B, H, T, T)
+        if self.time_bias is not None and rel_t is not None:
+            att = att + self.time_bias(rel_t).permute(0, 3, 1, 2)  # (B, T, T, H) -> (B, H, T, T)
+        att = att.masked_fill(~mask, torch.finfo(att.dtype).min)
+        att = self.drop(F.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        if self.gate is not None:
+            y = y * torch.sigmoid(self.gate(x))
+        return self.drop(self.proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(4 * cfg.d_model, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rel_t: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask, rel_t)
+        return x + self.mlp(self.ln2(x))
+
+
+class SASRec(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        if cfg.d_model % cfg.n_heads:
+            raise ValueError(f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads})")
+        self.cfg = cfg
+        self.scale = 1.0 / math.sqrt(cfg.d_model)
+        self.items = ItemEncoder(cfg)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.gap_emb = nn.Embedding(cfg.n_time_buckets, cfg.d_model) if cfg.use_time else None
+        self.drop = nn.Dropout(cfg.emb_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.bias = nn.Parameter(torch.zeros(cfg.n_items + 1)) if cfg.item_bias else None
+        self.seen_w = nn.Parameter(torch.zeros(())) if cfg.seen_bias else None
+        # log sampling probability per item for sampled softmax (logQ correction)
+        self.register_buffer("logq", torch.full((cfg.n_items + 1,), -math.log(max(cfg.n_items, 1))))
+
+    # --- encoder ---------------------------------------------------------------------
+    def encode(
+        self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor
+    ) -> torch.Tensor:
+        """Hidden state at every position (B, T, D) for left-padded `seq` (B, T)."""
+        B, T = seq.shape
+        pad = seq == 0  # (B, T)
+        pos = torch.arange(self.cfg.max_len - T, self.cfg.max_len, device=seq.device)  # (T,)
+        x = table[seq] + self.pos_emb(pos)  # (B, T, D); table rows are layer-normed
+        rel_t = None
+        if self.cfg.use_time and self.gap_emb is not None:
+            if ts is None:
+                ts = torch.full(seq.shape, -1.0, device=seq.device)
+            known = (ts >= 0) & ~pad  # (B, T)
+            prev = torch.cat([ts[:, :1], ts[:, :-1]], dim=1)
+            prev_known = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
+            x = x + self.gap_emb(time_buckets(ts - prev, known & prev_known, self.cfg.n_time_buckets))
+            both = known.unsqueeze(2) & known.unsqueeze(1)  # (B, T, T)
+            rel_t = time_buckets(ts.unsqueeze(2) - ts.unsqueeze(1), both, self.cfg.n_time_buckets)
+        x = self.drop(x) * (~pad).unsqueeze(-1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()  # (T, T)
+        mask = causal & ~pad.unsqueeze(1)  # (B, T, T): query t sees non-pad keys <= t
+        mask = (mask | torch.eye(T, dtype=torch.bool, device=seq.device)).unsqueeze(1)  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, mask, rel_t)
+        return self.ln_f(x)  # (B, T, D)
+
+    def item_table(self) -> torch.Tensor:
+        return self.items()  # (I+1, D)
+
+    def _seen(self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int) -> torch.Tensor:
+        """(N, n) 0/1 float: which items the prefix seq[row, :col+1] contains."""
+        prefix = seq[rows]  # (N, T)
+        T = seq.shape[1]
+        upto = torch.arange(T, device=seq.device).unsqueeze(0) <= cols.unsqueeze(1)  # (N, T)
+        prefix = torch.where(upto, prefix, torch.zeros_like(prefix))
+        seen = torch.zeros(prefix.shape[0], n, device=seq.device).scatter_(1, prefix, 1.0)
+        seen[:, 0] = 0.0
+        return seen
+
+    # --- training --------------------------------------------------------------------
+    def forward(
+        self, seq: torch.Tensor, targets: torch.Tensor | None = None, ts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """seq, targets: (B, T) item rows (0 = pad / no label); ts: (B, T) days or None.
+
+        With targets: logits (N, I+1 or 1+n_neg) at the N labelled positions and the loss.
+        Without: scores over all items (B, I) for the last position, loss None.
+        """
+        if self.training and ts is not None and self.cfg.time_dropout > 0:
+            drop = torch.rand(ts.shape[0], 1, device=ts.device) < self.cfg.time_dropout
+            ts = torch.where(drop, torch.full_like(ts, -1.0), ts)
+        table = self.item_table()  # (I+1, D)
+        h = self.encode(seq, ts, table)  # (B, T, D)
+        if targets is None:
+            return self.score_last(seq, h, table), None
+        rows, cols = torch.nonzero(targets > 0, as_tuple=True)  # N labelled positions
+        hn = h[rows, cols]  # (N, D)
+        y = targets[rows, cols]  # (N,)
+        tau = self.cfg.temperature
+        hn = hn * self.scale  # dot products of two layer-normed vectors, scaled like attention
+        if self.cfg.loss == "full_ce":
+            logits = hn @ table.T  # (N, I+1)
+            if self.bias is not None:
+                logits = logits + self.bias
+            if self.seen_w is not None:
+                logits = logits + self.seen_w * self._seen(seq, rows, cols, logits.shape[1])
+            logits = logits / tau
+            logits[:, 0] = torch.finfo(logits.dtype).min  # never predict padding
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+            return logits, loss
+        # sampled softmax with logQ correction: shared negatives drawn by popularity
+        neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)
+        cand = torch.cat([y.unsqueeze(1), neg.unsqueeze(0).expand(len(y), -1)], dim=1)  # (N, 1+M)
+        logits = (hn.unsqueeze(1) * table[cand]).sum(-1)  # (N, 1+M)
+        if self.bias is not None:
+            logits = logits + self.bias[cand]
+        if self.seen_w is not None:
+            seen = self._seen(seq, rows, cols, table.shape[0])
+            logits = logits + self.seen_w * seen.gather(1, cand)
+        logits = logits / tau - self.logq[cand]
+        hit = cand[:, 1:] == y.unsqueeze(1)  # accidental hits are not negatives
+        logits[:, 1:] = logits[:, 1:].masked_fill(hit, torch.finfo(logits.dtype).min)
+        zero = torch.zeros(len(y), dtype=torch.long, device=y.device)
+        loss = F.cross_entropy(logits.float(), zero, label_smoothing=self.cfg.label_smoothing)
+        return logits, loss
+
+    # --- scoring ---------------------------------------------------------------------
+    def score_last(self, seq: torch.Tensor, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Scores (B, I) over catalogue items (padding column dropped) after the last position."""
+        u = h[:, -1] * self.scale  # (B, D)
+        s = u @ table.T  # (B, I+1)
+        if self.bias is not None:
+            s = s + self.bias
+        if self.seen_w is not None:
+            seen = torch.zeros_like(s).scatter_(1, seq, 1.0)  # (B, I+1)
+            s = s + self.seen_w * seen
+        return (s / self.cfg.temperature)[:, 1:]
+
+    @torch.no_grad()
+    def score(self, seq: torch.Tensor, ts: torch.Tensor | None = None) -> torch.Tensor:
+        """Eval-mode scores (B, I); the reference the ONNX export is tested against."""
+        logits, _ = self(seq, None, ts)
+        return logits

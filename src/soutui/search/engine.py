@@ -1,0 +1,328 @@
+"""SearchEngine: build / load / search over one catalogue — the interface serving calls.
+
+One query goes: parse (normalise, spell-correct, tokenise) -> retrieve (tantivy BM25
+top-N, faiss top-N per encoder; exact scans when filters leave few items) -> rank
+(bm25 | dense | hybrid RRF | ltr LightGBM) -> personalise (optional) -> sort ->
+hits with reasons, plus facet counts over everything that matched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from soutui.config import from_dict, to_dict
+from soutui.features.embeddings import embed_texts, encode_use
+from soutui.search import features as feats
+from soutui.search.catalog import Catalog
+from soutui.search.filters import SORTS, SearchFilters, facets, sort_rows
+from soutui.search.fusion import rrf
+from soutui.search.keyword import BM25Matrix, KeywordIndex
+from soutui.search.ltr import LTRRanker
+from soutui.search.personalize import blend, personal_signal
+from soutui.search.query import ParsedQuery, parse_query
+from soutui.search.spelling import SpellCorrector
+from soutui.search.vector import VectorIndex
+
+__all__ = ["SearchConfig", "SearchEngine", "SearchFilters", "SearchHit"]
+
+Method = Literal["ltr", "hybrid", "bm25", "dense"]
+METHODS: tuple[str, ...] = ("ltr", "hybrid", "bm25", "dense")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SearchConfig:
+    encoders: list[str] = field(default_factory=lambda: ["minilm"])  # any of "minilm", "use"
+    quantized_query_encoder: bool = False  # int8 ONNX MiniLM for queries (faster, cos ~0.96 to fp32)
+    keyword_candidates: int = 100
+    dense_candidates: int = 50
+    rrf_k: int = 60
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
+    spelling: bool = True
+    exact_filter_limit: int = 20_000  # filtered subsets this small are scanned exactly
+    personal_weight: float = 0.5
+    personal_depth: int = 100
+    sort_depth: int = 100
+    embed_cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [e for e in self.encoders if e not in ("minilm", "use")]
+        if bad or not self.encoders:
+            raise ValueError(f"encoders must be a non-empty subset of ['minilm', 'use'], got {self.encoders}")
+
+
+@dataclass
+class SearchHit:
+    item_id: str
+    title: str
+    score: float
+    price: float | None
+    brand: str | None
+    category: str | None
+    in_stock: bool | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Ranked:
+    """Internal result of ranking one query: rows best first, their scores, and all matched rows."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    matched: np.ndarray
+    query: ParsedQuery
+    cand: feats.Candidates | None = None
+
+
+def _embed_unique(texts: list[str], encoder: str, cache_dir: str | None) -> np.ndarray:
+    """Embed the sorted unique texts (cache key independent of row order), map back to rows."""
+    uniq = sorted(set(texts))
+    vecs = embed_texts(uniq, encoder=encoder, cache_dir=cache_dir)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return vecs[[pos[t] for t in texts]]
+
+
+def _query_encoder(name: str, quantized: bool) -> Callable[[str], np.ndarray]:
+    if name == "use":
+        return lambda q: encode_use([q])[0]
+    from soutui.features.onnx_encoder import encode_query
+
+    return lambda q: encode_query(q, quantized=quantized)
+
+
+class SearchEngine:
+    def __init__(self, out_dir: Path, config: SearchConfig, catalog: Catalog, keyword: KeywordIndex,
+                 vectors: dict[str, VectorIndex], ranker: LTRRanker | None) -> None:
+        self.out_dir = out_dir
+        self.config = config
+        self.catalog = catalog
+        self.keyword = keyword
+        self.vectors = vectors
+        self.ranker = ranker
+        self.bm_title = BM25Matrix(catalog.title_tokens)
+        self.bm_text = BM25Matrix(catalog.text_tokens)
+        self.speller = SpellCorrector(list(catalog.titles) + list(catalog.brands)) if config.spelling else None
+        self.row_of = {iid: i for i, iid in enumerate(catalog.item_ids.tolist())}
+        self._encoders = {e: lru_cache(maxsize=2048)(_query_encoder(e, config.quantized_query_encoder)) for e in vectors}
+        self._primed: dict[str, dict[str, np.ndarray]] = {e: {} for e in vectors}
+
+    # ------------------------------------------------------------------ build / load
+    @classmethod
+    def build(cls, items_df: pd.DataFrame, out_dir: str | Path, config: SearchConfig | None = None,
+              popularity: np.ndarray | None = None) -> SearchEngine:
+        """Index `items_df` (schema `items` table) into `out_dir`; embeddings come from the disk cache."""
+        config = config or SearchConfig()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        catalog = Catalog.from_items(items_df, popularity)
+        keyword = KeywordIndex.build(catalog.title_tokens, catalog.text_tokens, out / "tantivy")
+        texts = catalog.embed_texts()
+        vectors = {}
+        for enc in config.encoders:
+            vecs = _embed_unique(texts, enc, config.embed_cache_dir)
+            vectors[enc] = VectorIndex.build(vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
+        engine = cls(out, config, catalog, keyword, vectors, None)
+        engine.save(build_seconds=time.time() - t0)
+        return engine
+
+    def save(self, **extra: Any) -> None:
+        out = self.out_dir
+        self.catalog.save(out)
+        for enc, vi in self.vectors.items():
+            vi.save(out, enc)
+        if self.ranker is not None:
+            self.ranker.save(out / "ltr.txt")
+        manifest = {"format": FORMAT_VERSION, "n_items": len(self.catalog), "config": to_dict(self.config),
+                    "encoders": sorted(self.vectors), "ltr": self.ranker is not None, **extra}
+        prev = out / "manifest.json"
+        if prev.exists():
+            old = json.loads(prev.read_text())
+            manifest = {**{k: v for k, v in old.items() if k not in manifest}, **manifest}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> SearchEngine:
+        out = Path(out_dir)
+        path = out / "manifest.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{out} is not a search index (no manifest.json); build one with `soutui index build`")
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{out}: index format {manifest.get('format')} != {FORMAT_VERSION}; rebuild it")
+        config = from_dict(SearchConfig, manifest["config"])
+        vectors = {e: VectorIndex.load(out, e, config.hnsw_ef_search) for e in manifest["encoders"]}
+        ranker = LTRRanker.load(out / "ltr.txt") if (out / "ltr.txt").exists() else None
+        return cls(out, config, Catalog.load(out), KeywordIndex.load(out / "tantivy"), vectors, ranker)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return dict(json.loads((self.out_dir / "manifest.json").read_text()))
+
+    # ------------------------------------------------------------------ retrieval
+    def parse(self, query: str) -> ParsedQuery:
+        return parse_query(query, self.speller)
+
+    def embed_query(self, q: ParsedQuery, encoder: str) -> np.ndarray:
+        text = q.text or q.raw
+        hit = self._primed[encoder].get(text)
+        return hit if hit is not None else self._encoders[encoder](text)
+
+    def prime_queries(self, queries: list[str]) -> None:
+        """Batch-embed many queries at once (disk-cached) — for evaluation and training, not serving."""
+        texts = sorted({(p.text or p.raw) for p in map(self.parse, queries)})
+        for enc in self.vectors:
+            vecs = embed_texts(texts, encoder=enc, cache_dir=self.config.embed_cache_dir)
+            self._primed[enc].update(zip(texts, vecs, strict=True))
+
+    def primary_encoder(self, q: ParsedQuery) -> str:
+        """USE for Chinese queries (MiniLM is English-only), MiniLM otherwise, else whatever exists."""
+        if q.cjk and "use" in self.vectors:
+            return "use"
+        return "minilm" if "minilm" in self.vectors else next(iter(self.vectors))
+
+    def _keyword(self, q: ParsedQuery, mask: np.ndarray | None, n: int) -> np.ndarray:
+        if mask is None:
+            return self.keyword.search(q.tokens, n)[0]
+        if mask.sum() <= self.config.exact_filter_limit:
+            sub = np.flatnonzero(mask)
+            s = self.bm_text.scores(q.tokens, sub)
+            keep = s > 0
+            sub, s = sub[keep], s[keep]
+            return sub[np.argsort(-s, kind="stable")[:n]]
+        rows = self.keyword.search(q.tokens, n * 20)[0]
+        return rows[mask[rows]][:n]
+
+    def _dense(self, q: ParsedQuery, enc: str, mask: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        vi, qv = self.vectors[enc], self.embed_query(q, enc)
+        if mask is None:
+            return vi.search(qv, n)
+        if mask.sum() <= self.config.exact_filter_limit:
+            return vi.search_exact(qv, n, np.flatnonzero(mask))
+        rows, s = vi.search(qv, n * 20)
+        keep = mask[rows]
+        return rows[keep][:n], s[keep][:n]
+
+    def candidates(self, q: ParsedQuery, mask: np.ndarray | None, dense_encoders: list[str] | None = None) -> feats.Candidates:
+        """Union of keyword top-N and each encoder's top-N, with ranks, cosines and RRF."""
+        lists = {"keyword": self._keyword(q, mask, self.config.keyword_candidates)}
+        encs = list(self.vectors) if dense_encoders is None else dense_encoders
+        for enc in encs:
+            lists[enc] = self._dense(q, enc, mask, self.config.dense_candidates)[0]
+        fused_rows, fused = rrf(list(lists.values()), self.config.rrf_k)
+        ranks = {}
+        pos = {r: i for i, r in enumerate(fused_rows.tolist())}
+        for name, rows in lists.items():
+            rk = np.zeros(len(fused_rows), np.int64)
+            rk[[pos[r] for r in rows.tolist()]] = np.arange(1, len(rows) + 1)
+            ranks[name] = rk
+        cos = {enc: self.vectors[enc].similarity(self.embed_query(q, enc), fused_rows) for enc in encs}
+        return feats.Candidates(fused_rows, ranks, cos, fused)
+
+    # ------------------------------------------------------------------ ranking
+    def rank(self, query: str | ParsedQuery, method: str = "ltr", filters: SearchFilters | None = None) -> Ranked:
+        """Relevance ranking of everything retrieved for `query` (no personalisation, no sort)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown search method {method!r}; choose one of {METHODS}")
+        q = query if isinstance(query, ParsedQuery) else self.parse(query)
+        mask = (filters or SearchFilters()).mask(self.catalog)
+        if method == "bm25":
+            rows = self._keyword(q, mask, max(self.config.keyword_candidates, self.config.sort_depth))
+            s = self.bm_text.scores(q.tokens, rows)
+            return Ranked(rows, s.astype(np.float64), rows, q)
+        if method == "dense":
+            rows, s = self._dense(q, self.primary_encoder(q), mask, max(self.config.dense_candidates, self.config.sort_depth))
+            return Ranked(rows, s.astype(np.float64), rows, q)
+        if method == "hybrid" or self.ranker is None:
+            cand = self.candidates(q, mask, [self.primary_encoder(q)])
+            return Ranked(cand.rows, cand.rrf, self._matched(cand), q, cand)
+        cand = self.candidates(q, mask)
+        if len(cand.rows) == 0:
+            return Ranked(cand.rows, cand.rrf, cand.rows, q, cand)
+        scores = self.ranker.predict(feats.compute(q, cand, self.catalog, self.bm_title, self.bm_text))
+        order = np.lexsort((cand.rows, -scores))
+        return Ranked(cand.rows[order], scores[order], self._matched(cand), q, cand)
+
+    @staticmethod
+    def _matched(cand: feats.Candidates) -> np.ndarray:
+        """What facets count and sorts reorder: keyword matches when there are any, else all retrieved."""
+        kw = cand.ranks["keyword"] > 0
+        return cand.rows[kw] if kw.any() else cand.rows
+
+    def history_rows(self, user_history: list[str] | None) -> np.ndarray:
+        """Catalogue rows of the user's items (unknown ids are ignored: items may have left the catalogue)."""
+        if not user_history:
+            return np.zeros(0, np.int64)
+        return np.array([self.row_of[i] for i in map(str, user_history) if i in self.row_of], np.int64)
+
+    def search(self, query: str, k: int = 10, filters: SearchFilters | None = None, sort: str = "relevance",
+               method: str = "ltr", user_history: list[str] | None = None,
+               user_scores: np.ndarray | None = None) -> tuple[list[SearchHit], dict[str, dict[str, int]]]:
+        """Top-k hits (with reasons) and facet counts over all matched products."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if sort not in SORTS:
+            raise ValueError(f"unknown sort {sort!r}; choose one of {SORTS}")
+        ranked = self.rank(query, method, filters)
+        rows, scores = ranked.rows, ranked.scores
+        personal: dict[int, str] = {}
+        hist = self.history_rows(user_history)
+        if (len(hist) or user_scores is not None) and len(rows):
+            d = min(len(rows), self.config.personal_depth)
+            head, head_s = rows[:d], scores[:d]
+            vecs = self.vectors["minilm"].vectors if "minilm" in self.vectors else next(iter(self.vectors.values())).vectors
+            p, reasons = personal_signal(self.catalog, vecs, hist, head, user_scores)
+            mixed = blend(head_s, p, self.config.personal_weight)
+            order = np.argsort(-mixed, kind="stable")
+            rows, scores = np.concatenate([head[order], rows[d:]]), np.concatenate([mixed[order], scores[d:] - 1e6])
+            personal = {int(head[i]): r for i, r in enumerate(reasons) if r}
+        if sort != "relevance":
+            # sort only what really matched (keyword hits), best `sort_depth` of them by relevance
+            matched = set(ranked.matched.tolist())
+            pool = np.array([r for r in rows.tolist() if r in matched], np.int64)
+            top = sort_rows(self.catalog, pool[: max(k, self.config.sort_depth)], sort)
+            score_of = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+            rows, scores = top, np.array([score_of[r] for r in top.tolist()])
+        hits = [self._hit(int(r), float(s), ranked, personal.get(int(r))) for r, s in zip(rows[:k], scores[:k], strict=True)]
+        return hits, facets(self.catalog, ranked.matched)
+
+    # ------------------------------------------------------------------ presentation
+    def reason(self, row: int, q: ParsedQuery) -> str:
+        title_tokens = set(self.catalog.title_tokens[row])
+        matched = [w for t, w in q.display.items() if t in title_tokens]
+        if matched:
+            words = ", ".join(f"'{w}'" for w in matched[:4])
+            text = f"matches {words} in title"
+        else:
+            other = set(self.catalog.text_tokens[row])
+            matched = [w for t, w in q.display.items() if t in other]
+            text = (f"matches {', '.join(repr(w) for w in matched[:4])} in brand/category/description" if matched
+                    else f"semantically similar to '{q.text or q.raw}'")
+        if q.fixes:
+            text += " (searched for " + ", ".join(f"'{c}' instead of '{t}'" for t, c in q.fixes.items()) + ")"
+        return text
+
+    def _hit(self, row: int, score: float, ranked: Ranked, personal: str | None) -> SearchHit:
+        c = self.catalog
+        price = float(c.prices[row])
+        stock = int(c.in_stock[row])
+        reason = self.reason(row, ranked.query)
+        return SearchHit(
+            item_id=str(c.item_ids[row]), title=str(c.titles[row]), score=round(score, 6),
+            price=None if np.isnan(price) else price, brand=c.brands[row] or None, category=c.categories[row] or None,
+            in_stock=None if stock < 0 else bool(stock), reason=f"{reason}; {personal}" if personal else reason,
+        )

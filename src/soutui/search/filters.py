@@ -1,0 +1,103 @@
+"""Filters (category, brand, price, stock), facet counts and result ordering over the catalogue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from soutui.data.schema import CATEGORY_SEP
+from soutui.search.catalog import Catalog
+
+Sort = Literal["relevance", "price_asc", "price_desc", "popularity"]
+SORTS: tuple[str, ...] = ("relevance", "price_asc", "price_desc", "popularity")
+PRICE_BUCKETS: tuple[float, ...] = (0, 10, 25, 50, 100, 250, 500, 1000, float("inf"))
+FACET_TOP = 20
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """All set fields must hold. `category` matches the path or any sub-path ("Tools" ⊇ "Tools > Drills")."""
+
+    category: str | None = None
+    brand: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    in_stock: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"min_price ({self.min_price}) is above max_price ({self.max_price})")
+
+    def active(self) -> bool:
+        return any(v is not None for v in (self.category, self.brand, self.min_price, self.max_price, self.in_stock))
+
+    def mask(self, cat: Catalog) -> np.ndarray | None:
+        """Boolean mask over catalogue rows, or None when no filter is set (fast path)."""
+        if not self.active():
+            return None
+        m = np.ones(len(cat), bool)
+        if self.category is not None:
+            c = self.category.strip().lower()
+            m &= np.array([x.lower() == c or x.lower().startswith(c + CATEGORY_SEP.lower()) for x in cat.categories])
+        if self.brand is not None:
+            b = self.brand.strip().lower()
+            m &= np.array([x.lower() == b for x in cat.brands])
+        with np.errstate(invalid="ignore"):
+            if self.min_price is not None:
+                m &= cat.prices >= self.min_price
+            if self.max_price is not None:
+                m &= cat.prices <= self.max_price
+        if self.in_stock is not None:
+            m &= cat.in_stock == int(self.in_stock)
+        return m
+
+
+def _bucket(p: float) -> str | None:
+    if np.isnan(p):
+        return None
+    for lo, hi in zip(PRICE_BUCKETS, PRICE_BUCKETS[1:], strict=False):
+        if lo <= p < hi:
+            return f"{lo:g}+" if hi == float("inf") else f"{lo:g}-{hi:g}"
+    return None
+
+
+def _top(counts: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_TOP])
+
+
+def facets(cat: Catalog, rows: np.ndarray) -> dict[str, dict[str, int]]:
+    """Counts over the matched rows: category (top level), brand, price bucket, stock."""
+    out: dict[str, dict[str, int]] = {"category": {}, "brand": {}, "price": {}, "in_stock": {}}
+    for r in rows.tolist():
+        c = cat.categories[r].split(CATEGORY_SEP)[0]
+        if c:
+            out["category"][c] = out["category"].get(c, 0) + 1
+        b = cat.brands[r]
+        if b:
+            out["brand"][b] = out["brand"].get(b, 0) + 1
+        pb = _bucket(float(cat.prices[r]))
+        if pb:
+            out["price"][pb] = out["price"].get(pb, 0) + 1
+        s = int(cat.in_stock[r])
+        if s >= 0:
+            key = "true" if s else "false"
+            out["in_stock"][key] = out["in_stock"].get(key, 0) + 1
+    out["category"], out["brand"] = _top(out["category"]), _top(out["brand"])
+    order = {f"{lo:g}": i for i, lo in enumerate(PRICE_BUCKETS)}
+    out["price"] = dict(sorted(out["price"].items(), key=lambda kv: order.get(kv[0].split("-")[0].rstrip("+"), 99)))
+    return out
+
+
+def sort_rows(cat: Catalog, rows: np.ndarray, sort: str) -> np.ndarray:
+    """Reorder relevance-ranked rows by `sort`; ties keep relevance order, unknown prices go last."""
+    if sort == "relevance":
+        return rows
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}; choose one of {SORTS}")
+    if sort == "popularity":
+        return rows[np.argsort(-cat.popularity[rows], kind="stable")]
+    p = cat.prices[rows]
+    key = np.where(np.isnan(p), np.inf, p if sort == "price_asc" else -p)
+    return rows[np.argsort(key, kind="stable")]

@@ -1,0 +1,69 @@
+"""Semantic retrieval: item embeddings with a faiss HNSW index beside the exact (flat) reference.
+
+The full embedding matrix is kept too: exact cosine for any candidate is a row
+lookup, which LTR features, filtered search over small subsets, and
+personalisation all need. HNSW answers the unfiltered top-k in well under a ms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+class VectorIndex:
+    def __init__(self, vectors: np.ndarray, ann: faiss.Index | None, ef_search: int = 64) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (N, D) L2-normalised
+        self.ann = ann
+        if ann is not None:
+            faiss.ParameterSpace().set_index_parameter(ann, "efSearch", ef_search)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, m: int = 32, ef_construction: int = 80, ef_search: int = 64, min_ann: int = 2000) -> VectorIndex:
+        """HNSW (inner product) when the catalogue is big enough to need it; exact below `min_ann`."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ann = None
+        if len(vectors) >= min_ann:
+            ann = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+            ann.hnsw.efConstruction = ef_construction
+            ann.add(vectors)
+        return cls(vectors, ann, ef_search)
+
+    def save(self, out: Path, name: str) -> None:
+        np.save(out / f"{name}.npy", self.vectors)
+        if self.ann is not None:
+            faiss.write_index(self.ann, str(out / f"{name}.hnsw"))
+
+    @classmethod
+    def load(cls, out: Path, name: str, ef_search: int = 64) -> VectorIndex:
+        path = out / f"{name}.hnsw"
+        ann = faiss.read_index(str(path)) if path.exists() else None
+        return cls(np.load(out / f"{name}.npy"), ann, ef_search)
+
+    def search_exact(self, q: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Brute-force top-k by inner product, optionally restricted to `rows` (the reference)."""
+        vecs = self.vectors if rows is None else self.vectors[rows]
+        s = vecs @ q.astype(np.float32)
+        k = min(k, len(s))
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        top = np.argpartition(-s, k - 1)[:k]
+        top = top[np.argsort(-s[top], kind="stable")]
+        return (top if rows is None else rows[top]).astype(np.int64), s[top]
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k (HNSW) over the whole catalogue."""
+        if self.ann is None:
+            return self.search_exact(q, k)
+        scores, rows = self.ann.search(q.reshape(1, -1).astype(np.float32), k)
+        keep = rows[0] >= 0
+        return rows[0][keep].astype(np.int64), scores[0][keep]
+
+    def similarity(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self.vectors[rows] @ q.astype(np.float32)

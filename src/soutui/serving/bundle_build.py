@@ -1,0 +1,220 @@
+"""Assembling bundles: fit the light baselines, evaluate, add search + ONNX, checksum, publish.
+
+A bundle is assembled in a hidden temporary directory and renamed into place only
+when complete, so a watching server never sees half a bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from soutui.models.base import Recommender
+from soutui.serving.bundle import FORMAT_VERSION, MANIFEST, checksum_tree
+
+ProgressFn = Callable[[str], None]
+
+
+def write_bundle(
+    out_root: Path,
+    dataset: str,
+    items: pd.DataFrame,
+    models: dict[str, Recommender],
+    default: str,
+    evaluation: dict[str, Any] | None = None,
+    extra: Callable[[Path], dict[str, Any]] | None = None,
+    version: str | None = None,
+    onnx_models: dict[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Write `<out_root>/<dataset>-<version>/` atomically and return its path.
+
+    `items` must be in model-index order (row i = item index i). `extra(tmp_dir)` may add
+    files (e.g. the search index) and returns manifest fields to merge. `onnx_models`
+    maps a model name to a function writing its torch-free ONNX scorer into a dir.
+    """
+    if default not in models and default not in (onnx_models or {}):
+        raise ValueError(f"default recommender {default!r} is not among the models {sorted(models)}")
+    for name, m in models.items():
+        if int(m.n_items_) != len(items):
+            raise ValueError(f"model {name} has {m.n_items_} items but the catalogue has {len(items)}")
+    version = version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid() % 1000:03d}"
+    final = Path(out_root) / f"{dataset}-{version}"
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; pass another --out or version")
+    tmp = Path(out_root) / f".tmp-{dataset}-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        items.reset_index(drop=True).to_parquet(tmp / "items.parquet", index=False)
+        entries: dict[str, dict[str, Any]] = {}
+        for name, m in models.items():
+            if name in (onnx_models or {}):
+                continue
+            m.save(tmp / "models" / name)
+            entries[name] = {"dir": f"models/{name}", "runtime": "recommender", "class": m.name, "params": m.params()}
+        for name, write in (onnx_models or {}).items():
+            write(tmp / "models" / name)
+            entries[name] = {"dir": f"models/{name}", "runtime": "onnx", "class": name}
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "dataset": dataset,
+            "version": version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f".{time.time_ns() % 10**9:09d}",
+            "n_items": len(items),
+            "default_recommender": default,
+            "models": entries,
+            "search": None,
+            "metrics": {},
+        }
+        if evaluation is not None:
+            (tmp / "evaluation.json").write_text(json.dumps(evaluation, indent=2, ensure_ascii=False))
+            manifest["metrics"] = {
+                n: r.get("test", {}) for n, r in evaluation.get("models", {}).items() if isinstance(r, dict)
+            }
+        if extra is not None:
+            manifest.update(extra(tmp))
+        manifest["files"] = checksum_tree(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def catalogue_in_index_order(items: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
+    """Items reordered to the model vocabulary; ids seen only in events get a bare row."""
+    from soutui.data.schema import conform
+
+    items = items.drop_duplicates("item_id")
+    items.index = pd.Index(items["item_id"].astype(str))
+    out = items.reindex([str(x) for x in item_ids])
+    out["item_id"] = [str(x) for x in item_ids]
+    return conform(out.reset_index(drop=True), "items")
+
+
+def plot_metrics(evaluation: dict[str, Any], out: Path, ks: tuple[int, ...] = (10, 20)) -> list[str]:
+    """Bar charts of HR@k / NDCG@k per model on the test split, as SVG; returns relative paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    models = [n for n, r in evaluation["models"].items() if "test" in r]
+    paths = []
+    for metric in ("HR", "NDCG"):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        width = 0.8 / len(ks)
+        for j, k in enumerate(ks):
+            vals = [evaluation["models"][m]["test"].get(f"{metric}@{k}", 0.0) for m in models]
+            ax.bar(np.arange(len(models)) + j * width, vals, width, label=f"{metric}@{k}")
+        ax.set_xticks(np.arange(len(models)) + width * (len(ks) - 1) / 2, models)
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} on the test split (full ranking)")
+        ax.legend()
+        fig.tight_layout()
+        name = f"{metric.lower()}.svg"
+        fig.savefig(out / name)
+        plt.close(fig)
+        paths.append(f"plots/{name}")
+    return paths
+
+
+LIGHT_MODELS = ("popularity", "itemknn")
+
+
+def build_from_dataset(
+    dataset: str,
+    out_root: Path,
+    store_url: str | None = None,
+    sasrec: str | None = None,
+    with_search: bool = True,
+    progress: ProgressFn = print,
+) -> Path:
+    """The `soutui bundle build` pipeline: fit light baselines, evaluate (leave-one-out, full
+    ranking), refit them on all data for serving, add SASRec (+ONNX) and search, publish.
+
+    The default recommender is the one with the best validation NDCG@10 (never chosen on test).
+    """
+    from soutui.data.datasets import load_dataset
+    from soutui.data.sequences import SequenceData, leave_one_out
+    from soutui.evaluation.protocol import RankingProtocol, evaluate_full_ranking
+    from soutui.models.registry import load_model, model_class
+
+    items, events = load_dataset(dataset, store_url=store_url)
+    data = SequenceData.from_events(events, items)
+    split = leave_one_out(data)
+    catalogue = catalogue_in_index_order(items, data.item_ids)
+    progress(f"{dataset}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions")
+    evaluation: dict[str, Any] = {
+        "dataset": dataset,
+        "protocol": RankingProtocol().describe(),
+        "split": "leave-one-out (last item test, second-last validation); models fitted on the training part",
+        "served_models": "light baselines are refitted on all interactions after evaluation",
+        "stats": data.stats(),
+        "models": {},
+    }
+    serving: dict[str, Recommender] = {}
+    for name in LIGHT_MODELS:
+        t0 = time.time()
+        model = model_class(name)().fit(split.train, split.valid)
+        evaluation["models"][name] = {
+            "valid": evaluate_full_ranking(model, split.valid, data.n_items),
+            "test": evaluate_full_ranking(model, split.test, data.n_items),
+        }
+        serving[name] = model_class(name)().fit(data)
+        progress(f"{name}: test NDCG@10={evaluation['models'][name]['test']['NDCG@10']:.4f} ({time.time() - t0:.1f}s)")
+    onnx: dict[str, Callable[[Path], None]] = {}
+    if sasrec:
+        model = load_model(sasrec)
+        if int(model.n_items_) != data.n_items:
+            raise ValueError(
+                f"SASRec checkpoint {sasrec} has {model.n_items_} items but {dataset} has {data.n_items}; "
+                "train it on this dataset"
+            )
+        evaluation["models"]["sasrec"] = {
+            "valid": evaluate_full_ranking(model, split.valid, data.n_items),
+            "test": evaluate_full_ranking(model, split.test, data.n_items),
+            "note": "checkpoint as trained (not refitted)",
+        }
+        progress(f"sasrec: test NDCG@10={evaluation['models']['sasrec']['test']['NDCG@10']:.4f}")
+        onnx["sasrec"] = _sasrec_onnx_writer(model)
+    default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
+    evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
+
+    def add_search(tmp: Path) -> dict[str, Any]:
+        evaluation_plots = plot_metrics(evaluation, tmp / "plots")
+        evaluation["plots"] = evaluation_plots
+        (tmp / "evaluation.json").write_text(json.dumps(evaluation, indent=2, ensure_ascii=False))
+        if not with_search:
+            return {}
+        try:
+            from soutui.search.engine import SearchEngine
+        except ImportError as exc:
+            progress(f"search: skipped ({exc})")
+            return {}
+        t0 = time.time()
+        pop = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
+        SearchEngine.build(catalogue, tmp / "search", popularity=pop)
+        progress(f"search: index built ({time.time() - t0:.1f}s)")
+        return {"search": {"dir": "search"}}
+
+    return write_bundle(out_root, dataset, catalogue, serving, default, evaluation, add_search, onnx_models=onnx)
+
+
+def _sasrec_onnx_writer(model: Recommender) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        from soutui.models import sasrec_onnx
+
+        sasrec_onnx.export_bundle_model(model, path)
+
+    return write

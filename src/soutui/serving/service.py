@@ -1,0 +1,289 @@
+"""The serving core: the live bundle, users' histories and the four list operations.
+
+Routes stay thin and call this. A request reads `self.bundle` once, so a reload that
+swaps the reference mid-request never mixes two bundles in one answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soutui.data.store import open_store
+from soutui.serving import explain, rules
+from soutui.serving.bundle import BundleError, LoadedBundle, find_bundles, load_bundle, newest_bundle
+from soutui.serving.events import EventLog, Histories, StoreSync, now_s
+from soutui.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(LookupError):
+    """A requested item (or similar) does not exist; routes turn this into a 404."""
+
+
+class Unavailable(RuntimeError):
+    """The bundle lacks what the request needs (e.g. a search index); routes return 503."""
+
+
+class RecService:
+    """Everything a request needs, owned by one app instance."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        path = Path(settings.bundle) if settings.bundle else newest_bundle(settings.bundles_path())
+        self.bundle: LoadedBundle = load_bundle(path, settings.recommender)
+        self.histories = Histories(max_len=settings.max_history, trending_days=settings.trending_days)
+        self.log = EventLog(settings.event_log_path(self.bundle.dataset))
+        self.sync = StoreSync(settings.store or None, self.bundle.dataset, settings.flush_interval_s)
+        self.store_status = "not loaded"
+        self._load_events()
+        self._refresh_bundle_state(self.bundle)
+        self.reload_lock = threading.Lock()
+        self.started = time.time()
+        self.sync.start()
+
+    # --- startup ---------------------------------------------------------------
+    def _load_events(self) -> None:
+        """Store events, then the log's (replayed into the store so nothing acked is lost)."""
+        logged = self.log.replay()
+        try:
+            store = open_store(self.settings.store or None)
+        except Exception as exc:
+            self.store_status = f"store unavailable ({exc}); serving from the event log only"
+            log.warning(self.store_status)
+            self.histories.add_records(logged)
+            return
+        try:
+            if self.bundle.dataset.replace("-", "_") in store.datasets():
+                if logged:
+                    import pandas as pd
+
+                    store.append_events(self.bundle.dataset, pd.DataFrame(logged))
+                events = store.read(self.bundle.dataset, "events")
+                self.log.seen.update(events["event_id"].astype(str).tolist())
+                self.histories.load_frame(events)
+                self.store_status = f"loaded {len(events)} events from the store"
+            else:
+                self.store_status = (
+                    f"dataset {self.bundle.dataset!r} is not in the store; histories come from the event log only "
+                    f"(import it with `soutui data import {self.bundle.dataset}`)"
+                )
+                log.warning(self.store_status)
+                self.histories.add_records(logged)
+        finally:
+            store.close()
+
+    def _refresh_bundle_state(self, b: LoadedBundle) -> None:
+        cat = b.catalogue
+        b.trending = self.histories.trending_vector(cat.index, len(cat))
+        b.pinned = [cat.index[i] for i in self.settings.rules.pinned if i in cat.index]
+        b.boosted = [cat.index[i] for i in self.settings.rules.boosted if i in cat.index]
+
+    # --- reads -------------------------------------------------------------------
+    def item(self, item_id: str) -> dict[str, Any]:
+        b = self.bundle
+        i = b.catalogue.index.get(item_id)
+        if i is None:
+            raise NotFound(f"item {item_id!r} is not in the catalogue")
+        return b.catalogue.item_json(i)
+
+    def demo_users(self, n: int = 5, min_history: int = 5) -> list[str]:
+        """Users with a real history (for the storefront's "demo user" button)."""
+        out = []
+        for user, dq in self.histories.recent.items():
+            if len(dq) >= min_history:
+                out.append(user)
+                if len(out) >= n:
+                    break
+        return out
+
+    def _user_history(self, b: LoadedBundle, user_id: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+        recent, bought = self.histories.user(user_id)
+        idx = b.catalogue.index
+        pairs = [(idx[i], t) for i, t in recent if i in idx]
+        hist = np.fromiter((p[0] for p in pairs), np.int64, len(pairs))
+        purchased = np.fromiter((idx[i] for i in bought if i in idx), np.int64)
+        return hist, [p[1] for p in pairs], purchased
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        category: str | None = None,
+        exclude_purchased: bool | None = None,
+        diverse: bool = False,
+        model: str | None = None,
+    ) -> dict[str, Any]:
+        b = self.bundle
+        name = model or b.default
+        if name not in b.models:
+            raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")
+        hist, types, purchased = self._user_history(b, user_id)
+        excl = self.settings.rules.exclude_purchased if exclude_purchased is None else exclude_purchased
+        allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category, purchased if excl else None)
+        if len(hist):
+            scores = b.models[name].score([hist[-self.settings.max_history :]])[0]
+            source = name
+        else:
+            scores, source = b.trending, "trending"
+        picked = rules.select(
+            scores, allowed, k, self.settings.rules, b.catalogue, b.item_vectors,
+            pinned=b.pinned, boosted=b.boosted, diverse=diverse,
+        )
+        items = [p[0] for p in picked]
+        if len(hist):
+            affinity = explain.pair_similarity(b.models[name], b.item_vectors if name == b.default else None)
+            reasons = explain.because(items, hist, types, b.catalogue, affinity)
+        else:
+            reasons = [explain.trending_reason(category)] * len(items)
+        return {
+            "user_id": user_id,
+            "model": source,
+            "bundle": b.version,
+            "history_length": int(len(hist)),
+            "items": self._results(b, picked, reasons),
+        }
+
+    def trending(self, k: int = 10, category: str | None = None, diverse: bool = False) -> dict[str, Any]:
+        b = self.bundle
+        allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category)
+        picked = rules.select(
+            b.trending, allowed, k, self.settings.rules, b.catalogue, b.item_vectors,
+            pinned=b.pinned, boosted=b.boosted, diverse=diverse,
+        )
+        reasons = [explain.trending_reason(category)] * len(picked)
+        return {"bundle": b.version, "items": self._results(b, picked, reasons)}
+
+    def similar(self, item_id: str, k: int = 10, model: str | None = None) -> dict[str, Any]:
+        b = self.bundle
+        i = b.catalogue.index.get(item_id)
+        if i is None:
+            raise NotFound(f"item {item_id!r} is not in the catalogue")
+        name = model or b.default
+        if name not in b.models:
+            raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")
+        allowed = rules.allowed_mask(b.catalogue, self.settings.rules, None, np.array([i], np.int64))
+        m = b.models[name]
+        if b.item_vectors is not None and name == b.default:
+            scores = b.item_vectors @ b.item_vectors[i]
+        else:  # the model's own notion of similarity, over a generous candidate pool
+            cand, cand_scores = m.similar_items(i, self.settings.rules.candidates)
+            scores = np.full(len(b.catalogue), -np.inf)
+            scores[cand] = cand_scores
+        picked = rules.select(scores, allowed, k, self.settings.rules, b.catalogue)
+        reasons = [explain.similar_reason(b.catalogue, i)] * len(picked)
+        return {"item_id": item_id, "model": name, "bundle": b.version, "items": self._results(b, picked, reasons)}
+
+    def search(
+        self,
+        q: str,
+        k: int = 10,
+        user_id: str | None = None,
+        category: str | None = None,
+        brand: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+        in_stock: bool | None = None,
+        sort: str = "relevance",
+        method: str | None = None,
+    ) -> dict[str, Any]:
+        b = self.bundle
+        if b.search is None:
+            raise Unavailable(f"bundle {b.version} has no search index; rebuild it with search enabled")
+        from soutui.search.engine import SearchFilters
+
+        if self.settings.rules.in_stock_only:
+            in_stock = True
+        filters = SearchFilters(category=category, brand=brand, min_price=min_price, max_price=max_price, in_stock=in_stock)
+        history = None
+        if user_id:
+            recent, _ = self.histories.user(user_id)
+            history = [i for i, _ in recent] or None
+        hits, facets = b.search.search(
+            q, k=k, filters=filters, sort=sort, method=method or self.settings.search_method, user_history=history
+        )
+        items = []
+        for h in hits:
+            i = b.catalogue.index.get(str(h.item_id))
+            row = b.catalogue.item_json(i) if i is not None else {
+                "item_id": str(h.item_id), "title": h.title, "category": h.category, "brand": h.brand,
+                "price": h.price, "in_stock": h.in_stock,
+            }
+            row.update(score=round(float(h.score), 6), reason=explain.search_reason(q, getattr(h, "reason", None)), pinned=False)
+            items.append(row)
+        return {"query": q, "bundle": b.version, "items": items, "facets": _plain(facets)}
+
+    def _results(self, b: LoadedBundle, picked: list[tuple[int, float, bool]], reasons: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for (i, score, pinned), reason in zip(picked, reasons, strict=True):
+            row = b.catalogue.item_json(i)
+            row["score"] = round(score, 6) if np.isfinite(score) else 0.0
+            row["reason"] = explain.PINNED_REASON if pinned else reason
+            row["pinned"] = pinned
+            out.append(row)
+        return out
+
+    # --- writes ------------------------------------------------------------------
+    def ingest(self, records: list[dict[str, Any]]) -> tuple[int, int]:
+        """Durably log new events, then update live state; returns (accepted, duplicates)."""
+        for r in records:
+            r["ts"] = r.get("ts") or now_s()
+        fresh = self.log.append(records)  # fsync'd before we return, hence before the ack
+        self.histories.add_records(fresh)
+        b = self.bundle
+        for r in fresh:
+            i = b.catalogue.index.get(str(r.get("item_id")))
+            if i is not None and r.get("event_type") in ("view", "click", "cart", "purchase"):
+                b.trending[i] += 1.0
+        self.sync.add(fresh)
+        return len(fresh), len(records) - len(fresh)
+
+    def reload(self, path: str | None = None) -> dict[str, Any]:
+        """Load and verify a bundle, then swap it in; on any error the current one keeps serving."""
+        with self.reload_lock:
+            target = Path(path) if path else newest_bundle(self.settings.bundles_path())
+            new = load_bundle(target, self.settings.recommender if self.settings.recommender else "")
+            if new.dataset != self.bundle.dataset:
+                raise BundleError(
+                    f"bundle {target} is for dataset {new.dataset!r} but this server serves {self.bundle.dataset!r}; "
+                    "start a separate server for it"
+                )
+            self._refresh_bundle_state(new)
+            old, self.bundle = self.bundle, new
+            log.info("bundle %s replaced %s", new.version, old.version)
+            return {"bundle": new.version, "previous": old.version, "path": str(new.path)}
+
+    def newer_bundle(self) -> Path | None:
+        found = find_bundles(self.settings.bundles_path())
+        if found and found[-1].resolve() != self.bundle.path:
+            created = str(self.bundle.manifest.get("created", ""))
+            from soutui.serving.bundle import read_manifest
+
+            if str(read_manifest(found[-1]).get("created", "")) > created:
+                return found[-1]
+        return None
+
+    def close(self) -> None:
+        self.sync.stop()
+        self.log.close()
+
+
+def _plain(obj: Any) -> Any:
+    """Facets as JSON-ready dicts/lists whatever container the search engine uses."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return _plain(dataclasses.asdict(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

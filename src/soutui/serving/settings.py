@@ -1,0 +1,74 @@
+"""Server settings: one validated dataclass tree (unknown keys rejected), env overrides.
+
+Built with `soutui.config.from_dict`, so a typo in a config file is an error at start,
+not a silently ignored rule.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from soutui.config import ConfigError, home_dir
+
+
+@dataclass
+class RulesConfig:
+    """Business rules applied to every list the server returns (see serving/rules.py)."""
+
+    exclude_purchased: bool = True  # never recommend what the user already bought
+    in_stock_only: bool = True  # drop items marked out of stock
+    pinned: list[str] = field(default_factory=list)  # item ids shown first on recommend/trending
+    boosted: list[str] = field(default_factory=list)  # item ids lifted by `boost` (score units, 0..1 scale)
+    boost: float = 0.2
+    max_per_category: int = 2  # diversity: at most this many items per category (when diverse=true)
+    mmr_lambda: float = 0.7  # diversity: relevance/novelty trade-off for MMR over item vectors
+    candidates: int = 200  # how many top-scored items rules and diversity choose from
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ConfigError(f"rules.mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
+        if self.max_per_category < 1:
+            raise ConfigError("rules.max_per_category must be >= 1")
+        if self.candidates < 10:
+            raise ConfigError("rules.candidates must be >= 10")
+
+
+@dataclass
+class ServeSettings:
+    """Everything `soutui serve` needs; defaults are safe for a loopback demo."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    bundle: str = ""  # bundle dir; empty = newest under $SOUTUI_HOME/bundles
+    bundles_dir: str = ""  # where to look for bundles; empty = $SOUTUI_HOME/bundles
+    store: str = ""  # store URL; empty = the default DuckDB store
+    api_key: str = ""  # required for write endpoints (or set SOUTUI_API_KEY)
+    insecure_dev: bool = False  # allow write endpoints without a key (loopback development only)
+    event_log: str = ""  # fsync'd append-only log; empty = $SOUTUI_HOME/events/<dataset>.jsonl
+    recommender: str = ""  # override the bundle's default recommender
+    search_method: str = "ltr"  # SearchEngine method used when a request does not name one
+    max_history: int = 50  # most recent events a model reads per user
+    flush_interval_s: float = 2.0  # how often accepted events are copied from the log into the store
+    watch_interval_s: float = 0.0  # > 0: poll bundles_dir and load a newer bundle automatically
+    trending_days: int = 7
+    rules: RulesConfig = field(default_factory=RulesConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be 1..65535, got {self.port}")
+        if self.max_history < 1:
+            raise ConfigError("max_history must be >= 1")
+        if not self.api_key:
+            self.api_key = os.environ.get("SOUTUI_API_KEY", "")
+
+    @property
+    def writes_enabled(self) -> bool:
+        return bool(self.api_key) or self.insecure_dev
+
+    def bundles_path(self) -> Path:
+        return Path(self.bundles_dir) if self.bundles_dir else home_dir() / "bundles"
+
+    def event_log_path(self, dataset: str) -> Path:
+        return Path(self.event_log) if self.event_log else home_dir() / "events" / f"{dataset}.jsonl"

@@ -1,0 +1,171 @@
+"""The training loop for torch recommenders: epochs, early stopping, checkpoints and resume.
+
+Model-agnostic: it is handed a network, a function that yields (seq, targets, ts)
+batches for an epoch, and a `validate()` callback returning the early-stopping metric
+(validation NDCG@10 under full ranking). Each epoch re-seeds torch and numpy from
+(seed, epoch), so resuming from an epoch checkpoint replays exactly what an
+uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # seq rows, target rows, ts days
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the model's own hyper-parameters live in its config)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    patience: int = 8  # validations without improvement before stopping
+    eval_every: int = 1  # epochs between validations
+    seed: int = 0
+    max_minutes: float = 0.0  # wall-clock budget for training; 0 = unlimited
+    threads: int = 1  # torch intra-op threads on CPU
+    device: str = "auto"  # auto = cuda when available, else cpu
+    progress: bool = True
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the weights, and what fit() reports."""
+
+    epoch: int = 0  # epochs completed
+    best_metric: float = -1.0
+    best_epoch: int = -1
+    bad_evals: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: str = ""  # why training ended: patience / epochs / time
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
+    torch.manual_seed(seed * 100_003 + epoch)
+    return np.random.default_rng(seed * 100_003 + epoch)
+
+
+def _autocast(device: torch.device) -> Any:
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def save_checkpoint(
+    path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, state: TrainState, best: dict[str, Any] | None
+) -> None:
+    """Atomically write last.pt: weights, optimizer, loop state and the best weights so far."""
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "last.pt.tmp"
+    torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "state": state.__dict__, "best": best}, tmp)
+    tmp.replace(path / "last.pt")
+
+
+def load_checkpoint(
+    path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer
+) -> tuple[TrainState, dict[str, Any] | None]:
+    ck = torch.load(path / "last.pt", map_location="cpu", weights_only=False)
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optim"])
+    return TrainState(**ck["state"]), ck["best"]
+
+
+def train(
+    net: torch.nn.Module,
+    batches: Callable[[np.random.Generator], Iterator[Batch]],
+    n_batches: int,
+    validate: Callable[[], float],
+    cfg: TrainConfig,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+) -> TrainState:
+    """Train `net` in place; on return it holds the best-validation weights.
+
+    `stop_after_epochs` simulates an interruption (tests): the loop returns after that
+    many epochs of this call, leaving last.pt behind for `resume=True`.
+    """
+    device = pick_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cfg.threads))
+    net.to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    state, best = TrainState(), None
+    if resume and checkpoint_dir is not None and (checkpoint_dir / "last.pt").exists():
+        state, best = load_checkpoint(checkpoint_dir, net, opt)
+        net.to(device)
+    start, done_here = time.perf_counter() - state.seconds, 0
+    while state.epoch < cfg.epochs and not state.stopped:
+        rng = seed_epoch(cfg.seed, state.epoch)
+        net.train()
+        total, count = 0.0, 0
+        bar = tqdm(batches(rng), total=n_batches, desc=f"epoch {state.epoch + 1}", disable=not cfg.progress, leave=False)
+        for seq, tgt, ts in bar:
+            s = torch.from_numpy(seq).to(device)
+            t = torch.from_numpy(tgt).to(device)
+            d = torch.from_numpy(ts).to(device) if ts is not None else None
+            with _autocast(device):
+                _, loss = net(s, t, d)
+            assert loss is not None
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            total += float(loss.detach())
+            count += 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        state.epoch += 1
+        row: dict[str, float] = {"epoch": state.epoch, "loss": round(total / max(count, 1), 5)}
+        if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+            net.eval()
+            metric = float(validate())
+            row["valid"] = round(metric, 6)
+            if metric > state.best_metric:
+                state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
+                best = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+            else:
+                state.bad_evals += 1
+                if state.bad_evals >= cfg.patience:
+                    state.stopped = "patience"
+        state.seconds = time.perf_counter() - start
+        row["seconds"] = round(state.seconds, 1)
+        state.history.append(row)
+        if cfg.progress:
+            tqdm.write(f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"))
+        if cfg.max_minutes > 0 and state.seconds > cfg.max_minutes * 60 and not state.stopped:
+            state.stopped = "time"
+        if state.epoch >= cfg.epochs and not state.stopped:
+            state.stopped = "epochs"
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, net, opt, state, best)
+        done_here += 1
+        if stop_after_epochs is not None and done_here >= stop_after_epochs and not state.stopped:
+            return state
+    if best is not None:
+        net.load_state_dict(best)
+    net.eval()
+    return state

@@ -1,0 +1,58 @@
+// soutui admin dashboard: manifest, evaluation table + plots, live stats, bundle reload.
+"use strict";
+const $ = (s) => document.querySelector(s);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const rates = [];
+
+function table(rows, cols) {
+  return `<table class="t"><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>` +
+    rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(typeof r[c] === "number" ? +r[c].toFixed(4) : r[c])}</td>`).join("")}</tr>`).join("") + "</table>";
+}
+
+async function loadBundle() {
+  const b = await (await fetch("/v1/admin/bundle")).json();
+  const m = b.manifest;
+  $("#bundle-version").textContent = `serving ${b.version}`;
+  const models = Object.entries(m.models).map(([name, e]) => ({ model: name + (name === b.default_recommender ? " (default)" : ""), runtime: e.runtime || "recommender", dir: e.dir }));
+  $("#bundle").innerHTML = `<p>version <code id="version">${esc(b.version)}</code> · dataset <b>${esc(m.dataset)}</b> · ${m.n_items} items · built ${esc(m.created)}</p>` +
+    table(models, ["model", "runtime", "dir"]) +
+    `<p class="status">search index: ${m.search ? "yes" : "no"} · store: ${esc(b.store)} · writes ${b.writes_enabled ? "enabled" : "disabled"}</p>`;
+  const ev = await (await fetch("/v1/admin/evaluation")).json();
+  const cols = ["HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR@10", "Coverage@20"];
+  const rows = Object.entries(ev.models || {}).filter(([, r]) => r.test).map(([n, r]) => ({ model: n, ...r.test }));
+  $("#evaluation").innerHTML = rows.length ? `<p class="status">${esc(ev.protocol || "")}; ${esc(ev.split || "")}</p>` + table(rows, ["model", ...cols.filter((c) => c in rows[0])]) : `<p class="empty">No evaluation in this bundle.</p>`;
+  $("#plots").innerHTML = (ev.plots || []).map((p) => `<img alt="${esc(p)}" src="/v1/admin/plots/${encodeURIComponent(p.split("/").pop())}">`).join("");
+}
+
+function drawRates() {
+  const c = $("#rate-chart"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  const max = Math.max(1, ...rates);
+  g.strokeStyle = "#e4572e"; g.lineWidth = 2; g.beginPath();
+  rates.forEach((v, i) => { const x = (i / 59) * c.width, y = c.height - 4 - (v / max) * (c.height - 12); i ? g.lineTo(x, y) : g.moveTo(x, y); });
+  g.stroke(); g.fillStyle = "#667085"; g.font = "11px sans-serif"; g.fillText(`${max.toFixed(1)} req/s`, 4, 11);
+}
+
+async function pollStats() {
+  try {
+    const s = await (await fetch("/v1/admin/stats")).json();
+    const rows = Object.entries(s.routes).filter(([r]) => r !== "/v1/admin/stats").map(([route, v]) => ({ route, ...v }));
+    $("#stats").innerHTML = table(rows, ["route", "rate_per_s", "count", "errors", "p50_ms", "p95_ms", "p99_ms"]) + `<p class="status">${s.users} users in memory</p>`;
+    rates.push(rows.reduce((a, r) => a + r.rate_per_s, 0)); if (rates.length > 60) rates.shift();
+    drawRates();
+  } catch (e) { $("#stats").textContent = `stats unavailable: ${e.message}`; }
+}
+
+$("#reload-btn").addEventListener("click", async () => {
+  let key = localStorage.getItem("soutui.key");
+  if (!key) { key = prompt("API key (X-API-Key) for admin actions:") || ""; localStorage.setItem("soutui.key", key); }
+  const r = await fetch("/v1/admin/reload", { method: "POST", headers: { "Content-Type": "application/json", "X-API-Key": key }, body: "{}" });
+  const body = await r.json().catch(() => ({}));
+  if (r.status === 401) localStorage.removeItem("soutui.key");
+  $("#reload-log").textContent = r.ok ? `loaded ${body.bundle} (was ${body.previous})` : `refused: ${body.detail || r.statusText}`;
+  loadBundle();
+});
+
+loadBundle();
+pollStats();
+setInterval(pollStats, 2000);

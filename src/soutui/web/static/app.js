@@ -1,0 +1,132 @@
+// soutui storefront: plain JS over the /v1 API (no build step).
+"use strict";
+const $ = (s) => document.querySelector(s);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const state = { user: localStorage.getItem("soutui.user") || "", lastQuery: "" };
+
+async function api(path, params = {}) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
+  const r = await fetch(url);
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : r.statusText);
+  return body;
+}
+
+function hue(s) { let h = 0; for (const c of String(s)) h = (h * 31 + c.codePointAt(0)) % 360; return h; }
+
+function card(it) {
+  const price = it.price == null ? "" : `<span class="price">$${it.price.toFixed(2)}</span>`;
+  const stock = it.in_stock ? `<span class="badge">in stock</span>` : `<span class="badge out">out of stock</span>`;
+  const initial = esc([...(it.brand || it.title || "?")][0].toUpperCase());
+  return `<a class="card" data-item="${esc(it.item_id)}" href="#/item/${encodeURIComponent(it.item_id)}">
+    <div class="thumb" style="background:hsl(${hue(it.category || it.title)} 55% 62%)">${initial}</div>
+    <div class="title">${esc(it.title)}</div>
+    <div class="meta">${esc(it.brand || "")}${it.brand && it.category ? " · " : ""}${esc(it.category || "")}</div>
+    <div>${price} ${stock}</div>
+    <div class="reason">${esc(it.reason || "")}</div></a>`;
+}
+
+function block(title, items, id) {
+  const body = items.length ? `<div class="grid">${items.map(card).join("")}</div>` : `<div class="empty">Nothing to show.</div>`;
+  return `<section class="block" id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
+}
+
+function filters() {
+  return {
+    category: $("#f-category").value, brand: $("#f-brand").value, min_price: $("#f-min").value,
+    max_price: $("#f-max").value, in_stock: $("#f-stock").checked ? "true" : "", sort: $("#f-sort").value,
+  };
+}
+
+function facetEntries(f) {
+  // accept {value: count}, [{value, count}] or [[value, count]]
+  if (!f) return [];
+  if (Array.isArray(f)) return f.map((x) => (Array.isArray(x) ? x : [x.value ?? x.name, x.count]));
+  return Object.entries(f);
+}
+
+function fillFacet(sel, entries) {
+  const keep = sel.value;
+  sel.innerHTML = `<option value="">All</option>` + entries.slice(0, 40)
+    .map(([v, n]) => `<option value="${esc(v)}">${esc(v)}${n != null ? ` (${n})` : ""}</option>`).join("");
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+async function home() {
+  const view = $("#view");
+  view.innerHTML = `<div class="empty">Loading…</div>`;
+  const cat = $("#f-category").value;
+  try {
+    const [recs, trend] = await Promise.all([
+      state.user ? api(`/v1/recommend/${encodeURIComponent(state.user)}`, { k: 12, category: cat, diverse: "true" }) : null,
+      api("/v1/trending", { k: 12, category: cat }),
+    ]);
+    view.innerHTML = (recs ? block(`Recommended for you (${state.user})`, recs.items, "recs") : "") +
+      block(cat ? `Popular in ${cat}` : "Trending this week", trend.items, "trending");
+  } catch (e) { view.innerHTML = `<div class="empty">Error: ${esc(e.message)}</div>`; }
+}
+
+async function search(q) {
+  const view = $("#view");
+  state.lastQuery = q;
+  view.innerHTML = `<div class="empty">Searching…</div>`;
+  try {
+    const res = await api("/v1/search", { q, k: 24, user_id: state.user, ...filters() });
+    const facets = res.facets || {};
+    if (facets.category) fillFacet($("#f-category"), facetEntries(facets.category));
+    if (facets.brand) fillFacet($("#f-brand"), facetEntries(facets.brand));
+    view.innerHTML = block(`Results for “${q}” (${res.items.length})`, res.items, "results");
+  } catch (e) { view.innerHTML = `<div class="empty">Search failed: ${esc(e.message)}</div>`; }
+}
+
+async function product(id) {
+  const view = $("#view");
+  view.innerHTML = `<div class="empty">Loading…</div>`;
+  try {
+    const [it, sim] = await Promise.all([api(`/v1/items/${encodeURIComponent(id)}`), api(`/v1/similar/${encodeURIComponent(id)}`, { k: 8 })]);
+    const price = it.price == null ? "" : `$${it.price.toFixed(2)}`;
+    view.innerHTML = `<div class="product" id="product">
+        <div class="thumb" style="background:hsl(${hue(it.category || it.title)} 55% 62%)">${esc([...(it.brand || it.title || "?")][0].toUpperCase())}</div>
+        <div><h1 id="product-title">${esc(it.title)}</h1>
+          <div class="meta">${esc(it.brand || "")} ${esc(it.category || "")}</div>
+          <p class="price">${price} ${it.in_stock ? '<span class="badge">in stock</span>' : '<span class="badge out">out of stock</span>'}</p>
+          <button id="add-cart" type="button">Add to cart</button></div></div>` + block("Similar items", sim.items, "similar");
+    $("#add-cart").onclick = () => sendEvent(id, "cart");
+    sendEvent(id, "view");
+  } catch (e) { view.innerHTML = `<div class="empty">${esc(e.message)}</div>`; }
+}
+
+async function sendEvent(itemId, type) {
+  // Events need an API key; the storefront uses one from localStorage (set in the dashboard) if present.
+  if (!state.user) return;
+  const key = localStorage.getItem("soutui.key") || "";
+  const ev = { event_id: `${Date.now()}-${Math.random().toString(36).slice(2)}`, user_id: state.user, item_id: itemId, event_type: type };
+  const r = await fetch("/v1/events", { method: "POST", headers: { "Content-Type": "application/json", "X-API-Key": key }, body: JSON.stringify({ events: [ev] }) });
+  $("#status").textContent = r.ok ? `recorded ${type}` : `event not recorded (${r.status})`;
+}
+
+function route() {
+  const h = decodeURIComponent(location.hash.slice(1));
+  if (h.startsWith("/item/")) return product(h.slice(6));
+  if (h.startsWith("/search/")) { $("#q").value = h.slice(8); return search(h.slice(8)); }
+  return home();
+}
+
+$("#search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const q = $("#q").value.trim();
+  if (q) location.hash = `#/search/${encodeURIComponent(q)}`;
+});
+for (const id of ["#f-category", "#f-brand", "#f-min", "#f-max", "#f-stock", "#f-sort"]) {
+  $(id).addEventListener("change", () => route());
+}
+$("#user").value = state.user;
+$("#user").addEventListener("change", () => { state.user = $("#user").value.trim(); localStorage.setItem("soutui.user", state.user); route(); });
+$("#demo-user").addEventListener("click", async () => {
+  const d = await api("/v1/demo-users", { n: 1 });
+  if (d.users.length) { state.user = d.users[0]; $("#user").value = state.user; localStorage.setItem("soutui.user", state.user); }
+  location.hash = "#/"; route();
+});
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,48 @@
+"""Amazon Beauty import reproduces the published S3-Rec sequences exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from soutui.data.datasets import load_dataset
+from soutui.data.importers.amazon_beauty import impute_timestamps
+from soutui.data.sequences import SequenceData
+from soutui.data.store import open_store
+
+
+def test_import_reproduces_beauty_txt(store_url: str, needs: Callable[[str], Path]) -> None:
+    root = needs("amazon-beauty")
+    items, events = load_dataset("amazon-beauty", store_url=store_url, data_dir=root, progress=False)
+    assert len(items) == 12101
+    assert len(events) == 198502  # cleaning removed nothing
+    assert events["ts"].notna().all()
+    data = SequenceData.from_events(events, items)
+    assert data.n_users == 22363 and data.n_interactions == 198502
+    expected = {}
+    for line in (root / "amazon-beauty" / "Beauty.txt").read_text().splitlines():
+        user, *seq = line.split()
+        expected[user] = seq
+    assert set(map(str, data.user_ids)) == set(expected)
+    for u, seq in zip(data.user_ids, data.sequences, strict=True):
+        assert list(data.item_ids[seq]) == expected[str(u)], u
+    store = open_store(store_url)
+    report = store.meta("amazon-beauty")["report"]
+    assert '"quarantined_total": 0' in report and "missing_ts_from_user_neighbours" in report
+    assert len(store.read("amazon-beauty", "quarantine")) == 0
+    store.close()
+
+
+def test_impute_keeps_order() -> None:
+    ts = pd.Series([10, None, 30, None, None, None], dtype="Int64")
+    users = pd.Series(["a", "a", "a", "b", "b", "b"])
+    items = pd.Series(["x", "y", "z", "z", "x", "q"])
+    filled, from_user, from_item = impute_timestamps(ts, users, items)
+    assert (from_user, from_item) == (1, 3)
+    assert filled.tolist()[:3] == [10, 10, 30]
+    # user b: item medians z=30, x=10 -> cummax keeps 30, unknown item q -> global median 20 -> 30
+    assert filled.tolist()[3:] == [30, 30, 30]
+    assert np.all(np.diff(filled.to_numpy(dtype=np.int64)[3:]) >= 0)

@@ -1,0 +1,100 @@
+"""Bundles: verification refuses corrupt/incompatible ones and the server keeps serving the old one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from serving_shop import API_KEY, build_shop_bundle, make_shop
+
+from soutui.serving.bundle import BundleError, load_bundle, newest_bundle, verify_bundle
+
+H = {"X-API-Key": API_KEY}
+
+
+def _copy(src: Path, dst_root: Path, name: str) -> Path:
+    dst = dst_root / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_manifest(path: Path, **changes: object) -> None:
+    m = json.loads((path / "manifest.json").read_text())
+    m.update(changes)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+def test_verify_and_load(shop_bundle: Path) -> None:
+    m = verify_bundle(shop_bundle)
+    assert m["n_items"] == 40 and set(m["models"]) == {"popularity", "itemknn"}
+    assert "items.parquet" in m["files"] and any(f.startswith("models/itemknn/") for f in m["files"])
+    b = load_bundle(shop_bundle)
+    assert b.default == "itemknn" and len(b.catalogue) == 40
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("checksum", "checksum mismatch"),
+        ("format", "bundle format 99"),
+        ("manifest", "not valid JSON"),
+        ("n_items", "n_items"),
+        ("missing", "missing"),
+        ("vocab", "scores 40 items but the catalogue has 39"),
+    ],
+)
+def test_bad_bundles_are_refused(tmp_path: Path, shop_bundle: Path, breakage: str, message: str) -> None:
+    bad = _copy(shop_bundle, tmp_path, "bad")
+    if breakage == "checksum":
+        (bad / "models/popularity/scores.npy").write_bytes(b"corrupt")
+    elif breakage == "format":
+        _edit_manifest(bad, format_version=99)
+    elif breakage == "manifest":
+        (bad / "manifest.json").write_text("{oops")
+    elif breakage == "n_items":
+        _edit_manifest(bad, n_items=41)
+    elif breakage == "missing":
+        (bad / "items.parquet").unlink()
+    elif breakage == "vocab":  # a catalogue with one item fewer than the models know
+        import pandas as pd
+
+        from soutui.serving.bundle import sha256_file
+
+        items = pd.read_parquet(bad / "items.parquet").iloc[:-1]
+        items.to_parquet(bad / "items.parquet", index=False)
+        m = json.loads((bad / "manifest.json").read_text())
+        m["files"]["items.parquet"] = sha256_file(bad / "items.parquet")
+        m["n_items"] = 39
+        (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bad)
+
+
+def test_reload_swaps_good_and_refuses_bad(client, tmp_path: Path, shop_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    old = client.get("/healthz").json()["bundle"]
+    bad = _copy(shop_bundle, tmp_path, "corrupt")
+    (bad / "items.parquet").write_bytes(b"garbage")
+    r = client.post("/v1/admin/reload", json={"bundle": str(bad)}, headers=H)
+    assert r.status_code == 409 and "checksum mismatch" in r.json()["detail"] and old in r.json()["detail"]
+    assert client.get("/healthz").json()["bundle"] == old
+    assert client.get("/v1/recommend/u1").status_code == 200  # still serving
+    items, events = make_shop(seed=1)
+    new = build_shop_bundle(tmp_path / "new", items, events, default="popularity")
+    r = client.post("/v1/admin/reload", json={"bundle": str(new)}, headers=H)
+    assert r.status_code == 200, r.text
+    assert r.json()["previous"] == old and client.get("/healthz").json()["bundle"] == r.json()["bundle"] != old
+    assert client.get("/v1/recommend/u1").json()["model"] == "popularity"
+    assert 'bundle="' + r.json()["bundle"] in client.get("/metrics").text
+
+
+def test_newest_bundle_is_found(tmp_path: Path) -> None:
+    items, events = make_shop()
+    a = build_shop_bundle(tmp_path, items, events, version="a")
+    b = build_shop_bundle(tmp_path, items, events, version="b")
+    assert newest_bundle(tmp_path) == b != a
+    (tmp_path / ".tmp-shop-c").mkdir()  # a bundle being written is never picked
+    assert newest_bundle(tmp_path) == b
+    with pytest.raises(BundleError, match="bundle build"):
+        newest_bundle(tmp_path / "none")
