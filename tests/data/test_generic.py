@@ -72,7 +72,9 @@ def test_privacy_refuses_without_key_and_can_be_disabled(tmp_path: Path) -> None
 
 def test_key_never_reaches_the_store(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOUTUI_PSEUDONYM_KEY", KEY)
-    write_result(build(GenericOptions(events=str(_write(tmp_path, "csv")), name="shop", mapping=MAPPING)), store_url)
+    write_result(
+        build(GenericOptions(events=str(_write(tmp_path, "csv")), name="shop", mapping=MAPPING)), store_url
+    )
     path = store_url.removeprefix("duckdb://")
     store = open_store(store_url)
     dumped = json.dumps(store.meta("shop")) + "".join(
@@ -86,7 +88,11 @@ def test_key_never_reaches_the_store(tmp_path: Path, store_url: str, monkeypatch
 def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     path = _write(tmp_path, "csv")
     with pytest.raises(DataError, match=r"missing column\(s\) \['nope'\]"):
-        build(GenericOptions(events=str(path), name="x", mapping={**MAPPING, "user_id": "nope"}, pseudonymize=False))
+        build(
+            GenericOptions(
+                events=str(path), name="x", mapping={**MAPPING, "user_id": "nope"}, pseudonymize=False
+            )
+        )
     with pytest.raises(DataError, match="not found"):
         build(GenericOptions(events=str(tmp_path / "missing.csv"), name="x", mapping=MAPPING))
     with pytest.raises(DataError, match="event type"):
@@ -109,6 +115,8 @@ def test_cli_generic_json(tmp_path: Path, store_url: str, capsys: pytest.Capture
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows_kept"]["events"] == 5 and report["quarantined"] == {"malformed_ts": 1}
-    assert main(["data", "import", "generic", "--events", str(path), "--name", "x", "--store", store_url]) == 2
+    assert (
+        main(["data", "import", "generic", "--events", str(path), "--name", "x", "--store", store_url]) == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("soutui: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -48,7 +48,9 @@ def test_import_twice_gives_identical_dataset(tmp_path: Path, store_url: str) ->
     assert len(first["events"]) == 4 and len(first["quarantine"]) == 2
 
 
-def test_failed_write_leaves_old_dataset(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_old_dataset(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_result(build(_opts(tmp_path)), store_url)
     before = _snapshot(store_url, "shop")
     bigger = _opts(tmp_path, CSV + "dave,C,view,1614593400,\n")

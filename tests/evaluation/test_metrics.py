@@ -67,7 +67,8 @@ def test_graded_ndcg_matches_ranx(seed: int, k: int) -> None:
     expo = _ours(M.ndcg_at_k, qrels, runs, k, exponential=True)
     assert linear == pytest.approx(_theirs(f"ndcg@{k}", qrels, runs), abs=1e-9)
     assert expo == pytest.approx(_theirs(f"ndcg_burges@{k}", qrels, runs), abs=1e-9)
-    assert linear != pytest.approx(expo)  # graded data: the two gains really differ
+    if k >= 3:
+        assert linear != pytest.approx(expo)  # graded data: the two gains really differ
 
 
 def test_known_answers_by_hand() -> None:

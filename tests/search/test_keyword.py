@@ -40,7 +40,8 @@ def test_bm25_matrix_equals_bm25s_lucene() -> None:
     ref.index(toks, show_progress=False)
     mine = BM25Matrix(toks)
     for q in ["cordless drill", "white paint"]:
-        np.testing.assert_allclose(mine.scores(analyze(q)), ref.get_scores(analyze(q)), rtol=1e-4)
+        # bm25s' "lucene" variant drops the constant (k1 + 1) factor that tantivy keeps
+        np.testing.assert_allclose(mine.scores(analyze(q)), 2.2 * ref.get_scores(analyze(q)), rtol=1e-4)
 
 
 def test_spelling_corrects_typos_to_frequent_catalogue_words() -> None:

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for source in IMPORTERS:
         sp = isub.add_parser(source, help=DATASETS[source].description)
         sp.add_argument(
-            "--data-dir", default=None, help="folder holding the dataset folders (see `soutui data where`)"
+            "--data-dir",
+            default=None,
+            help="folder holding the dataset folders (default: $SOUTUI_DATA_DIR, ../shared/data, then the fetch cache)",
         )
         sp.add_argument("--name", default=None, help=f"dataset name in the store (default {source})")
         add_store_arg(sp)

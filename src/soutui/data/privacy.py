@@ -67,7 +67,9 @@ def pseudonymize(ids: pd.Series, key: bytes) -> pd.Series:
 
 _B = r"(?<![0-9A-Za-z])"  # left boundary: not inside a word/number (Chinese text may touch)
 _E = r"(?![0-9A-Za-z])"  # right boundary
-EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}" + _E)
+EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}" + _E
+)
 CN_ID = re.compile(
     _B + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _E
 )
@@ -119,7 +121,7 @@ def mask_text(text: str) -> tuple[str, Counter[str]]:
 def mask_series(texts: pd.Series) -> tuple[pd.Series, Counter[str]]:
     """Mask PII in a text column; nulls stay null. Returns (masked, counts by kind)."""
     total: Counter[str] = Counter()
-    out = []
+    out: list[str | None] = []
     for t in texts.astype("string").tolist():
         if t is None or t is pd.NA:
             out.append(None)

@@ -81,7 +81,7 @@ def read_any(path: Path, what: str) -> pd.DataFrame:
         if suffix.startswith(".tsv"):
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep="\t")
         if suffix.startswith((".jsonl", ".ndjson", ".json")):
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            return pd.read_json(path, lines=True, dtype=False)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:

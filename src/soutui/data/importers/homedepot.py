@@ -34,7 +34,9 @@ def build(data_dir: Path, name: str = "homedepot-search") -> ImportResult:
     rel = pd.to_numeric(raw["relevance"], errors="coerce")
     bad_rel = rel.isna() | (rel < 1) | (rel > 3)
     report.add_quarantined("bad_relevance", q.add("events", raw, bad_rel.to_numpy(), "bad_relevance"))
-    query = raw["search_term"].astype("string").str.strip().str.replace(r"\s+", " ", regex=True)
+    original = raw["search_term"].astype("string")
+    query = original.str.strip().str.replace(r"\s+", " ", regex=True)
+    report.add_fixed("query_whitespace", int((query != original).fillna(False).sum()))
     no_query = (query.isna() | (query == "")).to_numpy()
     report.add_quarantined(
         "missing_query", q.add("events", raw, no_query & ~bad_rel.to_numpy(), "missing_query")

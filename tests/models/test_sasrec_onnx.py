@@ -1,0 +1,50 @@
+"""The ONNX Runtime scorer agrees with the PyTorch reference, and imports without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sasrec_fixtures import N_ITEMS, SMALL, cyclic_data
+
+from soutui.models.sasrec_onnx import OnnxScorer, export_onnx
+from soutui.models.sasrec_recommender import SASRecRecommender
+
+
+@pytest.fixture(scope="module")
+def split():  # type: ignore[no-untyped-def]
+    return cyclic_data(n_users=80)
+
+
+@pytest.mark.parametrize("use_time", [False, True])
+def test_onnx_matches_pytorch(split, tmp_path, use_time: bool) -> None:  # type: ignore[no-untyped-def]
+    text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
+    m = SASRecRecommender(**SMALL, epochs=2, use_time=use_time, gated=use_time)
+    m.set_content(text, [[i % 4] for i in range(N_ITEMS)]).fit(split.train)
+    m.save(tmp_path)
+    export_onnx(m, tmp_path, quantize=True)
+    ort = OnnxScorer(tmp_path)
+    hist, ts = split.test.histories[:16] + [np.array([], np.int64)], split.test.timestamps[:16] + [np.array([])]
+    ref, got = m.score_timed(hist, ts), ort.score_timed(hist, ts)
+    assert np.abs(ref - got).max() < 1e-4
+    for r, g in zip(ref, got, strict=True):
+        assert list(np.argsort(-r)[:10]) == list(np.argsort(-g)[:10])
+    q = OnnxScorer(tmp_path, int8=True).score_timed(hist, ts)
+    assert q.shape == ref.shape and np.abs(q - ref).max() < 0.5  # int8: close, not exact
+    items, _ = ort.recommend(hist[0], k=5, exclude=hist[0])
+    assert not set(items) & set(hist[0])
+
+
+def test_out_of_range_history_is_rejected(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    m = SASRecRecommender(**SMALL, epochs=1).fit(split.train)
+    m.save(tmp_path)
+    export_onnx(m, tmp_path)
+    with pytest.raises(ValueError, match="outside"):
+        OnnxScorer(tmp_path).score([np.array([N_ITEMS + 3])])
+
+
+def test_scorer_module_does_not_import_torch() -> None:
+    code = "import sys, soutui.models.sasrec_onnx; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,110 @@
+"""SearchEngine on a small catalogue: methods, typos, filters, facets, sorting, reasons, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soutui.search.engine import SearchConfig, SearchEngine, SearchFilters
+
+from .catalog_fixture import item_id
+
+
+@pytest.mark.parametrize("method", ["bm25", "dense", "hybrid", "ltr"])
+def test_every_method_finds_the_drills(engine: SearchEngine, method: str) -> None:
+    hits, _ = engine.search("cordless drill", k=3, method=method)
+    ids = [h.item_id for h in hits]
+    assert item_id("DeWalt 20V") in ids[:2] and item_id("Ryobi 18V") in ids[:3], ids
+
+
+def test_typos_are_corrected_and_explained(engine: SearchEngine) -> None:
+    hits, _ = engine.search("cordles dril", k=2, method="bm25")
+    assert {h.item_id for h in hits} == {item_id("DeWalt 20V"), item_id("Ryobi 18V")}
+    assert "'cordless' instead of 'cordles'" in hits[0].reason and "in title" in hits[0].reason
+
+
+def test_semantic_match_without_shared_words(engine: SearchEngine) -> None:
+    hits, _ = engine.search("earphones", k=3, method="dense")
+    assert item_id("Sony WH-1000XM5") in [h.item_id for h in hits]
+    assert hits[0].reason.startswith("semantically similar to 'earphones'")
+
+
+def test_filters_restrict_every_hit(engine: SearchEngine) -> None:
+    f = SearchFilters(category="Tools", in_stock=True, max_price=140)
+    hits, facets = engine.search("drill", k=10, filters=f, method="hybrid")
+    assert hits, "some in-stock tool under 140 matches 'drill'"
+    for h in hits:
+        assert h.category and h.category.startswith("Tools") and h.in_stock and h.price is not None and h.price <= 140
+    assert item_id("Ryobi 18V") not in [h.item_id for h in hits]  # out of stock
+    assert facets["in_stock"] == {"true": sum(facets["in_stock"].values())}
+    hits, _ = engine.search("drill", filters=SearchFilters(brand="bosch"))
+    assert [h.brand for h in hits] and {h.brand for h in hits} == {"Bosch"}
+
+
+def test_facets_count_the_keyword_matches(engine: SearchEngine) -> None:
+    _, facets = engine.search("toilet seat", method="hybrid")
+    assert facets["category"] == {"Bath": 2}
+    assert facets["brand"] == {"American Standard": 1, "Kohler": 1}
+    assert sum(facets["price"].values()) == 2 and facets["in_stock"] == {"false": 1, "true": 1}
+
+
+def test_sort_by_price_and_popularity(engine: SearchEngine) -> None:
+    hits, _ = engine.search("drill", k=5, sort="price_asc")
+    prices = [h.price for h in hits]
+    assert prices == sorted(prices) and all("drill" in h.title.lower() for h in hits)
+    hits, _ = engine.search("drill", k=5, sort="price_desc")
+    assert [h.price for h in hits] == sorted([h.price for h in hits], reverse=True)
+    hits, _ = engine.search("drill", k=5, sort="popularity")
+    rows = [engine.row_of[h.item_id] for h in hits]
+    assert rows == sorted(rows, reverse=True)  # popularity == row number in the fixture
+
+
+def test_personalisation_prefers_the_users_brand(engine: SearchEngine) -> None:
+    base, _ = engine.search("cordless", k=3, method="hybrid")
+    history = [item_id("Makita 18V"), item_id("Makita 18V")]
+    hits, _ = engine.search("cordless", k=3, method="hybrid", user_history=history + ["unknown-id"])
+    assert hits[0].item_id == item_id("Makita 18V")
+    assert "you often buy Makita" in hits[0].reason
+    scores = np.zeros(len(engine.catalog))
+    scores[engine.row_of[item_id("Ryobi 18V")]] = 10.0
+    hits, _ = engine.search("cordless drill", k=3, method="hybrid", user_scores=scores)
+    assert hits[0].item_id == item_id("Ryobi 18V") and "recommended for you" in hits[0].reason
+    assert base  # the unpersonalised call still works
+
+
+def test_hits_carry_the_item_fields(engine: SearchEngine) -> None:
+    (hit,), _ = engine.search("angle bracket", k=1)
+    d = hit.to_dict()
+    assert d["item_id"] == item_id("Simpson") and d["brand"] == "Simpson" and d["price"] == 3.5
+    assert d["in_stock"] is True and d["category"] == "Hardware > Brackets"
+    assert d["reason"] == "matches 'angle', 'bracket' in title"
+
+
+def test_bad_input_gives_clear_errors(engine: SearchEngine, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown search method"):
+        engine.search("drill", method="magic")
+    with pytest.raises(ValueError, match="unknown sort"):
+        engine.search("drill", sort="cheapest")
+    with pytest.raises(ValueError, match="min_price"):
+        SearchFilters(min_price=10, max_price=5)
+    with pytest.raises(ValueError, match="user_scores"):
+        engine.search("drill", user_scores=np.zeros(3))
+    with pytest.raises(FileNotFoundError, match="soutui index build"):
+        SearchEngine.load(tmp_path)
+    with pytest.raises(ValueError, match="duplicates"):
+        SearchEngine.build(pd.DataFrame({"item_id": ["a", "a"], "title": ["x", "y"]}), tmp_path / "d")
+    with pytest.raises(ValueError, match="encoders"):
+        SearchConfig(encoders=["bert"])
+    hits, _ = engine.search("", k=3)  # empty query: dense fallback, no crash
+    assert len(hits) == 3
+
+
+def test_load_roundtrip_keeps_results(engine: SearchEngine, engine_dir: Path) -> None:
+    again = SearchEngine.load(engine_dir)
+    for q in ["toilet seat", "小米 手机"]:
+        a = [h.item_id for h in engine.search(q, method="hybrid")[0]]
+        b = [h.item_id for h in again.search(q, method="hybrid")[0]]
+        assert a == b
