@@ -53,7 +53,7 @@ def synthetic_items(data: SequenceData, seed: int = 0) -> pd.DataFrame:
             "category": [f"Beauty > Group {i % 4}" for i in range(n)],
             "brand": [f"brand{i % 3}" for i in range(n)],
             "price": rng.uniform(1, 50, n).round(2),
-            "attributes": ['{"size": "%d"}' % (i % 2) for i in range(n)],
+            "attributes": [f'{{"size": "{i % 2}"}}' for i in range(n)],
         }
     )
 
@@ -86,12 +86,20 @@ def _mlp_fit_kwargs(data: SequenceData) -> dict[str, Any]:
     return {"items": synthetic_items(data), "text_embeddings": synthetic_text_embeddings(data)}
 
 
+def _sasrec_factory() -> Recommender:
+    from soutui.models.sasrec_recommender import SASRecRecommender
+
+    return SASRecRecommender(d_model=16, n_layers=1, max_len=12, dropout=0.1, emb_dropout=0.1, epochs=15,
+                             batch_size=32, lr=0.01, progress=False)  # fmt: skip
+
+
 # One line per model. The sequential-model helper adds sasrec here.
 CASES: list[Case] = [
     Case("popularity", Popularity, most_popular_top1=True),
     Case("recent-popularity", lambda: RecentPopularity(half_life_days=365.0), most_popular_top1=True),
     Case("itemknn", ItemKNN, next_item_top1=True),
     Case("mlp", _mlp_factory, _mlp_fit_kwargs, min_next_item_hr10=0.9),
+    Case("sasrec", _sasrec_factory, min_next_item_hr10=0.9),
 ]
 
 
@@ -102,4 +110,6 @@ def fit_case(case: Case, data: SequenceData) -> Recommender:
 def probe_histories(data: SequenceData) -> list[np.ndarray]:
     """Histories whose true next item is known: every cyclic prefix ending at each item."""
     n = data.n_items
-    return [((end - np.arange(length)[::-1]) % n).astype(np.int64) for end in range(n) for length in (1, 3, 5)]
+    return [
+        ((end - np.arange(length)[::-1]) % n).astype(np.int64) for end in range(n) for length in (1, 3, 5)
+    ]

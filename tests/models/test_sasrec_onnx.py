@@ -26,7 +26,10 @@ def test_onnx_matches_pytorch(split, tmp_path, use_time: bool) -> None:  # type:
     m.save(tmp_path)
     export_onnx(m, tmp_path, quantize=True)
     ort = OnnxScorer(tmp_path)
-    hist, ts = split.test.histories[:16] + [np.array([], np.int64)], split.test.timestamps[:16] + [np.array([])]
+    hist, ts = (
+        split.test.histories[:16] + [np.array([], np.int64)],
+        split.test.timestamps[:16] + [np.array([])],
+    )
     ref, got = m.score_timed(hist, ts), ort.score_timed(hist, ts)
     assert np.abs(ref - got).max() < 1e-4
     for r, g in zip(ref, got, strict=True):

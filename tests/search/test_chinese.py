@@ -20,17 +20,20 @@ KEYWORD = {
     "无线鼠标": ["罗技 MX Master 3S 无线鼠标"],
     "空调": ["美的 变频空调", "格力 空调"],
 }
-# paraphrases without shared words: only the multilingual semantic path can answer
+# paraphrases without shared tokens: only the multilingual semantic path can answer (top 3 of 42 must hold one)
+PHONES = ["华为 Mate 60", "小米 14 Ultra", "苹果 iPhone 15", "Apple iPhone 15"]
 SEMANTIC = {
-    "智能电话": "数码",  # "smart telephone" -> a phone category item
-    "笔记本": "电脑",
-    "洗衣服的机器": "家电",
-    "零食": "食品",
+    "智能电话": PHONES,  # "smart telephone"
+    "手提电脑": ["联想 ThinkPad"],  # "portable computer" -> laptop
+    "洗衣服的机器": ["西门子 滚筒洗衣机"],  # "machine that washes clothes"
+    "零食": ["三只松鼠 坚果礼盒"],  # "snacks"
 }
 
 
 @pytest.mark.parametrize("query,expected", list(KEYWORD.items()))
-def test_keyword_path_retrieves_chinese_products(engine: SearchEngine, query: str, expected: list[str]) -> None:
+def test_keyword_path_retrieves_chinese_products(
+    engine: SearchEngine, query: str, expected: list[str]
+) -> None:
     hits, _ = engine.search(query, k=3, method="bm25")
     got = [h.item_id for h in hits]
     for prefix in expected:
@@ -38,11 +41,13 @@ def test_keyword_path_retrieves_chinese_products(engine: SearchEngine, query: st
     assert "in title" in hits[0].reason
 
 
-@pytest.mark.parametrize("query,category", list(SEMANTIC.items()))
-def test_semantic_path_retrieves_chinese_products(engine: SearchEngine, query: str, category: str) -> None:
+@pytest.mark.parametrize("query,accepted", list(SEMANTIC.items()))
+def test_semantic_path_retrieves_chinese_products(
+    engine: SearchEngine, query: str, accepted: list[str]
+) -> None:
     assert engine.primary_encoder(engine.parse(query)) == "use"
     hits, _ = engine.search(query, k=3, method="dense")
-    assert hits[0].category and hits[0].category.startswith(category), (query, [h.title for h in hits])
+    assert {h.item_id for h in hits} & {item_id(p) for p in accepted}, (query, [h.title for h in hits])
 
 
 def test_semantic_path_finds_exact_products_too(engine: SearchEngine) -> None:

@@ -37,7 +37,13 @@ def test_filters_restrict_every_hit(engine: SearchEngine) -> None:
     hits, facets = engine.search("drill", k=10, filters=f, method="hybrid")
     assert hits, "some in-stock tool under 140 matches 'drill'"
     for h in hits:
-        assert h.category and h.category.startswith("Tools") and h.in_stock and h.price is not None and h.price <= 140
+        assert (
+            h.category
+            and h.category.startswith("Tools")
+            and h.in_stock
+            and h.price is not None
+            and h.price <= 140
+        )
     assert item_id("Ryobi 18V") not in [h.item_id for h in hits]  # out of stock
     assert facets["in_stock"] == {"true": sum(facets["in_stock"].values())}
     hits, _ = engine.search("drill", filters=SearchFilters(brand="bosch"))

@@ -13,9 +13,16 @@ from soutui.search.keyword import BM25Matrix, KeywordIndex
 from soutui.search.spelling import SpellCorrector
 
 DOCS = [
-    "cordless drill with battery", "corded hammer drill", "garden hose 50 ft", "drill bit set",
-    "impact driver cordless", "toilet seat round white", "white paint interior", "cordless drill drill kit",
-    "lawn sprinkler", "angle bracket galvanized",
+    "cordless drill with battery",
+    "corded hammer drill",
+    "garden hose 50 ft",
+    "drill bit set",
+    "impact driver cordless",
+    "toilet seat round white",
+    "white paint interior",
+    "cordless drill drill kit",
+    "lawn sprinkler",
+    "angle bracket galvanized",
 ]
 
 
@@ -45,7 +52,9 @@ def test_bm25_matrix_equals_bm25s_lucene() -> None:
 
 
 def test_spelling_corrects_typos_to_frequent_catalogue_words() -> None:
-    sc = SpellCorrector(["cordless drill"] * 3 + ["toilet seat"] * 3 + ["wire"] * 5 + ["mesh"] * 5 + ["drill"])
+    sc = SpellCorrector(
+        ["cordless drill"] * 3 + ["toilet seat"] * 3 + ["wire"] * 5 + ["mesh"] * 5 + ["drill"]
+    )
     assert sc.correct("cordles dril") == ("cordless drill", {"cordles": "cordless", "dril": "drill"})
     assert sc.correct("toliet")[0] == "toilet"
     assert sc.correct("wiremesh")[0] == "wire mesh"

@@ -11,9 +11,12 @@ from soutui.search.vector import VectorIndex
 
 
 def _clustered(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit vectors with low intrinsic dimension (16-d clusters projected to d), like text embeddings."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(50, d))
-    x = centres[rng.integers(0, 50, n)] + 0.5 * rng.normal(size=(n, d))
+    centres = np.random.default_rng(0).normal(size=(50, 16))
+    proj = np.random.default_rng(1).normal(size=(16, d))
+    z = centres[rng.integers(0, 50, n)] + 0.5 * rng.normal(size=(n, 16))
+    x = z @ proj
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -27,7 +30,9 @@ def test_hnsw_recall_at_10_vs_flat_ip(tmp_path: Path) -> None:
     flat = faiss.IndexFlatIP(64)
     flat.add(x)
     _, exact = flat.search(queries, 10)
-    hits = sum(len(set(vi.search(q, 10)[0].tolist()) & set(e.tolist())) for q, e in zip(queries, exact, strict=True))
+    hits = sum(
+        len(set(vi.search(q, 10)[0].tolist()) & set(e.tolist())) for q, e in zip(queries, exact, strict=True)
+    )
     recall = hits / exact.size
     assert recall >= 0.95, recall
     # the numpy reference path is the exact answer

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b = isub.add_parser("build", help="keyword + semantic indexes (and the LTR ranker when labels exist)")
     b.add_argument("--dataset", required=True, help="dataset name in the store (e.g. homedepot-search)")
     b.add_argument("--out", default=None, help="index dir (default $SOUTUI_HOME/indexes/DATASET)")
-    b.add_argument("--encoder", choices=sorted(ENCODER_CHOICES), default="both", help="semantic encoders to index")
+    b.add_argument(
+        "--encoder", choices=sorted(ENCODER_CHOICES), default="both", help="semantic encoders to index"
+    )
     b.add_argument("--no-ltr", action="store_true", help="skip training the learned ranker")
     add_store_arg(b)
     b.add_argument("--json", action="store_true")
@@ -35,13 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     s = sub.add_parser("search", help="search a built index")
     s.add_argument("query")
-    s.add_argument("--index", default=None, help="index dir (default: the only/first one under $SOUTUI_HOME/indexes)")
+    s.add_argument(
+        "--index", default=None, help="index dir (default: the only/first one under $SOUTUI_HOME/indexes)"
+    )
     s.add_argument("-k", type=int, default=10)
-    s.add_argument("--user", action="append", default=[], metavar="ITEM_ID",
-                   help="an item id from the user's history (repeat, oldest first)")
-    s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"filter, KEY one of {', '.join(FILTER_KEYS)} (repeatable)")
-    s.add_argument("--sort", default="relevance", choices=["relevance", "price_asc", "price_desc", "popularity"])
+    s.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="ITEM_ID",
+        help="an item id from the user's history (repeat, oldest first)",
+    )
+    s.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"filter, KEY one of {', '.join(FILTER_KEYS)} (repeatable)",
+    )
+    s.add_argument(
+        "--sort", default="relevance", choices=["relevance", "price_asc", "price_desc", "popularity"]
+    )
     s.add_argument("--method", default="ltr", choices=["ltr", "hybrid", "bm25", "dense"])
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_search)
@@ -84,7 +100,9 @@ def _resolve_index(index: str | None) -> Path:
     root = home_dir() / "indexes"
     found = sorted(p.parent for p in root.glob("*/manifest.json")) if root.is_dir() else []
     if not found:
-        raise UserError(f"no search index under {root}; build one with `soutui index build --dataset NAME` or pass --index")
+        raise UserError(
+            f"no search index under {root}; build one with `soutui index build --dataset NAME` or pass --index"
+        )
     return found[0]
 
 
@@ -96,14 +114,22 @@ def _build(args: argparse.Namespace) -> int:
     items, events = load_dataset(args.dataset, store_url=args.store)
     pop = _popularity(items, events)
     out = Path(args.out) if args.out else default_index_dir(args.dataset)
-    engine = SearchEngine.build(items, out, SearchConfig(encoders=ENCODER_CHOICES[args.encoder]), popularity=pop)
-    report: dict[str, Any] = {"index": str(out), "items": len(engine.catalog), "encoders": sorted(engine.vectors)}
+    engine = SearchEngine.build(
+        items, out, SearchConfig(encoders=ENCODER_CHOICES[args.encoder]), popularity=pop
+    )
+    report: dict[str, Any] = {
+        "index": str(out),
+        "items": len(engine.catalog),
+        "encoders": sorted(engine.vectors),
+    }
     has_labels = "relevance" in events.columns and events["relevance"].notna().any()
     if has_labels and not args.no_ltr:
         train, test = evaluation.split(evaluation.qrels_from_events(events))
         report["ltr"] = evaluation.train_ltr(engine, train, log=lambda m: print(m, file=sys.stderr))
         report["ltr"]["held_out_test_queries"] = len(test)
-    print_json(report) if args.json else print(f"built search index for {args.dataset} at {out} ({len(engine.catalog)} items)")
+    print_json(report) if args.json else print(
+        f"built search index for {args.dataset} at {out} ({len(engine.catalog)} items)"
+    )
     return 0
 
 
@@ -124,10 +150,23 @@ def _search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UserError("-k must be at least 1")
     engine = SearchEngine.load(_resolve_index(args.index))
-    hits, facets = engine.search(args.query, k=args.k, filters=parse_filters(args.filter), sort=args.sort,
-                                 method=args.method, user_history=args.user or None)
+    hits, facets = engine.search(
+        args.query,
+        k=args.k,
+        filters=parse_filters(args.filter),
+        sort=args.sort,
+        method=args.method,
+        user_history=args.user or None,
+    )
     if args.json:
-        print_json({"query": args.query, "method": args.method, "hits": [h.to_dict() for h in hits], "facets": facets})
+        print_json(
+            {
+                "query": args.query,
+                "method": args.method,
+                "hits": [h.to_dict() for h in hits],
+                "facets": facets,
+            }
+        )
     else:
         print_table([h.to_dict() for h in hits], ["item_id", "score", "title", "price", "reason"])
     return 0

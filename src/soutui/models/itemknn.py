@@ -61,7 +61,9 @@ def prune_rows(mat: sp.csr_matrix, k: int) -> sp.csr_matrix:
         if b - a > k:
             order = np.lexsort((cols, -vals))[:k]
             cols, vals = cols[order], vals[order]
-        out_r.append(np.full(len(cols), i)), out_c.append(cols), out_v.append(vals)
+        out_r.append(np.full(len(cols), i))
+        out_c.append(cols)
+        out_v.append(vals)
     if not out_r:
         return sp.csr_matrix(mat.shape, dtype=np.float64)
     return sp.csr_matrix(
@@ -71,18 +73,22 @@ def prune_rows(mat: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
 class ItemKNN(Recommender):
     """Item neighbours from windowed co-occurrence; a history scores the sum of its items'
-    neighbour similarities, each item weighted 0.5 ** (steps from the end / half-life)."""
+    neighbour similarities, each item weighted 0.5 ** (steps from the end / half-life).
+
+    Defaults were chosen on the Amazon Beauty leave-one-out VALIDATION split (never test):
+    shrink 100 and a weak backward direction (0.25) gave the largest gains.
+    """
 
     name = "itemknn"
 
     def __init__(
         self,
-        window: int = 3,
-        backward_weight: float = 0.5,
-        distance_decay: float = 0.5,
+        window: int = 5,
+        backward_weight: float = 0.25,
+        distance_decay: float = 0.7,
         similarity: Similarity = "cosine",
         alpha: float = 0.5,
-        shrink: float = 0.0,
+        shrink: float = 100.0,
         neighbors: int = 100,
         history_half_life: float = 1.0,
         max_history: int = 20,
@@ -148,7 +154,8 @@ class ItemKNN(Recommender):
             if len(h) == 0:
                 continue
             steps = np.arange(len(h) - 1, -1, -1, dtype=np.float64)
-            rows.append(np.full(len(h), b)), cols.append(h)
+            rows.append(np.full(len(h), b))
+            cols.append(h)
             vals.append(np.power(0.5, steps / self.history_half_life))
         if not rows:
             return sp.csr_matrix((len(histories), self.n_items_))

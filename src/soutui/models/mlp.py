@@ -66,7 +66,9 @@ def item_tokens(items: pd.DataFrame | None, item_ids: np.ndarray) -> tuple[np.nd
     # a token only one item has (an ASIN, a SKU) is an ID in disguise, not a shared feature
     df_count = Counter(t for toks in lists for t in set(toks))
     vocab: dict[str, int] = {}
-    rows = [[vocab.setdefault(t, len(vocab) + 1) for t in toks if df_count[t] > 1][:MAX_TOKENS] for toks in lists]
+    rows = [
+        [vocab.setdefault(t, len(vocab) + 1) for t in toks if df_count[t] > 1][:MAX_TOKENS] for toks in lists
+    ]
     width = max([len(r) for r in rows] + [1])
     out = np.zeros((n, width), np.int64)
     for i, r in enumerate(rows):
@@ -112,6 +114,10 @@ class _MLP(nn.Sequential):
 
 class TwoTowerNet(nn.Module):
     """Item features live in buffers, so a checkpoint carries everything needed to score."""
+
+    tokens: torch.Tensor
+    numeric: torch.Tensor
+    text: torch.Tensor
 
     def __init__(
         self, tokens: torch.Tensor, n_tokens: int, numeric: torch.Tensor, text: torch.Tensor | None,
@@ -209,10 +215,14 @@ class MLPRecommender(Recommender):
         return {k: getattr(self, k) for k in keys}
 
     # --- features --------------------------------------------------------------------
-    def _text(self, items: pd.DataFrame | None, item_ids: np.ndarray, given: np.ndarray | None) -> np.ndarray | None:
+    def _text(
+        self, items: pd.DataFrame | None, item_ids: np.ndarray, given: np.ndarray | None
+    ) -> np.ndarray | None:
         if given is not None:
             if len(given) != len(item_ids):
-                raise ValueError(f"text_embeddings has {len(given)} rows, the catalogue has {len(item_ids)} items")
+                raise ValueError(
+                    f"text_embeddings has {len(given)} rows, the catalogue has {len(item_ids)} items"
+                )
             return np.asarray(given, np.float32)
         if not self.use_text or items is None or "title" not in items.columns:
             return None
@@ -318,7 +328,9 @@ class MLPRecommender(Recommender):
     def _score(self, histories: list[np.ndarray]) -> np.ndarray:
         self.net_.eval()
         hist, mask, counts = pad_histories(histories, self.max_history)
-        user = self.net_.user_vectors(torch.from_numpy(hist), torch.from_numpy(mask), torch.from_numpy(counts))
+        user = self.net_.user_vectors(
+            torch.from_numpy(hist), torch.from_numpy(mask), torch.from_numpy(counts)
+        )
         all_items = torch.arange(self.n_items_)
         v = self.net_.item_vectors(all_items)  # (I, D)
         scores = user @ v.T + self.net_.item_bias.weight.T  # (B, I)

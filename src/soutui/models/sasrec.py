@@ -176,9 +176,10 @@ class SASRec(nn.Module):
             both = known.unsqueeze(2) & known.unsqueeze(1)  # (B, T, T)
             rel_t = time_buckets(ts.unsqueeze(2) - ts.unsqueeze(1), both, self.cfg.n_time_buckets)
         x = self.drop(x) * (~pad).unsqueeze(-1)
-        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()  # (T, T)
+        idx = torch.arange(T, device=seq.device)
+        causal = idx.unsqueeze(0) <= idx.unsqueeze(1)  # (T, T): key <= query (no tril/eye: ONNX-friendly)
         mask = causal & ~pad.unsqueeze(1)  # (B, T, T): query t sees non-pad keys <= t
-        mask = (mask | torch.eye(T, dtype=torch.bool, device=seq.device)).unsqueeze(1)  # (B, 1, T, T)
+        mask = (mask | (idx.unsqueeze(0) == idx.unsqueeze(1))).unsqueeze(1)  # (B, 1, T, T); self always
         for block in self.blocks:
             x = block(x, mask, rel_t)
         return self.ln_f(x)  # (B, T, D)
@@ -186,15 +187,16 @@ class SASRec(nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.items()  # (I+1, D)
 
-    def _seen(self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int) -> torch.Tensor:
-        """(N, n) 0/1 float: which items the prefix seq[row, :col+1] contains."""
-        prefix = seq[rows]  # (N, T)
-        T = seq.shape[1]
-        upto = torch.arange(T, device=seq.device).unsqueeze(0) <= cols.unsqueeze(1)  # (N, T)
-        prefix = torch.where(upto, prefix, torch.zeros_like(prefix))
-        seen = torch.zeros(prefix.shape[0], n, device=seq.device).scatter_(1, prefix, 1.0)
-        seen[:, 0] = 0.0
-        return seen
+    def _prefix(self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(N, T) item rows of each labelled position's own prefix seq[row, :col+1]; 0 elsewhere."""
+        upto = torch.arange(seq.shape[1], device=seq.device).unsqueeze(0) <= cols.unsqueeze(1)  # (N, T)
+        return torch.where(upto, seq[rows], torch.zeros_like(seq[rows]))
+
+    def _add_seen(self, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """logits (N, I) over catalogue items + seen_w x (times each item occurs in the prefix)."""
+        assert self.seen_w is not None
+        w = (prefix > 0).to(logits.dtype) * self.seen_w  # (N, T); padding adds nothing
+        return logits.scatter_add(1, (prefix - 1).clamp(min=0), w)
 
     # --- training --------------------------------------------------------------------
     def forward(
@@ -218,27 +220,29 @@ class SASRec(nn.Module):
         tau = self.cfg.temperature
         hn = hn * self.scale  # dot products of two layer-normed vectors, scaled like attention
         if self.cfg.loss == "full_ce":
-            logits = hn @ table.T  # (N, I+1)
-            if self.bias is not None:
-                logits = logits + self.bias
+            # logits over catalogue rows 1..I only (no padding column), bias fused into the matmul
+            w = table[1:]  # (I, D)
+            logits = torch.addmm(self.bias[1:], hn, w.T) if self.bias is not None else hn @ w.T  # (N, I)
             if self.seen_w is not None:
-                logits = logits + self.seen_w * self._seen(seq, rows, cols, logits.shape[1])
-            logits = logits / tau
-            logits[:, 0] = torch.finfo(logits.dtype).min  # never predict padding
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+                logits = self._add_seen(logits, self._prefix(seq, rows, cols))
+            if tau != 1.0:
+                logits = logits / tau
+            loss = F.cross_entropy(logits.float(), y - 1, label_smoothing=self.cfg.label_smoothing)
             return logits, loss
-        # sampled softmax with logQ correction: shared negatives drawn by popularity
+        # sampled softmax with logQ correction: negatives shared by the batch, drawn by popularity
         neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)
+        pos = (hn * table[y]).sum(-1, keepdim=True)  # (N, 1)
+        logits = torch.cat([pos, hn @ table[neg].T], dim=1)  # (N, 1+M)
         cand = torch.cat([y.unsqueeze(1), neg.unsqueeze(0).expand(len(y), -1)], dim=1)  # (N, 1+M)
-        logits = (hn.unsqueeze(1) * table[cand]).sum(-1)  # (N, 1+M)
         if self.bias is not None:
             logits = logits + self.bias[cand]
         if self.seen_w is not None:
-            seen = self._seen(seq, rows, cols, table.shape[0])
-            logits = logits + self.seen_w * seen.gather(1, cand)
+            prefix = self._prefix(seq, rows, cols)  # (N, T)
+            counts = (prefix.unsqueeze(2) == cand.unsqueeze(1)).sum(1)  # (N, 1+M)
+            logits = logits + self.seen_w * counts.to(logits.dtype)
         logits = logits / tau - self.logq[cand]
         hit = cand[:, 1:] == y.unsqueeze(1)  # accidental hits are not negatives
-        logits[:, 1:] = logits[:, 1:].masked_fill(hit, torch.finfo(logits.dtype).min)
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hit, torch.finfo(logits.dtype).min)], 1)
         zero = torch.zeros(len(y), dtype=torch.long, device=y.device)
         loss = F.cross_entropy(logits.float(), zero, label_smoothing=self.cfg.label_smoothing)
         return logits, loss
@@ -247,13 +251,12 @@ class SASRec(nn.Module):
     def score_last(self, seq: torch.Tensor, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Scores (B, I) over catalogue items (padding column dropped) after the last position."""
         u = h[:, -1] * self.scale  # (B, D)
-        s = u @ table.T  # (B, I+1)
+        s = u @ table[1:].T  # (B, I)
         if self.bias is not None:
-            s = s + self.bias
+            s = s + self.bias[1:]
         if self.seen_w is not None:
-            seen = torch.zeros_like(s).scatter_(1, seq, 1.0)  # (B, I+1)
-            s = s + self.seen_w * seen
-        return (s / self.cfg.temperature)[:, 1:]
+            s = self._add_seen(s, seq)
+        return s / self.cfg.temperature
 
     @torch.no_grad()
     def score(self, seq: torch.Tensor, ts: torch.Tensor | None = None) -> torch.Tensor:

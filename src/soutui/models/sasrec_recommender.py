@@ -160,14 +160,14 @@ class SASRecRecommender(Recommender):
             )
 
         def validate() -> float:
-            if vsplit is None or not len(vsplit):
-                return 0.0
+            assert vsplit is not None
             ranks, _ = target_ranks(self, vsplit)
             return ranking_metrics(ranks, (10,))["NDCG@10"]
 
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
         self.state_ = train_state = loop.train(
-            self.net_, gen, n_batches, validate, self.train_cfg, ckpt, resume, stop_after_epochs
+            self.net_, gen, n_batches, validate if vsplit is not None and len(vsplit) else None,
+            self.train_cfg, ckpt, resume, stop_after_epochs,
         )
         if self.content_cfg.cold_item_reset and train_state.stopped:
             self._reset_cold_items(counts)

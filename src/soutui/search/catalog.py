@@ -55,7 +55,9 @@ class Catalog:
     @classmethod
     def from_items(cls, items: pd.DataFrame, popularity: np.ndarray | None = None) -> Catalog:
         if "item_id" not in items.columns or "title" not in items.columns:
-            raise ValueError("items table needs at least the columns 'item_id' and 'title' (see soutui.data.schema)")
+            raise ValueError(
+                "items table needs at least the columns 'item_id' and 'title' (see soutui.data.schema)"
+            )
         n = len(items)
         if n == 0:
             raise ValueError("cannot build a search index over an empty catalogue")
@@ -66,17 +68,33 @@ class Catalog:
         ids = col("item_id")
         if len(set(ids)) != n:
             raise ValueError("items.item_id has duplicates; deduplicate the catalogue before indexing")
-        prices = pd.to_numeric(items["price"], errors="coerce").to_numpy(np.float64, na_value=np.nan) if "price" in items else np.full(n, np.nan)
+        prices = (
+            pd.to_numeric(items["price"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            if "price" in items
+            else np.full(n, np.nan)
+        )
         if "in_stock" in items.columns:
-            stock = np.array([-1 if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else int(bool(v)) for v in items["in_stock"]], np.int8)
+            stock = np.array(
+                [
+                    -1 if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else int(bool(v))
+                    for v in items["in_stock"]
+                ],
+                np.int8,
+            )
         else:
             stock = np.full(n, -1, np.int8)
         pop = np.zeros(n) if popularity is None else np.asarray(popularity, np.float64)
         if len(pop) != n:
             raise ValueError(f"popularity has {len(pop)} values but the catalogue has {n} items")
         cat = cls(
-            np.array(ids, object), np.array(col("title"), object), np.array(col("brand"), object),
-            np.array(col("category"), object), np.array(col("description"), object), prices, stock, pop,
+            np.array(ids, object),
+            np.array(col("title"), object),
+            np.array(col("brand"), object),
+            np.array(col("category"), object),
+            np.array(col("description"), object),
+            prices,
+            stock,
+            pop,
         )
         cat.tokenize()
         return cat
@@ -85,29 +103,51 @@ class Catalog:
         self.title_tokens = [analyze(t) for t in self.titles]
         self.text_tokens = [
             tt + analyze(f"{b} {c.replace(CATEGORY_SEP, ' ')} {d[:500]}") if (b or c or d) else list(tt)
-            for tt, b, c, d in zip(self.title_tokens, self.brands, self.categories, self.descriptions, strict=True)
+            for tt, b, c, d in zip(
+                self.title_tokens, self.brands, self.categories, self.descriptions, strict=True
+            )
         ]
 
     def embed_texts(self) -> list[str]:
-        return [embed_text(t, b, c) for t, b, c in zip(self.titles, self.brands, self.categories, strict=True)]
+        return [
+            embed_text(t, b, c) for t, b, c in zip(self.titles, self.brands, self.categories, strict=True)
+        ]
 
     def save(self, out: Path) -> None:
-        df = pd.DataFrame({
-            "item_id": self.item_ids, "title": self.titles, "brand": self.brands, "category": self.categories,
-            "description": self.descriptions, "price": self.prices, "in_stock": self.in_stock,
-            "popularity": self.popularity,
-        })
+        df = pd.DataFrame(
+            {
+                "item_id": self.item_ids,
+                "title": self.titles,
+                "brand": self.brands,
+                "category": self.categories,
+                "description": self.descriptions,
+                "price": self.prices,
+                "in_stock": self.in_stock,
+                "popularity": self.popularity,
+            }
+        )
         df.to_parquet(out / "catalog.parquet", index=False)
         with open(out / "tokens.json", "w") as fh:
-            json.dump({"title": [" ".join(t) for t in self.title_tokens], "text": [" ".join(t) for t in self.text_tokens]}, fh)
+            json.dump(
+                {
+                    "title": [" ".join(t) for t in self.title_tokens],
+                    "text": [" ".join(t) for t in self.text_tokens],
+                },
+                fh,
+            )
 
     @classmethod
     def load(cls, out: Path) -> Catalog:
         df = pd.read_parquet(out / "catalog.parquet")
         cat = cls(
-            df["item_id"].to_numpy(object), df["title"].to_numpy(object), df["brand"].to_numpy(object),
-            df["category"].to_numpy(object), df["description"].to_numpy(object),
-            df["price"].to_numpy(np.float64), df["in_stock"].to_numpy(np.int8), df["popularity"].to_numpy(np.float64),
+            df["item_id"].to_numpy(object),
+            df["title"].to_numpy(object),
+            df["brand"].to_numpy(object),
+            df["category"].to_numpy(object),
+            df["description"].to_numpy(object),
+            df["price"].to_numpy(np.float64),
+            df["in_stock"].to_numpy(np.int8),
+            df["popularity"].to_numpy(np.float64),
         )
         with open(out / "tokens.json") as fh:
             tok = json.load(fh)

@@ -48,7 +48,7 @@ class SearchConfig:
     rrf_k: int = 60
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 64
+    hnsw_ef_search: int = 96
     spelling: bool = True
     exact_filter_limit: int = 20_000  # filtered subsets this small are scanned exactly
     personal_weight: float = 0.5
@@ -105,8 +105,15 @@ def _query_encoder(name: str, quantized: bool) -> Callable[[str], np.ndarray]:
 
 
 class SearchEngine:
-    def __init__(self, out_dir: Path, config: SearchConfig, catalog: Catalog, keyword: KeywordIndex,
-                 vectors: dict[str, VectorIndex], ranker: LTRRanker | None) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        config: SearchConfig,
+        catalog: Catalog,
+        keyword: KeywordIndex,
+        vectors: dict[str, VectorIndex],
+        ranker: LTRRanker | None,
+    ) -> None:
         self.out_dir = out_dir
         self.config = config
         self.catalog = catalog
@@ -115,15 +122,24 @@ class SearchEngine:
         self.ranker = ranker
         self.bm_title = BM25Matrix(catalog.title_tokens)
         self.bm_text = BM25Matrix(catalog.text_tokens)
-        self.speller = SpellCorrector(list(catalog.titles) + list(catalog.brands)) if config.spelling else None
+        self.speller = (
+            SpellCorrector(list(catalog.titles) + list(catalog.brands)) if config.spelling else None
+        )
         self.row_of = {iid: i for i, iid in enumerate(catalog.item_ids.tolist())}
-        self._encoders = {e: lru_cache(maxsize=2048)(_query_encoder(e, config.quantized_query_encoder)) for e in vectors}
+        self._encoders = {
+            e: lru_cache(maxsize=2048)(_query_encoder(e, config.quantized_query_encoder)) for e in vectors
+        }
         self._primed: dict[str, dict[str, np.ndarray]] = {e: {} for e in vectors}
 
     # ------------------------------------------------------------------ build / load
     @classmethod
-    def build(cls, items_df: pd.DataFrame, out_dir: str | Path, config: SearchConfig | None = None,
-              popularity: np.ndarray | None = None) -> SearchEngine:
+    def build(
+        cls,
+        items_df: pd.DataFrame,
+        out_dir: str | Path,
+        config: SearchConfig | None = None,
+        popularity: np.ndarray | None = None,
+    ) -> SearchEngine:
         """Index `items_df` (schema `items` table) into `out_dir`; embeddings come from the disk cache."""
         config = config or SearchConfig()
         out = Path(out_dir)
@@ -135,7 +151,9 @@ class SearchEngine:
         vectors = {}
         for enc in config.encoders:
             vecs = _embed_unique(texts, enc, config.embed_cache_dir)
-            vectors[enc] = VectorIndex.build(vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
+            vectors[enc] = VectorIndex.build(
+                vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search
+            )
         engine = cls(out, config, catalog, keyword, vectors, None)
         engine.save(build_seconds=time.time() - t0)
         return engine
@@ -147,24 +165,37 @@ class SearchEngine:
             vi.save(out, enc)
         if self.ranker is not None:
             self.ranker.save(out / "ltr.txt")
-        manifest = {"format": FORMAT_VERSION, "n_items": len(self.catalog), "config": to_dict(self.config),
-                    "encoders": sorted(self.vectors), "ltr": self.ranker is not None, **extra}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "n_items": len(self.catalog),
+            "config": to_dict(self.config),
+            "encoders": sorted(self.vectors),
+            "ltr": self.ranker is not None,
+            **extra,
+        }
         prev = out / "manifest.json"
         if prev.exists():
             old = json.loads(prev.read_text())
             manifest = {**{k: v for k, v in old.items() if k not in manifest}, **manifest}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
+    def clear_query_cache(self) -> None:
+        for f in self._encoders.values():
+            f.cache_clear()  # type: ignore[attr-defined]
+
     @classmethod
-    def load(cls, out_dir: str | Path) -> SearchEngine:
+    def load(cls, out_dir: str | Path, **overrides: Any) -> SearchEngine:
+        """Load a built index; `overrides` replace query-time config fields (e.g. quantized_query_encoder)."""
         out = Path(out_dir)
         path = out / "manifest.json"
         if not path.exists():
-            raise FileNotFoundError(f"{out} is not a search index (no manifest.json); build one with `soutui index build`")
+            raise FileNotFoundError(
+                f"{out} is not a search index (no manifest.json); build one with `soutui index build`"
+            )
         manifest = json.loads(path.read_text())
         if manifest.get("format") != FORMAT_VERSION:
             raise ValueError(f"{out}: index format {manifest.get('format')} != {FORMAT_VERSION}; rebuild it")
-        config = from_dict(SearchConfig, manifest["config"])
+        config = from_dict(SearchConfig, {**manifest["config"], **overrides})
         vectors = {e: VectorIndex.load(out, e, config.hnsw_ef_search) for e in manifest["encoders"]}
         ranker = LTRRanker.load(out / "ltr.txt") if (out / "ltr.txt").exists() else None
         return cls(out, config, Catalog.load(out), KeywordIndex.load(out / "tantivy"), vectors, ranker)
@@ -207,7 +238,9 @@ class SearchEngine:
         rows = self.keyword.search(q.tokens, n * 20)[0]
         return rows[mask[rows]][:n]
 
-    def _dense(self, q: ParsedQuery, enc: str, mask: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _dense(
+        self, q: ParsedQuery, enc: str, mask: np.ndarray | None, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         vi, qv = self.vectors[enc], self.embed_query(q, enc)
         if mask is None:
             return vi.search(qv, n)
@@ -217,7 +250,9 @@ class SearchEngine:
         keep = mask[rows]
         return rows[keep][:n], s[keep][:n]
 
-    def candidates(self, q: ParsedQuery, mask: np.ndarray | None, dense_encoders: list[str] | None = None) -> feats.Candidates:
+    def candidates(
+        self, q: ParsedQuery, mask: np.ndarray | None, dense_encoders: list[str] | None = None
+    ) -> feats.Candidates:
         """Union of keyword top-N and each encoder's top-N, with ranks, cosines and RRF."""
         lists = {"keyword": self._keyword(q, mask, self.config.keyword_candidates)}
         encs = list(self.vectors) if dense_encoders is None else dense_encoders
@@ -234,7 +269,9 @@ class SearchEngine:
         return feats.Candidates(fused_rows, ranks, cos, fused)
 
     # ------------------------------------------------------------------ ranking
-    def rank(self, query: str | ParsedQuery, method: str = "ltr", filters: SearchFilters | None = None) -> Ranked:
+    def rank(
+        self, query: str | ParsedQuery, method: str = "ltr", filters: SearchFilters | None = None
+    ) -> Ranked:
         """Relevance ranking of everything retrieved for `query` (no personalisation, no sort)."""
         if method not in METHODS:
             raise ValueError(f"unknown search method {method!r}; choose one of {METHODS}")
@@ -245,7 +282,9 @@ class SearchEngine:
             s = self.bm_text.scores(q.tokens, rows)
             return Ranked(rows, s.astype(np.float64), rows, q)
         if method == "dense":
-            rows, s = self._dense(q, self.primary_encoder(q), mask, max(self.config.dense_candidates, self.config.sort_depth))
+            rows, s = self._dense(
+                q, self.primary_encoder(q), mask, max(self.config.dense_candidates, self.config.sort_depth)
+            )
             return Ranked(rows, s.astype(np.float64), rows, q)
         if method == "hybrid" or self.ranker is None:
             cand = self.candidates(q, mask, [self.primary_encoder(q)])
@@ -269,9 +308,16 @@ class SearchEngine:
             return np.zeros(0, np.int64)
         return np.array([self.row_of[i] for i in map(str, user_history) if i in self.row_of], np.int64)
 
-    def search(self, query: str, k: int = 10, filters: SearchFilters | None = None, sort: str = "relevance",
-               method: str = "ltr", user_history: list[str] | None = None,
-               user_scores: np.ndarray | None = None) -> tuple[list[SearchHit], dict[str, dict[str, int]]]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        sort: str = "relevance",
+        method: str = "ltr",
+        user_history: list[str] | None = None,
+        user_scores: np.ndarray | None = None,
+    ) -> tuple[list[SearchHit], dict[str, dict[str, int]]]:
         """Top-k hits (with reasons) and facet counts over all matched products."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -284,11 +330,18 @@ class SearchEngine:
         if (len(hist) or user_scores is not None) and len(rows):
             d = min(len(rows), self.config.personal_depth)
             head, head_s = rows[:d], scores[:d]
-            vecs = self.vectors["minilm"].vectors if "minilm" in self.vectors else next(iter(self.vectors.values())).vectors
+            vecs = (
+                self.vectors["minilm"].vectors
+                if "minilm" in self.vectors
+                else next(iter(self.vectors.values())).vectors
+            )
             p, reasons = personal_signal(self.catalog, vecs, hist, head, user_scores)
             mixed = blend(head_s, p, self.config.personal_weight)
             order = np.argsort(-mixed, kind="stable")
-            rows, scores = np.concatenate([head[order], rows[d:]]), np.concatenate([mixed[order], scores[d:] - 1e6])
+            rows, scores = (
+                np.concatenate([head[order], rows[d:]]),
+                np.concatenate([mixed[order], scores[d:] - 1e6]),
+            )
             personal = {int(head[i]): r for i, r in enumerate(reasons) if r}
         if sort != "relevance":
             # sort only what really matched (keyword hits), best `sort_depth` of them by relevance
@@ -297,7 +350,10 @@ class SearchEngine:
             top = sort_rows(self.catalog, pool[: max(k, self.config.sort_depth)], sort)
             score_of = dict(zip(rows.tolist(), scores.tolist(), strict=True))
             rows, scores = top, np.array([score_of[r] for r in top.tolist()])
-        hits = [self._hit(int(r), float(s), ranked, personal.get(int(r))) for r, s in zip(rows[:k], scores[:k], strict=True)]
+        hits = [
+            self._hit(int(r), float(s), ranked, personal.get(int(r)))
+            for r, s in zip(rows[:k], scores[:k], strict=True)
+        ]
         return hits, facets(self.catalog, ranked.matched)
 
     # ------------------------------------------------------------------ presentation
@@ -310,8 +366,11 @@ class SearchEngine:
         else:
             other = set(self.catalog.text_tokens[row])
             matched = [w for t, w in q.display.items() if t in other]
-            text = (f"matches {', '.join(repr(w) for w in matched[:4])} in brand/category/description" if matched
-                    else f"semantically similar to '{q.text or q.raw}'")
+            text = (
+                f"matches {', '.join(repr(w) for w in matched[:4])} in brand/category/description"
+                if matched
+                else f"semantically similar to '{q.text or q.raw}'"
+            )
         if q.fixes:
             text += " (searched for " + ", ".join(f"'{c}' instead of '{t}'" for t, c in q.fixes.items()) + ")"
         return text
@@ -322,7 +381,12 @@ class SearchEngine:
         stock = int(c.in_stock[row])
         reason = self.reason(row, ranked.query)
         return SearchHit(
-            item_id=str(c.item_ids[row]), title=str(c.titles[row]), score=round(score, 6),
-            price=None if np.isnan(price) else price, brand=c.brands[row] or None, category=c.categories[row] or None,
-            in_stock=None if stock < 0 else bool(stock), reason=f"{reason}; {personal}" if personal else reason,
+            item_id=str(c.item_ids[row]),
+            title=str(c.titles[row]),
+            score=round(score, 6),
+            price=None if np.isnan(price) else price,
+            brand=c.brands[row] or None,
+            category=c.categories[row] or None,
+            in_stock=None if stock < 0 else bool(stock),
+            reason=f"{reason}; {personal}" if personal else reason,
         )

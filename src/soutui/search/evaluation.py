@@ -30,7 +30,9 @@ def qrels_from_events(events: pd.DataFrame) -> Qrels:
     """{query: {item_id: gain}} from search events with relevance labels (duplicates averaged)."""
     ev = events.dropna(subset=["query", "relevance", "item_id"])
     if ev.empty:
-        raise ValueError("this dataset has no search events with relevance labels (needs query, item_id, relevance)")
+        raise ValueError(
+            "this dataset has no search events with relevance labels (needs query, item_id, relevance)"
+        )
     g = ev.groupby([ev["query"].astype(str), ev["item_id"].astype(str)])["relevance"].mean() - 1.0
     out: Qrels = {}
     for (q, item), gain in g.items():
@@ -57,15 +59,21 @@ def score_rankings(rankings: dict[str, list[str]], qrels: Qrels) -> dict[str, fl
     rows = []
     for q, rels in qrels.items():
         ranked = rankings.get(q, [])
-        rows.append({
-            "ndcg@5": metrics.ndcg_at_k(ranked, rels, 5), "ndcg@10": metrics.ndcg_at_k(ranked, rels, 10),
-            "recall@10": metrics.recall_at_k(ranked, rels, 10), "mrr@10": metrics.reciprocal_rank(ranked, rels, 10),
-            "map@10": metrics.average_precision(ranked, rels, 10),
-        })
+        rows.append(
+            {
+                "ndcg@5": metrics.ndcg_at_k(ranked, rels, 5),
+                "ndcg@10": metrics.ndcg_at_k(ranked, rels, 10),
+                "recall@10": metrics.recall_at_k(ranked, rels, 10),
+                "mrr@10": metrics.reciprocal_rank(ranked, rels, 10),
+                "map@10": metrics.average_precision(ranked, rels, 10),
+            }
+        )
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
-def run_engine(engine: SearchEngine, queries: list[str], method: str, k: int = 10, progress: bool = True) -> dict[str, list[str]]:
+def run_engine(
+    engine: SearchEngine, queries: list[str], method: str, k: int = 10, progress: bool = True
+) -> dict[str, list[str]]:
     engine.prime_queries(queries)
     out = {}
     ids = engine.catalog.item_ids
@@ -78,12 +86,18 @@ def evaluate(engine: SearchEngine, test: Qrels, method: str, progress: bool = Tr
     t0 = time.time()
     rankings = run_engine(engine, list(test), method, progress=progress)
     return {
-        "method": method, "n_queries": len(test), "n_items": len(engine.catalog), **score_rankings(rankings, test),
-        "seconds": round(time.time() - t0, 1), "protocol": protocol(len(engine.catalog), len(test)),
+        "method": method,
+        "n_queries": len(test),
+        "n_items": len(engine.catalog),
+        **score_rankings(rankings, test),
+        "seconds": round(time.time() - t0, 1),
+        "protocol": protocol(len(engine.catalog), len(test)),
     }
 
 
-def ltr_data(engine: SearchEngine, qrels: Qrels, progress: bool = True, desc: str = "features") -> tuple[np.ndarray, np.ndarray, list[int]]:
+def ltr_data(
+    engine: SearchEngine, qrels: Qrels, progress: bool = True, desc: str = "features"
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Features of every query's retrieved candidates, labelled with gain (unjudged = 0)."""
     xs, ys, groups = [], [], []
     engine.prime_queries(list(qrels))
@@ -104,9 +118,15 @@ def ltr_data(engine: SearchEngine, qrels: Qrels, progress: bool = True, desc: st
     return np.concatenate(xs), np.concatenate(ys), groups
 
 
-def train_ltr(engine: SearchEngine, train: Qrels, valid_frac: float = 0.1, seed: int = 0,
-              params: LTRParams | None = None, progress: bool = True,
-              log: Callable[[str], None] | None = None) -> dict[str, object]:
+def train_ltr(
+    engine: SearchEngine,
+    train: Qrels,
+    valid_frac: float = 0.1,
+    seed: int = 0,
+    params: LTRParams | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, object]:
     """Fit the ranker on `train` queries (early stopping on a slice of them), attach it and save."""
     fit_q, val_q = split_queries(list(train), test_frac=valid_frac, seed=seed + 1)
     x, y, g = ltr_data(engine, {q: train[q] for q in sorted(fit_q)}, progress, "ltr features (train)")
@@ -115,9 +135,14 @@ def train_ltr(engine: SearchEngine, train: Qrels, valid_frac: float = 0.1, seed:
     ranker = LTRRanker().fit(x, y, g, xv, yv, gv, params)
     engine.ranker = ranker
     engine.save()
-    info = {"train_queries": len(g), "valid_queries": len(gv), "rows": int(len(y)),
-            "best_iteration": int(ranker.booster_.best_iteration or 0) if ranker.booster_ else 0,
-            "fit_seconds": round(time.time() - t0, 1), "importance_top5": dict(list(ranker.importance().items())[:5])}
+    info = {
+        "train_queries": len(g),
+        "valid_queries": len(gv),
+        "rows": int(len(y)),
+        "best_iteration": int(ranker.booster_.best_iteration or 0) if ranker.booster_ else 0,
+        "fit_seconds": round(time.time() - t0, 1),
+        "importance_top5": dict(list(ranker.importance().items())[:5]),
+    }
     if log:
         log(f"ltr trained: {info}")
     return info

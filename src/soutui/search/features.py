@@ -19,11 +19,34 @@ from soutui.search.keyword import BM25Matrix
 from soutui.search.query import ParsedQuery
 
 FEATURES: tuple[str, ...] = (
-    "bm25_title", "bm25_text", "bm25_title_rel", "kw_rank",
-    "cos_minilm", "cos_minilm_rel", "rank_minilm", "cos_use", "cos_use_rel", "rank_use", "rrf",
-    "q_coverage", "q_coverage_text", "q_idf_coverage", "title_coverage", "exact_phrase",
-    "last_token", "first_token", "bigram_frac", "numeric_match", "trigram_jaccard",
-    "n_query_tokens", "title_len", "n_fixes", "brand_match", "category_match", "log_price", "log_popularity",
+    "bm25_title",
+    "bm25_text",
+    "bm25_title_rel",
+    "kw_rank",
+    "cos_minilm",
+    "cos_minilm_rel",
+    "rank_minilm",
+    "cos_use",
+    "cos_use_rel",
+    "rank_use",
+    "rrf",
+    "q_coverage",
+    "q_coverage_text",
+    "q_idf_coverage",
+    "title_coverage",
+    "exact_phrase",
+    "last_token",
+    "first_token",
+    "bigram_frac",
+    "numeric_match",
+    "trigram_jaccard",
+    "n_query_tokens",
+    "title_len",
+    "n_fixes",
+    "brand_match",
+    "category_match",
+    "log_price",
+    "log_popularity",
 )
 
 
@@ -52,7 +75,9 @@ def _rel(x: np.ndarray) -> np.ndarray:
     return x - m
 
 
-def compute(q: ParsedQuery, cand: Candidates, cat: Catalog, bm_title: BM25Matrix, bm_text: BM25Matrix) -> np.ndarray:
+def compute(
+    q: ParsedQuery, cand: Candidates, cat: Catalog, bm_title: BM25Matrix, bm_text: BM25Matrix
+) -> np.ndarray:
     """(C, len(FEATURES)) float32 features for one query's candidates."""
     rows = cand.rows
     c = len(rows)

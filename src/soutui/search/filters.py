@@ -31,7 +31,9 @@ class SearchFilters:
             raise ValueError(f"min_price ({self.min_price}) is above max_price ({self.max_price})")
 
     def active(self) -> bool:
-        return any(v is not None for v in (self.category, self.brand, self.min_price, self.max_price, self.in_stock))
+        return any(
+            v is not None for v in (self.category, self.brand, self.min_price, self.max_price, self.in_stock)
+        )
 
     def mask(self, cat: Catalog) -> np.ndarray | None:
         """Boolean mask over catalogue rows, or None when no filter is set (fast path)."""
@@ -40,7 +42,9 @@ class SearchFilters:
         m = np.ones(len(cat), bool)
         if self.category is not None:
             c = self.category.strip().lower()
-            m &= np.array([x.lower() == c or x.lower().startswith(c + CATEGORY_SEP.lower()) for x in cat.categories])
+            m &= np.array(
+                [x.lower() == c or x.lower().startswith(c + CATEGORY_SEP.lower()) for x in cat.categories]
+            )
         if self.brand is not None:
             b = self.brand.strip().lower()
             m &= np.array([x.lower() == b for x in cat.brands])
@@ -86,7 +90,9 @@ def facets(cat: Catalog, rows: np.ndarray) -> dict[str, dict[str, int]]:
             out["in_stock"][key] = out["in_stock"].get(key, 0) + 1
     out["category"], out["brand"] = _top(out["category"]), _top(out["brand"])
     order = {f"{lo:g}": i for i, lo in enumerate(PRICE_BUCKETS)}
-    out["price"] = dict(sorted(out["price"].items(), key=lambda kv: order.get(kv[0].split("-")[0].rstrip("+"), 99)))
+    out["price"] = dict(
+        sorted(out["price"].items(), key=lambda kv: order.get(kv[0].split("-")[0].rstrip("+"), 99))
+    )
     return out
 
 

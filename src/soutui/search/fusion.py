@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def rrf(lists: list[np.ndarray], k: int = 60, weights: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rrf(
+    lists: list[np.ndarray], k: int = 60, weights: list[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fuse ranked row lists: score(d) = sum_i w_i / (k + rank_i(d)), rank from 1. Best first."""
     weights = weights or [1.0] * len(lists)
     acc: dict[int, float] = {}

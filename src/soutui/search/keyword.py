@@ -22,7 +22,9 @@ K1, B = 1.2, 0.75  # tantivy's BM25 constants
 
 
 def _register(index: tantivy.Index) -> None:
-    analyzer = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.lowercase()).build()
+    analyzer = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.lowercase()).build()
+    )
     index.register_tokenizer(ANALYZER, analyzer)
 
 
@@ -71,7 +73,14 @@ class KeywordIndex:
     def query(self, tokens: list[str]) -> tantivy.Query:
         clauses = []
         for tok in dict.fromkeys(tokens):
-            clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(tantivy.Query.term_query(self.schema, "title", tok), TITLE_BOOST)))
+            clauses.append(
+                (
+                    tantivy.Occur.Should,
+                    tantivy.Query.boost_query(
+                        tantivy.Query.term_query(self.schema, "title", tok), TITLE_BOOST
+                    ),
+                )
+            )
             clauses.append((tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", tok)))
         return tantivy.Query.boolean_query(clauses)
 

@@ -39,8 +39,12 @@ class LTRRanker:
 
     def fit(
         self,
-        x: np.ndarray, gain: np.ndarray, groups: list[int],
-        x_val: np.ndarray, gain_val: np.ndarray, groups_val: list[int],
+        x: np.ndarray,
+        gain: np.ndarray,
+        groups: list[int],
+        x_val: np.ndarray,
+        gain_val: np.ndarray,
+        groups_val: list[int],
         params: LTRParams | None = None,
     ) -> LTRRanker:
         """Lambdarank with early stopping on the validation queries (carved from training queries)."""
@@ -48,16 +52,27 @@ class LTRRanker:
         y, y_val = gain_to_grade(gain), gain_to_grade(gain_val)
         max_grade = int(max(y.max(initial=0), y_val.max(initial=0)))
         lgb_params = {
-            "objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [p.eval_at],
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "ndcg_eval_at": [p.eval_at],
             "label_gain": [2 ** (g / GRADES_PER_UNIT) - 1 for g in range(max_grade + 1)],
-            "num_leaves": p.num_leaves, "learning_rate": p.learning_rate, "min_data_in_leaf": p.min_data_in_leaf,
-            "feature_fraction": p.feature_fraction, "seed": p.seed, "num_threads": 1, "verbose": -1,
-            "deterministic": True, "lambdarank_truncation_level": 20,
+            "num_leaves": p.num_leaves,
+            "learning_rate": p.learning_rate,
+            "min_data_in_leaf": p.min_data_in_leaf,
+            "feature_fraction": p.feature_fraction,
+            "seed": p.seed,
+            "num_threads": 1,
+            "verbose": -1,
+            "deterministic": True,
+            "lambdarank_truncation_level": 20,
         }
         train = lgb.Dataset(x, y, group=groups, feature_name=list(FEATURES), free_raw_data=False)
         valid = lgb.Dataset(x_val, y_val, group=groups_val, reference=train)
         self.booster_ = lgb.train(
-            lgb_params, train, num_boost_round=p.n_estimators, valid_sets=[valid],
+            lgb_params,
+            train,
+            num_boost_round=p.n_estimators,
+            valid_sets=[valid],
             callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
         )
         return self
@@ -80,5 +95,7 @@ class LTRRanker:
     def load(cls, path: Path) -> LTRRanker:
         booster = lgb.Booster(model_file=str(path))
         if list(booster.feature_name()) != list(FEATURES):
-            raise ValueError(f"{path}: ranker was trained on different features; rebuild the index (soutui index build)")
+            raise ValueError(
+                f"{path}: ranker was trained on different features; rebuild the index (soutui index build)"
+            )
         return cls(booster)

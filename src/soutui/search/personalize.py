@@ -23,7 +23,11 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 
 def personal_signal(
-    cat: Catalog, vectors: np.ndarray | None, history: np.ndarray, rows: np.ndarray, user_scores: np.ndarray | None
+    cat: Catalog,
+    vectors: np.ndarray | None,
+    history: np.ndarray,
+    rows: np.ndarray,
+    user_scores: np.ndarray | None,
 ) -> tuple[np.ndarray, list[str | None]]:
     """(per-candidate personal score (C,), per-candidate reason or None)."""
     c = len(rows)
@@ -33,8 +37,17 @@ def personal_signal(
     if len(recent):
         brands = [cat.brands[h] for h in recent if cat.brands[h]]
         leaves = [cat.categories[h].split(CATEGORY_SEP)[-1] for h in recent if cat.categories[h]]
-        b_aff = np.array([brands.count(cat.brands[r]) / len(brands) if brands and cat.brands[r] else 0.0 for r in rows])
-        c_aff = np.array([leaves.count(cat.categories[r].split(CATEGORY_SEP)[-1]) / len(leaves) if leaves and cat.categories[r] else 0.0 for r in rows])
+        b_aff = np.array(
+            [brands.count(cat.brands[r]) / len(brands) if brands and cat.brands[r] else 0.0 for r in rows]
+        )
+        c_aff = np.array(
+            [
+                leaves.count(cat.categories[r].split(CATEGORY_SEP)[-1]) / len(leaves)
+                if leaves and cat.categories[r]
+                else 0.0
+                for r in rows
+            ]
+        )
         sim = np.zeros(c)
         if vectors is not None:
             s = vectors[rows] @ vectors[recent].T  # (C, H)
@@ -51,7 +64,9 @@ def personal_signal(
     if user_scores is not None:
         us = np.asarray(user_scores, np.float64)
         if us.shape != (len(cat),):
-            raise ValueError(f"user_scores must have one score per catalogue item ({len(cat)}), got shape {us.shape}")
+            raise ValueError(
+                f"user_scores must have one score per catalogue item ({len(cat)}), got shape {us.shape}"
+            )
         zs = _z(us[rows])
         score = score + zs
         for i in np.flatnonzero(zs > 1.5):

@@ -14,7 +14,7 @@ import numpy as np
 
 
 class VectorIndex:
-    def __init__(self, vectors: np.ndarray, ann: faiss.Index | None, ef_search: int = 64) -> None:
+    def __init__(self, vectors: np.ndarray, ann: faiss.Index | None, ef_search: int = 96) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (N, D) L2-normalised
         self.ann = ann
         if ann is not None:
@@ -25,7 +25,14 @@ class VectorIndex:
         return int(self.vectors.shape[1])
 
     @classmethod
-    def build(cls, vectors: np.ndarray, m: int = 32, ef_construction: int = 80, ef_search: int = 64, min_ann: int = 2000) -> VectorIndex:
+    def build(
+        cls,
+        vectors: np.ndarray,
+        m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 96,
+        min_ann: int = 2000,
+    ) -> VectorIndex:
         """HNSW (inner product) when the catalogue is big enough to need it; exact below `min_ann`."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ann = None
@@ -41,12 +48,14 @@ class VectorIndex:
             faiss.write_index(self.ann, str(out / f"{name}.hnsw"))
 
     @classmethod
-    def load(cls, out: Path, name: str, ef_search: int = 64) -> VectorIndex:
+    def load(cls, out: Path, name: str, ef_search: int = 96) -> VectorIndex:
         path = out / f"{name}.hnsw"
         ann = faiss.read_index(str(path)) if path.exists() else None
         return cls(np.load(out / f"{name}.npy"), ann, ef_search)
 
-    def search_exact(self, q: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search_exact(
+        self, q: np.ndarray, k: int, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force top-k by inner product, optionally restricted to `rows` (the reference)."""
         vecs = self.vectors if rows is None else self.vectors[rows]
         s = vecs @ q.astype(np.float32)

@@ -215,6 +215,9 @@ def _sasrec_onnx_writer(model: Recommender) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         from soutui.models import sasrec_onnx
 
-        sasrec_onnx.export_bundle_model(model, path)
+        sasrec_onnx.export_onnx(model, path)  # type: ignore[arg-type]
+        vecs = model.item_vectors()
+        if vecs is not None:
+            np.save(path / "item_vectors.npy", np.asarray(vecs, np.float32))
 
     return write

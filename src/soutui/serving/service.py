@@ -198,16 +198,18 @@ class RecService:
             raise Unavailable(f"bundle {b.version} has no search index; rebuild it with search enabled")
         from soutui.search.engine import SearchFilters
 
-        if self.settings.rules.in_stock_only:
-            in_stock = True
+        # in-stock rule: drop items known to be out of stock, keep unknown stock (many catalogues lack it)
+        drop_out = self.settings.rules.in_stock_only and in_stock is None
         filters = SearchFilters(category=category, brand=brand, min_price=min_price, max_price=max_price, in_stock=in_stock)
         history = None
         if user_id:
             recent, _ = self.histories.user(user_id)
             history = [i for i, _ in recent] or None
         hits, facets = b.search.search(
-            q, k=k, filters=filters, sort=sort, method=method or self.settings.search_method, user_history=history
+            q, k=2 * k if drop_out else k, filters=filters, sort=sort, method=method or self.settings.search_method, user_history=history
         )
+        if drop_out:
+            hits = [h for h in hits if h.in_stock is not False][:k]
         items = []
         for h in hits:
             i = b.catalogue.index.get(str(h.item_id))

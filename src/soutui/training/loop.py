@@ -97,13 +97,15 @@ def train(
     net: torch.nn.Module,
     batches: Callable[[np.random.Generator], Iterator[Batch]],
     n_batches: int,
-    validate: Callable[[], float],
+    validate: Callable[[], float] | None,
     cfg: TrainConfig,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     stop_after_epochs: int | None = None,
 ) -> TrainState:
     """Train `net` in place; on return it holds the best-validation weights.
+
+    With `validate=None` there is no early stopping: the last epoch's weights are kept.
 
     `stop_after_epochs` simulates an interruption (tests): the loop returns after that
     many epochs of this call, leaving last.pt behind for `resume=True`.
@@ -140,7 +142,9 @@ def train(
             bar.set_postfix(loss=f"{total / count:.4f}")
         state.epoch += 1
         row: dict[str, float] = {"epoch": state.epoch, "loss": round(total / max(count, 1), 5)}
-        if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+        if validate is None:
+            best = None  # keep the current weights
+        elif state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
             net.eval()
             metric = float(validate())
             row["valid"] = round(metric, 6)

@@ -1,0 +1,95 @@
+"""`soutui train` and `soutui tune`: fit a model into a self-describing run directory, or search its settings."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from soutui.cli.common import add_store_arg, print_json, print_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from soutui.models.registry import MODELS
+
+    p = sub.add_parser(
+        "train",
+        help="train a recommender (leave-one-out, early stopping on validation NDCG@10), save a checkpoint",
+        description="Train, evaluate (full ranking) and save a run directory with model, ONNX scorer and record.json. "
+        "Default output: $SOUTUI_HOME/runs/<dataset>-<model>-<timestamp>/.",
+    )
+    p.add_argument("--dataset", default="amazon-beauty", help="dataset name (imported on first use)")
+    p.add_argument("--model", default="sasrec", choices=sorted(MODELS), help="model to train (default sasrec)")
+    p.add_argument("--output", default=None, help="run directory (default: a new one under $SOUTUI_HOME/runs)")
+    p.add_argument("--config", default=None, help="TOML file of model parameters (flat key = value)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, e.g. --set d_model=128 (repeatable)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue the run in --output (or the latest unfinished run)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    add_store_arg(p)
+    p.add_argument("--json", action="store_true", help="print the experiment record as JSON")
+    p.set_defaults(func=run_train)
+
+    t = sub.add_parser(
+        "tune",
+        help="Optuna search on the validation split (never test); resumable; writes the best config as TOML",
+    )
+    t.add_argument("--dataset", default="amazon-beauty")
+    t.add_argument("--model", default="sasrec", help="model to tune (default sasrec)")
+    t.add_argument("--trials", type=int, default=10, help="trials to add to the study (default 10)")
+    t.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///$SOUTUI_HOME/tune.db)")
+    t.add_argument("--study", default=None, help="study name (default <dataset>-<model>); reuse to resume")
+    t.add_argument("--config", default=None, help="TOML of fixed parameters every trial starts from")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fixed parameter for every trial, e.g. --set max_minutes=5")  # fmt: skip
+    t.add_argument("--output", default=None, help="where to write the best config TOML")
+    add_store_arg(t)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=run_tune)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from soutui.models.registry import model_class
+    from soutui.training.pipeline import load_params, prepare, run_training
+
+    params = load_params(args.config, args.overrides)
+    if args.json:
+        if args.model == "sasrec":
+            params.setdefault("progress", False)
+    model_class(args.model)(**params)  # check the parameters before loading any data
+    prep = prepare(args.dataset, store_url=args.store, progress=not args.json)
+    rec = run_training(args.dataset, args.model, params, args.output, args.resume, not args.no_onnx, prep, not args.json)
+    if args.json:
+        print_json(rec)
+    else:
+        _print_record(rec)
+    return 0
+
+
+def _print_record(rec: dict[str, Any]) -> None:
+    print(f"run: {rec['path']}")
+    print(f"protocol: {rec['protocol']}")
+    rows = []
+    for part, m in rec["metrics"].items():
+        rows.append({"split": part, **{k: m.get(k) for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "users")}})
+    print_table(rows, ["split", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "users"])
+    tr = rec.get("training") or {}
+    print(f"train {rec['time']['train_s']} s, {tr.get('epoch', '?')} epochs (best {tr.get('best_epoch', '?')}, "
+          f"stopped: {tr.get('stopped', '?')}), {rec['interactions_per_s']} interactions/s")  # fmt: skip
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from soutui.training.pipeline import load_params, prepare
+    from soutui.training.tune import tune
+
+    if args.trials < 1:
+        raise ValueError("--trials must be at least 1")
+    base = load_params(args.config, args.overrides)
+    base.setdefault("progress", False)
+    prep = prepare(args.dataset, store_url=args.store, progress=not args.json)
+    out = tune(prep, args.model, args.trials, args.storage, args.study, base, args.output)
+    if args.json:
+        print_json(out)
+    else:
+        print(f"study {out['study']} ({out['trials']} trials in {out['storage']})")
+        print(f"best validation NDCG@10 = {out['best_value']:.5f}; config written to {out['config']}")
+    return 0

@@ -1,0 +1,99 @@
+"""Training loop: resume after an interruption replays the uninterrupted run; records and CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from sasrec_fixtures import SMALL, cyclic_data  # noqa: E402
+
+from soutui.config import ConfigError  # noqa: E402
+from soutui.models.sasrec_recommender import SASRecRecommender  # noqa: E402
+from soutui.training.pipeline import load_params, parse_overrides, to_toml  # noqa: E402
+from soutui.training.records import data_fingerprint, markdown_table  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def split():  # type: ignore[no-untyped-def]
+    return cyclic_data(n_users=60)
+
+
+def test_resume_equals_uninterrupted(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    params = {**SMALL, "epochs": 3, "patience": 10}
+    full = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "a")
+    part = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "b", stop_after_epochs=1)
+    assert part.state_ is not None and part.state_.epoch == 1 and not part.state_.stopped
+    resumed = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "b", resume=True)
+    assert resumed.state_ is not None and full.state_ is not None
+    assert resumed.state_.epoch == 3 and [r["loss"] for r in resumed.state_.history] == [
+        r["loss"] for r in full.state_.history
+    ]
+    h = split.test.histories[:10]
+    np.testing.assert_allclose(resumed.score(h), full.score(h), atol=1e-5)
+
+
+def test_early_stopping_keeps_best_epoch(split) -> None:  # type: ignore[no-untyped-def]
+    m = SASRecRecommender(**{**SMALL, "epochs": 30, "patience": 1, "lr": 0.05}).fit(split.train, split.valid)
+    st = m.state_
+    assert st is not None and st.stopped in ("patience", "epochs")
+    best = max(r["valid"] for r in st.history)
+    assert st.best_metric == pytest.approx(best)
+
+
+def test_fingerprint_changes_with_data(split) -> None:  # type: ignore[no-untyped-def]
+    a = data_fingerprint(split.train)
+    seqs = list(split.train.sequences)
+    seqs[0] = seqs[0][::-1]
+    assert a == data_fingerprint(split.train)
+    assert a != data_fingerprint(split.train.with_sequences(seqs, None))
+
+
+def test_markdown_table_from_records() -> None:
+    rec = {"run": "r1", "metrics": {"valid": {"NDCG@10": 0.05, "HR@10": 0.08}, "test": {"NDCG@10": 0.04}},
+           "time": {"train_s": 12.0}, "training": {"epoch": 7}}  # fmt: skip
+    table = markdown_table([rec])
+    assert "| r1 | 0.0500 | 0.0800 | 0.0400 |" in table and table.count("\n") == 2
+
+
+def test_overrides_and_toml_roundtrip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p = parse_overrides(["d_model=32", "use_time=true", "loss=sampled_softmax", 'device="cpu"', "lr=1e-3"])
+    assert p == {"d_model": 32, "use_time": True, "loss": "sampled_softmax", "device": "cpu", "lr": 0.001}
+    (tmp_path / "c.toml").write_text(to_toml(p))
+    assert load_params(tmp_path / "c.toml", ["d_model=64"]) == {**p, "d_model": 64}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["d_model"])
+
+
+def test_cli_train_rejects_unknown_key(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import soutui.training.pipeline as pipeline
+    from soutui.cli import main
+
+    monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: (_ for _ in ()).throw(ConfigError("unused")))
+    rc = main(["train", "--dataset", "x", "--set", "d_modle=3", "--output", str(tmp_path / "r"), "--json"])
+    assert rc == 2
+    assert "d_modle" in capsys.readouterr().err
+
+
+def test_cli_train_end_to_end(split, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import soutui.training.pipeline as pipeline
+    from soutui.cli import main
+    from soutui.models.registry import load_model
+    from soutui.models.sasrec_onnx import OnnxScorer
+
+    prep = pipeline.Prepared("tiny", split.train, split, None, None)
+    monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: prep)
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, "epochs": 2}.items() if k != "progress"]
+    rc = main(["train", "--dataset", "tiny", "--output", str(tmp_path / "run"), "--json", *sets])
+    assert rc == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["metrics"]["test"]["users"] == len(split.test) and rec["training"]["epoch"] == 2
+    assert (tmp_path / "run" / "record.json").exists() and (tmp_path / "run" / "ckpt" / "last.pt").exists()
+    model = load_model(tmp_path / "run")
+    ort = OnnxScorer(tmp_path / "run")
+    h = split.test.histories[:5]
+    assert np.abs(model.score(h) - ort.score(h)).max() < 1e-4
