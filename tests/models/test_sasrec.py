@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sasrec_fixtures import N_ITEMS, SMALL, cyclic_data
 
 from soutui.config import ConfigError
 from soutui.evaluation.protocol import evaluate_full_ranking
 from soutui.models.registry import load_model
 from soutui.models.sasrec_recommender import SASRecRecommender
-
-from sasrec_fixtures import N_ITEMS, SMALL, cyclic_data
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,13 @@ def split():  # type: ignore[no-untyped-def]
 def test_resume_equals_uninterrupted(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
     params = {**SMALL, "epochs": 3, "patience": 10}
     full = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "a")
-    part = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "b", stop_after_epochs=1)
+    part = SASRecRecommender(**params).fit(
+        split.train, split.valid, checkpoint_dir=tmp_path / "b", stop_after_epochs=1
+    )
     assert part.state_ is not None and part.state_.epoch == 1 and not part.state_.stopped
-    resumed = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "b", resume=True)
+    resumed = SASRecRecommender(**params).fit(
+        split.train, split.valid, checkpoint_dir=tmp_path / "b", resume=True
+    )
     assert resumed.state_ is not None and full.state_ is not None
     assert resumed.state_.epoch == 3 and [r["loss"] for r in resumed.state_.history] == [
         r["loss"] for r in full.state_.history

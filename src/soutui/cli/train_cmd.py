@@ -18,12 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "Default output: $SOUTUI_HOME/runs/<dataset>-<model>-<timestamp>/.",
     )
     p.add_argument("--dataset", default="amazon-beauty", help="dataset name (imported on first use)")
-    p.add_argument("--model", default="sasrec", choices=sorted(MODELS), help="model to train (default sasrec)")
-    p.add_argument("--output", default=None, help="run directory (default: a new one under $SOUTUI_HOME/runs)")
+    p.add_argument(
+        "--model", default="sasrec", choices=sorted(MODELS), help="model to train (default sasrec)"
+    )
+    p.add_argument(
+        "--output", default=None, help="run directory (default: a new one under $SOUTUI_HOME/runs)"
+    )
     p.add_argument("--config", default=None, help="TOML file of model parameters (flat key = value)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter, e.g. --set d_model=128 (repeatable)")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue the run in --output (or the latest unfinished run)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --output (or the latest unfinished run)"
+    )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
     add_store_arg(p)
     p.add_argument("--json", action="store_true", help="print the experiment record as JSON")
@@ -36,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--dataset", default="amazon-beauty")
     t.add_argument("--model", default="sasrec", help="model to tune (default sasrec)")
     t.add_argument("--trials", type=int, default=10, help="trials to add to the study (default 10)")
-    t.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///$SOUTUI_HOME/tune.db)")
+    t.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default sqlite:///$SOUTUI_HOME/tune.db)"
+    )
     t.add_argument("--study", default=None, help="study name (default <dataset>-<model>); reuse to resume")
     t.add_argument("--config", default=None, help="TOML of fixed parameters every trial starts from")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -57,7 +65,9 @@ def run_train(args: argparse.Namespace) -> int:
             params.setdefault("progress", False)
     model_class(args.model)(**params)  # check the parameters before loading any data
     prep = prepare(args.dataset, store_url=args.store, progress=not args.json)
-    rec = run_training(args.dataset, args.model, params, args.output, args.resume, not args.no_onnx, prep, not args.json)
+    rec = run_training(
+        args.dataset, args.model, params, args.output, args.resume, not args.no_onnx, prep, not args.json
+    )
     if args.json:
         print_json(rec)
     else:
@@ -70,7 +80,9 @@ def _print_record(rec: dict[str, Any]) -> None:
     print(f"protocol: {rec['protocol']}")
     rows = []
     for part, m in rec["metrics"].items():
-        rows.append({"split": part, **{k: m.get(k) for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "users")}})
+        rows.append(
+            {"split": part, **{k: m.get(k) for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "users")}}
+        )
     print_table(rows, ["split", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "users"])
     tr = rec.get("training") or {}
     print(f"train {rec['time']['train_s']} s, {tr.get('epoch', '?')} epochs (best {tr.get('best_epoch', '?')}, "

@@ -131,11 +131,16 @@ class ItemKNN(Recommender):
         co = cooccurrence(train, self.window, self.backward_weight, self.distance_decay).tocoo()
         r, c, v = co.row, co.col, co.data
         if self.similarity == "bm25":
-            # saturate repeated co-occurrence (tf) and down-weight ubiquitous neighbours (idf)
+            # tf = co-occurrence relative to the row's mean, saturated like BM25, times the
+            # idf of the neighbour (items that co-occur with everything say little)
             n_docs = max(float((counts > 0).sum()), 1.0)
-            df = np.asarray((co.tocsc() > 0).sum(axis=0)).ravel()
+            df = np.bincount(c, minlength=co.shape[1]).astype(np.float64)
+            row_mean = np.bincount(r, weights=v, minlength=co.shape[0]) / np.maximum(
+                np.bincount(r, minlength=co.shape[0]), 1
+            )
+            tf = v / row_mean[r]
             idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-            v = v * (self.bm25_k1 + 1) / (v + self.bm25_k1) * idf[c]
+            v = tf * (self.bm25_k1 + 1) / (tf + self.bm25_k1) * idf[c]
         else:
             # asymmetric cosine: alpha=0.5 is plain cosine, larger alpha favours popular j
             denom = np.power(counts[r], 1 - self.alpha) * np.power(counts[c], self.alpha)

@@ -191,7 +191,7 @@ class MLPRecommender(Recommender):
         hidden: int = 128,
         id_dim: int = 32,
         max_history: int = 20,
-        epochs: int = 10,
+        epochs: int = 6,
         batch_size: int = 512,
         lr: float = 2e-3,
         weight_decay: float = 0.0,

@@ -61,6 +61,9 @@ class ItemEncoder(nn.Module):
     represented by their title and attributes.
     """
 
+    text: torch.Tensor | None
+    attrs: torch.Tensor | None
+
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
         self.cfg = cfg
@@ -69,7 +72,9 @@ class ItemEncoder(nn.Module):
         nn.init.normal_(self.id_emb.weight, std=0.02)
         self.register_buffer("text", torch.zeros(n, cfg.text_dim) if cfg.text_dim else None)
         self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model) if cfg.text_dim else None
-        self.register_buffer("attrs", torch.zeros(n, cfg.attrs_per_item, dtype=torch.long) if cfg.n_attrs else None)
+        self.register_buffer(
+            "attrs", torch.zeros(n, cfg.attrs_per_item, dtype=torch.long) if cfg.n_attrs else None
+        )
         self.attr_emb = nn.Embedding(cfg.n_attrs + 1, cfg.d_model, padding_idx=0) if cfg.n_attrs else None
         self.norm = nn.LayerNorm(cfg.d_model)
 
@@ -139,6 +144,8 @@ class Block(nn.Module):
 
 
 class SASRec(nn.Module):
+    logq: torch.Tensor
+
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
         if cfg.d_model % cfg.n_heads:
@@ -157,9 +164,7 @@ class SASRec(nn.Module):
         self.register_buffer("logq", torch.full((cfg.n_items + 1,), -math.log(max(cfg.n_items, 1))))
 
     # --- encoder ---------------------------------------------------------------------
-    def encode(
-        self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor
-    ) -> torch.Tensor:
+    def encode(self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
         """Hidden state at every position (B, T, D) for left-padded `seq` (B, T)."""
         B, T = seq.shape
         pad = seq == 0  # (B, T)

@@ -64,7 +64,9 @@ def training_windows(
     return xs, ys, users
 
 
-def attribute_table(attribute_lists: Sequence[Sequence[int]], max_per_item: int = 8) -> tuple[np.ndarray, int]:
+def attribute_table(
+    attribute_lists: Sequence[Sequence[int]], max_per_item: int = 8
+) -> tuple[np.ndarray, int]:
     """Padded (I+1, A) attribute-row table (0 = none) and the attribute vocabulary size.
 
     Raw attribute ids are re-indexed densely from 1 so the table stays small.

@@ -26,7 +26,9 @@ INT8_FILE = "sasrec.int8.onnx"
 META_FILE = "sasrec.onnx.json"
 
 
-def export_onnx(model: SASRecRecommender, out_dir: str | Path, quantize: bool = False, opset: int = 17) -> Path:
+def export_onnx(
+    model: SASRecRecommender, out_dir: str | Path, quantize: bool = False, opset: int = 17
+) -> Path:
     """Write sasrec.onnx (+ sasrec.int8.onnx when `quantize`) and its sidecar json into `out_dir`."""
     import torch
 
@@ -96,7 +98,9 @@ class OnnxScorer:
     def score(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         return self.score_timed(histories, None)
 
-    def score_timed(self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None) -> np.ndarray:
+    def score_timed(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None
+    ) -> np.ndarray:
         """(B, n_items) float32 scores; `timestamps` are unix seconds aligned with each history."""
         for h in histories:
             if len(h) and (np.min(h) < 0 or np.max(h) >= self.n_items_):

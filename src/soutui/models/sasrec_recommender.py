@@ -73,7 +73,9 @@ class SASRecRecommender(Recommender):
     def params(self) -> dict[str, Any]:
         return dict(self._params)
 
-    def set_content(self, text: np.ndarray | None = None, attributes: Sequence[Sequence[int]] | None = None) -> Self:
+    def set_content(
+        self, text: np.ndarray | None = None, attributes: Sequence[Sequence[int]] | None = None
+    ) -> Self:
         """Attach per-item content aligned with the training item vocabulary (row i = item i)."""
         self._text = None if text is None else np.asarray(text, dtype=np.float32)
         self._attrs = None if attributes is None else [list(a) for a in attributes]
@@ -106,7 +108,11 @@ class SASRecRecommender(Recommender):
         L = self.net_cfg.max_len
         xs, ys, users = training_windows(train.sequences, L)
         use_ts = self.net_cfg.use_time and self.content_cfg.use_timestamps and train.timestamps is not None
-        tss = [np.asarray(train.timestamps[u])[-(L + 1) : -1] for u in users] if use_ts and train.timestamps else None
+        tss = (
+            [np.asarray(train.timestamps[u])[-(L + 1) : -1] for u in users]
+            if use_ts and train.timestamps
+            else None
+        )
         lengths = np.array([len(x) for x in xs])
         bs = self.train_cfg.batch_size
 
@@ -142,7 +148,10 @@ class SASRecRecommender(Recommender):
         self.n_items_ = train.n_items
         self.item_ids_ = np.asarray(train.item_ids)
         self.net_ = self._build(train.n_items)
-        counts = np.bincount(np.concatenate(train.sequences) if train.sequences else np.zeros(0, np.int64), minlength=train.n_items)
+        counts = np.bincount(
+            np.concatenate(train.sequences) if train.sequences else np.zeros(0, np.int64),
+            minlength=train.n_items,
+        )
         pop = torch.from_numpy(np.log((counts + 1.0) / (counts + 1.0).sum())).float()
         self.net_.logq[1:] = pop  # sampling distribution for sampled softmax
         if self.net_.bias is not None:
@@ -150,7 +159,11 @@ class SASRecRecommender(Recommender):
         gen, n_batches = self._batches(train)
         vsplit = valid
         if valid is not None and self.content_cfg.valid_users and len(valid) > self.content_cfg.valid_users:
-            pick = np.sort(np.random.default_rng(self.train_cfg.seed).choice(len(valid), self.content_cfg.valid_users, replace=False))
+            pick = np.sort(
+                np.random.default_rng(self.train_cfg.seed).choice(
+                    len(valid), self.content_cfg.valid_users, replace=False
+                )
+            )
             vsplit = EvalSplit(
                 valid.users[pick],
                 [valid.histories[i] for i in pick],
@@ -166,8 +179,14 @@ class SASRecRecommender(Recommender):
 
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
         self.state_ = train_state = loop.train(
-            self.net_, gen, n_batches, validate if vsplit is not None and len(vsplit) else None,
-            self.train_cfg, ckpt, resume, stop_after_epochs,
+            self.net_,
+            gen,
+            n_batches,
+            validate if vsplit is not None and len(vsplit) else None,
+            self.train_cfg,
+            ckpt,
+            resume,
+            stop_after_epochs,
         )
         if self.content_cfg.cold_item_reset and train_state.stopped:
             self._reset_cold_items(counts)
@@ -237,7 +256,9 @@ class SASRecRecommender(Recommender):
         items = path / "items.json"
         self.item_ids_ = np.array(json.loads(items.read_text()), dtype=object) if items.exists() else None
         if self.item_ids_ is not None and len(self.item_ids_) not in (0, cfg.n_items):
-            raise ValueError(f"{path}: items.json has {len(self.item_ids_)} ids but the model has {cfg.n_items} items")
+            raise ValueError(
+                f"{path}: items.json has {len(self.item_ids_)} ids but the model has {cfg.n_items} items"
+            )
 
     def to(self, device: str) -> Self:
         """Move the network (e.g. to 'cuda') for faster scoring."""

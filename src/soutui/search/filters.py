@@ -42,12 +42,10 @@ class SearchFilters:
         m = np.ones(len(cat), bool)
         if self.category is not None:
             c = self.category.strip().lower()
-            m &= np.array(
-                [x.lower() == c or x.lower().startswith(c + CATEGORY_SEP.lower()) for x in cat.categories]
-            )
+            cats = _lower(cat, "categories")
+            m &= (cats == c) | np.char.startswith(cats, c + CATEGORY_SEP.lower())
         if self.brand is not None:
-            b = self.brand.strip().lower()
-            m &= np.array([x.lower() == b for x in cat.brands])
+            m &= _lower(cat, "brands") == self.brand.strip().lower()
         with np.errstate(invalid="ignore"):
             if self.min_price is not None:
                 m &= cat.prices >= self.min_price
@@ -56,6 +54,14 @@ class SearchFilters:
         if self.in_stock is not None:
             m &= cat.in_stock == int(self.in_stock)
         return m
+
+
+def _lower(cat: Catalog, column: str) -> np.ndarray:
+    """Lower-cased fixed-width copy of a text column, computed once per catalogue (vectorised filters)."""
+    cache: dict[str, np.ndarray] = cat.__dict__.setdefault("_lower_cache", {})
+    if column not in cache:
+        cache[column] = np.char.lower(np.asarray(getattr(cat, column), dtype=str))
+    return cache[column]
 
 
 def _bucket(p: float) -> str | None:

@@ -69,8 +69,8 @@ def personal_signal(
             )
         zs = _z(us[rows])
         score = score + zs
-        for i in np.flatnonzero(zs > 1.5):
-            reasons[i] = reasons[i] or "recommended for you"
+        for j in np.flatnonzero(zs > 1.5).tolist():
+            reasons[j] = reasons[j] or "recommended for you"
     return score, reasons
 
 

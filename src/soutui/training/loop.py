@@ -36,6 +36,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validations
     seed: int = 0
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = unlimited
+    max_cpu_minutes: float = 0.0  # CPU-time budget (fair on a shared machine); 0 = unlimited
     threads: int = 1  # torch intra-op threads on CPU
     device: str = "auto"  # auto = cuda when available, else cpu
     progress: bool = True
@@ -50,6 +51,7 @@ class TrainState:
     best_epoch: int = -1
     bad_evals: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time spent training (all threads)
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: str = ""  # why training ended: patience / epochs / time
 
@@ -75,12 +77,18 @@ def _autocast(device: torch.device) -> Any:
 
 
 def save_checkpoint(
-    path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, state: TrainState, best: dict[str, Any] | None
+    path: Path,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    state: TrainState,
+    best: dict[str, Any] | None,
 ) -> None:
     """Atomically write last.pt: weights, optimizer, loop state and the best weights so far."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / "last.pt.tmp"
-    torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "state": state.__dict__, "best": best}, tmp)
+    torch.save(
+        {"model": net.state_dict(), "optim": opt.state_dict(), "state": state.__dict__, "best": best}, tmp
+    )
     tmp.replace(path / "last.pt")
 
 
@@ -120,11 +128,18 @@ def train(
         state, best = load_checkpoint(checkpoint_dir, net, opt)
         net.to(device)
     start, done_here = time.perf_counter() - state.seconds, 0
+    cpu_start = time.process_time() - state.cpu_seconds
     while state.epoch < cfg.epochs and not state.stopped:
         rng = seed_epoch(cfg.seed, state.epoch)
         net.train()
         total, count = 0.0, 0
-        bar = tqdm(batches(rng), total=n_batches, desc=f"epoch {state.epoch + 1}", disable=not cfg.progress, leave=False)
+        bar = tqdm(
+            batches(rng),
+            total=n_batches,
+            desc=f"epoch {state.epoch + 1}",
+            disable=not cfg.progress,
+            leave=False,
+        )
         for seq, tgt, ts in bar:
             s = torch.from_numpy(seq).to(device)
             t = torch.from_numpy(tgt).to(device)
@@ -156,12 +171,17 @@ def train(
                 if state.bad_evals >= cfg.patience:
                     state.stopped = "patience"
         state.seconds = time.perf_counter() - start
-        row["seconds"] = round(state.seconds, 1)
+        state.cpu_seconds = time.process_time() - cpu_start
+        row["seconds"], row["cpu_seconds"] = round(state.seconds, 1), round(state.cpu_seconds, 1)
         state.history.append(row)
         if cfg.progress:
-            tqdm.write(f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"))
+            tqdm.write(
+                f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
+            )
         if cfg.max_minutes > 0 and state.seconds > cfg.max_minutes * 60 and not state.stopped:
             state.stopped = "time"
+        if cfg.max_cpu_minutes > 0 and state.cpu_seconds > cfg.max_cpu_minutes * 60 and not state.stopped:
+            state.stopped = "cpu-time"
         if state.epoch >= cfg.epochs and not state.stopped:
             state.stopped = "epochs"
         if checkpoint_dir is not None:

@@ -59,7 +59,9 @@ def prepare(
     if data.n_users == 0:
         raise ValueError(f"dataset {dataset!r} has no interaction events to train on")
     titles = titles_for(items, data.item_ids)
-    text = embed_texts(titles, encoder, progress=progress) if titles is not None and encoder != "none" else None
+    text = (
+        embed_texts(titles, encoder, progress=progress) if titles is not None and encoder != "none" else None
+    )
     return Prepared(dataset, data, leave_one_out(data), text, attributes_from_items(items, data.item_ids))
 
 
@@ -133,7 +135,9 @@ def evaluate_splits(rec: Recommender, prep: Prepared, test: bool = True) -> dict
     out = {"valid": evaluate_full_ranking(rec, prep.split.valid, n, KS)}
     if test:
         out["test"] = evaluate_full_ranking(rec, prep.split.test, n, KS)
-        out["test_excluding_history"] = evaluate_full_ranking(rec, prep.split.test, n, KS, exclude_history=True)
+        out["test_excluding_history"] = evaluate_full_ranking(
+            rec, prep.split.test, n, KS, exclude_history=True
+        )
     return out
 
 
@@ -154,7 +158,9 @@ def run_training(
     run_dir = Path(output) if output else (latest_unfinished(dataset, model) if resume else None)
     if run_dir is None:
         if resume:
-            raise ValueError(f"--resume: no unfinished {dataset}-{model} run under {home_dir() / 'runs'}; pass --output")
+            raise ValueError(
+                f"--resume: no unfinished {dataset}-{model} run under {home_dir() / 'runs'}; pass --output"
+            )
         run_dir = default_run_dir(dataset, model)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and (run_dir / "config.toml").exists():  # resume with the config the run started with
@@ -194,8 +200,11 @@ def run_training(
         "items; pessimistic ties; early stopping on validation NDCG@10 only",
         "metrics": metrics,
         "training": None if state is None else state.__dict__,
-        "time": {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t1, 1),
-                 "finished": dt.datetime.now().isoformat(timespec="seconds")},  # fmt: skip
+        "time": {
+            "train_s": round(train_s, 1),
+            "eval_s": round(time.perf_counter() - t1, 1),
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        },  # fmt: skip
         "interactions_per_s": round(
             prep.split.train.n_interactions * (state.epoch if state else 1) / max(train_s, 1e-9), 1
         ),

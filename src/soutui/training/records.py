@@ -94,4 +94,6 @@ def markdown_table(
 def _fmt(v: Any) -> str:
     if v is None:
         return ""
-    return f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.0f}" if isinstance(v, float) else str(v)
+    return (
+        f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.0f}" if isinstance(v, float) else str(v)
+    )

@@ -78,7 +78,9 @@ def tune(
     params = dict(best.user_attrs.get("params", best.params))
     out = Path(output) if output else home_dir() / "tune" / f"{name}-best.toml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# best of {len(st.trials)} trials, validation NDCG@10 = {best.value:.5f}\n" + to_toml(params))
+    out.write_text(
+        f"# best of {len(st.trials)} trials, validation NDCG@10 = {best.value:.5f}\n" + to_toml(params)
+    )
     return {"study": name, "storage": storage, "best_value": best.value, "best_params": params,
             "trials": len(st.trials), "config": str(out)}  # fmt: skip
 

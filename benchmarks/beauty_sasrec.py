@@ -1,0 +1,283 @@
+"""Amazon Beauty: soutui's SASRec ablation vs an external PyPI reference (implicit ALS), same split, same metrics.
+
+Protocol: leave-one-out (last item = test, second-last = validation); FULL ranking over all
+12,101 items; pessimistic ties; reported with history items NOT excluded (the published
+convention) and excluded. Early stopping and every choice use VALIDATION NDCG@10 only.
+Cold-start slice: test users whose target occurs < 5 times in the training sequences.
+Training is bounded by a CPU-time budget per variant (`--cpu-minutes`) because the machine
+is shared; wall time, CPU time and the machine load are printed beside every number.
+
+    .venv/bin/python benchmarks/beauty_sasrec.py [--variants id-only,full] [--cpu-minutes 15] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from soutui.data.sequences import EvalSplit
+from soutui.evaluation.protocol import evaluate_full_ranking
+from soutui.models.base import Recommender
+from soutui.training.pipeline import Prepared, build_model, parse_overrides, prepare
+
+PUBLISHED = {  # NDCG@10, HR@10 on this split, history not excluded
+    "SASRec (S3-Rec table)": (0.0318, 0.0605),
+    "TIGER (NeurIPS 2023)": (0.0384, 0.0648),
+    "plain SASRec full CE, ID-only (independent)": (0.044, 0.077),
+    "plain SASRec full CE + MiniLM titles (independent)": (0.046, 0.086),
+}
+
+COMMON: dict[str, Any] = {
+    "d_model": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "max_len": 50,
+    "batch_size": 256,
+    "lr": 0.002,
+}
+# each step adds one thing to the previous one (the ablation reads top to bottom)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "id-only": {
+        "use_text": False,
+        "use_attrs": False,
+        "use_time": False,
+        "seen_bias": False,
+        "item_bias": False,
+    },
+    "+title": {
+        "use_text": True,
+        "use_attrs": False,
+        "use_time": False,
+        "seen_bias": False,
+        "item_bias": False,
+    },
+    "+attributes": {
+        "use_text": True,
+        "use_attrs": True,
+        "use_time": False,
+        "seen_bias": False,
+        "item_bias": False,
+    },
+    "+time": {"use_text": True, "use_attrs": True, "use_time": True, "seen_bias": False, "item_bias": False},
+    "+seen/item bias, id-dropout (full)": {
+        "use_text": True,
+        "use_attrs": True,
+        "use_time": True,
+        "seen_bias": True,
+        "item_bias": True,
+        "id_dropout": 0.2,
+    },  # fmt: skip
+}
+ALIASES = {
+    "full": "+seen/item bias, id-dropout (full)",
+    "title": "+title",
+    "attributes": "+attributes",
+    "time": "+time",
+}
+
+
+class ImplicitALS(Recommender):
+    """implicit's ALS behind the soutui contract: a history is folded in as a new user."""
+
+    name = "implicit-als"
+
+    def __init__(
+        self, factors: int = 64, regularization: float = 0.05, iterations: int = 15, alpha: float = 10.0
+    ):
+        self.kw = {
+            "factors": factors,
+            "regularization": regularization,
+            "iterations": iterations,
+            "alpha": alpha,
+        }
+
+    def fit(self, train: Any, valid: EvalSplit | None = None) -> ImplicitALS:
+        import scipy.sparse as sp
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        rows = np.concatenate([np.full(len(s), u) for u, s in enumerate(train.sequences)])
+        cols = np.concatenate(train.sequences)
+        ui = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(train.n_users, train.n_items)
+        )
+        ui.data[:] = 1.0
+        self.model_ = AlternatingLeastSquares(**self.kw, random_state=0, num_threads=1)
+        self.model_.fit(ui, show_progress=False)
+        self.n_items_ = train.n_items
+        return self
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        import scipy.sparse as sp
+
+        rows = np.concatenate([np.full(len(h), i) for i, h in enumerate(histories)] or [np.zeros(0, int)])
+        cols = np.concatenate(list(histories) or [np.zeros(0, int)])
+        ui = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), self.n_items_)
+        )
+        ui.data[:] = 1.0
+        users = self.model_.recalculate_user(np.arange(len(histories)), ui)
+        return np.asarray(users @ self.model_.item_factors.T)
+
+    def _save_state(self, path: Any) -> None:  # benchmark only
+        raise NotImplementedError
+
+    def _load_state(self, path: Any) -> None:
+        raise NotImplementedError
+
+
+def cold_slice(prep: Prepared, max_count: int = 5) -> EvalSplit:
+    counts = np.bincount(np.concatenate(prep.split.train.sequences), minlength=prep.data.n_items)
+    t = prep.split.test
+    pick = np.flatnonzero(counts[t.targets] < max_count)
+    ts = [t.timestamps[i] for i in pick] if t.timestamps is not None else None
+    return EvalSplit(t.users[pick], [t.histories[i] for i in pick], t.targets[pick], "test-cold", ts)
+
+
+def measure(
+    rec: Recommender, prep: Prepared, cold: EvalSplit, train_s: float, cpu_s: float, epochs: int
+) -> dict[str, Any]:
+    n = prep.data.n_items
+    out: dict[str, Any] = {
+        "valid": evaluate_full_ranking(rec, prep.split.valid, n, (10, 20)),
+        "test": evaluate_full_ranking(rec, prep.split.test, n, (10, 20)),
+        "test_excluding_history": evaluate_full_ranking(
+            rec, prep.split.test, n, (10, 20), exclude_history=True
+        ),
+        "test_cold": evaluate_full_ranking(rec, cold, n, (10,)),
+        "train_s": round(train_s, 1),
+        "train_cpu_s": round(cpu_s, 1),
+        "epochs": epochs,
+        "interactions_per_s": round(prep.split.train.n_interactions * max(epochs, 1) / max(train_s, 1e-9), 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    return out
+
+
+def onnx_check(rec: Any, prep: Prepared, out_dir: str) -> dict[str, Any]:
+    """Save + export ONNX (float and int8) and measure both on VALIDATION against PyTorch."""
+    from soutui.models.sasrec_onnx import OnnxScorer, export_onnx
+
+    rec.save(out_dir)
+    export_onnx(rec, out_dir, quantize=True)
+    n, v = prep.data.n_items, prep.split.valid
+    res: dict[str, Any] = {"dir": out_dir}
+    for tag, scorer in (("onnx", OnnxScorer(out_dir)), ("onnx_int8", OnnxScorer(out_dir, int8=True))):
+        t0 = time.perf_counter()
+        res[tag] = evaluate_full_ranking(scorer, v, n, (10,))  # type: ignore[arg-type]
+        res[tag]["seconds"] = round(time.perf_counter() - t0, 1)
+    h, ts = v.histories[:512], (v.timestamps or [None] * 512)[:512]
+    ref, got = rec.score_timed(h, ts), OnnxScorer(out_dir).score_timed(h, ts)
+    res["max_abs_diff_float"] = float(np.abs(ref - got).max())
+    return res
+
+
+def run_variant(
+    name: str, params: dict[str, Any], prep: Prepared, cold: EvalSplit, save_dir: str | None = None
+) -> dict[str, Any]:
+    rec = build_model("sasrec", params, prep)
+    t0, c0 = time.perf_counter(), time.process_time()
+    rec.fit(prep.split.train, prep.split.valid)
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    st = rec.state_  # type: ignore[attr-defined]
+    res = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
+    res.update({"variant": name, "params": params, "best_epoch": st.best_epoch, "stopped": st.stopped,
+                "history": st.history})  # fmt: skip
+    if save_dir:
+        slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+        res["onnx_check"] = onnx_check(rec, prep, os.path.join(save_dir, slug))
+    return res
+
+
+def run_external(prep: Prepared, cold: EvalSplit) -> dict[str, Any]:
+    rec = ImplicitALS()
+    t0, c0 = time.perf_counter(), time.process_time()
+    rec.fit(prep.split.train)
+    res = measure(rec, prep, cold, time.perf_counter() - t0, time.process_time() - c0, rec.kw["iterations"])
+    res.update({"variant": "implicit ALS (PyPI reference)", "params": rec.kw})
+    return res
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("variant", "valid NDCG@10", "test NDCG@10", "test HR@10", "NDCG@10 excl.", "HR@10 excl.",
+            "cold NDCG@10", "train s (cpu s)", "epochs", "inter/s")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        row = [r["variant"], f"{r['valid']['NDCG@10']:.4f}", f"{r['test']['NDCG@10']:.4f}", f"{r['test']['HR@10']:.4f}",
+               f"{r['test_excluding_history']['NDCG@10']:.4f}", f"{r['test_excluding_history']['HR@10']:.4f}",
+               f"{r['test_cold']['NDCG@10']:.4f} (n={r['test_cold']['users']})",
+               f"{r['train_s']:.0f} ({r['train_cpu_s']:.0f})", str(r["epochs"]), f"{r['interactions_per_s']:.0f}"]  # fmt: skip
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma list of {list(VARIANTS)} (or full,title,...)"
+    )
+    ap.add_argument("--cpu-minutes", type=float, default=15.0, help="CPU-time training budget per variant")
+    ap.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget per variant (0 = none)")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="key=value for every variant"
+    )
+    ap.add_argument("--skip-external", action="store_true", help="do not run implicit ALS")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="print all results as JSON")
+    ap.add_argument("--out", default=None, help="also append results (JSON lines) to this file")
+    ap.add_argument(
+        "--save-dir", default=None, help="save each model + ONNX/int8 here and measure them on validation"
+    )
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    names = [ALIASES.get(v.strip(), v.strip()) for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    prep = prepare("amazon-beauty", progress=not args.json)
+    cold = cold_slice(prep)
+    budget = {"max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "threads": args.threads,
+              "progress": not args.json, "patience": 5}  # fmt: skip
+    results = []
+    jobs = [(n, {**COMMON, **budget, **VARIANTS[n], **parse_overrides(args.overrides)}) for n in names]
+    for name, params in jobs:
+        results.append(run_variant(name, params, prep, cold, args.save_dir))
+        _emit(results[-1], args.out)
+    if not args.skip_external:
+        results.append(run_external(prep, cold))
+        _emit(results[-1], args.out)
+    if args.json:
+        json.dump({"protocol": __doc__.split("\n\n")[1], "results": results, "published": PUBLISHED}, sys.stdout,
+                  indent=1, default=str)  # fmt: skip
+        return 0
+    print(__doc__.split("\n\n")[1])
+    print(f"data: {prep.data.stats()}; cold-start test users: {len(cold)}")
+    print(table(results))
+    print("\npublished / independent (history not excluded): "
+          + "; ".join(f"{k} {v[0]:.4f}/{v[1]:.4f}" for k, v in PUBLISHED.items()))  # fmt: skip
+    ext = [r for r in results if r["variant"].startswith("implicit")]
+    ours = [r for r in results if not r["variant"].startswith("implicit")]
+    if ext and ours:
+        best = max(ours, key=lambda r: r["valid"]["NDCG@10"])  # chosen on validation
+        ratio = best["interactions_per_s"] / max(ext[0]["interactions_per_s"], 1e-9)
+        print(
+            f"best on validation: {best['variant']}; training throughput ratio soutui/implicit-ALS = {ratio:.3f}"
+        )
+    return 0
+
+
+def _emit(result: dict[str, Any], out: str | None) -> None:
+    if out:
+        with open(out, "a") as fh:
+            fh.write(json.dumps(result, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Model-specific checks beyond the shared contract: features, options, bad parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from contract import cyclic_data
+
+from soutui.data.sequences import SequenceData
+from soutui.models.itemknn import ItemKNN, cooccurrence
+from soutui.models.mlp import item_numeric, item_tokens
+from soutui.models.popularity import Popularity, RecentPopularity
+
+
+def _seqs(*seqs: list[int], n_items: int = 6, ts: list[list[int]] | None = None) -> SequenceData:
+    return SequenceData(
+        np.array([str(i) for i in range(n_items)], dtype=object),
+        np.array([f"u{i}" for i in range(len(seqs))], dtype=object),
+        [np.array(s, np.int64) for s in seqs],
+        [np.array(t, np.int64) for t in ts] if ts else None,
+    )
+
+
+def test_recent_popularity_prefers_recent_items() -> None:
+    day = 86400
+    data = _seqs([0, 0, 0], [1, 1], ts=[[0, day, 2 * day], [99 * day, 100 * day]])
+    assert Popularity().fit(data).score([np.array([2])])[0].argmax() == 0
+    assert RecentPopularity(half_life_days=7).fit(data).score([np.array([2])])[0].argmax() == 1
+    with pytest.raises(ValueError, match="half_life_days"):
+        RecentPopularity(half_life_days=0)
+
+
+def test_cooccurrence_is_windowed_and_directional() -> None:
+    c = cooccurrence(_seqs([0, 1, 2, 3]), window=2, backward_weight=0.5, distance_decay=0.5).toarray()
+    assert c[0, 1] == 1.0 and c[1, 0] == 0.5  # forward vs backward
+    assert c[0, 2] == 0.5 and c[0, 3] == 0.0  # distance decay, then out of the window
+    assert np.diag(c).sum() == 0.0
+
+
+def test_itemknn_recency_weighting_and_bm25() -> None:
+    data = cyclic_data()
+    for model in (ItemKNN(), ItemKNN(similarity="bm25")):
+        model.fit(data)
+        # the most recent item decides: after ... 3, 10 the next item is 11, not 4
+        assert model.score([np.array([3, 10])])[0].argmax() == 11
+    with pytest.raises(ValueError, match="similarity"):
+        ItemKNN(similarity="jaccard")  # type: ignore[arg-type]
+
+
+def test_mlp_item_features_from_items_table() -> None:
+    items = pd.DataFrame(
+        {
+            "item_id": ["b", "a", "c"],  # not in model order: features must be re-aligned
+            "category": ["Beauty > Nails", "Beauty > Skin", None],
+            "brand": ["OPI", "OPI", None],
+            "price": [10.0, None, 30.0],
+            "attributes": [
+                '{"asin": "X1", "attribute_ids": [1, 2]}',
+                '{"asin": "X2", "attribute_ids": [2]}',
+                None,
+            ],
+        }
+    )
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    tokens, n_tokens = item_tokens(items, ids)
+    assert tokens.shape[0] == 4 and (tokens[2:] == 0).all()  # c has no shared tokens, d is unknown
+    # shared: cat:Beauty, brand:opi, attr:attribute_ids=2; singletons (asins, Nails, Skin, id 1) are dropped
+    assert n_tokens == 4
+    assert set(tokens[0][tokens[0] > 0]) == set(tokens[1][tokens[1] > 0])
+    num = item_numeric(items, ids, np.array([5.0, 1.0, 0.0, 0.0]))
+    assert num.shape == (4, 3)
+    assert num[:, 2].tolist() == [1.0, 0.0, 0.0, 1.0]  # price unknown for a and d
+
+
+def test_mlp_rejects_misaligned_text_embeddings() -> None:
+    from soutui.models.mlp import MLPRecommender
+
+    data = cyclic_data()
+    with pytest.raises(ValueError, match="text_embeddings has 3 rows"):
+        MLPRecommender(epochs=1).fit(data, text_embeddings=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=">= 1"):
+        MLPRecommender(epochs=0)
