@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--limit-test", type=int, default=0, help="evaluate only the first N test rows (smoke runs)"
     )
+    ap.add_argument(
+        "--limit-train", type=int, default=0, help="train on the first N sessions only (smoke runs)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     import torch
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     train, valid, test = load()
+    if args.limit_train:
+        train = train.with_sequences(train.sequences[: args.limit_train], None)
     if args.limit_test:
         test = EvalSplit(
             test.users[: args.limit_test], test.histories[: args.limit_test], test.targets[: args.limit_test]

@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="index dir (default $SOUTUI_HOME/indexes/homedepot-bench)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the index even if one exists")
     ap.add_argument("--methods", default="bm25,dense,hybrid,ltr")
+    ap.add_argument("--quantized", action="store_true", help="embed queries with the int8 ONNX MiniLM")
+    ap.add_argument(
+        "--reuse-ltr", action="store_true", help="evaluate the ranker already in the index (no retraining)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -87,17 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         engine = SearchEngine.build(items, out, SearchConfig(encoders=encoders))  # type: ignore[arg-type]
         log(f"index built in {time.time() - t:.0f}s")
-    else:
-        engine = SearchEngine.load(out)
+    engine = SearchEngine.load(out, quantized_query_encoder=args.quantized)
     methods = [m.strip() for m in args.methods.split(",")]
-    ltr_info: dict[str, object] = {}
-    if "ltr" in methods:
+    ltr_info: dict[str, object] = {"reused": str(out / "ltr.txt")} if args.reuse_ltr and engine.ranker else {}
+    if "ltr" in methods and not ltr_info:
         ltr_info = evaluation.train_ltr(engine, train, valid_frac=0.1, seed=0, log=log)
     for m in methods:
         res = evaluation.evaluate(engine, test, m, progress=not args.json)
         results.append(
             {
-                "system": f"soutui {m}",
+                "system": f"soutui {m}" + (" (int8 query encoder)" if args.quantized else ""),
                 **{k: v for k, v in res.items() if k not in ("protocol", "n_items", "n_queries")},
             }
         )
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "homedepot-search",
         "protocol": evaluation.protocol(len(engine.catalog), len(test)),
         "encoders": encoders,
+        "query_encoder": "onnx int8" if args.quantized else "onnx fp32",
         "n_test_queries": len(test),
         "n_train_queries": len(train),
         "results": results,

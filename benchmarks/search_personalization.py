@@ -1,6 +1,7 @@
 """Does personal re-ranking help search? An offline test on Amazon Beauty (12,101 products).
 
-Protocol: users with >= 3 purchases; 2,000 drawn at random (seed 0). Each user's LAST item
+Protocol: users with >= 3 purchases, shuffled (seed 0) and halved into a 'tune' half (used only
+to choose personal_weight) and a 'report' half; the first 2,000 usable users of the report half. Each user's LAST item
 is the target, everything before it is the history (leave-one-out, time order). The query
 is ONE word of the target's title: the title word (letters only, >= 4 chars, not a
 stopword) that occurs in the most catalogue titles, i.e. the most generic product word
@@ -33,6 +34,12 @@ from soutui.search.engine import SearchConfig, SearchEngine
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument(
+        "--split",
+        choices=["report", "tune"],
+        default="report",
+        help="disjoint user halves: tune settings on 'tune', report on 'report'",
+    )
     ap.add_argument("--min-matches", type=int, default=20)
     ap.add_argument("--weight", type=float, default=None, help="override SearchConfig.personal_weight")
     ap.add_argument("--out", default=None)
@@ -59,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = ev.assign(_order=np.arange(len(ev))).sort_values(["user_id", "ts", "_order"], kind="stable")
     seqs = ev.groupby("user_id", sort=True)["item_id"].apply(list)
     seqs = seqs[seqs.map(len) >= 3]
-    rng = np.random.default_rng(0)
-    users = [seqs.index[i] for i in rng.permutation(len(seqs))]
+    perm = np.random.default_rng(0).permutation(len(seqs))
+    half = perm[: len(perm) // 2] if args.split == "report" else perm[len(perm) // 2 :]
+    users = [seqs.index[i] for i in half]
 
     rows: list[dict[str, float]] = []
     skipped = 0
@@ -73,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         target, history = seq[-1], seq[:-1]
         if target not in engine.row_of:
             continue
-        cands = [w for w in set(words(engine.catalog.titles[engine.row_of[target]])) if w.isalpha() and len(w) >= 4 and w not in STOPWORDS]
+        cands = [
+            w
+            for w in set(words(engine.catalog.titles[engine.row_of[target]]))
+            if w.isalpha() and len(w) >= 4 and w not in STOPWORDS
+        ]
         if not cands:
             skipped += 1
             continue
@@ -94,13 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     res = {
-        name: {"hr@10": round(mean[f"{name}_hr"], 4), "ndcg@10": round(mean[f"{name}_ndcg"], 4), "mrr@10": round(mean[f"{name}_mrr"], 4)}
+        name: {
+            "hr@10": round(mean[f"{name}_hr"], 4),
+            "ndcg@10": round(mean[f"{name}_ndcg"], 4),
+            "mrr@10": round(mean[f"{name}_mrr"], 4),
+        }
         for name in ("plain", "personal")
     }
     report = {
-        "benchmark": "search personalisation, amazon-beauty", "users": len(rows), "skipped_unambiguous_or_no_word": skipped,
-        "personal_weight": engine.config.personal_weight, "protocol": " ".join(__doc__.split("\n\n")[1].split()),
-        "results": res, "ndcg@10_ratio": round(res["personal"]["ndcg@10"] / max(res["plain"]["ndcg@10"], 1e-12), 3),
+        "benchmark": "search personalisation, amazon-beauty",
+        "users": len(rows),
+        "skipped_unambiguous_or_no_word": skipped,
+        "personal_weight": engine.config.personal_weight,
+        "split": args.split,
+        "protocol": " ".join(__doc__.split("\n\n")[1].split()),
+        "results": res,
+        "ndcg@10_ratio": round(res["personal"]["ndcg@10"] / max(res["plain"]["ndcg@10"], 1e-12), 3),
         "seconds": round(time.time() - t0, 1),
     }
     if args.json:

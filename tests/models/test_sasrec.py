@@ -60,3 +60,17 @@ def test_content_must_match_catalogue(split) -> None:  # type: ignore[no-untyped
     m = SASRecRecommender(**SMALL, epochs=1).set_content(np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="title embeddings have 3 rows"):
         m.fit(split.train)
+
+
+def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-untyped-def]
+    """An item absent from training but with the same title as item 6 ranks close to item 6."""
+    cold = N_ITEMS - 1
+    seqs = [s[s != cold] for s in split.train.sequences]
+    train = split.train.with_sequences(seqs, None)
+    text = np.eye(N_ITEMS, dtype=np.float32)
+    text[cold] = text[6]
+    m = SASRecRecommender(**SMALL, epochs=12, id_dropout=0.5, use_attrs=False).set_content(text)
+    m.fit(train, split.valid)
+    assert m.net_ is not None and float(m.net_.items.id_emb.weight[cold + 1].abs().sum()) == 0.0
+    ranks = [int((m.score([h])[0] > m.score([h])[0][cold]).sum()) for h in ([4, 5], [3, 4, 5])]
+    assert max(ranks) <= 3, ranks  # the cold twin of the true next item (6) is near the top

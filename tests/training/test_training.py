@@ -101,3 +101,26 @@ def test_cli_train_end_to_end(split, tmp_path, monkeypatch, capsys) -> None:  # 
     ort = OnnxScorer(tmp_path / "run")
     h = split.test.histories[:5]
     assert np.abs(model.score(h) - ort.score(h)).max() < 1e-4
+
+
+def test_tune_resumes_and_writes_best_config(split, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import soutui.training.tune as tune_mod
+    from soutui.training.pipeline import Prepared
+
+    # a tiny search space so each trial takes a second
+    space = {"d_model": [8, 16], "lr": (0.003, 0.02)}
+
+    def tiny(trial):  # type: ignore[no-untyped-def]
+        return {"d_model": trial.suggest_categorical("d_model", space["d_model"]),
+                "lr": trial.suggest_float("lr", *space["lr"], log=True)}  # fmt: skip
+
+    monkeypatch.setitem(tune_mod.SPACES, "sasrec", tiny)
+    prep = Prepared("tiny", split.train, split, None, None)
+    base = {k: v for k, v in SMALL.items() if k not in ("d_model", "lr")} | {"epochs": 2}
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    first = tune_mod.tune(prep, "sasrec", 2, storage, "s", base, tmp_path / "best.toml")
+    second = tune_mod.tune(prep, "sasrec", 1, storage, "s", base, tmp_path / "best.toml")
+    assert first["trials"] == 2 and second["trials"] == 3
+    best = load_params(tmp_path / "best.toml")
+    assert best["d_model"] in space["d_model"] and best["epochs"] == 2
+    assert second["best_value"] >= first["best_value"]

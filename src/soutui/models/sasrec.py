@@ -76,6 +76,9 @@ class ItemEncoder(nn.Module):
             "attrs", torch.zeros(n, cfg.attrs_per_item, dtype=torch.long) if cfg.n_attrs else None
         )
         self.attr_emb = nn.Embedding(cfg.n_attrs + 1, cfg.d_model, padding_idx=0) if cfg.n_attrs else None
+        if self.attr_emb is not None:  # same scale as the IDs, or shared attributes drown them
+            nn.init.normal_(self.attr_emb.weight, std=0.02)
+            self.attr_emb.weight.data[0] = 0.0
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self) -> torch.Tensor:
@@ -155,6 +158,8 @@ class SASRec(nn.Module):
         self.items = ItemEncoder(cfg)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
         self.gap_emb = nn.Embedding(cfg.n_time_buckets, cfg.d_model) if cfg.use_time else None
+        if self.gap_emb is not None:
+            nn.init.normal_(self.gap_emb.weight, std=0.02)  # time starts as a small nudge
         self.drop = nn.Dropout(cfg.emb_dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)

@@ -204,6 +204,8 @@ class SASRecRecommender(Recommender):
         self.net_.items.id_emb.weight[cold] = 0.0
         if self.net_.bias is not None:
             rare = torch.from_numpy(np.flatnonzero((counts > 0) & (counts <= 5)) + 1)
+            if not len(rare):
+                rare = torch.from_numpy(np.flatnonzero(counts > 0) + 1)
             if len(rare):
                 self.net_.bias[cold] = self.net_.bias[rare].mean()
 

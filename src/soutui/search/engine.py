@@ -42,7 +42,7 @@ FORMAT_VERSION = 1
 @dataclass
 class SearchConfig:
     encoders: list[str] = field(default_factory=lambda: ["minilm"])  # any of "minilm", "use"
-    quantized_query_encoder: bool = False  # int8 ONNX MiniLM for queries (faster, cos ~0.96 to fp32)
+    quantized_query_encoder: bool = True  # int8 ONNX MiniLM for queries: ~5x faster, HD ltr NDCG@10 -0.001
     keyword_candidates: int = 100
     dense_candidates: int = 50
     rrf_k: int = 60
@@ -51,7 +51,7 @@ class SearchConfig:
     hnsw_ef_search: int = 96
     spelling: bool = True
     exact_filter_limit: int = 20_000  # filtered subsets this small are scanned exactly
-    personal_weight: float = 0.5
+    personal_weight: float = 1.0
     personal_depth: int = 100
     sort_depth: int = 100
     embed_cache_dir: str | None = None
@@ -217,7 +217,12 @@ class SearchEngine:
         """Batch-embed many queries at once (disk-cached) — for evaluation and training, not serving."""
         texts = sorted({(p.text or p.raw) for p in map(self.parse, queries)})
         for enc in self.vectors:
-            vecs = embed_texts(texts, encoder=enc, cache_dir=self.config.embed_cache_dir)
+            if enc == "minilm" and self.config.quantized_query_encoder:
+                from soutui.features.onnx_encoder import encode_minilm_onnx
+
+                vecs = encode_minilm_onnx(texts, quantized=True)  # the same int8 graph serving uses
+            else:
+                vecs = embed_texts(texts, encoder=enc, cache_dir=self.config.embed_cache_dir)
             self._primed[enc].update(zip(texts, vecs, strict=True))
 
     def primary_encoder(self, q: ParsedQuery) -> str:

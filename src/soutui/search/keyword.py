@@ -115,7 +115,7 @@ class BM25Matrix:
         w = tf.tocoo()
         data = self.idf[w.col] * w.data * (k1 + 1) / (w.data + norm[w.row])
         self.weights = sp.csc_matrix((data.astype(np.float32), (w.row, w.col)), shape=(n, v))
-        self.present = sp.csr_matrix((np.ones_like(data, np.float32), (w.row, w.col)), shape=(n, v))
+        self.weights_by_doc = self.weights.tocsr()  # row slices for candidate scoring
         self.doc_len = dl.astype(np.float32)
 
     def cols(self, tokens: list[str]) -> list[int]:
@@ -124,7 +124,7 @@ class BM25Matrix:
     def scores(self, tokens: list[str], rows: np.ndarray | None = None) -> np.ndarray:
         """BM25 of the query for all docs (N,), or for `rows` only."""
         c = self.cols(tokens)
-        w = self.weights if rows is None else self.weights[rows]
+        w = self.weights if rows is None else self.weights_by_doc[rows]
         if not c:
             return np.zeros(w.shape[0], np.float32)
         return np.asarray(w[:, c].sum(axis=1)).ravel()
