@@ -1,15 +1,20 @@
-"""Open-loop load test of a running soutui server: fixed request rate, fixed duration.
+"""Open-loop load test of a soutui server on loopback: fixed request rate, fixed duration.
 
-Open loop means requests are *scheduled* at a fixed rate whatever the server's speed,
-and latency is measured from the scheduled send time, so a slow server cannot hide
-queueing delay by slowing the generator down (no coordinated omission). Run it in its
-own process, against loopback only:
+Open loop: requests are *scheduled* at a fixed rate whatever the server's speed and
+latency is measured from the scheduled send time, so a slow server (or a late
+generator) cannot hide queueing delay (no coordinated omission). The generator is
+cheap per request: raw asyncio sockets, HTTP/1.1 keep-alive over a few persistent
+connections, request bytes prepared before the clock starts, responses checked by
+status line and Content-Length only. It pins itself to one CPU and, when it starts
+the server itself (`--bundle`), pins the server to the other, so the two never
+compete for a core:
 
-    soutui serve --bundle BUNDLE &                       # the server under test
-    python benchmarks/load_test.py --url http://127.0.0.1:8000 --rate 200 --duration 20
+    python benchmarks/load_test.py --bundle BUNDLE --rate 200 --duration 20    # starts + stops the server
+    python benchmarks/load_test.py --url http://127.0.0.1:8000 --rate 200      # a server you started
 
-Users are drawn from /v1/demo-users (with history) and made-up ids (cold start);
-queries from a fixed list of beauty-shop queries.
+Recommend users are drawn uniformly from the real users in the store (all have a
+history); search queries are 1-3 consecutive words cut from random real catalogue
+titles. Loopback only; the run is bounded by --duration.
 """
 
 from __future__ import annotations
@@ -17,97 +22,265 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import re
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
-import httpx
 import numpy as np
 
-QUERIES = ["shampoo", "red lipstick", "nail polish", "face cream for dry skin", "eyeliner waterproof",
-           "hair dryer", "perfume", "sunscreen spf 50", "makeup brush set", "anti aging serum",
-           "moisturizer", "conditioner", "lip balm", "body lotion", "mascara", "润肤霜"]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def percentiles(lat_ms: list[float]) -> dict[str, float]:
-    if not lat_ms:
-        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    a = np.array(lat_ms)
-    return {f"p{p}_ms": round(float(np.percentile(a, p)), 2) for p in (50, 95, 99)} | {"max_ms": round(float(a.max()), 2)}
+# --- request material (prepared before the clock starts) ---------------------------
+
+def real_users(store_url: str | None, dataset: str, n: int, rng: random.Random) -> list[str]:
+    """`n` users drawn uniformly from the dataset's users in the store."""
+    from soutui.data.store import open_store
+
+    store = open_store(store_url or None)
+    try:
+        users = sorted(set(store.read(dataset, "events")["user_id"].astype(str)))
+    finally:
+        store.close()
+    return [rng.choice(users) for _ in range(n)]
 
 
-async def run(url: str, path_fn: Any, rate: float, duration: float, timeout: float) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    lat: list[float] = []
+def title_queries(items_parquet: Path, n: int, rng: random.Random) -> list[str]:
+    """`n` queries of 1-3 consecutive alphabetic words from random catalogue titles."""
+    import pandas as pd
+
+    titles = pd.read_parquet(items_parquet, columns=["title"])["title"].dropna().astype(str).tolist()
+    out: list[str] = []
+    while len(out) < n:
+        words = re.findall(r"[^\W\d_]{3,}", rng.choice(titles).lower())
+        if not words:
+            continue
+        w = rng.choice((1, 2, 2, 3))
+        s = rng.randrange(max(1, len(words) - w + 1))
+        out.append(" ".join(words[s : s + w]))
+    return out
+
+
+def request_bytes(host: str, port: int, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 (loopback only, checked)
+        return json.loads(r.read())
+
+
+# --- the generator ------------------------------------------------------------------
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response; return its status. Bodies are skipped, not parsed."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    i = head.lower().find(b"content-length:")
+    if i < 0:
+        raise ConnectionError("response without Content-Length (chunked responses are not expected here)")
+    length = int(head[i + 15 : head.index(b"\r\n", i)])
+    await reader.readexactly(length)
+    return status
+
+
+async def run_endpoint(host: str, port: int, reqs: list[bytes], rate: float, duration: float, conns: int,
+                       timeout: float) -> dict[str, Any]:
+    """Send reqs[i] at start + i/rate over `conns` keep-alive connections; latencies from schedule."""
+    n = int(rate * duration)
+    queue: asyncio.Queue[tuple[int, float, bytes] | None] = asyncio.Queue()
+    lat = np.full(n, np.nan)
+    lag = np.full(n, np.nan)  # generator side: pick-up time minus scheduled time
     errors: dict[str, int] = {}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
-        # warm up connections and caches (not measured)
-        await asyncio.gather(*(client.get(path_fn()) for _ in range(20)))
-        n = int(rate * duration)
-        start = time.perf_counter() + 0.05
-        tasks = []
+    done = 0
 
-        async def one(t_sched: float) -> None:
-            delay = t_sched - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+    async def worker() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while (job := await queue.get()) is not None:
+            i, t_sched, req = job
+            lag[i] = time.perf_counter() - t_sched
             try:
-                r = await client.get(path_fn())
-                if r.status_code >= 400:
-                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-            except httpx.HTTPError as exc:
+                writer.write(req)
+                status = await asyncio.wait_for(_read_response(reader), timeout)
+                if status >= 400:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, ValueError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            lat.append((time.perf_counter() - t_sched) * 1000)
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+            lat[i] = time.perf_counter() - t_sched
+            done += 1
+        writer.close()
 
-        for i in range(n):
-            tasks.append(asyncio.create_task(one(start + i / rate)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return {"requests": n, "achieved_rate": round(n / elapsed, 1), "errors": sum(errors.values()),
-            "error_kinds": errors, **percentiles(lat)}
+    # warm-up (not measured): each connection answers a few requests
+    for r in reqs[: 4 * conns]:
+        w_reader, w_writer = await asyncio.open_connection(host, port)
+        w_writer.write(r)
+        await _read_response(w_reader)
+        w_writer.close()
+    workers = [asyncio.create_task(worker()) for _ in range(conns)]
+    await asyncio.sleep(0.2)
+    start = time.perf_counter() + 0.05
+    for i in range(n):
+        t = start + i / rate
+        delay = t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((i, t, reqs[i % len(reqs)]))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = time.perf_counter() - start
+    ms = lat[~np.isnan(lat)] * 1000
+    pct = {f"p{p}_ms": round(float(np.percentile(ms, p)), 2) for p in (50, 95, 99)} if len(ms) else {}
+    return {
+        "requests": n, "completed": done, "achieved_rate": round(done / elapsed, 1),
+        "errors": sum(errors.values()), "error_kinds": errors, **pct,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+        "generator_lag_p99_ms": round(float(np.nanpercentile(lag, 99) * 1000), 2),
+    }
+
+
+# --- server process (optional) -------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(bundle: str, port: int, cpu: int | None, config: str | None) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-c", "import sys; from soutui.cli import main; sys.exit(main())", "serve", "--bundle", bundle, "--port", str(port)]
+    if config:
+        cmd += ["--config", config]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("SOUTUI_API_KEY", None)  # read-only load: write endpoints stay disabled
+    pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=pre, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"load_test: the server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            get_json(f"http://127.0.0.1:{port}/healthz")
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("load_test: the server did not answer /healthz within 180 s")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default="http://127.0.0.1:8000")
+    ap.add_argument("--url", default=None, help="a running server (loopback), e.g. http://127.0.0.1:8000")
+    ap.add_argument("--bundle", default=None, help="start `soutui serve` on this bundle (pinned to --server-cpu)")
+    ap.add_argument("--config", default=None, help="serve TOML passed to the started server")
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second (open loop)")
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds per endpoint")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per endpoint (5..300)")
     ap.add_argument("--endpoints", default="recommend,search", help="comma list: recommend,search,similar,trending")
-    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=8, help="persistent keep-alive connections")
+    ap.add_argument("--timeout", type=float, default=5.0, help="per-request timeout (counted as an error)")
+    ap.add_argument("--store", default=None, help="store URL holding the dataset's events (users)")
+    ap.add_argument("--pool", type=int, default=4000, help="distinct users / queries drawn")
+    ap.add_argument("--load-cpu", type=int, default=0, help="CPU the generator pins itself to (-1: none)")
+    ap.add_argument("--server-cpu", type=int, default=1, help="CPU the started server is pinned to (-1: none)")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    host = urlparse(args.url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print("load_test: refusing to load a non-loopback host", file=sys.stderr)
+    if not 5 <= args.duration <= 300 or not 0 < args.rate <= 5000:
+        print("load_test: --duration must be 5..300 s and --rate 0..5000 req/s", file=sys.stderr)
         return 2
-    rng = random.Random(0)
-    users = httpx.get(args.url + "/v1/demo-users", params={"n": 50}).json()["users"] or ["cold"]
-    items = [it["item_id"] for it in httpx.get(args.url + "/v1/trending", params={"k": 100}).json()["items"]]
-    paths = {
-        # 80% users with history, 20% cold-start ids
-        "recommend": lambda: f"/v1/recommend/{rng.choice(users) if rng.random() < 0.8 else f'cold-{rng.randrange(10**6)}'}?k=10",
-        "search": lambda: f"/v1/search?q={rng.choice(QUERIES)}&k=10",
-        "similar": lambda: f"/v1/similar/{rng.choice(items)}?k=10",
-        "trending": lambda: "/v1/trending?k=10",
-    }
-    bundle = httpx.get(args.url + "/healthz").json()["bundle"]
-    results = {}
-    for ep in args.endpoints.split(","):
-        results[ep] = asyncio.run(run(args.url, paths[ep], args.rate, args.duration, args.timeout))
-    report = {"protocol": f"open loop, {args.rate:g} req/s for {args.duration:g} s per endpoint, loopback, "
-                          "latency from scheduled send time, 20 warm-up requests not counted",
-              "bundle": bundle, "results": results}
+    if (args.url is None) == (args.bundle is None):
+        print("load_test: give exactly one of --url (a running server) or --bundle (start one)", file=sys.stderr)
+        return 2
+    cpus = os.sched_getaffinity(0)
+    load_cpu = args.load_cpu if args.load_cpu >= 0 and args.load_cpu in cpus else None
+    server_cpu = args.server_cpu if args.server_cpu >= 0 and args.server_cpu in cpus else None
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {load_cpu})
+    proc = None
+    if args.bundle:
+        port = free_port()
+        proc = start_server(args.bundle, port, server_cpu, args.config)
+        url = f"http://127.0.0.1:{port}"
+    else:
+        url = args.url.rstrip("/")
+        if urlparse(url).hostname not in LOOPBACK:
+            print("load_test: refusing to load a non-loopback host", file=sys.stderr)
+            return 2
+        server_cpu = None
+    try:
+        report = _run(url, args, load_cpu, server_cpu, proc)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(report["protocol"])
-        print(f"bundle: {bundle}")
-        print(f"{'endpoint':<10} {'rate':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>8} {'errors':>6}")
-        for ep, r in results.items():
-            print(f"{ep:<10} {r['achieved_rate']:>7} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} {r['max_ms']:>8} {r['errors']:>6}")
+        print(f"bundle: {report['bundle']} (default recommender: {report['recommender']})")
+        print(f"pinning: {report['pinning']}; load average before/after: {report['load_before']} / {report['load_after']}")
+        print(f"{'endpoint':<10} {'rate':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>8} {'errors':>6} {'gen lag p99':>11}")
+        for ep, r in report["results"].items():
+            print(f"{ep:<10} {r['achieved_rate']:>7} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} "
+                  f"{r['max_ms']:>8} {r['errors']:>6} {r['generator_lag_p99_ms']:>11}")
     return 0
+
+
+def _run(url: str, args: argparse.Namespace, load_cpu: int | None, server_cpu: int | None,
+         proc: subprocess.Popen[bytes] | None) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    u = urlparse(url)
+    host, port = u.hostname or "127.0.0.1", u.port or 80
+    info = get_json(url + "/v1/admin/bundle")
+    bundle_path, dataset = Path(info["path"]), info["manifest"]["dataset"]
+    try:
+        users = real_users(args.store, dataset, args.pool, rng)
+        user_src = f"{args.pool} draws from the store's users of {dataset}"
+    except Exception as exc:  # e.g. the store is locked by another process
+        users = get_json(url + "/v1/demo-users?n=50")["users"]
+        user_src = f"50 demo users (store unavailable: {exc})"
+    queries = title_queries(bundle_path / "items.parquet", args.pool, rng)
+    items = [it["item_id"] for it in get_json(url + "/v1/trending?k=100")["items"]]
+    paths = {
+        "recommend": [f"/v1/recommend/{quote(x, safe='')}?k=10" for x in users],
+        "search": [f"/v1/search?q={quote(q)}&k=10" for q in queries],
+        "similar": [f"/v1/similar/{quote(rng.choice(items), safe='')}?k=10" for _ in range(args.pool)],
+        "trending": ["/v1/trending?k=10"],
+    }
+    load_before = round(os.getloadavg()[0], 2)
+    results = {}
+    for ep in args.endpoints.split(","):
+        if ep not in paths:
+            raise SystemExit(f"load_test: unknown endpoint {ep!r}; choose from {sorted(paths)}")
+        reqs = [request_bytes(host, port, p) for p in paths[ep]]
+        results[ep] = asyncio.run(run_endpoint(host, port, reqs, args.rate, args.duration, args.connections,
+                                               args.timeout))
+    pin = f"generator on CPU {load_cpu}" if load_cpu is not None else "generator unpinned"
+    pin += f", server on CPU {server_cpu}" if server_cpu is not None else ", server not started/pinned by this script"
+    return {
+        "protocol": f"open loop, {args.rate:g} req/s for {args.duration:g} s per endpoint, loopback, "
+                    f"{args.connections} keep-alive HTTP/1.1 connections (raw asyncio sockets), latency from the "
+                    f"scheduled send time, {4 * args.connections} warm-up requests not counted; users: {user_src}; "
+                    f"queries: {args.pool} draws of 1-3 words from real titles",
+        "bundle": info["version"], "recommender": info["default_recommender"],
+        "pinning": pin, "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+        "server_pid": proc.pid if proc else None, "results": results,
+    }
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ class SASRecConfig:
     text_dim: int = 0  # 0 = no title embeddings
     n_attrs: int = 0  # attribute vocabulary size (0 = none)
     attrs_per_item: int = 0  # width of the padded attribute-id table
-    id_dropout: float = 0.0  # prob. an item's ID embedding is zeroed in a training step
-    use_time: bool = False  # interval embedding + relative-time attention bias
+    id_dropout: float = 0.2  # prob. an item's ID embedding is zeroed in a training step
+    use_time: bool = True  # interval embedding + relative-time attention bias
     n_time_buckets: int = 16
     time_dropout: float = 0.1  # prob. a training row is shown without timestamps
     seen_bias: bool = True  # learned score offset for items already in the history

@@ -69,6 +69,7 @@ class SASRecRecommender(Recommender):
         self.net_: SASRec | None = None
         self.state_: TrainState | None = None
         self.item_ids_: np.ndarray | None = None
+        self.cold_reset_valid_: tuple[float, float] | None = None  # valid NDCG@10 before/after
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -188,19 +189,25 @@ class SASRecRecommender(Recommender):
             resume,
             stop_after_epochs,
         )
-        if self.content_cfg.cold_item_reset and train_state.stopped:
-            self._reset_cold_items(counts)
         self.net_.to("cpu").eval()
+        if self.content_cfg.cold_item_reset and train_state.stopped:
+            before = {k: v.clone() for k, v in self.net_.state_dict().items()}
+            if self._reset_cold_items(counts) and vsplit is not None and len(vsplit):
+                # a choice made on VALIDATION only: keep the reset unless it lowers NDCG@10
+                after = validate()
+                self.cold_reset_valid_ = (train_state.best_metric, after)
+                if after < train_state.best_metric:
+                    self.net_.load_state_dict(before)
         return self
 
     @torch.no_grad()
-    def _reset_cold_items(self, counts: np.ndarray) -> None:
+    def _reset_cold_items(self, counts: np.ndarray) -> bool:
         """Items never seen in training were only ever pushed down as negatives: drop their
         ID embedding and give them the mean bias of rare items, so content alone places them."""
         assert self.net_ is not None
         cold = torch.from_numpy(np.flatnonzero(counts == 0) + 1)
         if not len(cold) or (self.net_.items.text_proj is None and self.net_.items.attr_emb is None):
-            return
+            return False
         self.net_.items.id_emb.weight[cold] = 0.0
         if self.net_.bias is not None:
             rare = torch.from_numpy(np.flatnonzero((counts > 0) & (counts <= 5)) + 1)
@@ -208,6 +215,7 @@ class SASRecRecommender(Recommender):
                 rare = torch.from_numpy(np.flatnonzero(counts > 0) + 1)
             if len(rare):
                 self.net_.bias[cold] = self.net_.bias[rare].mean()
+        return True
 
     # --- scoring ------------------------------------------------------------------------
     def _net(self) -> SASRec:

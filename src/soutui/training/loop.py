@@ -28,8 +28,8 @@ class TrainConfig:
     """Optimisation settings (the model's own hyper-parameters live in its config)."""
 
     epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 256
+    lr: float = 2e-3
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     patience: int = 8  # validations without improvement before stopping
