@@ -41,6 +41,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # --- request material (prepared before the clock starts) ---------------------------
 
+
 def real_users(store_url: str | None, dataset: str, n: int, rng: random.Random) -> list[str]:
     """`n` users drawn uniformly from the dataset's users in the store."""
     from soutui.data.store import open_store
@@ -73,12 +74,24 @@ def request_bytes(host: str, port: int, path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (all its threads), from /proc; None if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 (loopback only, checked)
         return json.loads(r.read())
 
 
 # --- the generator ------------------------------------------------------------------
+
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
     """Read one HTTP/1.1 response; return its status. Bodies are skipped, not parsed."""
@@ -92,8 +105,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def run_endpoint(host: str, port: int, reqs: list[bytes], rate: float, duration: float, conns: int,
-                       timeout: float) -> dict[str, Any]:
+async def run_endpoint(
+    host: str, port: int, reqs: list[bytes], rate: float, duration: float, conns: int, timeout: float
+) -> dict[str, Any]:
     """Send reqs[i] at start + i/rate over `conns` keep-alive connections; latencies from schedule."""
     n = int(rate * duration)
     queue: asyncio.Queue[tuple[int, float, bytes] | None] = asyncio.Queue()
@@ -114,7 +128,7 @@ async def run_endpoint(host: str, port: int, reqs: list[bytes], rate: float, dur
                 status = await asyncio.wait_for(_read_response(reader), timeout)
                 if status >= 400:
                     errors[str(status)] = errors.get(str(status), 0) + 1
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
@@ -144,14 +158,19 @@ async def run_endpoint(host: str, port: int, reqs: list[bytes], rate: float, dur
     ms = lat[~np.isnan(lat)] * 1000
     pct = {f"p{p}_ms": round(float(np.percentile(ms, p)), 2) for p in (50, 95, 99)} if len(ms) else {}
     return {
-        "requests": n, "completed": done, "achieved_rate": round(done / elapsed, 1),
-        "errors": sum(errors.values()), "error_kinds": errors, **pct,
+        "requests": n,
+        "completed": done,
+        "achieved_rate": round(done / elapsed, 1),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        **pct,
         "max_ms": round(float(ms.max()), 2) if len(ms) else None,
         "generator_lag_p99_ms": round(float(np.nanpercentile(lag, 99) * 1000), 2),
     }
 
 
 # --- server process (optional) -------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -160,7 +179,16 @@ def free_port() -> int:
 
 
 def start_server(bundle: str, port: int, cpu: int | None, config: str | None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-c", "import sys; from soutui.cli import main; sys.exit(main())", "serve", "--bundle", bundle, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from soutui.cli import main; sys.exit(main())",
+        "serve",
+        "--bundle",
+        bundle,
+        "--port",
+        str(port),
+    ]
     if config:
         cmd += ["--config", config]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -170,7 +198,9 @@ def start_server(bundle: str, port: int, cpu: int | None, config: str | None) ->
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"load_test: the server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            raise SystemExit(
+                f"load_test: the server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+            )
         try:
             get_json(f"http://127.0.0.1:{port}/healthz")
             return proc
@@ -183,17 +213,26 @@ def start_server(bundle: str, port: int, cpu: int | None, config: str | None) ->
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default=None, help="a running server (loopback), e.g. http://127.0.0.1:8000")
-    ap.add_argument("--bundle", default=None, help="start `soutui serve` on this bundle (pinned to --server-cpu)")
+    ap.add_argument(
+        "--bundle", default=None, help="start `soutui serve` on this bundle (pinned to --server-cpu)"
+    )
     ap.add_argument("--config", default=None, help="serve TOML passed to the started server")
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second (open loop)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per endpoint (5..300)")
-    ap.add_argument("--endpoints", default="recommend,search", help="comma list: recommend,search,similar,trending")
+    ap.add_argument(
+        "--endpoints", default="recommend,search", help="comma list: recommend,search,similar,trending"
+    )
     ap.add_argument("--connections", type=int, default=8, help="persistent keep-alive connections")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-request timeout (counted as an error)")
     ap.add_argument("--store", default=None, help="store URL holding the dataset's events (users)")
     ap.add_argument("--pool", type=int, default=4000, help="distinct users / queries drawn")
     ap.add_argument("--load-cpu", type=int, default=0, help="CPU the generator pins itself to (-1: none)")
-    ap.add_argument("--server-cpu", type=int, default=1, help="CPU the started server is pinned to (-1: none)")
+    ap.add_argument(
+        "--server-cpu", type=int, default=1, help="CPU the started server is pinned to (-1: none)"
+    )
+    ap.add_argument(
+        "--server-pid", type=int, default=None, help="with --url: the server's pid, to report its CPU"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -201,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         print("load_test: --duration must be 5..300 s and --rate 0..5000 req/s", file=sys.stderr)
         return 2
     if (args.url is None) == (args.bundle is None):
-        print("load_test: give exactly one of --url (a running server) or --bundle (start one)", file=sys.stderr)
+        print(
+            "load_test: give exactly one of --url (a running server) or --bundle (start one)", file=sys.stderr
+        )
         return 2
     cpus = os.sched_getaffinity(0)
     load_cpu = args.load_cpu if args.load_cpu >= 0 and args.load_cpu in cpus else None
@@ -233,16 +274,30 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(report["protocol"])
         print(f"bundle: {report['bundle']} (default recommender: {report['recommender']})")
-        print(f"pinning: {report['pinning']}; load average before/after: {report['load_before']} / {report['load_after']}")
-        print(f"{'endpoint':<10} {'rate':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>8} {'errors':>6} {'gen lag p99':>11}")
+        print(
+            f"pinning: {report['pinning']}; load average before/after: {report['load_before']} / {report['load_after']}"
+        )
+        print(
+            f"{'endpoint':<10} {'rate':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>8} {'errors':>6} "
+            f"{'gen lag p99':>11} {'srv cpu ms/req':>14}"
+        )
         for ep, r in report["results"].items():
-            print(f"{ep:<10} {r['achieved_rate']:>7} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} "
-                  f"{r['max_ms']:>8} {r['errors']:>6} {r['generator_lag_p99_ms']:>11}")
+            print(
+                f"{ep:<10} {r['achieved_rate']:>7} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} "
+                f"{r['max_ms']:>8} {r['errors']:>6} {r['generator_lag_p99_ms']:>11} {r['server_cpu_ms_per_req']!s:>14}"
+            )
+            if "search_cache_hit_rate" in r:
+                print(f"{'':<10} search result cache hit rate during the run: {r['search_cache_hit_rate']}")
     return 0
 
 
-def _run(url: str, args: argparse.Namespace, load_cpu: int | None, server_cpu: int | None,
-         proc: subprocess.Popen[bytes] | None) -> dict[str, Any]:
+def _run(
+    url: str,
+    args: argparse.Namespace,
+    load_cpu: int | None,
+    server_cpu: int | None,
+    proc: subprocess.Popen[bytes] | None,
+) -> dict[str, Any]:
     rng = random.Random(args.seed)
     u = urlparse(url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
@@ -262,24 +317,46 @@ def _run(url: str, args: argparse.Namespace, load_cpu: int | None, server_cpu: i
         "similar": [f"/v1/similar/{quote(rng.choice(items), safe='')}?k=10" for _ in range(args.pool)],
         "trending": ["/v1/trending?k=10"],
     }
+    pid = proc.pid if proc else args.server_pid
     load_before = round(os.getloadavg()[0], 2)
     results = {}
     for ep in args.endpoints.split(","):
         if ep not in paths:
             raise SystemExit(f"load_test: unknown endpoint {ep!r}; choose from {sorted(paths)}")
         reqs = [request_bytes(host, port, p) for p in paths[ep]]
-        results[ep] = asyncio.run(run_endpoint(host, port, reqs, args.rate, args.duration, args.connections,
-                                               args.timeout))
+        cache0 = get_json(url + "/v1/admin/stats").get("search_cache", {})
+        cpu0 = cpu_seconds(pid)
+        r = asyncio.run(
+            run_endpoint(host, port, reqs, args.rate, args.duration, args.connections, args.timeout)
+        )
+        cpu1 = cpu_seconds(pid)
+        # server CPU per request is robust to a busy machine: it is what the server spent, not waited
+        r["server_cpu_ms_per_req"] = (
+            round((cpu1 - cpu0) * 1000 / r["completed"], 3) if cpu0 is not None and cpu1 is not None else None
+        )
+        cache1 = get_json(url + "/v1/admin/stats").get("search_cache", {})
+        if ep == "search" and cache1:
+            hits, misses = cache1["hits"] - cache0.get("hits", 0), cache1["misses"] - cache0.get("misses", 0)
+            r["search_cache_hit_rate"] = round(hits / max(1, hits + misses), 3)
+        results[ep] = r
     pin = f"generator on CPU {load_cpu}" if load_cpu is not None else "generator unpinned"
-    pin += f", server on CPU {server_cpu}" if server_cpu is not None else ", server not started/pinned by this script"
+    pin += (
+        f", server on CPU {server_cpu}"
+        if server_cpu is not None
+        else ", server not started/pinned by this script"
+    )
     return {
         "protocol": f"open loop, {args.rate:g} req/s for {args.duration:g} s per endpoint, loopback, "
-                    f"{args.connections} keep-alive HTTP/1.1 connections (raw asyncio sockets), latency from the "
-                    f"scheduled send time, {4 * args.connections} warm-up requests not counted; users: {user_src}; "
-                    f"queries: {args.pool} draws of 1-3 words from real titles",
-        "bundle": info["version"], "recommender": info["default_recommender"],
-        "pinning": pin, "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
-        "server_pid": proc.pid if proc else None, "results": results,
+        f"{args.connections} keep-alive HTTP/1.1 connections (raw asyncio sockets), latency from the "
+        f"scheduled send time, {4 * args.connections} warm-up requests not counted; users: {user_src}; "
+        f"queries: {args.pool} draws of 1-3 words from real titles",
+        "bundle": info["version"],
+        "recommender": info["default_recommender"],
+        "pinning": pin,
+        "load_before": load_before,
+        "load_after": round(os.getloadavg()[0], 2),
+        "server_pid": proc.pid if proc else None,
+        "results": results,
     }
 
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -38,6 +39,17 @@ ModelName = Annotated[str | None, Query(max_length=64, description="recommender 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": S.Problem}, 422: {"description": "invalid parameters"}
 }
+
+
+class FastJSON(Response):
+    """JSON rendered by orjson. Hot routes return it directly, which also skips FastAPI's
+    re-validation of the result through the response model (the models still document the
+    API in OpenAPI, and the fuzz test checks responses against them)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def create_app(settings: ServeSettings, service: RecService | None = None) -> FastAPI:
@@ -89,19 +101,19 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
         exclude_purchased: Annotated[bool | None, Query(description="default from the rules config")] = None,
         diverse: Annotated[bool, Query(description="spread results over categories / item space")] = False,
         model: ModelName = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Personalised list from the user's latest history; users without history get trending."""
-        return svc.recommend(user_id, k, category, exclude_purchased, diverse, model)
+        return FastJSON(svc.recommend(user_id, k, category, exclude_purchased, diverse, model))
 
     @app.get("/v1/similar/{item_id}", response_model=S.SimilarResponse, responses=ERRORS, tags=["recommend"])
-    async def similar(item_id: Annotated[str, S.Id], k: K = 10, model: ModelName = None) -> dict[str, Any]:
+    async def similar(item_id: Annotated[str, S.Id], k: K = 10, model: ModelName = None) -> Response:
         """Items like this one (for a product page)."""
-        return svc.similar(item_id, k, model)
+        return FastJSON(svc.similar(item_id, k, model))
 
     @app.get("/v1/trending", response_model=S.TrendingResponse, tags=["recommend"])
-    async def trending(k: K = 10, category: Category = None, diverse: bool = False) -> dict[str, Any]:
+    async def trending(k: K = 10, category: Category = None, diverse: bool = False) -> Response:
         """Most interacted-with items in the recent window, live-updated by new events."""
-        return svc.trending(k, category, diverse)
+        return FastJSON(svc.trending(k, category, diverse))
 
     @app.get("/v1/search", response_model=S.SearchResponse, responses={503: {"model": S.Problem}}, tags=["search"])
     async def search(
@@ -115,12 +127,12 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
         in_stock: bool | None = None,
         sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
         method: Literal["ltr", "hybrid", "bm25", "dense"] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Keyword + semantic product search with filters, sort, facets; personalised when user_id is given."""
         if min_price is not None and max_price is not None and min_price > max_price:
             raise HTTPException(422, "min_price must not exceed max_price")
         try:
-            return svc.search(q, k, user_id, category, brand, min_price, max_price, in_stock, sort, method)
+            return FastJSON(svc.search(q, k, user_id, category, brand, min_price, max_price, in_stock, sort, method))
         except ValueError as exc:  # the engine's own input checks (e.g. a query with no usable text)
             raise HTTPException(422, str(exc)) from exc
 
@@ -130,8 +142,8 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
         return {"users": svc.demo_users(n)}
 
     @app.get("/v1/items/{item_id}", response_model=S.Item, responses=ERRORS, tags=["catalogue"])
-    async def item(item_id: Annotated[str, S.Id]) -> dict[str, Any]:
-        return svc.item(item_id)
+    async def item(item_id: Annotated[str, S.Id]) -> Response:
+        return FastJSON(svc.item(item_id))
 
     @app.post("/v1/events", response_model=S.EventAck, dependencies=[Writer], tags=["events"],
               responses={401: {"model": S.Problem}, 403: {"model": S.Problem}})
@@ -175,7 +187,8 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
     @app.get("/v1/admin/stats", tags=["admin"])
     async def stats() -> dict[str, Any]:
         """Live request rate and latency percentiles per route (the dashboard polls this)."""
-        return {**metrics.stats(), "bundle": svc.bundle.version, "users": len(svc.histories.recent)}
+        return {**metrics.stats(), "bundle": svc.bundle.version, "users": len(svc.histories.recent),
+                "search_cache": svc.search_cache.stats()}
 
     @app.post("/v1/admin/reload", response_model=S.ReloadResponse, dependencies=[Writer], tags=["admin"],
               responses={409: {"model": S.Problem}, 401: {"model": S.Problem}, 403: {"model": S.Problem}})
@@ -183,7 +196,7 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
         """Load a bundle (default: the newest) and swap it in; a bad bundle is refused, the old keeps serving."""
         try:
             out = await run_in_threadpool(svc.reload, body.bundle if body else None)
-        except (BundleError, OSError) as exc:
+        except (BundleError, OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the path
             raise HTTPException(409, f"bundle refused, still serving {svc.bundle.version}: {exc}") from exc
         metrics.set_bundle(svc.bundle.version)
         return out

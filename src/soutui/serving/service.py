@@ -6,9 +6,11 @@ swaps the reference mid-request never mixes two bundles in one answer.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,39 @@ class Unavailable(RuntimeError):
     """The bundle lacks what the request needs (e.g. a search index); routes return 503."""
 
 
+class ResultCache:
+    """A small LRU of finished answers. Only for answers that depend on nothing live (e.g. a
+    search without user_id depends on the bundle and the parameters alone), so a hit returns
+    exactly what recomputing would; the key carries the bundle version, so a reload never
+    serves an old bundle's answer."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.hits, self.misses = size, 0, 0
+        self._d: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            out = self._d.get(key)
+            if out is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._d.move_to_end(key)
+            return out
+
+    def put(self, key: tuple[Any, ...], value: dict[str, Any]) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._d[key] = value
+            if len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def stats(self) -> dict[str, int]:
+        return {"entries": len(self._d), "hits": self.hits, "misses": self.misses}
+
+
 class RecService:
     """Everything a request needs, owned by one app instance."""
 
@@ -42,8 +77,10 @@ class RecService:
         self.log = EventLog(settings.event_log_path(self.bundle.dataset))
         self.sync = StoreSync(settings.store or None, self.bundle.dataset, settings.flush_interval_s)
         self.store_status = "not loaded"
+        self.search_cache = ResultCache(settings.search_cache_size)
         self._load_events()
         self._refresh_bundle_state(self.bundle)
+        _warm_up(self.bundle)
         self.reload_lock = threading.Lock()
         self.started = time.time()
         self.sync.start()
@@ -198,6 +235,10 @@ class RecService:
             raise Unavailable(f"bundle {b.version} has no search index; rebuild it with search enabled")
         from soutui.search.engine import SearchFilters
 
+        key = None if user_id else (b.version, q, k, category, brand, min_price, max_price, in_stock, sort, method)
+        cached = self.search_cache.get(key) if key else None
+        if cached is not None:
+            return cached
         # in-stock rule: drop items known to be out of stock, keep unknown stock (many catalogues lack it)
         drop_out = self.settings.rules.in_stock_only and in_stock is None
         filters = SearchFilters(category=category, brand=brand, min_price=min_price, max_price=max_price, in_stock=in_stock)
@@ -219,7 +260,10 @@ class RecService:
             }
             row.update(score=round(float(h.score), 6), reason=explain.search_reason(q, getattr(h, "reason", None)), pinned=False)
             items.append(row)
-        return {"query": q, "bundle": b.version, "items": items, "facets": _plain(facets)}
+        out = {"query": q, "bundle": b.version, "items": items, "facets": _plain(facets)}
+        if key:
+            self.search_cache.put(key, out)
+        return out
 
     def _results(self, b: LoadedBundle, picked: list[tuple[int, float, bool]], reasons: list[str]) -> list[dict[str, Any]]:
         out = []
@@ -257,9 +301,16 @@ class RecService:
                     "start a separate server for it"
                 )
             self._refresh_bundle_state(new)
+            _warm_up(new)
             old, self.bundle = self.bundle, new
-            log.info("bundle %s replaced %s", new.version, old.version)
-            return {"bundle": new.version, "previous": old.version, "path": str(new.path)}
+            previous = old.version
+            log.info("bundle %s replaced %s", new.version, previous)
+            if gc.get_freeze_count():  # `soutui serve` froze the startup heap: let the old bundle go, freeze the new
+                del old
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
+            return {"bundle": new.version, "previous": previous, "path": str(new.path)}
 
     def newer_bundle(self) -> Path | None:
         found = find_bundles(self.settings.bundles_path())
@@ -274,6 +325,22 @@ class RecService:
     def close(self) -> None:
         self.sync.stop()
         self.log.close()
+
+
+def _warm_up(b: LoadedBundle) -> None:
+    """Run each model and the search engine once before serving, so lazy set-up (ONNX
+    sessions, the int8 query encoder) is not paid by the first shopper. Failures only log:
+    the request path reports them properly."""
+    for name, model in b.models.items():
+        try:
+            model.score([np.zeros(1, np.int64)])
+        except Exception as exc:
+            log.warning("warm-up of model %s failed: %s", name, exc)
+    if b.search is not None:
+        try:
+            b.search.search("warm up", k=1)
+        except Exception as exc:
+            log.warning("warm-up of search failed: %s", exc)
 
 
 def _plain(obj: Any) -> Any:

@@ -53,6 +53,7 @@ class ServeSettings:
     flush_interval_s: float = 2.0  # how often accepted events are copied from the log into the store
     watch_interval_s: float = 0.0  # > 0: poll bundles_dir and load a newer bundle automatically
     trending_days: int = 7
+    search_cache_size: int = 4096  # LRU of finished answers to searches without user_id (0 = off)
     rules: RulesConfig = field(default_factory=RulesConfig)
 
     def __post_init__(self) -> None:
