@@ -6,8 +6,10 @@ generator) cannot hide queueing delay (no coordinated omission). The generator i
 cheap per request: raw asyncio sockets, HTTP/1.1 keep-alive over a few persistent
 connections, request bytes prepared before the clock starts, responses checked by
 status line and Content-Length only. It pins itself to one CPU and, when it starts
-the server itself (`--bundle`), pins the server to the other, so the two never
-compete for a core:
+the server itself (`--bundle`), pins the server to the other, so the two never compete
+with each other for a core (other processes on the machine still can: the load average
+is printed before and after, and the server's CPU time per request, which depends far
+less on how busy the machine is than latency does):
 
     python benchmarks/load_test.py --bundle BUNDLE --rate 200 --duration 20    # starts + stops the server
     python benchmarks/load_test.py --url http://127.0.0.1:8000 --rate 200      # a server you started
@@ -340,11 +342,10 @@ def _run(
             r["search_cache_hit_rate"] = round(hits / max(1, hits + misses), 3)
         results[ep] = r
     pin = f"generator on CPU {load_cpu}" if load_cpu is not None else "generator unpinned"
-    pin += (
-        f", server on CPU {server_cpu}"
-        if server_cpu is not None
-        else ", server not started/pinned by this script"
-    )
+    if proc is None:
+        pin += ", server started elsewhere (pinning unknown)"
+    else:
+        pin += f", server on CPU {server_cpu}" if server_cpu is not None else ", server unpinned"
     return {
         "protocol": f"open loop, {args.rate:g} req/s for {args.duration:g} s per endpoint, loopback, "
         f"{args.connections} keep-alive HTTP/1.1 connections (raw asyncio sockets), latency from the "

@@ -234,6 +234,7 @@ class LoadedBundle:
     trending: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (I,) live trending scores
     pinned: list[int] = field(default_factory=list)
     boosted: list[int] = field(default_factory=list)
+    any_out_of_stock: bool = True  # False: the in-stock rule can drop nothing, so search asks for k, not 2k
 
     @property
     def version(self) -> str:

@@ -119,6 +119,7 @@ class RecService:
     def _refresh_bundle_state(self, b: LoadedBundle) -> None:
         cat = b.catalogue
         b.trending = self.histories.trending_vector(cat.index, len(cat))
+        b.any_out_of_stock = not bool(cat.in_stock.all())
         b.pinned = [cat.index[i] for i in self.settings.rules.pinned if i in cat.index]
         b.boosted = [cat.index[i] for i in self.settings.rules.boosted if i in cat.index]
 
@@ -240,7 +241,7 @@ class RecService:
         if cached is not None:
             return cached
         # in-stock rule: drop items known to be out of stock, keep unknown stock (many catalogues lack it)
-        drop_out = self.settings.rules.in_stock_only and in_stock is None
+        drop_out = self.settings.rules.in_stock_only and in_stock is None and b.any_out_of_stock
         filters = SearchFilters(category=category, brand=brand, min_price=min_price, max_price=max_price, in_stock=in_stock)
         history = None
         if user_id:
