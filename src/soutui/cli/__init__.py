@@ -28,7 +28,9 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soutui", description="搜推 soutui: e-commerce search and recommendation")
+    parser = argparse.ArgumentParser(
+        prog="soutui", description="搜推 soutui: e-commerce search and recommendation"
+    )
     parser.add_argument("--version", action="version", version=f"soutui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMANDS:

@@ -24,7 +24,9 @@ PUBLISHED = [  # Beauty, leave-one-out, full ranking (see ../shared/data/README.
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("demo", help="import Amazon Beauty, train + evaluate, print the table, serve the storefront")
+    p = sub.add_parser(
+        "demo", help="import Amazon Beauty, train + evaluate, print the table, serve the storefront"
+    )
     p.add_argument("--dataset", default="amazon-beauty")
     p.add_argument("--sasrec-minutes", type=float, default=20.0, help="wall-clock budget for SASRec training")
     p.add_argument("--skip-sasrec", action="store_true", help="baselines only (fast)")
@@ -71,7 +73,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if not quiet:
         print()
         print(f"Test results on {args.dataset} — {results[0]['protocol']['description']}")
-        print_table(rows, ["model", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "Coverage@20", "users", "train_s"])
+        print_table(
+            rows, ["model", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "Coverage@20", "users", "train_s"]
+        )
         print("\nPublished on the same split (full ranking):")
         print_table(PUBLISHED, ["model", "HR@10", "NDCG@10"])
         print()

@@ -41,7 +41,9 @@ class SequenceData:
     def n_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
 
-    def with_sequences(self, sequences: list[np.ndarray], timestamps: list[np.ndarray] | None) -> SequenceData:
+    def with_sequences(
+        self, sequences: list[np.ndarray], timestamps: list[np.ndarray] | None
+    ) -> SequenceData:
         return SequenceData(self.item_ids, self.user_ids, sequences, timestamps, self.item_index)
 
     def stats(self) -> dict[str, float]:
@@ -119,28 +121,50 @@ class LeaveOneOut:
     protocol = "leave-one-out (last item test, second-last validation)"
 
 
+class _SplitBuilder:
+    """Collects (user, history, target, history times) rows for one evaluation split."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.users: list[int] = []
+        self.histories: list[np.ndarray] = []
+        self.targets: list[int] = []
+        self.times: list[np.ndarray] = []
+
+    def add(self, user: int, seq: np.ndarray, ts: np.ndarray, n_history: int) -> None:
+        """User `user` reads seq[:n_history] and must predict seq[n_history]."""
+        self.users.append(user)
+        self.histories.append(seq[:n_history])
+        self.targets.append(int(seq[n_history]))
+        self.times.append(ts[:n_history])
+
+    def build(self) -> EvalSplit:
+        return EvalSplit(
+            np.array(self.users, np.int64),
+            self.histories,
+            np.array(self.targets, np.int64),
+            self.name,
+            self.times,
+        )
+
+
+def _timestamps(data: SequenceData, u: int) -> np.ndarray:
+    return data.timestamps[u] if data.timestamps is not None else np.zeros(len(data.sequences[u]), np.int64)
+
+
 def leave_one_out(data: SequenceData, min_length: int = 3) -> LeaveOneOut:
     """Split users with >= `min_length` events; shorter users only contribute training data."""
     train_seqs, train_ts = [], []
-    vu, vh, vt, tu, th, tt = [], [], [], [], [], []
-    vts: list[np.ndarray] = []
-    tts: list[np.ndarray] = []
+    valid, test = _SplitBuilder("valid"), _SplitBuilder("test")
     for u, seq in enumerate(data.sequences):
-        ts = data.timestamps[u] if data.timestamps is not None else np.zeros(len(seq), np.int64)
+        ts = _timestamps(data, u)
+        n_train = len(seq) - 2 if len(seq) >= min_length else len(seq)
+        train_seqs.append(seq[:n_train])
+        train_ts.append(ts[:n_train])
         if len(seq) >= min_length:
-            train_seqs.append(seq[:-2])
-            train_ts.append(ts[:-2])
-            vu.append(u), vh.append(seq[:-2]), vt.append(seq[-2])
-            tu.append(u), th.append(seq[:-1]), tt.append(seq[-1])
-            vts.append(ts[:-2]), tts.append(ts[:-1])
-        else:
-            train_seqs.append(seq)
-            train_ts.append(ts)
-    return LeaveOneOut(
-        train=data.with_sequences(train_seqs, train_ts),
-        valid=EvalSplit(np.array(vu, np.int64), vh, np.array(vt, np.int64), "valid", vts),
-        test=EvalSplit(np.array(tu, np.int64), th, np.array(tt, np.int64), "test", tts),
-    )
+            valid.add(u, seq, ts, len(seq) - 2)
+            test.add(u, seq, ts, len(seq) - 1)
+    return LeaveOneOut(data.with_sequences(train_seqs, train_ts), valid.build(), test.build())
 
 
 def temporal_split(data: SequenceData, valid_frac: float = 0.1, test_frac: float = 0.1) -> LeaveOneOut:
@@ -154,24 +178,22 @@ def temporal_split(data: SequenceData, valid_frac: float = 0.1, test_frac: float
     all_ts = np.concatenate(data.timestamps) if data.timestamps else np.zeros(0)
     t_valid, t_test = np.quantile(all_ts, [1 - valid_frac - test_frac, 1 - test_frac])
     train_seqs, train_ts = [], []
-    vu, vh, vt, tu, th, tt = [], [], [], [], [], []
+    valid, test = _SplitBuilder("valid"), _SplitBuilder("test")
     for u, (seq, ts) in enumerate(zip(data.sequences, data.timestamps, strict=True)):
         n_tr = int(np.searchsorted(ts, t_valid, side="right"))
         n_va = int(np.searchsorted(ts, t_test, side="right"))
         train_seqs.append(seq[:n_tr])
         train_ts.append(ts[:n_tr])
         if n_tr > 0 and n_va > n_tr:
-            vu.append(u), vh.append(seq[:n_tr]), vt.append(seq[n_tr])
+            valid.add(u, seq, ts, n_tr)
         if n_va > 0 and len(seq) > n_va:
-            tu.append(u), th.append(seq[:n_va]), tt.append(seq[n_va])
-    return LeaveOneOut(
-        train=data.with_sequences(train_seqs, train_ts),
-        valid=EvalSplit(np.array(vu, np.int64), vh, np.array(vt, np.int64), "valid"),
-        test=EvalSplit(np.array(tu, np.int64), th, np.array(tt, np.int64), "test"),
-    )
+            test.add(u, seq, ts, n_va)
+    return LeaveOneOut(data.with_sequences(train_seqs, train_ts), valid.build(), test.build())
 
 
-def split_queries(queries: list[str] | np.ndarray, test_frac: float = 0.2, seed: int = 0) -> tuple[set[str], set[str]]:
+def split_queries(
+    queries: list[str] | np.ndarray, test_frac: float = 0.2, seed: int = 0
+) -> tuple[set[str], set[str]]:
     """By-query split for search: each distinct query lands wholly in train or test (seeded)."""
     uniq = sorted(set(map(str, queries)))
     rng = np.random.default_rng(seed)

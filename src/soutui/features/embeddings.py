@@ -99,7 +99,9 @@ def embed_texts(
         return np.load(path)
     fn = encoder_fn(encoder)
     chunks = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=f"embed ({encoder})", disable=not progress, unit="batch"):
+    for start in tqdm(
+        range(0, len(texts), batch_size), desc=f"embed ({encoder})", disable=not progress, unit="batch"
+    ):
         chunks.append(fn(texts[start : start + batch_size]))
     out = np.concatenate(chunks) if chunks else np.zeros((0, DIMS.get(encoder, 384)), np.float32)
     cache.mkdir(parents=True, exist_ok=True)
