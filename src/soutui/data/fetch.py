@@ -10,7 +10,6 @@ then renamed into place, so the cache never holds a half-written or wrong file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import urllib.error
@@ -19,20 +18,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from soutui.data.checksums import sha256_file as sha256_of
 from soutui.data.datasets import RemoteFile, cache_dir, info
 from soutui.data.importers.base import DataError
 
 URL_ENV = "SOUTUI_DATA_URL"
 CHUNK = 1 << 16
 TIMEOUT_S = 60
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verified(path: Path, f: RemoteFile) -> bool:

@@ -8,7 +8,6 @@ corrupt or incompatible one is refused and the old one keeps serving.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soutui.data.checksums import sha256_file
 from soutui.models.base import Recommender
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,6 @@ MANIFEST = "manifest.json"
 
 class BundleError(ValueError):
     """A bundle cannot be served; the message says what is wrong and how to fix it."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checksum_tree(root: Path) -> dict[str, str]:
