@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from soutui.data.cleaning import ImportReport, Quarantine, clean_events, clean_items, with_row_numbers
-from soutui.data.importers.base import DataError, ImportResult, json_column, read_delimited, require_file
+from soutui.data.importers.base import (
+    DataError,
+    ImportResult,
+    dataset_root,
+    json_column,
+    read_delimited,
+    require_file,
+)
 
 INTERACTIONS = "beauty_interactions.tsv"
 TITLES = "beauty_item_titles.tsv"
@@ -64,7 +71,7 @@ def impute_timestamps(ts: pd.Series, users: pd.Series, items: pd.Series) -> tupl
 def build(data_dir: Path, name: str = "amazon-beauty") -> ImportResult:
     """Read `<data_dir>/amazon-beauty/` into canonical tables."""
     started = time.perf_counter()
-    root = data_dir / "amazon-beauty" if (data_dir / "amazon-beauty").is_dir() else data_dir
+    root = dataset_root(data_dir, "amazon-beauty")
     report = ImportReport(dataset=name, source=str(root))
     q = Quarantine()
     inter = read_delimited(

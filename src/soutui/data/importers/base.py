@@ -35,6 +35,11 @@ class ImportResult:
     meta: dict[str, str] = field(default_factory=dict)
 
 
+def dataset_root(data_dir: Path, folder: str) -> Path:
+    """`data_dir/folder` when `data_dir` holds the dataset folders, else `data_dir` itself."""
+    return data_dir / folder if (data_dir / folder).is_dir() else data_dir
+
+
 def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise DataError(

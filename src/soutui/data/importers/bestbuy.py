@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from soutui.data.cleaning import ImportReport, Quarantine, clean_items, with_row_numbers
-from soutui.data.importers.base import ImportResult, read_delimited
+from soutui.data.importers.base import ImportResult, dataset_root, read_delimited
 
 FILE = "products.csv"
 COLUMNS = ["upc", "name", "manufacturer", "short_description", "long_description"]
@@ -35,7 +35,7 @@ def _tidy(s: pd.Series, report: ImportReport, what: str) -> pd.Series:
 
 def build(data_dir: Path, name: str = "bestbuy-catalog") -> ImportResult:
     started = time.perf_counter()
-    root = data_dir / "bestbuy-catalog" if (data_dir / "bestbuy-catalog").is_dir() else data_dir
+    root = dataset_root(data_dir, "bestbuy-catalog")
     report = ImportReport(dataset=name, source=str(root))
     q = Quarantine()
     raw = read_delimited(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from soutui.data.cleaning import ImportReport, Quarantine, clean_events, with_row_numbers
-from soutui.data.importers.base import DataError, ImportResult, read_delimited, require_file
+from soutui.data.importers.base import DataError, ImportResult, dataset_root, read_delimited, require_file
 
 SESSIONS = "train_sessions.txt"
 PREFIXES = "test_prefixes.tsv"
@@ -28,7 +28,7 @@ SYNTHETIC_T0 = 1_451_606_400  # 2016-01-01T00:00:00Z
 
 
 def _root(data_dir: Path) -> Path:
-    return data_dir / "diginetica-sessions" if (data_dir / "diginetica-sessions").is_dir() else data_dir
+    return dataset_root(data_dir, "diginetica-sessions")
 
 
 def _numeric_order(ids: list[str]) -> list[str]:

@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from soutui.data.cleaning import ImportReport, Quarantine, clean_events, clean_items, with_row_numbers
-from soutui.data.importers.base import ImportResult, read_delimited
+from soutui.data.importers.base import ImportResult, dataset_root, read_delimited
 
 FILE = "train.csv"
 
 
 def build(data_dir: Path, name: str = "homedepot-search") -> ImportResult:
     started = time.perf_counter()
-    root = data_dir / "homedepot-search" if (data_dir / "homedepot-search").is_dir() else data_dir
+    root = dataset_root(data_dir, "homedepot-search")
     report = ImportReport(dataset=name, source=str(root))
     q = Quarantine()
     raw = read_delimited(
