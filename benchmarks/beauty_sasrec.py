@@ -72,8 +72,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "seen_bias": True,
         "item_bias": True,
         "id_dropout": 0.2,
+        "cooc_neighbors": 100,
+        "lr_schedule": "cosine",
     },  # fmt: skip
 }
+# the co-occurrence head is measured inside the full variant (weight 0 = the transformer alone)
+NO_HEAD = {"cooc_neighbors": 0}
 ALIASES = {
     "full": "+seen/item bias, id-dropout (full)",
     "title": "+title",
@@ -179,19 +183,29 @@ def onnx_check(rec: Any, prep: Prepared, out_dir: str) -> dict[str, Any]:
 
 def run_variant(
     name: str, params: dict[str, Any], prep: Prepared, cold: EvalSplit, save_dir: str | None = None
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """Train one variant; a variant with the co-occurrence head yields two rows (without / with it)."""
     rec = build_model("sasrec", params, prep)
     t0, c0 = time.perf_counter(), time.process_time()
     rec.fit(prep.split.train, prep.split.valid)
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     st = rec.state_  # type: ignore[attr-defined]
+    net = rec.net_  # type: ignore[attr-defined]
+    alpha, slug = float(net.cooc_alpha), "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    rows = []
+    if net.cooc_idx is not None:  # the transformer alone first: the same network with head weight 0
+        net.cooc_alpha.fill_(0.0)
+        alone = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
+        alone["variant"] = f"{name}: transformer alone (head weight 0)"
+        net.cooc_alpha.fill_(alpha)
+        rows.append(alone)
+        name = f"{name} + co-occurrence head (weight {alpha:g}, chosen on validation)"
     res = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
     res.update({"variant": name, "params": params, "best_epoch": st.best_epoch, "stopped": st.stopped,
-                "history": st.history})  # fmt: skip
+                "history": st.history, "cooc_valid": rec.cooc_valid_})  # type: ignore[attr-defined]  # fmt: skip
     if save_dir:
-        slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
         res["onnx_check"] = onnx_check(rec, prep, os.path.join(save_dir, slug))
-    return res
+    return [*rows, res]
 
 
 def run_external(prep: Prepared, cold: EvalSplit) -> dict[str, Any]:
@@ -246,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     budget = {"max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "threads": args.threads,
               "progress": not args.json, "patience": 5}  # fmt: skip
     results = []
-    jobs = [(n, {**COMMON, **budget, **VARIANTS[n], **parse_overrides(args.overrides)}) for n in names]
+    jobs = [(n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides)}) for n in names]
     for name, params in jobs:
-        results.append(run_variant(name, params, prep, cold, args.save_dir))
-        _emit(results[-1], args.out)
+        for row in run_variant(name, params, prep, cold, args.save_dir):
+            results.append(row)
+            _emit(row, args.out)
     if not args.skip_external:
         results.append(run_external(prep, cold))
         _emit(results[-1], args.out)

@@ -29,7 +29,8 @@ PUBLISHED = {"SR-GNN": (50.73, 17.59), "GCE-GNN": (54.22, 19.04)}  # P@20, MRR@2
 PARAMS: dict[str, Any] = {
     "loss": "sampled_softmax", "n_negatives": 2048, "d_model": 64, "n_layers": 2, "n_heads": 2, "max_len": 20,
     "dropout": 0.2, "emb_dropout": 0.2, "seen_bias": True, "item_bias": True, "use_time": False,
-    "batch_size": 512, "lr": 0.002, "patience": 3, "valid_users": 5000,
+    "batch_size": 512, "lr": 0.002, "patience": 3, "valid_users": 5000, "cooc_neighbors": 100,
+    "lr_schedule": "cosine",
 }  # fmt: skip
 
 
@@ -70,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--limit-train", type=int, default=0, help="train on the first N sessions only (smoke runs)"
     )
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     import torch
 
     from soutui.models.sasrec_recommender import SASRecRecommender
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     train, valid, test = load()
     if args.limit_train:
         train = train.with_sequences(train.sequences[: args.limit_train], None)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             test.users[: args.limit_test], test.histories[: args.limit_test], test.targets[: args.limit_test]
         )
     params = {**PARAMS, "max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "progress": not args.json,
-              **parse_overrides(args.overrides)}  # fmt: skip
+              "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
     model = SASRecRecommender(**params)
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train, valid)
@@ -94,14 +96,28 @@ def main(argv: list[str] | None = None) -> int:
     known_split = EvalSplit(
         test.users[known], [h for h, k in zip(test.histories, known, strict=True) if k], test.targets[known]
     )
-    ranks = np.full(len(test), train.n_items, dtype=np.int64)  # unknown target = miss
-    ranks[known], _ = target_ranks(model, known_split, progress=not args.json)
-    m = ranking_metrics(ranks, (20,))
+
+    def evaluate_test() -> dict[str, float]:
+        ranks = np.full(len(test), train.n_items, dtype=np.int64)  # unknown target = miss
+        ranks[known], _ = target_ranks(model, known_split, progress=not args.json)
+        return ranking_metrics(ranks, (20,))
+
+    net = model.net_
+    assert net is not None
+    alone = None
+    if net.cooc_idx is not None:  # the same network with head weight 0 = the transformer alone
+        alpha = float(net.cooc_alpha)
+        net.cooc_alpha.fill_(0.0)
+        a = evaluate_test()
+        alone = {"P@20": round(100 * a["HR@20"], 2), "MRR@20": round(100 * a["MRR@20"], 2)}
+        net.cooc_alpha.fill_(alpha)
+    m = evaluate_test()
     st = model.state_
     assert st is not None
     res = {
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
         "P@20": round(100 * m["HR@20"], 2), "MRR@20": round(100 * m["MRR@20"], 2),
+        "transformer_alone": alone, "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_,
         "test_rows": len(test), "unknown_targets": int((~known).sum()), "items": train.n_items,
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.epoch, "best_epoch": st.best_epoch,
         "stopped": st.stopped, "valid_ndcg10_best": st.best_metric, "params": params,
@@ -111,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(res, sys.stdout, indent=1, default=str)
         return 0
     print(res["protocol"])
-    print(f"soutui SASRec (sampled softmax + logQ): P@20 {res['P@20']:.2f}  MRR@20 {res['MRR@20']:.2f}  "
+    if alone:
+        print(f"transformer alone (head weight 0): P@20 {alone['P@20']:.2f}  MRR@20 {alone['MRR@20']:.2f}")
+    print(f"soutui SASRec (sampled softmax + logQ, co-occurrence head weight {res['cooc_weight']:g}): P@20 {res['P@20']:.2f}  MRR@20 {res['MRR@20']:.2f}  "
           f"({res['test_rows']} test rows, {res['items']} items; {res['epochs']} epochs, train {train_s:.0f} s wall / "
           f"{cpu_s:.0f} s CPU, stopped: {st.stopped}, load {res['load_avg_1m']})")  # fmt: skip
     for k, (p, r) in PUBLISHED.items():

@@ -74,3 +74,19 @@ def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-u
     assert m.net_ is not None and float(m.net_.items.id_emb.weight[cold + 1].abs().sum()) == 0.0
     ranks = [int((m.score([h])[0] > m.score([h])[0][cold]).sum()) for h in ([4, 5], [3, 4, 5])]
     assert max(ranks) <= 3, ranks  # the cold twin of the true next item (6) is near the top
+
+
+def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    m = SASRecRecommender(**SMALL, epochs=2, cooc_neighbors=4).fit(split.train, split.valid)
+    assert m.net_ is not None and m.cooc_valid_ is not None
+    import torch
+
+    extra = m.net_.cooc_scores(torch.tensor([[4, 5, 6]]))  # item rows of items 3, 4, 5
+    assert int(extra.argmax()) == 6  # the training sequences say 5 -> 6
+    assert float(extra.max()) == pytest.approx(1.0)
+    assert 0.0 in m.cooc_valid_
+    alpha = float(m.net_.cooc_alpha)
+    assert m.cooc_valid_[alpha] == max(m.cooc_valid_.values())  # the best weight on VALIDATION
+    m.save(tmp_path / "m")
+    h = split.test.histories[:10]
+    np.testing.assert_allclose(load_model(tmp_path / "m").score(h), m.score(h), atol=1e-5)

@@ -21,8 +21,11 @@ def split():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("use_time", [False, True])
 def test_onnx_matches_pytorch(split, tmp_path, use_time: bool) -> None:  # type: ignore[no-untyped-def]
     text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
-    m = SASRecRecommender(**SMALL, epochs=2, use_time=use_time, gated=use_time)
+    m = SASRecRecommender(**SMALL, epochs=2, use_time=use_time, gated=use_time, cooc_neighbors=3 * use_time)
     m.set_content(text, [[i % 4] for i in range(N_ITEMS)]).fit(split.train)
+    if use_time:  # the co-occurrence head (weight normally chosen on validation) exports too
+        assert m.net_ is not None
+        m.net_.cooc_alpha.fill_(1.5)
     m.save(tmp_path)
     export_onnx(m, tmp_path, quantize=True)
     ort = OnnxScorer(tmp_path)

@@ -124,3 +124,19 @@ def test_tune_resumes_and_writes_best_config(split, tmp_path, monkeypatch) -> No
     best = load_params(tmp_path / "best.toml")
     assert best["d_model"] in space["d_model"] and best["epochs"] == 2
     assert second["best_value"] >= first["best_value"]
+
+
+def test_cosine_schedule_follows_the_budget() -> None:
+    from soutui.training.loop import TrainConfig, budget_fraction, scheduled_lr
+
+    cfg = TrainConfig(lr=1.0, lr_schedule="cosine", warmup_steps=10, min_lr_ratio=0.1, epochs=100,
+                      max_minutes=10)  # fmt: skip
+    assert scheduled_lr(cfg, 0, 0.0) == pytest.approx(0.1)  # first warm-up step
+    assert scheduled_lr(cfg, 50, 0.0) == pytest.approx(1.0)
+    assert scheduled_lr(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert scheduled_lr(cfg, 50, 1.0) == pytest.approx(0.1)
+    assert budget_fraction(cfg, 10, 300.0, 0.0) == pytest.approx(0.5)  # the clock, not epochs, binds
+    assert budget_fraction(cfg, 90, 60.0, 0.0) == pytest.approx(0.9)
+    assert scheduled_lr(TrainConfig(lr=0.3), 5, 0.9) == 0.3  # constant ignores the budget
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        SASRecRecommender(lr_schedule="linear")

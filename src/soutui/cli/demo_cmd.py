@@ -101,9 +101,11 @@ def run_demo(args: argparse.Namespace) -> int:
 def _train_sasrec(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
     from soutui.training.pipeline import run_training
 
-    record = run_training(
-        args.dataset, "sasrec", params={"max_minutes": args.sasrec_minutes}, progress=not quiet
-    )
+    import os
+
+    # the demo owns the machine while it trains: use every core (serving later uses one)
+    params = {"max_minutes": args.sasrec_minutes, "threads": max(1, os.cpu_count() or 1)}
+    record = run_training(args.dataset, "sasrec", params=params, progress=not quiet)
     return {
         "model": "sasrec",
         "protocol": record["protocol"],

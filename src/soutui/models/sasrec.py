@@ -42,6 +42,8 @@ class SASRecConfig:
     seen_bias: bool = True  # learned score offset for items already in the history
     item_bias: bool = True  # learned per-item score offset (a popularity prior)
     gated: bool = False  # HSTU-style pointwise gate on the attention output
+    cooc_neighbors: int = 100  # co-occurrence head: top neighbours kept per item (0 = no head)
+    cooc_half_life: float = 1.0  # history weight 0.5 ** (steps from the end / half-life)
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     n_negatives: int = 1024  # sampled_softmax only
     label_smoothing: float = 0.0
@@ -148,6 +150,9 @@ class Block(nn.Module):
 
 class SASRec(nn.Module):
     logq: torch.Tensor
+    cooc_idx: torch.Tensor | None
+    cooc_val: torch.Tensor | None
+    cooc_alpha: torch.Tensor
 
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
@@ -167,6 +172,12 @@ class SASRec(nn.Module):
         self.seen_w = nn.Parameter(torch.zeros(())) if cfg.seen_bias else None
         # log sampling probability per item for sampled softmax (logQ correction)
         self.register_buffer("logq", torch.full((cfg.n_items + 1,), -math.log(max(cfg.n_items, 1))))
+        # co-occurrence head: each item's top neighbours (row 0 = padding, no neighbours) from
+        # the TRAINING sequences, and its weight; set after training (see set_cooccurrence)
+        k = cfg.cooc_neighbors
+        self.register_buffer("cooc_idx", torch.zeros(cfg.n_items + 1, k, dtype=torch.long) if k else None)
+        self.register_buffer("cooc_val", torch.zeros(cfg.n_items + 1, k) if k else None)
+        self.register_buffer("cooc_alpha", torch.zeros(()))
 
     # --- encoder ---------------------------------------------------------------------
     def encode(self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
@@ -266,7 +277,33 @@ class SASRec(nn.Module):
             s = s + self.bias[1:]
         if self.seen_w is not None:
             s = self._add_seen(s, seq)
-        return s / self.cfg.temperature
+        s = s / self.cfg.temperature
+        if self.cooc_idx is not None:
+            s = s + self.cooc_alpha * self.cooc_scores(seq)
+        return s
+
+    def cooc_scores(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, I) item-to-item co-occurrence evidence for left-padded `seq` (B, T), in [0, 1]:
+        the sum of each history item's neighbour similarities, weighted by recency, divided
+        by the row maximum so the head's weight means the same for every user."""
+        assert self.cooc_idx is not None and self.cooc_val is not None
+        B, T = seq.shape
+        steps = torch.arange(T - 1, -1, -1, device=seq.device, dtype=self.cooc_val.dtype)  # (T,)
+        w = torch.pow(0.5, steps / self.cfg.cooc_half_life) * (seq > 0)  # (B, T)
+        idx = self.cooc_idx[seq].reshape(B, -1)  # (B, T*K) neighbour rows
+        val = (self.cooc_val[seq] * w.unsqueeze(-1)).reshape(B, -1)  # (B, T*K)
+        out = torch.zeros(B, self.cfg.n_items + 1, device=seq.device, dtype=val.dtype)
+        out = out.scatter_add(1, idx, val)[:, 1:]  # (B, I); padding neighbours land in column 0
+        return out / out.amax(1, keepdim=True).clamp(min=1e-9)
+
+    @torch.no_grad()
+    def set_cooccurrence(self, idx: torch.Tensor, val: torch.Tensor) -> None:
+        """Install neighbour tables (I+1, K) as item rows (0 = none) and similarities."""
+        assert self.cooc_idx is not None and self.cooc_val is not None
+        if idx.shape != self.cooc_idx.shape or val.shape != self.cooc_val.shape:
+            raise ValueError(f"neighbour tables must be {tuple(self.cooc_idx.shape)}, got {tuple(idx.shape)}")
+        self.cooc_idx.copy_(idx)
+        self.cooc_val.copy_(val)
 
     @torch.no_grad()
     def score(self, seq: torch.Tensor, ts: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,6 +38,10 @@ class ContentConfig:
     use_timestamps: bool = True  # feed event times (only matters when model use_time=True)
     cold_item_reset: bool = True  # items unseen in training score by content alone
     valid_users: int = 0  # cap validation users for early stopping (0 = all); seeded sample
+    cooc_alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # head weights tried
+
+
+COOC_NOTE = "co-occurrence head weight chosen on VALIDATION NDCG@10 (transformer alone = weight 0)"
 
 
 def split_params(params: dict[str, Any]) -> tuple[SASRecConfig, TrainConfig, ContentConfig]:
@@ -70,6 +74,7 @@ class SASRecRecommender(Recommender):
         self.state_: TrainState | None = None
         self.item_ids_: np.ndarray | None = None
         self.cold_reset_valid_: tuple[float, float] | None = None  # valid NDCG@10 before/after
+        self.cooc_valid_: dict[float, float] | None = None  # head weight -> valid NDCG@10
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -198,7 +203,46 @@ class SASRecRecommender(Recommender):
                 self.cold_reset_valid_ = (train_state.best_metric, after)
                 if after < train_state.best_metric:
                     self.net_.load_state_dict(before)
+        if self.net_.cooc_idx is not None and train_state.stopped:
+            self._fit_cooccurrence(train, vsplit)
         return self
+
+    def _fit_cooccurrence(self, train: SequenceData, vsplit: EvalSplit | None) -> None:
+        """Install item-to-item neighbours from the TRAINING sequences and choose the head's
+        weight on validation NDCG@10 (weight 0 = the transformer alone is always a candidate)."""
+        from soutui.evaluation.metrics import ndcg_from_ranks
+        from soutui.models.itemknn import ItemKNN
+
+        net = self._net()
+        k = net.cfg.cooc_neighbors
+        sim = ItemKNN(neighbors=k, history_half_life=net.cfg.cooc_half_life).fit(train).sim_.tocsr()
+        idx = np.zeros((train.n_items + 1, k), dtype=np.int64)
+        val = np.zeros((train.n_items + 1, k), dtype=np.float32)
+        for i in range(train.n_items):
+            a, b = sim.indptr[i], sim.indptr[i + 1]
+            idx[i + 1, : b - a] = sim.indices[a:b] + 1
+            val[i + 1, : b - a] = sim.data[a:b]
+        net.set_cooccurrence(torch.from_numpy(idx), torch.from_numpy(val))
+        alphas = self.content_cfg.cooc_alphas
+        if vsplit is None or not len(vsplit) or not alphas:
+            return
+        ranks: dict[float, list[np.ndarray]] = {a: [] for a in alphas}
+        net.cooc_alpha.zero_()
+        for start in range(0, len(vsplit), 256):
+            hist = vsplit.histories[start : start + 256]
+            times = vsplit.timestamps[start : start + 256] if vsplit.timestamps is not None else None
+            base = torch.from_numpy(self.score_timed(hist, times)).double()
+            with torch.no_grad():
+                extra = net.cooc_scores(torch.from_numpy(pad_left(hist, net.cfg.max_len))).double()
+            tgt = torch.from_numpy(vsplit.targets[start : start + 256])
+            for a in alphas:
+                sc = base + a * extra
+                t = sc.gather(1, tgt.unsqueeze(1))
+                ranks[a].append(((sc > t).sum(1) + (sc == t).sum(1) - 1).numpy())
+        found = {a: round(ndcg_from_ranks(np.concatenate(r), 10), 6) for a, r in ranks.items()}
+        self.cooc_valid_ = found
+        best = max(alphas, key=lambda a: (found[a], -a))  # ties -> the smaller weight
+        net.cooc_alpha.fill_(best)
 
     @torch.no_grad()
     def _reset_cold_items(self, counts: np.ndarray) -> bool:
@@ -254,13 +298,18 @@ class SASRecRecommender(Recommender):
         ids = [] if self.item_ids_ is None else [str(x) for x in self.item_ids_]
         (path / "items.json").write_text(json.dumps(ids))
         if self.state_ is not None:
-            (path / "training.json").write_text(json.dumps(dataclasses.asdict(self.state_), indent=1))
+            info = dataclasses.asdict(self.state_)
+            if self.cooc_valid_ is not None:
+                info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_}
+            (path / "training.json").write_text(json.dumps(info, indent=1))
 
     def _load_state(self, path: Path) -> None:
         ck = torch.load(path / "sasrec.pt", map_location="cpu", weights_only=False)
         cfg = from_dict(SASRecConfig, ck["config"], "checkpoint config")
         net = SASRec(cfg)
-        net.load_state_dict(ck["state_dict"])
+        state = dict(ck["state_dict"])
+        state.setdefault("cooc_alpha", torch.zeros(()))  # checkpoints from before the co-occurrence head
+        net.load_state_dict(state)
         self.net_ = net.eval()
         self.net_cfg = cfg
         items = path / "items.json"

@@ -10,11 +10,12 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 256
     lr: float = 2e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # constant | cosine (decays to min_lr_ratio x lr over the budget)
+    warmup_steps: int = 0  # linear warm-up from 0 (cosine schedule)
+    min_lr_ratio: float = 0.05
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     patience: int = 8  # validations without improvement before stopping
@@ -67,6 +71,30 @@ def pick_device(name: str) -> torch.device:
 def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
     torch.manual_seed(seed * 100_003 + epoch)
     return np.random.default_rng(seed * 100_003 + epoch)
+
+
+def budget_fraction(cfg: TrainConfig, epoch_progress: float, seconds: float, cpu_seconds: float) -> float:
+    """How much of the training budget is spent, in [0, 1]: the largest of the epoch,
+    wall-clock and CPU-time fractions, so a cosine schedule reaches its floor whichever
+    budget ends the run. With a time budget the schedule follows the clock, so a resumed
+    run is no longer bit-identical to an uninterrupted one."""
+    fracs = [epoch_progress / cfg.epochs] if cfg.epochs > 0 else []
+    if cfg.max_minutes > 0:
+        fracs.append(seconds / (cfg.max_minutes * 60))
+    if cfg.max_cpu_minutes > 0:
+        fracs.append(cpu_seconds / (cfg.max_cpu_minutes * 60))
+    return min(1.0, max(fracs, default=0.0))
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, frac: float) -> float:
+    """Learning rate at optimizer step `step` with `frac` of the budget spent."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule != "cosine":
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    floor = cfg.min_lr_ratio
+    return cfg.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 def _autocast(device: torch.device) -> Any:
@@ -121,6 +149,7 @@ def train(
     device = pick_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
+    scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
     net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     state, best = TrainState(), None
@@ -140,7 +169,16 @@ def train(
             disable=not cfg.progress,
             leave=False,
         )
-        for seq, tgt, ts in bar:
+        for b, (seq, tgt, ts) in enumerate(bar):
+            if cfg.lr_schedule != "constant":
+                frac = budget_fraction(
+                    cfg,
+                    state.epoch + b / max(n_batches, 1),
+                    time.perf_counter() - start,
+                    time.process_time() - cpu_start,
+                )
+                for group in opt.param_groups:
+                    group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
             s = torch.from_numpy(seq).to(device)
             t = torch.from_numpy(tgt).to(device)
             d = torch.from_numpy(ts).to(device) if ts is not None else None

@@ -102,6 +102,8 @@ def to_toml(params: dict[str, Any]) -> str:
             lines.append(f"{k} = {str(v).lower()}")
         elif isinstance(v, (int, float)):
             lines.append(f"{k} = {v!r}")
+        elif isinstance(v, (list, tuple)):
+            lines.append(f"{k} = [{', '.join(repr(x) for x in v)}]")
         else:
             lines.append(f'{k} = "{v}"')
     return "\n".join(lines) + "\n"
