@@ -73,7 +73,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "item_bias": True,
         "id_dropout": 0.2,
         "cooc_neighbors": 100,
-        "lr_schedule": "cosine",
     },  # fmt: skip
 }
 # the co-occurrence head is measured inside the full variant (weight 0 = the transformer alone)
@@ -260,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = {"max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "threads": args.threads,
               "progress": not args.json, "patience": 5}  # fmt: skip
     results = []
-    jobs = [(n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides)}) for n in names]
+    jobs = [
+        (n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides)}) for n in names
+    ]
     for name, params in jobs:
         for row in run_variant(name, params, prep, cold, args.save_dir):
             results.append(row)

@@ -99,9 +99,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _train_sasrec(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
-    from soutui.training.pipeline import run_training
-
     import os
+
+    from soutui.training.pipeline import run_training
 
     # the demo owns the machine while it trains: use every core (serving later uses one)
     params = {"max_minutes": args.sasrec_minutes, "threads": max(1, os.cpu_count() or 1)}

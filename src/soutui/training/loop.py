@@ -31,7 +31,9 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 256
     lr: float = 2e-3
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # constant | cosine (decays to min_lr_ratio x lr over the budget)
+    lr_schedule: Literal["constant", "cosine"] = (
+        "constant"  # constant | cosine (decays to min_lr_ratio x lr over the budget)
+    )
     warmup_steps: int = 0  # linear warm-up from 0 (cosine schedule)
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.0
