@@ -137,9 +137,7 @@ class ImplicitALS(Recommender):
 def cold_slice(prep: Prepared, max_count: int = 5) -> EvalSplit:
     counts = np.bincount(np.concatenate(prep.split.train.sequences), minlength=prep.data.n_items)
     t = prep.split.test
-    pick = np.flatnonzero(counts[t.targets] < max_count)
-    ts = [t.timestamps[i] for i in pick] if t.timestamps is not None else None
-    return EvalSplit(t.users[pick], [t.histories[i] for i in pick], t.targets[pick], "test-cold", ts)
+    return t.take(np.flatnonzero(counts[t.targets] < max_count), "test-cold")
 
 
 def measure(
@@ -193,10 +191,9 @@ def run_variant(
     alpha, slug = float(net.cooc_alpha), "".join(c if c.isalnum() else "-" for c in name).strip("-")
     rows = []
     if net.cooc_idx is not None:  # the transformer alone first: the same network with head weight 0
-        net.cooc_alpha.fill_(0.0)
-        alone = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
+        with rec.cooc_weight(0.0):  # type: ignore[attr-defined]
+            alone = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
         alone["variant"] = f"{name}: transformer alone (head weight 0)"
-        net.cooc_alpha.fill_(alpha)
         rows.append(alone)
         name = f"{name} + co-occurrence head (weight {alpha:g}, chosen on validation)"
     res = measure(rec, prep, cold, train_s, cpu_s, st.epoch)

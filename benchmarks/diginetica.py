@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit_train:
         train = train.with_sequences(train.sequences[: args.limit_train], None)
     if args.limit_test:
-        test = EvalSplit(
-            test.users[: args.limit_test], test.histories[: args.limit_test], test.targets[: args.limit_test]
-        )
+        test = test.take(np.arange(min(args.limit_test, len(test))))
     params = {**PARAMS, "max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "progress": not args.json,
               "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
     model = SASRecRecommender(**params)
@@ -93,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     model.fit(train, valid)
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     known = test.targets >= 0
-    known_split = EvalSplit(
-        test.users[known], [h for h, k in zip(test.histories, known, strict=True) if k], test.targets[known]
-    )
+    known_split = test.take(np.flatnonzero(known))
 
     def evaluate_test() -> dict[str, float]:
         ranks = np.full(len(test), train.n_items, dtype=np.int64)  # unknown target = miss
@@ -106,11 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     assert net is not None
     alone = None
     if net.cooc_idx is not None:  # the same network with head weight 0 = the transformer alone
-        alpha = float(net.cooc_alpha)
-        net.cooc_alpha.fill_(0.0)
-        a = evaluate_test()
+        with model.cooc_weight(0.0):
+            a = evaluate_test()
         alone = {"P@20": round(100 * a["HR@20"], 2), "MRR@20": round(100 * a["MRR@20"], 2)}
-        net.cooc_alpha.fill_(alpha)
     m = evaluate_test()
     st = model.state_
     assert st is not None

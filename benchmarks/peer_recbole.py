@@ -145,11 +145,8 @@ def write_atomic(sequences: list[np.ndarray], users: np.ndarray, root: Path) -> 
 
 
 def subset_split(split: EvalSplit, keep: np.ndarray) -> EvalSplit:
-    rows = np.flatnonzero(np.isin(split.users, keep))
-    ts = [split.timestamps[i] for i in rows] if split.timestamps is not None else None
-    return EvalSplit(
-        split.users[rows], [split.histories[i] for i in rows], split.targets[rows], split.name, ts
-    )
+    """The rows of `split` whose user is in `keep` (smoke runs on a subset of users)."""
+    return split.take(np.flatnonzero(np.isin(split.users, keep)))
 
 
 class Tokens:

@@ -90,3 +90,14 @@ def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) ->
     m.save(tmp_path / "m")
     h = split.test.histories[:10]
     np.testing.assert_allclose(load_model(tmp_path / "m").score(h), m.score(h), atol=1e-5)
+
+
+def test_eval_split_take_keeps_rows_aligned(split) -> None:  # type: ignore[no-untyped-def]
+    rows = np.array([5, 0, 7])
+    sub = split.test.take(rows, "picked")
+    assert sub.name == "picked" and len(sub) == 3
+    assert list(sub.users) == list(split.test.users[rows])
+    assert list(sub.targets) == list(split.test.targets[rows])
+    for j, i in enumerate(rows):
+        assert list(sub.histories[j]) == list(split.test.histories[i])
+        assert list(sub.timestamps[j]) == list(split.test.timestamps[i])

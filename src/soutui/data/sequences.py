@@ -105,6 +105,17 @@ class EvalSplit:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def take(self, rows: np.ndarray, name: str | None = None) -> EvalSplit:
+        """The rows `rows` (positions in this split) as a new split, timestamps included."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return EvalSplit(
+            self.users[rows],
+            [self.histories[i] for i in rows],
+            self.targets[rows],
+            self.name if name is None else name,
+            [self.timestamps[i] for i in rows] if self.timestamps is not None else None,
+        )
+
 
 @dataclass
 class LeaveOneOut:

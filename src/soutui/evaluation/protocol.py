@@ -32,6 +32,12 @@ class RankingProtocol:
         return f"{self.split}; full ranking over all items; {hist}; pessimistic ties"
 
 
+def pessimistic_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each row's target among all columns; tied items count as above it."""
+    t = scores[np.arange(len(targets)), targets][:, None]
+    return (scores > t).sum(1) + ((scores == t).sum(1) - 1)
+
+
 def target_ranks(
     model: Recommender,
     split: EvalSplit,
@@ -57,8 +63,7 @@ def target_ranks(
                 keep = scores[row, tgt[row]]
                 scores[row, h] = -np.inf
                 scores[row, tgt[row]] = keep  # the target itself is never removed
-        t = scores[np.arange(len(tgt)), tgt][:, None]
-        ranks[start : start + len(tgt)] = (scores > t).sum(1) + ((scores == t).sum(1) - 1)
+        ranks[start : start + len(tgt)] = pessimistic_ranks(scores, tgt)
         if tops is not None:
             part = np.argpartition(-scores, topk - 1, axis=1)[:, :topk]
             tops[start : start + len(tgt)] = part

@@ -9,6 +9,7 @@ so a loaded model needs nothing else to score.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterator, Sequence
@@ -170,13 +171,7 @@ class SASRecRecommender(Recommender):
                     len(valid), self.content_cfg.valid_users, replace=False
                 )
             )
-            vsplit = EvalSplit(
-                valid.users[pick],
-                [valid.histories[i] for i in pick],
-                valid.targets[pick],
-                valid.name,
-                [valid.timestamps[i] for i in pick] if valid.timestamps is not None else None,
-            )
+            vsplit = valid.take(pick)
 
         def validate() -> float:
             assert vsplit is not None
@@ -211,6 +206,7 @@ class SASRecRecommender(Recommender):
         """Install item-to-item neighbours from the TRAINING sequences and choose the head's
         weight on validation NDCG@10 (weight 0 = the transformer alone is always a candidate)."""
         from soutui.evaluation.metrics import ndcg_from_ranks
+        from soutui.evaluation.protocol import pessimistic_ranks
         from soutui.models.itemknn import ItemKNN
 
         net = self._net()
@@ -231,14 +227,12 @@ class SASRecRecommender(Recommender):
         for start in range(0, len(vsplit), 256):
             hist = vsplit.histories[start : start + 256]
             times = vsplit.timestamps[start : start + 256] if vsplit.timestamps is not None else None
-            base = torch.from_numpy(self.score_timed(hist, times)).double()
+            base = self.score_timed(hist, times).astype(np.float64)
             with torch.no_grad():
-                extra = net.cooc_scores(torch.from_numpy(pad_left(hist, net.cfg.max_len))).double()
-            tgt = torch.from_numpy(vsplit.targets[start : start + 256])
+                extra = net.cooc_scores(torch.from_numpy(pad_left(hist, net.cfg.max_len))).double().numpy()
+            tgt = vsplit.targets[start : start + 256]
             for a in alphas:
-                sc = base + a * extra
-                t = sc.gather(1, tgt.unsqueeze(1))
-                ranks[a].append(((sc > t).sum(1) + (sc == t).sum(1) - 1).numpy())
+                ranks[a].append(pessimistic_ranks(base + a * extra, tgt))
         found = {a: round(ndcg_from_ranks(np.concatenate(r), 10), 6) for a, r in ranks.items()}
         self.cooc_valid_ = found
         best = max(alphas, key=lambda a: (found[a], -a))  # ties -> the smaller weight
@@ -262,6 +256,18 @@ class SASRecRecommender(Recommender):
         return True
 
     # --- scoring ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def cooc_weight(self, weight: float) -> Iterator[None]:
+        """Score with the co-occurrence head at `weight` inside the block (0 = the transformer
+        alone, for ablations); the chosen weight is restored on exit."""
+        net = self._net()
+        kept = float(net.cooc_alpha)
+        net.cooc_alpha.fill_(weight)
+        try:
+            yield
+        finally:
+            net.cooc_alpha.fill_(kept)
+
     def _net(self) -> SASRec:
         if self.net_ is None:
             raise RuntimeError("sasrec model is not fitted; call fit() or load a checkpoint first")

@@ -31,9 +31,8 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 256
     lr: float = 2e-3
-    lr_schedule: Literal["constant", "cosine"] = (
-        "constant"  # constant | cosine (decays to min_lr_ratio x lr over the budget)
-    )
+    # cosine decays to min_lr_ratio x lr over the budget (epochs, wall or CPU time)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 0  # linear warm-up from 0 (cosine schedule)
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.0
