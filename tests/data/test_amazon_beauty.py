@@ -37,12 +37,24 @@ def test_import_reproduces_beauty_txt(store_url: str, needs: Callable[[str], Pat
 
 
 def test_impute_keeps_order() -> None:
-    ts = pd.Series([10, None, 30, None, None, None], dtype="Int64")
-    users = pd.Series(["a", "a", "a", "b", "b", "b"])
-    items = pd.Series(["x", "y", "z", "z", "x", "q"])
+    ts = pd.Series([10, None, 30, 40, 50, None, None, None], dtype="Int64")
+    users = pd.Series(["a"] * 5 + ["b"] * 3)
+    items = pd.Series(["x", "y", "z", "m", "n", "z", "x", "q"])
     filled, from_user, from_item = impute_timestamps(ts, users, items)
     assert (from_user, from_item) == (1, 3)
-    assert filled.tolist()[:3] == [10, 10, 30]
+    assert filled.tolist()[:5] == [10, 10, 30, 40, 50]
     # user b: item medians z=30, x=10 -> cummax keeps 30, unknown item q -> global median 20 -> 30
-    assert filled.tolist()[3:] == [30, 30, 30]
-    assert np.all(np.diff(filled.to_numpy(dtype=np.int64)[3:]) >= 0)
+    assert filled.tolist()[5:] == [30, 30, 30]
+    assert np.all(np.diff(filled.to_numpy(dtype=np.int64)[5:]) >= 0)
+
+
+def test_impute_reads_training_events_only() -> None:
+    """Item and global medians ignore each user's last two events (validation and test targets)."""
+    ts = pd.Series([100, 300, 5000, 6000, None, None, None], dtype="Int64")
+    users = pd.Series(["a"] * 4 + ["b"] * 3)
+    items = pd.Series(["x", "z", "p", "z", "q", "z", "x"])
+    filled, _, from_item = impute_timestamps(ts, users, items)
+    assert from_item == 3
+    # over all events z's median would be 3150 and the global median 2650; training
+    # events are a's x=100 and z=300 only: q -> global 200, z -> 300, x -> 100 -> cummax 300
+    assert filled.tolist()[4:] == [200, 300, 300]

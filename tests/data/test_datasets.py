@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from soutui.cli import main
-from soutui.data import datasets
+from soutui.data import sources
 from soutui.data.datasets import DATASETS, candidate_dirs, find_data_dir
 from soutui.data.importers import IMPORTERS, build_dataset
 from soutui.data.importers.diginetica import read_test_prefixes
@@ -36,7 +36,7 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         find_data_dir(tmp_path / "nope")
     monkeypatch.delenv("SOUTUI_DATA_DIR")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(datasets, "_repo_root", lambda: tmp_path / "elsewhere")
+    monkeypatch.setattr(sources, "_repo_root", lambda: tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="soutui data fetch amazon-beauty"):
         find_data_dir(dataset="amazon-beauty")
     cache = tmp_path / "cache" / "datasets" / "amazon-beauty"

@@ -19,8 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from soutui.data.checksums import sha256_file as sha256_of
-from soutui.data.datasets import RemoteFile, cache_dir, info
 from soutui.data.importers.base import DataError
+from soutui.data.sources import RemoteFile, cache_dir, info
 
 URL_ENV = "SOUTUI_DATA_URL"
 CHUNK = 1 << 16

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from soutui.data.cleaning import ImportReport
-from soutui.data.datasets import find_data_dir, info
 from soutui.data.importers import amazon_beauty, bestbuy, diginetica, homedepot
 from soutui.data.importers.base import DataError, ImportResult, write_result
+from soutui.data.sources import find_data_dir, info
 
 # source name -> builder(data_dir, dataset_name) -> ImportResult
 IMPORTERS: dict[str, Callable[[Path, str], ImportResult]] = {

@@ -50,7 +50,9 @@ def impute_timestamps(ts: pd.Series, users: pd.Series, items: pd.Series) -> tupl
     sequence order and timestamps never decrease along a sequence, so this keeps the
     order. Users with no timestamp at all get each item's median review time, made
     non-decreasing along their sequence (a cumulative max) so the order still holds;
-    an item no one dated falls back to the global median.
+    an item no one dated falls back to the global median. Both medians read training
+    events only (each user's events but the last two, the leave-one-out validation and
+    test targets), so no held-out review time leaks into another user's history.
     """
     missing = int(ts.isna().sum())
     if not missing:
@@ -59,9 +61,10 @@ def impute_timestamps(ts: pd.Series, users: pd.Series, items: pd.Series) -> tupl
     by_user = missing - int(filled.isna().sum())
     still = filled.isna()
     if still.any():
-        item_median = ts.groupby(items).median()
+        train = users.groupby(users, sort=False).cumcount(ascending=False).to_numpy() >= 2
+        item_median = ts[train].groupby(items[train]).median()
         guess = items[still].map(item_median).round().astype("Int64")
-        guess = guess.fillna(round(float(ts.median())))  # items nobody dated: the global median
+        guess = guess.fillna(round(float(ts[train].median())))  # items nobody dated: the global median
         guess = guess.groupby(users[still], sort=False).cummax().astype("Int64")
         filled = filled.mask(still, guess)
     by_item = int(still.sum()) - int(filled.isna().sum())
