@@ -1,74 +1,117 @@
-"""Typed configuration: dataclasses built from dicts/TOML that reject unknown keys.
+"""Typed configuration: dataclasses validated by pydantic, unknown keys rejected; the user-error base.
 
 Every config object in soutui is a plain dataclass; `from_dict` is the one way to
-build one from user input, and it fails loudly on a mistyped key instead of
-silently ignoring it.
+build one from user input (a TOML file, a manifest, `--set key=value`). Validation is
+pydantic's (`TypeAdapter` over the dataclass, `extra="forbid"` on it and on every nested
+dataclass), so a mistyped key fails loudly, naming the key and the allowed ones, instead
+of being silently ignored. `to_toml` writes TOML with tomli-w, which escapes strings.
+
+`UserError` lives here, in the lowest layer, so every layer can raise errors the user
+can fix and the CLI can print them as one line without a traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pydantic
+import tomli_w
+
 T = TypeVar("T")
 
+_FORBID = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-class ConfigError(ValueError):
+
+class UserError(Exception):
+    """An error the user can fix (a bad file, a wrong key, a locked store).
+
+    The CLI prints these as one line saying what to do (exit 2); any other exception
+    is a bug and shows its traceback.
+    """
+
+
+class ConfigError(UserError, ValueError):
     """A configuration value or key is wrong; the message says which and how to fix it."""
+
+
+def _dataclasses_in(cls: type) -> list[type]:
+    """`cls` and every dataclass reachable through its field types (for extra="forbid")."""
+    seen: list[type] = []
+    todo: list[Any] = [cls]
+    while todo:
+        tp = todo.pop()
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if tp in seen:
+                continue
+            seen.append(tp)
+            todo.extend(typing.get_type_hints(tp).values())
+        else:
+            todo.extend(typing.get_args(tp))
+    return seen
+
+
+@functools.cache
+def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
+    for dc in _dataclasses_in(cls):
+        if "__pydantic_config__" not in vars(dc):
+            dc.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
+    return pydantic.TypeAdapter(cls)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from `data`, recursing into nested dataclasses.
 
-    Unknown keys raise ConfigError naming the key and the allowed ones.
+    Unknown keys raise ConfigError naming the key and the allowed ones; a wrong type or
+    a value that the dataclass's `__post_init__` refuses raises ConfigError too.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
+    where = where or cls.__name__
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a table/object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where or cls.__name__}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}"
-        )
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+        raise ConfigError(f"{where}: expected a table/object, got {type(data).__name__}")
     try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+        return typing.cast(T, _adapter(cls).validate_python(data))
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_explain(cls, exc, where)) from None
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return from_dict(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(args[0], value, where) if len(args) == 1 else value
-    if origin in (list, tuple):
-        (inner, *_) = typing.get_args(tp) or (Any,)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        seq = [_coerce(inner, v, where) for v in value]
-        return tuple(seq) if origin is tuple else seq
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-    if typing.get_origin(tp) is typing.Literal and value not in typing.get_args(tp):
-        raise ConfigError(f"{where}: must be one of {typing.get_args(tp)}, got {value!r}")
-    return value
+def _explain(cls: type, exc: pydantic.ValidationError, where: str) -> str:
+    """One readable line per problem: the dotted key, what is wrong, what is allowed."""
+    unknown: dict[tuple[Any, ...], list[str]] = {}
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "unexpected_keyword_argument":
+            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
+            continue
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, ValueError) and not loc:
+            lines.append(f"{where}: {inner}")  # a __post_init__ check: its message names the key
+            continue
+        key = ".".join([where, *map(str, loc)])
+        msg = str(inner) if isinstance(inner, ValueError) else err["msg"]
+        got = "" if err["type"] == "value_error" else f", got {err['input']!r}"
+        lines.append(f"{key}: {msg}{got}")
+    for loc, keys in unknown.items():
+        allowed = sorted(f.name for f in dataclasses.fields(_class_at(cls, loc)))
+        key = ".".join([where, *map(str, loc)])
+        lines.insert(0, f"{key}: unknown key(s) {sorted(keys)}; allowed keys are {allowed}")
+    return "; ".join(lines)
+
+
+def _class_at(cls: type, loc: tuple[Any, ...]) -> Any:
+    """The dataclass that sits at the path `loc` of nested fields under `cls`."""
+    here: Any = cls
+    for name in loc:
+        tp = typing.get_type_hints(here)[name]
+        here = next((t for t in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(t)), tp)
+    return here
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -76,9 +119,31 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def to_toml(data: Any) -> str:
+    """A dataclass or dict as TOML (tomli-w: strings escaped); None values are left out (TOML has no null)."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = to_dict(data)
+    return tomli_w.dumps(_drop_none(data))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value]
+    return value
+
+
 def load_toml(cls: type[T], path: str | Path) -> T:
-    with open(path, "rb") as fh:
-        return from_dict(cls, tomllib.load(fh), where=str(path))
+    """Read TOML file `path` into dataclass `cls`; a missing or malformed file is a ConfigError."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass the path of a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return from_dict(cls, data, where=str(path))
 
 
 def home_dir() -> Path:

@@ -1,0 +1,93 @@
+"""Config parsing: pydantic validation behind from_dict, unknown keys named, TOML round trip."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from soutui.config import ConfigError, UserError, from_dict, load_toml, to_dict, to_toml
+
+
+@dataclass
+class Inner:
+    n: int = 1
+    weights: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ConfigError(f"inner.n must be >= 0, got {self.n}")
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    rate: float = 0.5
+    mode: Literal["a", "b"] = "a"
+    tags: list[str] = field(default_factory=list)
+    limit: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_builds_nested_and_coerces_numbers() -> None:
+    cfg = from_dict(Outer, {"rate": 2, "inner": {"n": 3, "weights": [1, 2.5]}, "limit": 4})
+    assert cfg == Outer(rate=2.0, limit=4, inner=Inner(n=3, weights=(1.0, 2.5)))
+    assert isinstance(cfg.rate, float) and isinstance(cfg.inner.weights, tuple)
+
+
+def test_unknown_key_names_key_and_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict(Outer, {"rat": 1.0})
+    assert "unknown key(s) ['rat']" in str(err.value)
+    assert "['inner', 'limit', 'mode', 'name', 'rate', 'tags']" in str(err.value)
+    with pytest.raises(ConfigError, match=r"cfg\.inner: unknown key\(s\) \['m'\]; allowed keys are \['n', 'weights'\]"):
+        from_dict(Outer, {"inner": {"m": 1}}, where="cfg")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"rate": "fast"}, r"Outer\.rate: .*got 'fast'"),
+        ({"mode": "c"}, r"Outer\.mode: Input should be 'a' or 'b', got 'c'"),
+        ({"name": 5}, r"Outer\.name: .*string"),
+        ({"inner": {"n": 2.5}}, r"Outer\.inner\.n: .*integer"),
+        ({"inner": {"n": -1}}, r"inner\.n must be >= 0, got -1"),
+        ({"inner": 3}, r"Outer\.inner: "),
+    ],
+)
+def test_bad_values_are_config_errors(data: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        from_dict(Outer, data)
+
+
+def test_config_error_is_a_user_error_and_a_value_error() -> None:
+    assert issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError)
+    with pytest.raises(ConfigError, match="expected a table"):
+        from_dict(Outer, [1, 2])  # type: ignore[arg-type]
+
+
+def test_toml_round_trip_escapes_strings(tmp_path: Path) -> None:
+    cfg = Outer(name='say "hi"\\ and\nleave', tags=["a'b", "c"], inner=Inner(weights=(0.5, 2.0)))
+    text = to_toml(cfg)
+    assert "limit" not in text  # None has no TOML form: left out, so the default applies
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert tomllib.loads(text)["name"] == cfg.name
+    assert load_toml(Outer, path) == cfg
+    assert to_dict(cfg)["inner"] == {"n": 1, "weights": (0.5, 2.0)}
+
+
+def test_load_toml_errors_say_what_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(Outer, tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_toml(Outer, bad)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[inner]\nnn = 2\n")
+    with pytest.raises(ConfigError, match=rf"{typo}\.inner: unknown key\(s\) \['nn'\]"):
+        load_toml(Outer, typo)
