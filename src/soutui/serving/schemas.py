@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Id = Field(min_length=1, max_length=128)
 
 
+class Out(BaseModel):
+    """Response models forbid unknown keys, so the OpenAPI schema (additionalProperties: false)
+    and the fuzz test's response validation catch a field the docs do not promise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class EventIn(BaseModel):
     """One behaviour event; `event_id` makes a retried batch idempotent."""
 
@@ -37,54 +44,67 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(min_length=1, max_length=1000)
 
 
-class EventAck(BaseModel):
+class EventAck(Out):
     accepted: int = Field(description="events new to the server, durably logged before this reply")
     duplicates: int = Field(description="events whose event_id was already seen (not counted twice)")
 
 
-class Item(BaseModel):
-    item_id: str
-    title: str
-    category: str | None = None
-    brand: str | None = None
-    price: float | None = None
-    in_stock: bool = True
+class Item(Out):
+    item_id: str = Field(min_length=1)
+    title: str = Field(min_length=1, description="never empty: an item without a title shows its id")
+    category: str | None
+    brand: str | None
+    price: float | None = Field(ge=0, description="null when unknown")
+    in_stock: bool
 
 
 class ResultItem(Item):
-    score: float
-    reason: str = Field(description="why this item is shown, in words")
-    pinned: bool = False
+    score: float = Field(description="the list's own score scale; comparable within one answer only")
+    reason: str = Field(min_length=1, description="why this item is shown, in words")
+    pinned: bool
 
 
-class RecommendResponse(BaseModel):
+class RecommendResponse(Out):
     user_id: str
     model: str = Field(description="the recommender used, or 'trending' for users without history")
     bundle: str
-    history_length: int
-    items: list[ResultItem]
+    history_length: int = Field(ge=0)
+    items: list[ResultItem] = Field(max_length=100)
 
 
-class TrendingResponse(BaseModel):
+class TrendingResponse(Out):
     bundle: str
-    items: list[ResultItem]
+    items: list[ResultItem] = Field(max_length=100)
 
 
-class SimilarResponse(BaseModel):
+class SimilarResponse(Out):
     item_id: str
     model: str
     bundle: str
-    items: list[ResultItem]
+    items: list[ResultItem] = Field(max_length=100)
 
 
-class SearchResponse(BaseModel):
+class Facets(Out):
+    """Counts over every matched product (not only the k shown)."""
+
+    category: dict[str, int] = Field(description="top-level category -> count (top 20)")
+    brand: dict[str, int] = Field(description="brand -> count (top 20)")
+    price: dict[str, int] = Field(description="price bucket ('0-10', '100+') -> count")
+    in_stock: dict[str, int] = Field(description="'true' / 'false' -> count (unknown stock not counted)")
+
+
+class SearchResponse(Out):
     query: str
     bundle: str
-    items: list[ResultItem]
-    facets: dict[str, Any]
+    items: list[ResultItem] = Field(max_length=100)
+    facets: Facets
 
 
-class Health(BaseModel):
+class DemoUsers(Out):
+    users: list[str]
+
+
+class Health(Out):
     status: Literal["ok"]
     bundle: str
     uptime_s: float
@@ -97,7 +117,7 @@ class ReloadRequest(BaseModel):
     bundle: str | None = Field(default=None, max_length=4096, description="bundle dir; default: the newest")
 
 
-class ReloadResponse(BaseModel):
+class ReloadResponse(Out):
     bundle: str
     previous: str
     path: str
@@ -105,3 +125,36 @@ class ReloadResponse(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class BundleInfo(Out):
+    path: str
+    version: str
+    default_recommender: str
+    manifest: dict[str, Any] = Field(description="the bundle's manifest.json")
+    store: str = Field(description="where the served histories came from")
+    writes_enabled: bool
+
+
+class RouteStats(Out):
+    rate_per_s: float = Field(ge=0)
+    count: int = Field(ge=0)
+    errors: int = Field(ge=0)
+    p50_ms: float = Field(ge=0)
+    p95_ms: float = Field(ge=0)
+    p99_ms: float = Field(ge=0)
+
+
+class CacheStats(Out):
+    entries: int = Field(ge=0)
+    hits: int = Field(ge=0)
+    misses: int = Field(ge=0)
+
+
+class Stats(Out):
+    window_s: float
+    routes: dict[str, RouteStats] = Field(description="per route template, over the last window_s")
+    time: float
+    bundle: str
+    users: int = Field(ge=0, description="users with a live history")
+    search_cache: CacheStats

@@ -1,0 +1,5 @@
+"""The /v1 API and the pages, one `APIRouter` per concern; `app.create_app` includes them all."""
+
+from soutui.serving.routes import admin, events, pages, recommend, search
+
+ROUTERS = (recommend.router, search.router, events.router, admin.router, pages.router)

@@ -1,0 +1,73 @@
+"""Operations and the dashboard's data: /healthz, /metrics, /v1/admin/*."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+
+from soutui.serving import schemas as S
+from soutui.serving.bundle import BundleError
+from soutui.serving.deps import NOT_FOUND, WRITE_ERRORS, MetricsDep, Service, Writer
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=S.Health, tags=["ops"])
+def healthz(svc: Service) -> dict[str, Any]:
+    return {"status": "ok", "bundle": svc.bundle.version, "uptime_s": round(time.time() - svc.started, 1),
+            "writes_enabled": svc.settings.writes_enabled}
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+def prometheus(metrics: MetricsDep) -> Response:
+    """Prometheus exposition: request counts, latency histograms, bundle version."""
+    return Response(metrics.export(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/admin/bundle", response_model=S.BundleInfo, tags=["admin"])
+def bundle_info(svc: Service) -> dict[str, Any]:
+    """The manifest of the bundle being served (model versions, checksums, metrics)."""
+    b = svc.bundle
+    return {"path": str(b.path), "version": b.version, "default_recommender": b.default,
+            "manifest": b.manifest, "store": svc.store_status, "writes_enabled": svc.settings.writes_enabled}
+
+
+@router.get("/v1/admin/evaluation", response_model=dict[str, Any], tags=["admin"])
+def evaluation(svc: Service) -> dict[str, Any]:
+    """The last evaluation table stored in the bundle."""
+    return svc.bundle.evaluation
+
+
+@router.get("/v1/admin/plots/{name}", tags=["admin"], response_class=FileResponse,
+            responses={**NOT_FOUND, 200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}})
+def plot(svc: Service, name: Annotated[str, PathParam(max_length=100)]) -> FileResponse:
+    b = svc.bundle
+    allowed = {Path(p).name: p for p in b.evaluation.get("plots", [])}
+    if name not in allowed:
+        raise HTTPException(404, f"no plot {name!r}; the bundle has {sorted(allowed)}")
+    return FileResponse(b.path / allowed[name])
+
+
+@router.get("/v1/admin/stats", response_model=S.Stats, tags=["admin"])
+def stats(svc: Service, metrics: MetricsDep) -> dict[str, Any]:
+    """Live request rate and latency percentiles per route (the dashboard polls this)."""
+    return {**metrics.stats(), "bundle": svc.bundle.version, "users": len(svc.histories.recent),
+            "search_cache": svc.search_cache.stats()}
+
+
+@router.post("/v1/admin/reload", response_model=S.ReloadResponse, dependencies=[Writer], tags=["admin"],
+             responses={409: {"model": S.Problem}, **WRITE_ERRORS})
+def reload(svc: Service, metrics: MetricsDep, body: S.ReloadRequest | None = None) -> dict[str, Any]:
+    """Load a bundle (default: the newest) and swap it in; a bad bundle is refused, the old keeps serving."""
+    try:
+        out = svc.reload(body.bundle if body else None)
+    except (BundleError, OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the path
+        raise HTTPException(409, f"bundle refused, still serving {svc.bundle.version}: {exc}") from exc
+    metrics.set_bundle(svc.bundle.version)
+    return out

@@ -1,0 +1,55 @@
+"""Recommendation and catalogue reads: /v1/recommend, /v1/similar, /v1/trending, /v1/items, /v1/demo-users.
+
+Scoring (ONNX, numpy) is CPU work, so these are plain `def` routes: FastAPI runs them in
+its threadpool and the event loop keeps accepting requests meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from soutui.serving import schemas as S
+from soutui.serving.deps import NOT_FOUND, Category, FastJSON, K, ModelName, Service
+
+router = APIRouter(tags=["recommend"])
+
+
+@router.get("/v1/recommend/{user_id}", response_model=S.RecommendResponse, responses=NOT_FOUND)
+def recommend(
+    svc: Service,
+    user_id: Annotated[str, S.Id],
+    k: K = 10,
+    category: Category = None,
+    exclude_purchased: Annotated[bool | None, Query(description="default from the rules config")] = None,
+    diverse: Annotated[bool, Query(description="spread results over categories / item space")] = False,
+    model: ModelName = None,
+) -> Response:
+    """Personalised list from the user's latest history; users without history get trending."""
+    return FastJSON(svc.recommend(user_id, k, category, exclude_purchased, diverse, model))
+
+
+@router.get("/v1/similar/{item_id}", response_model=S.SimilarResponse, responses=NOT_FOUND)
+def similar(svc: Service, item_id: Annotated[str, S.Id], k: K = 10, model: ModelName = None) -> Response:
+    """Items like this one (for a product page)."""
+    return FastJSON(svc.similar(item_id, k, model))
+
+
+@router.get("/v1/trending", response_model=S.TrendingResponse)
+def trending(svc: Service, k: K = 10, category: Category = None, diverse: bool = False) -> Response:
+    """Most interacted-with items in the recent window, live-updated by new events."""
+    return FastJSON(svc.trending(k, category, diverse))
+
+
+@router.get("/v1/demo-users", response_model=S.DemoUsers, tags=["catalogue"])
+def demo_users(svc: Service, n: Annotated[int, Query(ge=1, le=50)] = 5) -> Response:
+    """A few user ids that have a history, to try personalisation in the storefront."""
+    return FastJSON({"users": svc.demo_users(n)})
+
+
+@router.get("/v1/items/{item_id}", response_model=S.Item, responses=NOT_FOUND, tags=["catalogue"])
+def item(svc: Service, item_id: Annotated[str, S.Id]) -> Response:
+    """One catalogue item."""
+    return FastJSON(svc.item(item_id))
