@@ -1,4 +1,4 @@
-"""tantivy keyword path vs the sparse BM25 reference (and bm25s), spelling correction, RRF."""
+"""The keyword scorer vs tantivy and bm25s (references), filter invariance, spelling correction, RRF."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from soutui.features.text import analyze
 from soutui.search.fusion import rrf
-from soutui.search.keyword import BM25Matrix, KeywordIndex
+from soutui.search.keyword import TITLE_BOOST, BM25Matrix, KeywordScorer
 from soutui.search.spelling import SpellCorrector
 
 DOCS = [
@@ -26,18 +26,94 @@ DOCS = [
 ]
 
 
-def test_tantivy_ranking_matches_bm25_reference(tmp_path: Path) -> None:
-    toks = [analyze(d) for d in DOCS]
-    ki = KeywordIndex.build(toks, toks, tmp_path / "kw")
-    ki = KeywordIndex.load(tmp_path / "kw")
-    bm = BM25Matrix(toks)
-    for q in ["cordless drill", "white", "garden hose", "bracket"]:
-        rows, scores = ki.search(analyze(q), 10)
-        ref = bm.scores(analyze(q))
-        # same documents, and tantivy's scores are the reference's times (title boost + text) = 3
-        assert set(rows.tolist()) == set(np.flatnonzero(ref > 0).tolist())
-        np.testing.assert_allclose(scores, 3 * ref[rows], rtol=2e-3)
-        assert (np.diff(scores) <= 1e-6).all()
+def _tantivy_search(
+    title: list[list[str]], text: list[list[str]], out: Path, tokens: list[str]
+) -> tuple[list[int], list[float]]:
+    """The reference: a two-field tantivy index, title boosted, queried with one Should clause per field and token."""
+    tantivy = pytest.importorskip("tantivy")
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("idx", stored=True)
+    sb.add_text_field("title", tokenizer_name="ws", index_option="freq")
+    sb.add_text_field("text", tokenizer_name="ws", index_option="freq")
+    schema = sb.build()
+    out.mkdir()
+    index = tantivy.Index(schema, path=str(out))
+    index.register_tokenizer("ws", tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
+    writer = index.writer(heap_size=15_000_000, num_threads=1)
+    for i, (a, b) in enumerate(zip(title, text, strict=True)):
+        writer.add_document(tantivy.Document(idx=i, title=" ".join(a), text=" ".join(b)))
+    writer.commit()
+    writer.wait_merging_threads()
+    index.reload()
+    clauses = []
+    for tok in dict.fromkeys(tokens):
+        tq = tantivy.Query.term_query(schema, "title", tok)
+        clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(tq, TITLE_BOOST)))
+        clauses.append((tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", tok)))
+    searcher = index.searcher()
+    hits = searcher.search(tantivy.Query.boolean_query(clauses), limit=len(title)).hits
+    return [int(searcher.doc(a)["idx"][0]) for _, a in hits], [float(sc) for sc, _ in hits]
+
+
+# titles differ from texts (brand + category words live only in text), so the title boost matters
+TITLES = [
+    "cordless drill",
+    "hammer drill",
+    "garden hose",
+    "drill bit set",
+    "impact driver",
+    "toilet seat",
+    "white paint",
+    "drill kit",
+    "lawn sprinkler",
+    "angle bracket",
+]
+EXTRA = [
+    "dewalt tools",
+    "bosch tools corded",
+    "gilmour garden",
+    "dewalt drill accessories",
+    "makita cordless tools",
+    "kohler bath white",
+    "behr paint",
+    "ryobi cordless drill",
+    "orbit garden",
+    "simpson hardware",
+]
+
+
+@pytest.mark.parametrize("query", ["cordless drill", "white", "garden hose", "drill", "tools"])
+def test_scorer_matches_tantivy_two_field_reference(tmp_path: Path, query: str) -> None:
+    title = [analyze(t) for t in TITLES]
+    text = [analyze(f"{t} {e}") for t, e in zip(TITLES, EXTRA, strict=True)]
+    scorer = KeywordScorer(title, text)
+    ref_rows, ref_scores = _tantivy_search(title, text, tmp_path / "kw", analyze(query))
+    rows, scores = scorer.top(analyze(query), len(TITLES))
+    assert set(rows.tolist()) == set(ref_rows)
+    # tantivy stores field lengths in one byte (lossy), hence the tolerance
+    np.testing.assert_allclose(scorer.scores(analyze(query), np.array(ref_rows)), ref_scores, rtol=0.05)
+    np.testing.assert_allclose(
+        scores,
+        TITLE_BOOST * scorer.title.scores(analyze(query), rows) + scorer.text.scores(analyze(query), rows),
+        rtol=1e-5,
+    )
+    assert (np.diff(scores) <= 0).all()
+
+
+def test_filter_keeps_the_unfiltered_order() -> None:
+    title = [analyze(t) for t in TITLES]
+    text = [analyze(f"{t} {e}") for t, e in zip(TITLES, EXTRA, strict=True)]
+    scorer = KeywordScorer(title, text)
+    q = analyze("cordless drill tools")
+    rows, _ = scorer.top(q, 10)
+    # a title match outranks a text-only match: the boost is applied on both paths
+    assert rows[0] == 0 and set(rows[:3].tolist()) >= {0, 7}
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = rng.random(len(TITLES)) < 0.6
+        got, _ = scorer.top(q, 10, mask)
+        assert got.tolist() == [r for r in rows.tolist() if mask[r]]
+    assert scorer.top(q, 2)[0].tolist() == rows[:2].tolist()
 
 
 def test_bm25_matrix_equals_bm25s_lucene() -> None:

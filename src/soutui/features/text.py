@@ -1,8 +1,8 @@
 """Text normalisation and tokenisation for search: English stemming, Chinese jieba, mixed text.
 
 Both the catalogue and queries go through `analyze`, so the keyword index only ever
-sees whitespace-separated, lower-cased tokens (tantivy then needs nothing but a
-whitespace tokenizer). English words are stemmed with PyStemmer (Snowball English);
+sees whitespace-separated, lower-cased tokens (one tokenizer for index and
+queries). English words are stemmed with PyStemmer (Snowball English);
 runs of CJK characters are segmented with jieba `cut_for_search`, which also emits
 the shorter words inside long ones so "空气净化器" matches a query for "净化器".
 """

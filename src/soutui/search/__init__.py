@@ -1,4 +1,4 @@
-"""Product search: keyword (tantivy) + semantic (faiss) retrieval, fusion, learning-to-rank.
+"""Product search: keyword (sparse BM25) + semantic (faiss) retrieval, fusion, learning-to-rank.
 
 Entry point for callers: `soutui.search.engine.SearchEngine` (build / load / search).
 """

@@ -1,7 +1,8 @@
 """SearchEngine: build / load / search over one catalogue — the interface serving calls.
 
-One query goes: parse (normalise, spell-correct, tokenise) -> retrieve (tantivy BM25
-top-N, faiss top-N per encoder; exact scans when filters leave few items) -> rank
+One query goes: parse (normalise, spell-correct, tokenise) -> retrieve (title-boosted
+BM25 top-N over the filter mask, faiss top-N per encoder; exact scans when filters leave
+few items) -> rank
 (bm25 | dense | hybrid RRF | ltr LightGBM) -> personalise (optional) -> sort ->
 hits with reasons, plus facet counts over everything that matched.
 """
@@ -25,7 +26,7 @@ from soutui.search import features as feats
 from soutui.search.catalog import Catalog
 from soutui.search.filters import SORTS, SearchFilters, facets, sort_rows
 from soutui.search.fusion import rrf
-from soutui.search.keyword import BM25Matrix, KeywordIndex
+from soutui.search.keyword import KeywordScorer
 from soutui.search.ltr import LTRRanker
 from soutui.search.personalize import blend, personal_signal
 from soutui.search.query import ParsedQuery, parse_query
@@ -110,18 +111,16 @@ class SearchEngine:
         out_dir: Path,
         config: SearchConfig,
         catalog: Catalog,
-        keyword: KeywordIndex,
         vectors: dict[str, VectorIndex],
         ranker: LTRRanker | None,
     ) -> None:
         self.out_dir = out_dir
         self.config = config
         self.catalog = catalog
-        self.keyword = keyword
         self.vectors = vectors
         self.ranker = ranker
-        self.bm_title = BM25Matrix(catalog.title_tokens)
-        self.bm_text = BM25Matrix(catalog.text_tokens)
+        self.keyword = KeywordScorer(catalog.title_tokens, catalog.text_tokens)
+        self.bm_title, self.bm_text = self.keyword.title, self.keyword.text  # per-field BM25 for LTR features
         self.speller = (
             SpellCorrector(list(catalog.titles) + list(catalog.brands)) if config.spelling else None
         )
@@ -146,7 +145,6 @@ class SearchEngine:
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         catalog = Catalog.from_items(items_df, popularity)
-        keyword = KeywordIndex.build(catalog.title_tokens, catalog.text_tokens, out / "tantivy")
         texts = catalog.embed_texts()
         vectors = {}
         for enc in config.encoders:
@@ -154,7 +152,7 @@ class SearchEngine:
             vectors[enc] = VectorIndex.build(
                 vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search
             )
-        engine = cls(out, config, catalog, keyword, vectors, None)
+        engine = cls(out, config, catalog, vectors, None)
         engine.save(build_seconds=time.time() - t0)
         return engine
 
@@ -198,7 +196,7 @@ class SearchEngine:
         config = from_dict(SearchConfig, {**manifest["config"], **overrides})
         vectors = {e: VectorIndex.load(out, e, config.hnsw_ef_search) for e in manifest["encoders"]}
         ranker = LTRRanker.load(out / "ltr.txt") if (out / "ltr.txt").exists() else None
-        return cls(out, config, Catalog.load(out), KeywordIndex.load(out / "tantivy"), vectors, ranker)
+        return cls(out, config, Catalog.load(out), vectors, ranker)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -232,16 +230,7 @@ class SearchEngine:
         return "minilm" if "minilm" in self.vectors else next(iter(self.vectors))
 
     def _keyword(self, q: ParsedQuery, mask: np.ndarray | None, n: int) -> np.ndarray:
-        if mask is None:
-            return self.keyword.search(q.tokens, n)[0]
-        if mask.sum() <= self.config.exact_filter_limit:
-            sub = np.flatnonzero(mask)
-            s = self.bm_text.scores(q.tokens, sub)
-            keep = s > 0
-            sub, s = sub[keep], s[keep]
-            return sub[np.argsort(-s, kind="stable")[:n]]
-        rows = self.keyword.search(q.tokens, n * 20)[0]
-        return rows[mask[rows]][:n]
+        return self.keyword.top(q.tokens, n, mask)[0]
 
     def _dense(
         self, q: ParsedQuery, enc: str, mask: np.ndarray | None, n: int
@@ -283,8 +272,8 @@ class SearchEngine:
         q = query if isinstance(query, ParsedQuery) else self.parse(query)
         mask = (filters or SearchFilters()).mask(self.catalog)
         if method == "bm25":
-            rows = self._keyword(q, mask, max(self.config.keyword_candidates, self.config.sort_depth))
-            s = self.bm_text.scores(q.tokens, rows)
+            n = max(self.config.keyword_candidates, self.config.sort_depth)
+            rows, s = self.keyword.top(q.tokens, n, mask)
             return Ranked(rows, s.astype(np.float64), rows, q)
         if method == "dense":
             rows, s = self._dense(

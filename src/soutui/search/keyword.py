@@ -1,97 +1,22 @@
-"""Keyword retrieval: a tantivy index over pre-tokenised text, and a sparse BM25 reference.
+"""Keyword retrieval and scoring: one sparse BM25 scorer (title-boosted) for every query.
 
 Text is tokenised in Python (`soutui.features.text.analyze`: stemmed English, jieba
-Chinese) and handed to tantivy as space-joined tokens with a whitespace+lowercase
-analyzer, so one tokeniser serves catalogue and queries and mixed Chinese/English
-text works. `BM25Matrix` computes the same Okapi BM25 with scipy; it is the
-reference the tantivy path is tested against and the source of BM25 features for
-candidates that came from the semantic index.
+Chinese), so one tokeniser serves catalogue and queries and mixed Chinese/English
+text works. `KeywordScorer` scores a query as TITLE_BOOST x BM25(title) + BM25(text)
+over a single precombined sparse matrix; the unfiltered and the filtered search both
+take their top-k from these same scores (a filter is a mask over them), so a filter
+can never change the relative order of the items that pass it. Earlier versions used
+tantivy without filters and a text-only BM25 with them; the tests keep tantivy as the
+reference the scorer is compared with.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import scipy.sparse as sp
-import tantivy
 
-ANALYZER = "soutui_ws"
 TITLE_BOOST = 2.0
-K1, B = 1.2, 0.75  # tantivy's BM25 constants
-
-
-def _register(index: tantivy.Index) -> None:
-    analyzer = (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.lowercase()).build()
-    )
-    index.register_tokenizer(ANALYZER, analyzer)
-
-
-def _schema() -> tantivy.Schema:
-    sb = tantivy.SchemaBuilder()
-    sb.add_integer_field("idx", stored=True, fast=True, indexed=False)
-    sb.add_text_field("title", stored=False, tokenizer_name=ANALYZER, index_option="freq")
-    sb.add_text_field("text", stored=False, tokenizer_name=ANALYZER, index_option="freq")
-    return sb.build()
-
-
-class KeywordIndex:
-    """tantivy BM25 over `title` (boosted) and `text` (title+brand+category+description)."""
-
-    def __init__(self, index: tantivy.Index) -> None:
-        self.index = index
-        self.schema = index.schema
-        self.searcher = index.searcher()
-        # map tantivy (segment, doc) -> catalogue row, read once: stored-field fetches per hit are slow
-        self._rows = self._row_map()
-
-    @classmethod
-    def build(cls, title_tokens: list[list[str]], text_tokens: list[list[str]], out: Path) -> KeywordIndex:
-        out.mkdir(parents=True, exist_ok=True)
-        index = tantivy.Index(_schema(), path=str(out), reuse=False)
-        _register(index)
-        writer = index.writer(heap_size=100_000_000, num_threads=1)
-        for i, (tt, xt) in enumerate(zip(title_tokens, text_tokens, strict=True)):
-            writer.add_document(tantivy.Document(idx=i, title=" ".join(tt), text=" ".join(xt)))
-        writer.commit()
-        writer.wait_merging_threads()
-        index.reload()
-        return cls(index)
-
-    @classmethod
-    def load(cls, out: Path) -> KeywordIndex:
-        index = tantivy.Index.open(str(out))
-        _register(index)
-        return cls(index)
-
-    def _row_map(self) -> dict[tuple[int, int], int]:
-        n = self.searcher.num_docs
-        res = self.searcher.search(tantivy.Query.all_query(), limit=max(n, 1))
-        return {(a.segment_ord, a.doc): int(self.searcher.doc(a)["idx"][0]) for _, a in res.hits}
-
-    def query(self, tokens: list[str]) -> tantivy.Query:
-        clauses = []
-        for tok in dict.fromkeys(tokens):
-            clauses.append(
-                (
-                    tantivy.Occur.Should,
-                    tantivy.Query.boost_query(
-                        tantivy.Query.term_query(self.schema, "title", tok), TITLE_BOOST
-                    ),
-                )
-            )
-            clauses.append((tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", tok)))
-        return tantivy.Query.boolean_query(clauses)
-
-    def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, scores) of the top-k documents matching any token, best first."""
-        if not tokens:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        hits = self.searcher.search(self.query(tokens), limit=k, count=False).hits
-        rows = np.fromiter((self._rows[(a.segment_ord, a.doc)] for _, a in hits), np.int64, len(hits))
-        scores = np.fromiter((s for s, _ in hits), np.float32, len(hits))
-        return rows, scores
+K1, B = 1.2, 0.75  # Lucene/tantivy BM25 constants
 
 
 class BM25Matrix:
@@ -129,8 +54,70 @@ class BM25Matrix:
             return np.zeros(w.shape[0], np.float32)
         return np.asarray(w[:, c].sum(axis=1)).ravel()
 
-    def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        s = self.scores(tokens)
-        nz = np.flatnonzero(s > 0)
-        top = nz[np.argsort(-s[nz], kind="stable")[:k]]
-        return top, s[top]
+
+class KeywordScorer:
+    """The one keyword relevance function: TITLE_BOOST x BM25(title) + BM25(text), each with its own stats.
+
+    `text` tokens include the title's (title + brand + category + description), so a
+    title word counts in both fields, as in a boosted two-field Lucene query.
+    """
+
+    def __init__(
+        self, title_tokens: list[list[str]], text_tokens: list[list[str]], title_boost: float = TITLE_BOOST
+    ) -> None:
+        self.title = BM25Matrix(title_tokens)
+        self.text = BM25Matrix(text_tokens)
+        self.title_boost = title_boost
+        self.vocab = dict(self.text.vocab)
+        for t in self.title.vocab:  # titles are part of text, but stay safe for any caller's tokens
+            self.vocab.setdefault(t, len(self.vocab))
+        n, v = self.text.weights.shape[0], max(len(self.vocab), 1)
+        tw = self.title.weights.tocoo()
+        to_col = np.array([self.vocab[t] for t in self.title.vocab], np.int64)
+        xw = self.text.weights.tocoo()
+        combined = sp.csc_matrix(
+            (
+                np.concatenate([title_boost * tw.data, xw.data]).astype(np.float32),
+                (np.concatenate([tw.row, xw.row]), np.concatenate([to_col[tw.col], xw.col])),
+            ),
+            shape=(n, v),
+        )
+        combined.sum_duplicates()
+        self.weights = combined  # (N, V) CSC: a query's postings are a few column slices
+        self.n_docs = n
+
+    def __len__(self) -> int:
+        return self.n_docs
+
+    def _cols(self, tokens: list[str]) -> list[int]:
+        return [self.vocab[t] for t in dict.fromkeys(tokens) if t in self.vocab]
+
+    def matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of every document that contains a query token, rows ascending."""
+        w = self.weights
+        spans = [(w.indptr[j], w.indptr[j + 1]) for j in self._cols(tokens)]
+        if not spans:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        idx = np.concatenate([w.indices[a:b] for a, b in spans])
+        val = np.concatenate([w.data[a:b] for a, b in spans])
+        rows, inv = np.unique(idx, return_inverse=True)
+        return rows.astype(np.int64), np.bincount(inv, weights=val).astype(np.float32)
+
+    def scores(self, tokens: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores for all docs (N,), or for `rows` only; 0 where no token matches."""
+        out = np.zeros(self.n_docs, np.float32)
+        hit, s = self.matches(tokens)
+        out[hit] = s
+        return out if rows is None else out[rows]
+
+    def top(self, tokens: list[str], k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores) among matching docs that pass `mask`, best first, ties by row."""
+        rows, s = self.matches(tokens)
+        if mask is not None:
+            keep = mask[rows]
+            rows, s = rows[keep], s[keep]
+        if len(rows) > k > 0:  # keep everything at or above the k-th score, so ties are cut by row below
+            keep = s >= np.partition(s, len(s) - k)[len(s) - k]
+            rows, s = rows[keep], s[keep]
+        order = np.lexsort((rows, -s))[: max(k, 0)]
+        return rows[order], s[order]
