@@ -56,12 +56,12 @@ def test_failed_write_leaves_old_dataset(
     bigger = _opts(tmp_path, CSV + "dave,C,view,1614593400,\n")
     original = DuckDBStore.write_dataset
 
-    def failing(self, name, tables, quarantine=None, meta=None):  # type: ignore[no-untyped-def]
+    def failing(self, name, tables, quarantine=None, meta=None, **kw):  # type: ignore[no-untyped-def]
         class Boom:  # fails while writing meta, i.e. after the tables were replaced
             def __str__(self) -> str:
                 raise OSError("disk full")
 
-        return original(self, name, tables, quarantine, {**(meta or {}), "boom": Boom()})
+        return original(self, name, tables, quarantine, {**(meta or {}), "boom": Boom()}, **kw)
 
     monkeypatch.setattr(DuckDBStore, "write_dataset", failing)
     with pytest.raises(OSError, match="disk full"):

@@ -70,8 +70,11 @@ def json_column(records: list[dict[str, Any] | None]) -> list[str | None]:
     return [None if r is None else json.dumps(r, ensure_ascii=False, sort_keys=True) for r in records]
 
 
-def write_result(result: ImportResult, store_url: str | None = None) -> ImportReport:
-    """Write an import in one transaction; the report's row counts are filled in here."""
+def write_result(result: ImportResult, store_url: str | None = None, replace: bool = False) -> ImportReport:
+    """Write an import in one transaction; the report's row counts are filled in here.
+
+    Refused (store.ImportRefused) when it would wipe or halve the stored dataset, unless `replace`.
+    """
     tables = {k: drop_private(v) for k, v in result.tables.items()}
     for t, df in tables.items():
         result.report.rows_kept[t] = len(df)
@@ -83,7 +86,10 @@ def write_result(result: ImportResult, store_url: str | None = None) -> ImportRe
     }
     store = open_store(store_url)
     try:
-        store.write_dataset(result.name, tables, quarantine=result.quarantine, meta=meta)
+        store.write_dataset(
+            result.name, tables, quarantine=result.quarantine, meta=meta, replace=replace,
+            rows_read=result.report.rows_read,
+        )  # fmt: skip
     finally:
         store.close()
     return result.report
