@@ -9,7 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from soutui.data.privacy import PrivacyError, load_key, mask_text, pseudonym, pseudonymize, valid_cn_id
+from soutui.data.privacy import (
+    PrivacyError,
+    load_key,
+    luhn_ok,
+    mask_text,
+    pseudonym,
+    pseudonymize,
+    valid_cn_id,
+)
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -49,6 +57,12 @@ def test_key_sources_and_refusal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ("我的邮箱是zhang.san@qq.com", "我的邮箱是[EMAIL]", "email"),
         ("身份证11010519491231002X号", "身份证[ID]号", "cn_id"),
         ("id 440524188001010014", "id [ID]", "cn_id"),
+        ("product code 110105194912310021", "product code [ID]", "cn_id"),  # checksum wrong: masked anyway
+        ("旧身份证 110105491231002 号", "旧身份证 [ID] 号", "cn_id"),  # 15-digit (1st generation)
+        ("visa 4111 1111 1111 1111 exp 12/29", "visa [CARD] exp 12/29", "card"),
+        ("mc 5500-0000-0000-0004", "mc [CARD]", "card"),
+        ("amex 378282246310005", "amex [CARD]", "card"),
+        ("银联卡6217001234567890122", "银联卡[CARD]", "card"),
     ],
 )
 def test_pii_positives(text: str, masked: str, kind: str) -> None:
@@ -63,7 +77,8 @@ def test_pii_positives(text: str, masked: str, kind: str) -> None:
         "12 pack of AA batteries",
         "Sony SLT-A35K 16.2-Megapixel DSLR",
         "UPC 027242825734",
-        "product code 110105194912310021",  # ID-shaped, checksum wrong
+        "card 4111 1111 1111 1112",  # card-shaped, fails the Luhn check
+        "EAN 4006381333931",
         "1920x1080 at 60 Hz, ISO 25,600",
         "price $1,299.99 order 2016-05-09",
         "型号 A13812345678",  # model number glued to letters
@@ -81,3 +96,8 @@ def test_cn_id_checksum() -> None:
     assert valid_cn_id("11010519491231002x")
     assert not valid_cn_id("110105194912310021")
     assert not valid_cn_id("11010519491231002")
+
+
+def test_luhn() -> None:
+    assert luhn_ok("4111 1111 1111 1111") and luhn_ok("378282246310005")
+    assert not luhn_ok("4111 1111 1111 1112") and not luhn_ok("4111")

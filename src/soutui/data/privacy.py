@@ -4,9 +4,12 @@ User ids are replaced by HMAC-SHA256(key, id): stable across imports (so a re-im
 and live events line up) but not reversible without the key, and the key is never
 written to the store. Free text (queries, reviews, descriptions) is scanned for
 e-mail addresses, phone numbers (Chinese mobiles with or without +86, international
-numbers written with a leading +, North-American (xxx) xxx-xxxx) and Chinese national
-ID numbers (18 characters, checksum validated so product codes are not hit). Patterns
-are anchored on non-alphanumeric boundaries, so "12 pack" or "SLT-A35K" stay as they are.
+numbers written with a leading +, North-American (xxx) xxx-xxxx), Chinese national ID
+numbers (18 characters, and the older 15-digit ones) and payment-card numbers (13-19
+digits with a card-network prefix that pass the Luhn check). For PII, masking too much
+is safer than too little: an 18-character ID with a wrong checksum (a typo, or a made-up
+number that is still someone's) is masked too. Patterns are anchored on non-alphanumeric
+boundaries, so "12 pack" or "SLT-A35K" stay as they are.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from soutui.config import UserError
+
 KEY_ENV = "SOUTUI_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 16
 PSEUDONYM_PREFIX = "u_"
 
 
-class PrivacyError(ValueError):
+class PrivacyError(UserError, ValueError):
     """Privacy settings are incomplete (e.g. no key); the message says how to fix it."""
 
 
@@ -73,6 +78,10 @@ EMAIL = re.compile(
 CN_ID = re.compile(
     _B + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _E
 )
+CN_ID15 = re.compile(_B + r"[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _E)
+# Visa 4, Mastercard 51-55 / 22-27, Amex 34/37, UnionPay 62, JCB 35, Diners 30/36/38, Discover 6011/65;
+# digits may be grouped by spaces or dashes.
+CARD = re.compile(_B + r"(?:4|5[1-5]|2[2-7]|3[0478]|3[5-6]|6[025])\d?(?:[ -]?\d){11,17}" + _E)
 CN_MOBILE = re.compile(_B + r"(?:(?:\+|00)86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}" + _E)
 INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}" + _E)
 NA_PHONE = re.compile(_B + r"(?:\(\d{3}\)\s?|\d{3}[-.])\d{3}[-.]\d{4}" + _E)
@@ -80,7 +89,7 @@ NA_PHONE = re.compile(_B + r"(?:\(\d{3}\)\s?|\d{3}[-.])\d{3}[-.]\d{4}" + _E)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
-MASKS = {"email": "[EMAIL]", "cn_id": "[ID]", "phone": "[PHONE]"}
+MASKS = {"email": "[EMAIL]", "cn_id": "[ID]", "card": "[CARD]", "phone": "[PHONE]"}
 
 
 def valid_cn_id(text: str) -> bool:
@@ -89,6 +98,19 @@ def valid_cn_id(text: str) -> bool:
         return False
     total = sum(int(d) * w for d, w in zip(text[:17], _ID_WEIGHTS, strict=True))
     return _ID_CHECK[total % 11] == text[17].upper()
+
+
+def luhn_ok(text: str) -> bool:
+    """The Luhn check every payment-card number passes (spaces and dashes ignored), 13-19 digits."""
+    digits = [int(ch) for ch in text if ch.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
 
 
 def _digits(s: str) -> int:
@@ -111,7 +133,9 @@ def mask_text(text: str) -> tuple[str, Counter[str]]:
         return pattern.sub(repl, s)
 
     out = sub(EMAIL, "email", text)
-    out = sub(CN_ID, "cn_id", out, valid_cn_id)
+    out = sub(CN_ID, "cn_id", out)  # checksum not required: masking too much is safer
+    out = sub(CARD, "card", out, luhn_ok)
+    out = sub(CN_ID15, "cn_id", out)
     out = sub(CN_MOBILE, "phone", out)
     out = sub(INTL_PHONE, "phone", out, lambda m: 8 <= _digits(m) <= 15)
     out = sub(NA_PHONE, "phone", out)
