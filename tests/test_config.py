@@ -9,7 +9,16 @@ from typing import Literal
 
 import pytest
 
-from soutui.config import ConfigError, UserError, from_dict, load_toml, to_dict, to_toml
+from soutui.config import (
+    ConfigError,
+    MissingFileError,
+    NotFoundError,
+    UserError,
+    from_dict,
+    load_toml,
+    to_dict,
+    to_toml,
+)
 
 
 @dataclass
@@ -63,8 +72,11 @@ def test_bad_values_are_config_errors(data: dict, match: str) -> None:
         from_dict(Outer, data)
 
 
-def test_config_error_is_a_user_error_and_a_value_error() -> None:
+def test_user_errors_keep_their_builtin_bases() -> None:
     assert issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError)
+    assert issubclass(MissingFileError, UserError) and issubclass(MissingFileError, FileNotFoundError)
+    assert issubclass(NotFoundError, UserError) and issubclass(NotFoundError, KeyError)
+    assert str(NotFoundError("dataset 'x' is not in the store")) == "dataset 'x' is not in the store"
     with pytest.raises(ConfigError, match="expected a table"):
         from_dict(Outer, [1, 2])  # type: ignore[arg-type]
 
@@ -81,7 +93,7 @@ def test_toml_round_trip_escapes_strings(tmp_path: Path) -> None:
 
 
 def test_load_toml_errors_say_what_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(MissingFileError, match="does not exist"):
         load_toml(Outer, tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("name = \n")

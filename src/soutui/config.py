@@ -40,6 +40,17 @@ class ConfigError(UserError, ValueError):
     """A configuration value or key is wrong; the message says which and how to fix it."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named (or must create first) is not there; says how to make it."""
+
+
+class NotFoundError(UserError, KeyError):
+    """A named thing (dataset, table, model) is not where the user said; lists what is there."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
 def _dataclasses_in(cls: type) -> list[type]:
     """`cls` and every dataclass reachable through its field types (for extra="forbid")."""
     seen: list[type] = []
@@ -140,7 +151,7 @@ def load_toml(cls: type[T], path: str | Path) -> T:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass the path of a TOML file") from None
+        raise MissingFileError(f"config file {path} does not exist; pass the path of a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return from_dict(cls, data, where=str(path))
