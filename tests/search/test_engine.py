@@ -104,8 +104,8 @@ def test_bad_input_gives_clear_errors(engine: SearchEngine, tmp_path: Path) -> N
         SearchEngine.build(pd.DataFrame({"item_id": ["a", "a"], "title": ["x", "y"]}), tmp_path / "d")
     with pytest.raises(ValueError, match="encoders"):
         SearchConfig(encoders=["bert"])
-    hits, _ = engine.search("", k=3)  # empty query: dense fallback, no crash
-    assert len(hits) == 3
+    hits, _ = engine.search("", k=3)  # empty query: nothing asked, nothing above the dense floor, no crash
+    assert hits == []
 
 
 def test_load_roundtrip_keeps_results(engine: SearchEngine, engine_dir: Path) -> None:

@@ -6,7 +6,13 @@ Two encoders:
 - `use`: multilingual Universal Sentence Encoder v3 (512-d, Chinese included), pure numpy.
 
 Embeddings are L2-normalised, float32. The cache key is the encoder name plus a hash
-of the exact texts, so a changed catalogue never reuses stale vectors.
+of the exact texts, so a changed catalogue never reuses stale vectors. The cache lives in
+$SOUTUI_CACHE/embeddings when set (shared between homes, e.g. test sessions), else in
+$SOUTUI_HOME/cache/embeddings.
+
+`calibration_words` gives each encoder a fixed sample of dictionary words in the
+language it serves, the "random queries" the search index calibrates its minimum
+similarity on (see soutui.search.vector.calibrate_min_similarity).
 """
 
 from __future__ import annotations
@@ -76,6 +82,44 @@ def encoder_fn(name: str) -> Callable[[Sequence[str]], np.ndarray]:
     raise ValueError(f"unknown text encoder {name!r}; choose one of {ENCODERS}")
 
 
+def default_cache_dir() -> Path:
+    env = os.environ.get("SOUTUI_CACHE")
+    return Path(env) / "embeddings" if env else home_dir() / "cache" / "embeddings"
+
+
+def _jieba_nouns(min_freq: int = 200) -> list[str]:
+    """Common Chinese nouns (2+ characters) from the dictionary that ships with jieba."""
+    import jieba
+
+    out = []
+    for line in jieba.get_dict_file().read().decode("utf-8").splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[2].startswith("n") and len(parts[0]) >= 2 and int(parts[1]) >= min_freq:
+            out.append(parts[0])
+    return out
+
+
+def _minilm_words() -> list[str]:
+    """Whole English words (4+ letters) from MiniLM's own WordPiece vocabulary."""
+    from soutui.features.onnx_encoder import model_dir
+
+    vocab = (model_dir() / "vocab.txt").read_text(encoding="utf-8").split()
+    return [w for w in vocab if len(w) >= 4 and w.isascii() and w.isalpha()]
+
+
+def calibration_words(encoder: str, n: int = 400, seed: int = 0) -> list[str]:
+    """`n` random dictionary words in the query language `encoder` serves (Chinese for USE, English for MiniLM).
+
+    Random words stand for queries unrelated to a given catalogue (a few will be
+    related by chance, which only makes the calibration a little stricter).
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown text encoder {encoder!r}; choose one of {ENCODERS}")
+    words = sorted(set(_jieba_nouns() if encoder == "use" else _minilm_words()))
+    rng = np.random.default_rng(seed)
+    return [words[i] for i in rng.choice(len(words), min(n, len(words)), replace=False)]
+
+
 def texts_fingerprint(name: str, texts: Sequence[str]) -> str:
     h = hashlib.sha256(name.encode())
     for t in texts:
@@ -93,7 +137,7 @@ def embed_texts(
 ) -> np.ndarray:
     """Embed `texts` (N, D) float32, L2-normalised, reading/writing the on-disk cache."""
     texts = [t if isinstance(t, str) else "" for t in texts]
-    cache = Path(cache_dir) if cache_dir else home_dir() / "cache" / "embeddings"
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
     path = cache / f"{encoder}-{texts_fingerprint(encoder, texts)}.npy"
     if path.exists():
         return np.load(path)

@@ -108,6 +108,13 @@ class Catalog:
             )
         ]
 
+    def display_title(self, row: int) -> str:
+        """The title; for an untitled item its brand and leaf category (never the bare id), else ''."""
+        if self.titles[row]:
+            return str(self.titles[row])
+        leaf = self.categories[row].split(CATEGORY_SEP)[-1].strip() if self.categories[row] else ""
+        return " ".join(p for p in (self.brands[row], leaf) if p)
+
     def embed_texts(self) -> list[str]:
         return [
             embed_text(t, b, c) for t, b, c in zip(self.titles, self.brands, self.categories, strict=True)

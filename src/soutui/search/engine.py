@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from soutui.config import from_dict, to_dict
-from soutui.features.embeddings import embed_texts, encode_use
+from soutui.features.embeddings import calibration_words, embed_texts, encode_use
 from soutui.search import features as feats
 from soutui.search.catalog import Catalog
 from soutui.search.filters import SORTS, SearchFilters, facets, sort_rows
@@ -31,7 +31,7 @@ from soutui.search.ltr import LTRRanker
 from soutui.search.personalize import blend, personal_signal
 from soutui.search.query import ParsedQuery, parse_query
 from soutui.search.spelling import SpellCorrector
-from soutui.search.vector import VectorIndex
+from soutui.search.vector import VectorIndex, calibrate_min_similarity
 
 __all__ = ["SearchConfig", "SearchEngine", "SearchFilters", "SearchHit"]
 
@@ -42,7 +42,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class SearchConfig:
-    encoders: list[str] = field(default_factory=lambda: ["minilm"])  # any of "minilm", "use"
+    # MiniLM answers English queries, the multilingual USE answers Chinese ones (routed by script)
+    encoders: list[str] = field(default_factory=lambda: ["minilm", "use"])
     quantized_query_encoder: bool = True  # int8 ONNX MiniLM for queries: ~5x faster, HD ltr NDCG@10 -0.001
     keyword_candidates: int = 100
     dense_candidates: int = 50
@@ -56,6 +57,9 @@ class SearchConfig:
     personal_depth: int = 100
     sort_depth: int = 100
     embed_cache_dir: str | None = None
+    # dense hits below a per-encoder cosine calibrated at build time are dropped: an unrelated
+    # query expects about this many items above it (see search.vector.calibrate_min_similarity)
+    dense_false_hits: float = 1.0
 
     def __post_init__(self) -> None:
         bad = [e for e in self.encoders if e not in ("minilm", "use")]
@@ -90,11 +94,27 @@ class Ranked:
 
 
 def _embed_unique(texts: list[str], encoder: str, cache_dir: str | None) -> np.ndarray:
-    """Embed the sorted unique texts (cache key independent of row order), map back to rows."""
-    uniq = sorted(set(texts))
+    """Embed the sorted unique texts (cache key independent of row order), map back to rows.
+
+    An item with no text gets a zero vector (cosine 0 to every query), so it is never a
+    dense hit: the embedding of an empty string sits close to many unrelated queries.
+    """
+    uniq = sorted(set(texts) - {""})
     vecs = embed_texts(uniq, encoder=encoder, cache_dir=cache_dir)
     pos = {t: i for i, t in enumerate(uniq)}
-    return vecs[[pos[t] for t in texts]]
+    out = np.zeros((len(texts), vecs.shape[1]), np.float32)
+    rows = [i for i, t in enumerate(texts) if t]
+    out[rows] = vecs[[pos[texts[i]] for i in rows]]
+    return out
+
+
+def _encode_queries(texts: list[str], encoder: str, config: SearchConfig) -> np.ndarray:
+    """Batch-embed query texts with the same graph serving uses for single queries."""
+    if encoder == "minilm" and config.quantized_query_encoder:
+        from soutui.features.onnx_encoder import encode_minilm_onnx
+
+        return encode_minilm_onnx(texts, quantized=True)
+    return embed_texts(texts, encoder=encoder, cache_dir=config.embed_cache_dir, progress=False)
 
 
 def _query_encoder(name: str, quantized: bool) -> Callable[[str], np.ndarray]:
@@ -113,12 +133,14 @@ class SearchEngine:
         catalog: Catalog,
         vectors: dict[str, VectorIndex],
         ranker: LTRRanker | None,
+        min_similarity: dict[str, float] | None = None,
     ) -> None:
         self.out_dir = out_dir
         self.config = config
         self.catalog = catalog
         self.vectors = vectors
         self.ranker = ranker
+        self.min_similarity = {e: (min_similarity or {}).get(e, -1.0) for e in vectors}
         self.keyword = KeywordScorer(catalog.title_tokens, catalog.text_tokens)
         self.bm_title, self.bm_text = self.keyword.title, self.keyword.text  # per-field BM25 for LTR features
         self.speller = (
@@ -146,13 +168,15 @@ class SearchEngine:
         t0 = time.time()
         catalog = Catalog.from_items(items_df, popularity)
         texts = catalog.embed_texts()
-        vectors = {}
+        vectors, floor = {}, {}
         for enc in config.encoders:
             vecs = _embed_unique(texts, enc, config.embed_cache_dir)
             vectors[enc] = VectorIndex.build(
                 vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search
             )
-        engine = cls(out, config, catalog, vectors, None)
+            words = _encode_queries(calibration_words(enc), enc, config)
+            floor[enc] = calibrate_min_similarity(vecs, words, config.dense_false_hits)
+        engine = cls(out, config, catalog, vectors, None, floor)
         engine.save(build_seconds=time.time() - t0)
         return engine
 
@@ -169,6 +193,7 @@ class SearchEngine:
             "config": to_dict(self.config),
             "encoders": sorted(self.vectors),
             "ltr": self.ranker is not None,
+            "min_similarity": self.min_similarity,
             **extra,
         }
         prev = out / "manifest.json"
@@ -196,7 +221,8 @@ class SearchEngine:
         config = from_dict(SearchConfig, {**manifest["config"], **overrides})
         vectors = {e: VectorIndex.load(out, e, config.hnsw_ef_search) for e in manifest["encoders"]}
         ranker = LTRRanker.load(out / "ltr.txt") if (out / "ltr.txt").exists() else None
-        return cls(out, config, Catalog.load(out), vectors, ranker)
+        floor = manifest.get("min_similarity")  # absent in indexes built before calibration: no floor
+        return cls(out, config, Catalog.load(out), vectors, ranker, floor)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -215,12 +241,7 @@ class SearchEngine:
         """Batch-embed many queries at once (disk-cached) — for evaluation and training, not serving."""
         texts = sorted({(p.text or p.raw) for p in map(self.parse, queries)})
         for enc in self.vectors:
-            if enc == "minilm" and self.config.quantized_query_encoder:
-                from soutui.features.onnx_encoder import encode_minilm_onnx
-
-                vecs = encode_minilm_onnx(texts, quantized=True)  # the same int8 graph serving uses
-            else:
-                vecs = embed_texts(texts, encoder=enc, cache_dir=self.config.embed_cache_dir)
+            vecs = _encode_queries(texts, enc, self.config)
             self._primed[enc].update(zip(texts, vecs, strict=True))
 
     def primary_encoder(self, q: ParsedQuery) -> str:
@@ -235,14 +256,18 @@ class SearchEngine:
     def _dense(
         self, q: ParsedQuery, enc: str, mask: np.ndarray | None, n: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n (rows, cosines) of one encoder that pass `mask` and the encoder's calibrated floor."""
         vi, qv = self.vectors[enc], self.embed_query(q, enc)
         if mask is None:
-            return vi.search(qv, n)
-        if mask.sum() <= self.config.exact_filter_limit:
-            return vi.search_exact(qv, n, np.flatnonzero(mask))
-        rows, s = vi.search(qv, n * 20)
-        keep = mask[rows]
-        return rows[keep][:n], s[keep][:n]
+            rows, s = vi.search(qv, n)
+        elif mask.sum() <= self.config.exact_filter_limit:
+            rows, s = vi.search_exact(qv, n, np.flatnonzero(mask))
+        else:
+            rows, s = vi.search(qv, n * 20)
+            keep = mask[rows]
+            rows, s = rows[keep][:n], s[keep][:n]
+        keep = s >= self.min_similarity[enc]
+        return rows[keep], s[keep]
 
     def candidates(
         self, q: ParsedQuery, mask: np.ndarray | None, dense_encoders: list[str] | None = None
@@ -376,7 +401,7 @@ class SearchEngine:
         reason = self.reason(row, ranked.query)
         return SearchHit(
             item_id=str(c.item_ids[row]),
-            title=str(c.titles[row]),
+            title=c.display_title(row),
             score=round(score, 6),
             price=None if np.isnan(price) else price,
             brand=c.brands[row] or None,

@@ -76,3 +76,25 @@ class VectorIndex:
 
     def similarity(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return self.vectors[rows] @ q.astype(np.float32)
+
+
+def calibrate_min_similarity(
+    item_vectors: np.ndarray, query_vectors: np.ndarray, false_hits: float = 1.0, max_items: int = 20_000
+) -> float:
+    """Cosine below which a dense hit is indistinguishable from chance, for this encoder and catalogue.
+
+    `query_vectors` embed random dictionary words (queries unrelated to the catalogue).
+    The threshold is the (1 - false_hits / N) quantile of their similarities to the
+    N catalogue items, so an unrelated query expects about `false_hits` items above it.
+    Items are subsampled (seed 0) above `max_items`; the quantile is taken at the full
+    catalogue's N, since that is where a query will search.
+    """
+    n = len(item_vectors)
+    if n == 0 or len(query_vectors) == 0:
+        return -1.0
+    items = item_vectors
+    if n > max_items:
+        items = item_vectors[np.random.default_rng(0).choice(n, max_items, replace=False)]
+    sims = (query_vectors.astype(np.float32) @ items.T).ravel()  # (Q * N',)
+    q = min(max(1.0 - false_hits / n, 0.0), 1.0)
+    return float(np.quantile(sims, q))
