@@ -1,7 +1,9 @@
 """The `soutui` command: thin subcommands that parse, call the library, and print.
 
 Each subcommand group lives in its own module and is listed explicitly in COMMANDS.
-Errors a user can fix are printed as one clear line (exit 2), never a traceback.
+Errors a user can fix (`UserError`: a bad file, a wrong key, a locked store) are printed
+as one line that says what to do (exit 2); `--debug` adds their traceback. Anything else
+is a bug and is not caught: Python prints its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from soutui import __version__
+from soutui.config import UserError
 
 # module name -> provides register(subparsers); order = order in --help
 COMMANDS: tuple[str, ...] = (
@@ -22,9 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "soutui.cli.demo_cmd",
 )
 
-
-class UserError(Exception):
-    """An error caused by input the user can fix; printed without a traceback."""
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,15 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="soutui", description="搜推 soutui: e-commerce search and recommendation"
     )
     parser.add_argument("--version", action="version", version=f"soutui {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMANDS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod:
-                continue  # a command group not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(mod).register(sub)
     return parser
 
 
@@ -52,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, KeyError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"soutui: error: {msg}", file=sys.stderr)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"soutui: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()

@@ -60,14 +60,10 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from soutui.serving.app import create_app
-    from soutui.serving.bundle import BundleError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
-    try:
-        app = create_app(settings)
-    except BundleError as exc:
-        raise ValueError(str(exc)) from exc
+    app = create_app(settings)  # a BundleError is a UserError: main prints it as one line
     svc = app.state.service
     if not settings.writes_enabled:
         print("soutui: write endpoints (events, reload) are DISABLED: set SOUTUI_API_KEY or pass --insecure-dev")

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from soutui.config import ConfigError, MissingFileError
+
 
 @dataclass(frozen=True)
 class RemoteFile:
@@ -166,7 +168,7 @@ DATASETS: dict[str, DatasetInfo] = {
 
 def info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     return DATASETS[name]
 
 
@@ -204,14 +206,14 @@ def find_data_dir(flag: str | Path | None = None, dataset: str | None = None) ->
     for where, path in candidate_dirs(flag):
         explicit = where in ("--data-dir", "$SOUTUI_DATA_DIR")
         if explicit and not path.is_dir():
-            raise FileNotFoundError(f"data dir {path} (from {where}) does not exist")
+            raise MissingFileError(f"data dir {path} (from {where}) does not exist")
         if explicit:
             return path.resolve()
         if path.is_dir() and (dataset is None or _has_dataset(path, dataset)):
             return path.resolve()
         tried.append(f"{where}: {path}")
     hint = f"; download it with `soutui data fetch {dataset}`" if dataset else ""
-    raise FileNotFoundError(
+    raise MissingFileError(
         "no data directory found (tried "
         + "; ".join(tried)
         + ")"

@@ -6,6 +6,7 @@ import importlib
 import json
 from pathlib import Path
 
+from soutui.config import ConfigError, MissingFileError
 from soutui.models.base import Recommender
 
 # name -> "module:Class"; imported lazily so light models don't pull in torch.
@@ -20,7 +21,7 @@ MODELS: dict[str, str] = {
 
 def model_class(name: str) -> type[Recommender]:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     module, cls = MODELS[name].split(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
@@ -30,6 +31,6 @@ def load_model(path: str | Path) -> Recommender:
     path = Path(path)
     meta_file = path / "model.json"
     if not meta_file.exists():
-        raise FileNotFoundError(f"{path} is not a saved soutui model (no model.json)")
+        raise MissingFileError(f"{path} is not a saved soutui model (no model.json)")
     name = json.loads(meta_file.read_text())["model"]
     return model_class(name).load(path)

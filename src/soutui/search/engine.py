@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from soutui.config import from_dict, to_dict
+from soutui.config import MissingFileError, from_dict, to_dict
 from soutui.features.embeddings import calibration_words, embed_texts, encode_use
 from soutui.search import features as feats
 from soutui.search.catalog import Catalog
@@ -212,7 +212,7 @@ class SearchEngine:
         out = Path(out_dir)
         path = out / "manifest.json"
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{out} is not a search index (no manifest.json); build one with `soutui index build`"
             )
         manifest = json.loads(path.read_text())

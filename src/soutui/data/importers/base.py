@@ -16,11 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from soutui.config import UserError
 from soutui.data.cleaning import ImportReport, drop_private
 from soutui.data.store import open_store
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Input data cannot be imported; the message says which file and what to fix."""
 
 
