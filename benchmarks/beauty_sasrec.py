@@ -6,8 +6,10 @@ convention) and excluded. Early stopping and every choice use VALIDATION NDCG@10
 Cold-start slice: test users whose target occurs < 5 times in the training sequences.
 Training is bounded by a CPU-time budget per variant (`--cpu-minutes`) because the machine
 is shared; wall time, CPU time and the machine load are printed beside every number.
+Each variant runs once per seed (`--seeds 0,1,2`); every seed's row is printed, then the
+mean ± sample sd (ddof=1) over seeds.
 
-    .venv/bin/python benchmarks/beauty_sasrec.py [--variants id-only,full] [--cpu-minutes 15] [--json]
+    .venv/bin/python benchmarks/beauty_sasrec.py [--variants id-only,full] [--cpu-minutes 15] [--seeds 0,1,2] [--json]
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import time
 from typing import Any
 
 import numpy as np
+from seeds import fmt, mean_sd, parse_seeds
 
-from soutui.data.sequences import EvalSplit
+from soutui.data.sequences import EvalSplit, LeaveOneOut, SequenceData
 from soutui.evaluation.protocol import evaluate_full_ranking
+from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
-from soutui.training.pipeline import Prepared, build_model, parse_overrides, prepare
+from soutui.models.sasrec_recommender import SASRecRecommender
+from soutui.training.pipeline import Prepared, parse_overrides, prepare
+from soutui.training.trainer import LoopTrainer
 
 PUBLISHED = {  # NDCG@10, HR@10 on this split, history not excluded
     "SASRec (S3-Rec table)": (0.0318, 0.0605),
@@ -100,7 +106,9 @@ class ImplicitALS(Recommender):
             "alpha": alpha,
         }
 
-    def fit(self, train: Any, valid: EvalSplit | None = None) -> ImplicitALS:
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> ImplicitALS:
         import scipy.sparse as sp
         from implicit.cpu.als import AlternatingLeastSquares
 
@@ -115,7 +123,7 @@ class ImplicitALS(Recommender):
         self.n_items_ = train.n_items
         return self
 
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+    def score(self, histories: Any, timestamps: Any = None) -> np.ndarray:
         import scipy.sparse as sp
 
         rows = np.concatenate([np.full(len(h), i) for i, h in enumerate(histories)] or [np.zeros(0, int)])
@@ -132,6 +140,20 @@ class ImplicitALS(Recommender):
 
     def _load_state(self, path: Any) -> None:
         raise NotImplementedError
+
+
+def limit_users(prep: Prepared, n: int, seed: int = 0) -> Prepared:
+    """The same training data, evaluated on a seeded sample of n validation / test users."""
+    sp = prep.split
+
+    def sample(split: EvalSplit) -> EvalSplit:
+        if len(split) <= n:
+            return split
+        return split.take(np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False)))
+
+    return Prepared(
+        prep.dataset, prep.data, LeaveOneOut(sp.train, sample(sp.valid), sample(sp.test)), prep.content
+    )
 
 
 def cold_slice(prep: Prepared, max_count: int = 5) -> EvalSplit:
@@ -160,7 +182,7 @@ def measure(
     return out
 
 
-def onnx_check(rec: Any, prep: Prepared, out_dir: str) -> dict[str, Any]:
+def onnx_check(rec: SASRecRecommender, prep: Prepared, out_dir: str) -> dict[str, Any]:
     """Save + export ONNX (float and int8) and measure both on VALIDATION against PyTorch."""
     from soutui.models.sasrec_onnx import OnnxScorer, export_onnx
 
@@ -170,10 +192,10 @@ def onnx_check(rec: Any, prep: Prepared, out_dir: str) -> dict[str, Any]:
     res: dict[str, Any] = {"dir": out_dir}
     for tag, scorer in (("onnx", OnnxScorer(out_dir)), ("onnx_int8", OnnxScorer(out_dir, int8=True))):
         t0 = time.perf_counter()
-        res[tag] = evaluate_full_ranking(scorer, v, n, (10,))  # type: ignore[arg-type]
+        res[tag] = evaluate_full_ranking(scorer, v, n, (10,))
         res[tag]["seconds"] = round(time.perf_counter() - t0, 1)
     h, ts = v.histories[:512], (v.timestamps or [None] * 512)[:512]
-    ref, got = rec.score_timed(h, ts), OnnxScorer(out_dir).score_timed(h, ts)
+    ref, got = rec.score(h, ts), OnnxScorer(out_dir).score(h, ts)
     res["max_abs_diff_float"] = float(np.abs(ref - got).max())
     return res
 
@@ -182,23 +204,26 @@ def run_variant(
     name: str, params: dict[str, Any], prep: Prepared, cold: EvalSplit, save_dir: str | None = None
 ) -> list[dict[str, Any]]:
     """Train one variant; a variant with the co-occurrence head yields two rows (without / with it)."""
-    rec = build_model("sasrec", params, prep)
+    rec = SASRecRecommender(**params).use_trainer(LoopTrainer())
     t0, c0 = time.perf_counter(), time.process_time()
-    rec.fit(prep.split.train, prep.split.valid)
+    rec.fit(prep.split.train, prep.split.valid, content=prep.content)
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    st = rec.state_  # type: ignore[attr-defined]
-    net = rec.net_  # type: ignore[attr-defined]
+    st = rec.training_report() or {}
+    net = rec._net()
     alpha, slug = float(net.cooc_alpha), "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    seed = f" [seed {params.get('seed', 0)}]"
     rows = []
     if net.cooc_idx is not None:  # the transformer alone first: the same network with head weight 0
-        with rec.cooc_weight(0.0):  # type: ignore[attr-defined]
-            alone = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
-        alone["variant"] = f"{name}: transformer alone (head weight 0)"
+        with rec.cooc_weight(0.0):
+            alone = measure(rec, prep, cold, train_s, cpu_s, int(st["epoch"]))
+        alone.update({"variant": f"{name}: transformer alone (head weight 0)", "seed": params.get("seed", 0)})
+        alone["label"] = alone["variant"] + seed
         rows.append(alone)
-        name = f"{name} + co-occurrence head (weight {alpha:g}, chosen on validation)"
-    res = measure(rec, prep, cold, train_s, cpu_s, st.epoch)
-    res.update({"variant": name, "params": params, "best_epoch": st.best_epoch, "stopped": st.stopped,
-                "history": st.history, "cooc_valid": rec.cooc_valid_})  # type: ignore[attr-defined]  # fmt: skip
+        name = f"{name} + co-occurrence head (weight chosen on validation)"
+    res = measure(rec, prep, cold, train_s, cpu_s, int(st["epoch"]))
+    res.update({"variant": name, "label": f"{name}{seed}, weight {alpha:g}", "seed": params.get("seed", 0),
+                "params": params, "best_epoch": st["best_epoch"], "stopped": st["stopped"],
+                "history": st["history"], "cooc_valid": rec.cooc_valid_})  # fmt: skip
     if save_dir:
         res["onnx_check"] = onnx_check(rec, prep, os.path.join(save_dir, slug))
     return [*rows, res]
@@ -208,9 +233,42 @@ def run_external(prep: Prepared, cold: EvalSplit) -> dict[str, Any]:
     rec = ImplicitALS()
     t0, c0 = time.perf_counter(), time.process_time()
     rec.fit(prep.split.train)
-    res = measure(rec, prep, cold, time.perf_counter() - t0, time.process_time() - c0, rec.kw["iterations"])
-    res.update({"variant": "implicit ALS (PyPI reference)", "params": rec.kw})
+    res = measure(
+        rec, prep, cold, time.perf_counter() - t0, time.process_time() - c0, int(rec.kw["iterations"])
+    )
+    res.update({"variant": "implicit ALS (PyPI reference)", "label": "implicit ALS (PyPI reference)",
+                "params": rec.kw})  # fmt: skip
     return res
+
+
+SUMMARY_METRICS = {  # column -> (part, metric)
+    "valid NDCG@10": ("valid", "NDCG@10"), "test NDCG@10": ("test", "NDCG@10"), "test HR@10": ("test", "HR@10"),
+    "NDCG@10 excl.": ("test_excluding_history", "NDCG@10"), "HR@10 excl.": ("test_excluding_history", "HR@10"),
+    "cold NDCG@10": ("test_cold", "NDCG@10"),
+}  # fmt: skip
+
+
+def seed_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per variant: mean ± sd (ddof=1) over its seeds of every table metric and the training time."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if "seed" in r:
+            by_variant.setdefault(r["variant"], []).append(r)
+    out = []
+    for variant, rows in by_variant.items():
+        stats = {col: mean_sd([r[part][m] for r in rows]) for col, (part, m) in SUMMARY_METRICS.items()}
+        stats["train s"] = mean_sd([r["train_s"] for r in rows])
+        out.append({"variant": variant, "seeds": [r["seed"] for r in rows], "metrics": stats})
+    return out
+
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    head = ("variant", "seeds", *SUMMARY_METRICS, "train s")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summary:
+        cells = [fmt(s["metrics"][c]) for c in SUMMARY_METRICS] + [fmt(s["metrics"]["train s"], 0)]
+        lines.append("| " + " | ".join([s["variant"], ",".join(map(str, s["seeds"])), *cells]) + " |")
+    return "\n".join(lines)
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -218,7 +276,7 @@ def table(results: list[dict[str, Any]]) -> str:
             "cold NDCG@10", "train s (cpu s)", "epochs", "inter/s")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        row = [r["variant"], f"{r['valid']['NDCG@10']:.4f}", f"{r['test']['NDCG@10']:.4f}", f"{r['test']['HR@10']:.4f}",
+        row = [r["label"], f"{r['valid']['NDCG@10']:.4f}", f"{r['test']['NDCG@10']:.4f}", f"{r['test']['HR@10']:.4f}",
                f"{r['test_excluding_history']['NDCG@10']:.4f}", f"{r['test_excluding_history']['HR@10']:.4f}",
                f"{r['test_cold']['NDCG@10']:.4f} (n={r['test_cold']['users']})",
                f"{r['train_s']:.0f} ({r['train_cpu_s']:.0f})", str(r["epochs"]), f"{r['interactions_per_s']:.0f}"]  # fmt: skip
@@ -238,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--skip-external", action="store_true", help="do not run implicit ALS")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", default="0", help="comma list of seeds; each variant runs once per seed")
+    ap.add_argument(
+        "--limit-users",
+        type=int,
+        default=0,
+        help="evaluate a seeded sample of N valid/test users (smoke runs)",
+    )
     ap.add_argument("--json", action="store_true", help="print all results as JSON")
     ap.add_argument("--out", default=None, help="also append results (JSON lines) to this file")
     ap.add_argument(
@@ -251,13 +316,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    seeds = parse_seeds(args.seeds)
     prep = prepare("amazon-beauty", progress=not args.json)
+    if args.limit_users:
+        prep = limit_users(prep, args.limit_users)
     cold = cold_slice(prep)
     budget = {"max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "threads": args.threads,
               "progress": not args.json, "patience": 5}  # fmt: skip
     results = []
     jobs = [
-        (n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides)}) for n in names
+        (n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides), "seed": seed})
+        for n in names
+        for seed in seeds
     ]
     for name, params in jobs:
         for row in run_variant(name, params, prep, cold, args.save_dir):
@@ -266,13 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_external:
         results.append(run_external(prep, cold))
         _emit(results[-1], args.out)
+    summary = seed_summary(results)
+    limited = f"; SMOKE RUN: {args.limit_users} sampled valid/test users" if args.limit_users else ""
     if args.json:
-        json.dump({"protocol": __doc__.split("\n\n")[1], "results": results, "published": PUBLISHED}, sys.stdout,
-                  indent=1, default=str)  # fmt: skip
+        json.dump({"protocol": __doc__.split("\n\n")[1] + limited, "results": results, "seeds": seeds,
+                   "summary": summary, "published": PUBLISHED}, sys.stdout, indent=1, default=str)  # fmt: skip
         return 0
-    print(__doc__.split("\n\n")[1])
+    print(__doc__.split("\n\n")[1] + limited)
     print(f"data: {prep.data.stats()}; cold-start test users: {len(cold)}")
     print(table(results))
+    print(f"\nmean ± sd (ddof=1) over seeds {seeds}:")
+    print(summary_table(summary))
     print("\npublished / independent (history not excluded): "
           + "; ".join(f"{k} {v[0]:.4f}/{v[1]:.4f}" for k, v in PUBLISHED.items()))  # fmt: skip
     ext = [r for r in results if r["variant"].startswith("implicit")]

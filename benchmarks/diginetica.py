@@ -6,8 +6,10 @@ evaluate every row of `test_prefixes.tsv` (prefix -> next click) with FULL ranki
 items of the catalogue, pessimistic ties, history not excluded. P@20 = HR@20 x 100 and
 MRR@20 x 100, as in SR-GNN. A target unknown to the catalogue counts as a miss. Objective:
 sampled softmax with logQ correction. Training is bounded (`--cpu-minutes`, `--minutes`).
+The model is trained once per seed (`--seeds 0,1,2`; the validation hold-out stays fixed);
+each seed is printed, then mean ± sample sd (ddof=1) over seeds.
 
-    .venv/bin/python benchmarks/diginetica.py [--cpu-minutes 15] [--minutes 20] [--json]
+    .venv/bin/python benchmarks/diginetica.py [--cpu-minutes 15] [--minutes 20] [--seeds 0,1,2] [--json]
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import time
 from typing import Any
 
 import numpy as np
+from seeds import fmt, mean_sd, parse_seeds
 
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.evaluation.protocol import ranking_metrics, target_ranks
+from soutui.models.sasrec_recommender import SASRecRecommender
 from soutui.training.pipeline import parse_overrides
+from soutui.training.trainer import LoopTrainer
 
 PUBLISHED = {"SR-GNN": (50.73, 17.59), "GCE-GNN": (54.22, 19.04)}  # P@20, MRR@20
 PARAMS: dict[str, Any] = {
@@ -60,6 +65,47 @@ def load(valid_frac: float = 0.03, seed: int = 0) -> tuple[SequenceData, EvalSpl
     return train, valid, test
 
 
+def run_seed(
+    params: dict[str, Any], train: SequenceData, valid: EvalSplit, test: EvalSplit, progress: bool
+) -> dict[str, Any]:
+    """Train one seed and measure P@20 / MRR@20 on the test prefixes (and the transformer alone)."""
+    model = SASRecRecommender(**params).use_trainer(LoopTrainer())
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(train, valid)
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    known = test.targets >= 0
+    known_split = test.take(np.flatnonzero(known))
+
+    def evaluate_test() -> dict[str, float]:
+        ranks = np.full(len(test), train.n_items, dtype=np.int64)  # unknown target = miss
+        ranks[known], _ = target_ranks(model, known_split, progress=progress)
+        m = ranking_metrics(ranks, (20,))
+        return {"P@20": round(100 * m["HR@20"], 2), "MRR@20": round(100 * m["MRR@20"], 2)}
+
+    net = model._net()
+    alone = None
+    if net.cooc_idx is not None:  # the same network with head weight 0 = the transformer alone
+        with model.cooc_weight(0.0):
+            alone = evaluate_test()
+    st = model.training_report() or {}
+    return {
+        "seed": params["seed"], **evaluate_test(), "transformer_alone": alone,
+        "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
+        "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
+        "best_epoch": st.get("best_epoch"), "stopped": st.get("stopped"), "valid_ndcg10_best": st.get("best_metric"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """mean ± sd (ddof=1) over seeds of the headline and the transformer-alone figures."""
+    out = {k: mean_sd([r[k] for r in runs]) for k in ("P@20", "MRR@20", "train_s")}
+    if all(r["transformer_alone"] for r in runs):
+        for k in ("P@20", "MRR@20"):
+            out[f"transformer_alone {k}"] = mean_sd([r["transformer_alone"][k] for r in runs])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu-minutes", type=float, default=15.0)
@@ -72,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         "--limit-train", type=int, default=0, help="train on the first N sessions only (smoke runs)"
     )
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     import torch
 
-    from soutui.models.sasrec_recommender import SASRecRecommender
-
+    seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads)
     train, valid, test = load()
     if args.limit_train:
@@ -86,48 +132,32 @@ def main(argv: list[str] | None = None) -> int:
         test = test.take(np.arange(min(args.limit_test, len(test))))
     params = {**PARAMS, "max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "progress": not args.json,
               "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
-    model = SASRecRecommender(**params)
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(train, valid)
-    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    known = test.targets >= 0
-    known_split = test.take(np.flatnonzero(known))
-
-    def evaluate_test() -> dict[str, float]:
-        ranks = np.full(len(test), train.n_items, dtype=np.int64)  # unknown target = miss
-        ranks[known], _ = target_ranks(model, known_split, progress=not args.json)
-        return ranking_metrics(ranks, (20,))
-
-    net = model.net_
-    assert net is not None
-    alone = None
-    if net.cooc_idx is not None:  # the same network with head weight 0 = the transformer alone
-        with model.cooc_weight(0.0):
-            a = evaluate_test()
-        alone = {"P@20": round(100 * a["HR@20"], 2), "MRR@20": round(100 * a["MRR@20"], 2)}
-    m = evaluate_test()
-    st = model.state_
-    assert st is not None
+    runs = [run_seed({**params, "seed": seed}, train, valid, test, not args.json) for seed in seeds]
+    smoke = args.limit_train or args.limit_test
     res = {
-        "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
-        "P@20": round(100 * m["HR@20"], 2), "MRR@20": round(100 * m["MRR@20"], 2),
-        "transformer_alone": alone, "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_,
-        "test_rows": len(test), "unknown_targets": int((~known).sum()), "items": train.n_items,
-        "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.epoch, "best_epoch": st.best_epoch,
-        "stopped": st.stopped, "valid_ndcg10_best": st.best_metric, "params": params,
-        "load_avg_1m": round(os.getloadavg()[0], 2), "published": PUBLISHED,
+        "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
+        "seeds": seeds, "runs": runs, "summary": summarise(runs), "test_rows": len(test), "items": train.n_items,
+        "params": params, "published": PUBLISHED,
     }  # fmt: skip
     if args.json:
         json.dump(res, sys.stdout, indent=1, default=str)
         return 0
     print(res["protocol"])
-    if alone:
-        print(f"transformer alone (head weight 0): P@20 {alone['P@20']:.2f}  MRR@20 {alone['MRR@20']:.2f}")
-    print(f"soutui SASRec (sampled softmax + logQ, co-occurrence head weight {res['cooc_weight']:g}): P@20 {res['P@20']:.2f}  MRR@20 {res['MRR@20']:.2f}  "
-          f"({res['test_rows']} test rows, {res['items']} items; {res['epochs']} epochs, train {train_s:.0f} s wall / "
-          f"{cpu_s:.0f} s CPU, stopped: {st.stopped}, load {res['load_avg_1m']})")  # fmt: skip
-    for k, (p, r) in PUBLISHED.items():
-        print(f"{k} (published): P@20 {p:.2f}  MRR@20 {r:.2f}")
+    for r in runs:
+        alone = r["transformer_alone"]
+        head = f"transformer alone P@20 {alone['P@20']:.2f} MRR@20 {alone['MRR@20']:.2f}; " if alone else ""
+        print(f"seed {r['seed']}: {head}with co-occurrence head (weight {r['cooc_weight']:g}) P@20 {r['P@20']:.2f}  "
+              f"MRR@20 {r['MRR@20']:.2f}  ({r['epochs']} epochs, train {r['train_s']:.0f} s wall / {r['train_cpu_s']:.0f} s "
+              f"CPU, stopped: {r['stopped']}, load {r['load_avg_1m']})")  # fmt: skip
+    summ = res["summary"]
+    print(f"soutui SASRec (sampled softmax + logQ + co-occurrence head), mean ± sd over seeds {seeds}: "
+          f"P@20 {fmt(summ['P@20'], 2)}  MRR@20 {fmt(summ['MRR@20'], 2)}  ({res['test_rows']} test rows, "
+          f"{res['items']} items)")  # fmt: skip
+    if "transformer_alone P@20" in summ:
+        print(f"transformer alone, mean ± sd: P@20 {fmt(summ['transformer_alone P@20'], 2)}  "
+              f"MRR@20 {fmt(summ['transformer_alone MRR@20'], 2)}")  # fmt: skip
+    for k, (p20, mrr20) in PUBLISHED.items():
+        print(f"{k} (published): P@20 {p20:.2f}  MRR@20 {mrr20:.2f}")
     return 0
 
 

@@ -202,14 +202,15 @@ def check_same_split(
 
 
 class RecBoleScorer:
-    """A trained RecBole sequential model behind soutui's `score(histories)` contract."""
+    """A trained RecBole sequential model behind soutui's `score(histories, timestamps=None)` contract
+    (RecBole's SASRec reads no event times, so timestamps are ignored)."""
 
     def __init__(self, model: Any, interaction_cls: type, tok: Tokens, n_items: int) -> None:
         self.model, self.interaction_cls, self.tok, self.n_items = model, interaction_cls, tok, n_items
         self.max_len = MODEL_CONFIG["MAX_ITEM_LIST_LENGTH"]
 
     @torch.no_grad()
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+    def score(self, histories: list[np.ndarray], timestamps: Any = None) -> np.ndarray:
         seq = np.zeros((len(histories), self.max_len), dtype=np.int64)  # RecBole pads on the right
         lens = np.zeros(len(histories), dtype=np.int64)
         for row, h in enumerate(histories):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -10,6 +11,7 @@ import pytest
 
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.evaluation.protocol import RankingProtocol, evaluate_full_ranking, target_ranks
+from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
 
 N = 50
@@ -24,10 +26,15 @@ class Fixed(Recommender):
         self.scores = np.asarray(scores, np.float64)
         self.n_items_ = len(scores)
 
-    def fit(self, train: SequenceData, valid: EvalSplit | None = None) -> Self:
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
         return self
 
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        self.seen_times = timestamps
         return np.tile(self.scores, (len(histories), 1))
 
     def _save_state(self, path: Path) -> None: ...
@@ -81,3 +88,14 @@ def test_metrics_report_and_protocol_description() -> None:
     assert out["users"] == 4 and out["Coverage@20"] == pytest.approx(20 / N)
     text = RankingProtocol(exclude_history=True).describe()
     assert "full ranking" in text and "EXCLUDED" in text and "pessimistic" in text
+
+
+def test_event_times_reach_the_model() -> None:
+    """The protocol hands every model the split's timestamps, aligned with the histories."""
+    split = EvalSplit(
+        np.arange(2), [np.array([1, 2], np.int64), np.array([3], np.int64)], np.array([4, 5], np.int64),
+        "t", [np.array([10, 20], np.int64), np.array([30], np.int64)],
+    )  # fmt: skip
+    model = Fixed(np.zeros(N))
+    target_ranks(model, split)
+    assert model.seen_times is not None and [list(t) for t in model.seen_times] == [[10, 20], [30]]

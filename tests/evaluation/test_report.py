@@ -12,6 +12,7 @@ import pytest
 
 from soutui.data.sequences import EvalSplit, SequenceData, leave_one_out
 from soutui.evaluation import report
+from soutui.features.content import ItemContent
 from soutui.models.itemknn import ItemKNN
 from soutui.models.popularity import Popularity
 
@@ -51,9 +52,11 @@ def test_training_never_sees_valid_or_test_items() -> None:
 class Spy(Popularity):
     seen: list[SequenceData] = []
 
-    def fit(self, train: SequenceData, valid: EvalSplit | None = None) -> Self:
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
         Spy.seen.append(train)
-        return super().fit(train, valid)
+        return super().fit(train, valid, content=content)
 
 
 def test_pipeline_fits_on_the_training_part_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,10 @@
 """The contract every recommender must pass, on synthetic data with a known answer.
 
-Adding a model is one line in CASES: a name, a factory for an unfitted model, the
-extra keyword arguments its `fit` needs (if any), and what it is expected to get right.
+Adding a model is one line in CASES: a name, a factory for an unfitted model, and what
+it is expected to get right. Every model is fitted the same way: handed the training
+layer's LoopTrainer and the same synthetic ItemContent (models may ignore either). The
+served ONNX form of SASRec runs the same checks (fitted = trained in PyTorch, exported,
+loaded as OnnxScorer).
 
 The data: users walk a cycle 0 -> 1 -> ... -> N-1 -> 0 from random starting points,
 plus "hot" users who only visited HOT_ITEM. So the true next item of any
@@ -10,17 +13,20 @@ history is (last + 1) % N, and HOT_ITEM is strictly the most frequent item.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from soutui.data.sequences import SequenceData
+from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
 from soutui.models.itemknn import ItemKNN
 from soutui.models.popularity import Popularity, RecentPopularity
+from soutui.training.trainer import LoopTrainer
 
 N_ITEMS = 24
 HOT_ITEM = 7
@@ -64,13 +70,18 @@ def synthetic_text_embeddings(data: SequenceData, dim: int = 16, seed: int = 0) 
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def synthetic_content(data: SequenceData) -> ItemContent:
+    """The content every model is fitted with: items table fields + stand-in title embeddings."""
+    return ItemContent.from_items(synthetic_items(data), data.item_ids, text=synthetic_text_embeddings(data))
+
+
 @dataclass
 class Case:
     """One model under contract and what it must get right on `cyclic_data`."""
 
     name: str  # registry name (save/load goes through soutui.models.registry)
     factory: Callable[[], Recommender]
-    fit_kwargs: Callable[[SequenceData], dict[str, Any]] = field(default=lambda data: {})
+    served_from: Callable[[Recommender, Path], Recommender] | None = None  # load-only served form
     next_item_top1: bool = False  # true next item ranked first for every history
     most_popular_top1: bool = False  # recommends HOT_ITEM first whatever the history
     min_next_item_hr10: float = 0.0  # weaker sequential expectation (share of histories)
@@ -82,10 +93,6 @@ def _mlp_factory() -> Recommender:
     return MLPRecommender(epochs=20, batch_size=32, dim=32, hidden=64, use_text=False, seed=0)
 
 
-def _mlp_fit_kwargs(data: SequenceData) -> dict[str, Any]:
-    return {"items": synthetic_items(data), "text_embeddings": synthetic_text_embeddings(data)}
-
-
 def _sasrec_factory() -> Recommender:
     from soutui.models.sasrec_recommender import SASRecRecommender
 
@@ -93,18 +100,31 @@ def _sasrec_factory() -> Recommender:
                              batch_size=32, lr=0.01, progress=False)  # fmt: skip
 
 
-# One line per model. The sequential-model helper adds sasrec here.
+def _onnx_from(model: Recommender, path: Path) -> Recommender:
+    from soutui.models.sasrec_onnx import OnnxScorer
+
+    model.save(path)
+    model.export_served(path)
+    return OnnxScorer(path)
+
+
+# One line per model.
 CASES: list[Case] = [
     Case("popularity", Popularity, most_popular_top1=True),
     Case("recent-popularity", lambda: RecentPopularity(half_life_days=365.0), most_popular_top1=True),
     Case("itemknn", ItemKNN, next_item_top1=True),
-    Case("mlp", _mlp_factory, _mlp_fit_kwargs, min_next_item_hr10=0.9),
+    Case("mlp", _mlp_factory, min_next_item_hr10=0.9),
     Case("sasrec", _sasrec_factory, min_next_item_hr10=0.9),
+    Case("sasrec-onnx", _sasrec_factory, served_from=_onnx_from, min_next_item_hr10=0.9),
 ]
 
 
 def fit_case(case: Case, data: SequenceData) -> Recommender:
-    return case.factory().fit(data, **case.fit_kwargs(data))
+    """Fit as every caller does: a trainer injected, the same content offered to every model."""
+    model = case.factory().use_trainer(LoopTrainer(progress=False)).fit(data, content=synthetic_content(data))
+    if case.served_from is None:
+        return model
+    return case.served_from(model, Path(tempfile.mkdtemp(prefix=f"{case.name}-")))
 
 
 def probe_histories(data: SequenceData) -> list[np.ndarray]:

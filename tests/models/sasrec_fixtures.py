@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from soutui.data.sequences import LeaveOneOut, SequenceData, leave_one_out
+from soutui.models.sasrec_recommender import SASRecRecommender
+from soutui.training.trainer import LoopTrainer
 
 N_ITEMS = 24
 
@@ -24,3 +26,8 @@ def cyclic_data(n_users: int = 160, seed: int = 0) -> LeaveOneOut:
 
 SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 10, "dropout": 0.1, "emb_dropout": 0.1,
          "batch_size": 32, "lr": 0.01, "progress": False, "seed": 0}  # fmt: skip
+
+
+def sasrec(**params: object) -> SASRecRecommender:
+    """A SASRecRecommender handed the training layer's loop, as every caller fits one."""
+    return SASRecRecommender(**params).use_trainer(LoopTrainer(progress=False))

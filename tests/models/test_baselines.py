@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from contract import cyclic_data
 
-from soutui.data.sequences import SequenceData
+from soutui.data.sequences import SequenceData, leave_one_out
+from soutui.evaluation.protocol import target_ranks
+from soutui.features.content import UNKNOWN, ItemContent
 from soutui.models.itemknn import ItemKNN, cooccurrence
-from soutui.models.mlp import item_numeric, item_tokens
+from soutui.models.mlp import MLPRecommender, item_numeric, item_tokens
 from soutui.models.popularity import Popularity, RecentPopularity
+from soutui.training.trainer import LoopTrainer
 
 
 def _seqs(*seqs: list[int], n_items: int = 6, ts: list[list[int]] | None = None) -> SequenceData:
@@ -63,21 +67,43 @@ def test_mlp_item_features_from_items_table() -> None:
         }
     )
     ids = np.array(["a", "b", "c", "d"], dtype=object)
-    tokens, n_tokens = item_tokens(items, ids)
+    content = ItemContent.from_items(items, ids)
+    assert content.attributes == [[2], [1, 2], [], []] and content.brand is not None
+    assert content.brand.tolist() == [0, 0, UNKNOWN, UNKNOWN]
+    tokens, n_tokens = item_tokens(content, len(ids))
     assert tokens.shape[0] == 4 and (tokens[2:] == 0).all()  # c has no shared tokens, d is unknown
-    # shared: cat:Beauty, brand:opi, attr:attribute_ids=2; singletons (asins, Nails, Skin, id 1) are dropped
-    assert n_tokens == 4
+    # shared: brand OPI, attribute 2; singletons (the two categories, attribute 1) are dropped
+    assert n_tokens == 3
     assert set(tokens[0][tokens[0] > 0]) == set(tokens[1][tokens[1] > 0])
-    num = item_numeric(items, ids, np.array([5.0, 1.0, 0.0, 0.0]))
+    num = item_numeric(content, np.array([5.0, 1.0, 0.0, 0.0]))
     assert num.shape == (4, 3)
     assert num[:, 2].tolist() == [1.0, 0.0, 0.0, 1.0]  # price unknown for a and d
 
 
 def test_mlp_rejects_misaligned_text_embeddings() -> None:
-    from soutui.models.mlp import MLPRecommender
-
     data = cyclic_data()
-    with pytest.raises(ValueError, match="text_embeddings has 3 rows"):
-        MLPRecommender(epochs=1).fit(data, text_embeddings=np.zeros((3, 4), np.float32))
+    mlp = MLPRecommender(epochs=1).use_trainer(LoopTrainer(progress=False))
+    with pytest.raises(ValueError, match="text has 3 rows"):
+        mlp.fit(data, content=ItemContent(text=np.zeros((3, 4), np.float32)))
     with pytest.raises(ValueError, match=">= 1"):
         MLPRecommender(epochs=0)
+
+
+def test_mlp_validation_is_the_protocols_with_pessimistic_ties() -> None:
+    """The MLP early-stops in the shared loop on the trainer's validation NDCG@10: the best
+    epoch's weights come back, and a model scoring every item equally gets the worst rank
+    (the MLP's old loop counted ties in its favour: HR@10 = 1 for a constant model)."""
+    split = leave_one_out(cyclic_data())
+    trainer = LoopTrainer(progress=False)
+    m = MLPRecommender(epochs=3, batch_size=64, dim=16, hidden=32, patience=5, seed=0)
+    m.use_trainer(trainer).fit(split.train, split.valid)
+    report = m.training_report()
+    assert report is not None and len(report["history"]) == 3
+    assert report["best_metric"] == pytest.approx(max(r["valid"] for r in report["history"]))
+    assert trainer.validate(m, split.valid) == pytest.approx(report["best_metric"], abs=1e-6)
+    with torch.no_grad():
+        for p in m.net_.parameters():
+            p.zero_()  # every item now scores exactly the same
+    ranks, _ = target_ranks(m, split.valid)
+    assert (ranks == split.train.n_items - 1).all()
+    assert trainer.validate(m, split.valid) == 0.0

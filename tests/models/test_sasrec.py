@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sasrec_fixtures import N_ITEMS, SMALL, cyclic_data
+from sasrec_fixtures import N_ITEMS, SMALL, cyclic_data, sasrec
 
 from soutui.config import ConfigError
 from soutui.evaluation.protocol import evaluate_full_ranking
+from soutui.features.content import ItemContent
 from soutui.models.registry import load_model
 from soutui.models.sasrec_recommender import SASRecRecommender
 
@@ -19,7 +20,7 @@ def split():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def fitted(split):  # type: ignore[no-untyped-def]
-    return SASRecRecommender(**SMALL, epochs=12, patience=20).fit(split.train, split.valid)
+    return sasrec(**SMALL, epochs=12, patience=20).fit(split.train, split.valid)
 
 
 def test_learns_next_item_pattern(fitted, split) -> None:  # type: ignore[no-untyped-def]
@@ -41,10 +42,10 @@ def test_content_and_time_variant_trains(split) -> None:  # type: ignore[no-unty
     rng = np.random.default_rng(0)
     text = rng.normal(size=(N_ITEMS, 8)).astype(np.float32)
     attrs = [[i % 3, 100 + i % 5] for i in range(N_ITEMS)]
-    m = SASRecRecommender(**SMALL, epochs=3, use_time=True, id_dropout=0.2, gated=True, loss="sampled_softmax",
-                          n_negatives=8)  # fmt: skip
-    m.set_content(text, attrs).fit(split.train, split.valid)
-    s = m.score_timed(split.test.histories[:4], split.test.timestamps[:4])
+    m = sasrec(**SMALL, epochs=3, use_time=True, id_dropout=0.2, gated=True, loss="sampled_softmax",
+               n_negatives=8)  # fmt: skip
+    m.fit(split.train, split.valid, content=ItemContent(text=text, attributes=attrs))
+    s = m.score(split.test.histories[:4], split.test.timestamps[:4])
     assert s.shape == (4, N_ITEMS) and np.isfinite(s).all()
     assert not np.allclose(s, m.score(split.test.histories[:4]))  # timestamps are used
 
@@ -57,9 +58,14 @@ def test_unknown_parameter_is_a_clear_error() -> None:
 
 
 def test_content_must_match_catalogue(split) -> None:  # type: ignore[no-untyped-def]
-    m = SASRecRecommender(**SMALL, epochs=1).set_content(np.zeros((3, 4), np.float32))
-    with pytest.raises(ValueError, match="title embeddings have 3 rows"):
-        m.fit(split.train)
+    m = sasrec(**SMALL, epochs=1)
+    with pytest.raises(ValueError, match="text has 3 rows but the catalogue has 24 items"):
+        m.fit(split.train, content=ItemContent(text=np.zeros((3, 4), np.float32)))
+
+
+def test_fit_without_a_trainer_says_how_to_get_one(split) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RuntimeError, match=r"use_trainer\(soutui.training.trainer.LoopTrainer\(\)\)"):
+        SASRecRecommender(**SMALL, epochs=1).fit(split.train)
 
 
 def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-untyped-def]
@@ -69,15 +75,15 @@ def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-u
     train = split.train.with_sequences(seqs, None)
     text = np.eye(N_ITEMS, dtype=np.float32)
     text[cold] = text[6]
-    m = SASRecRecommender(**SMALL, epochs=12, id_dropout=0.5, use_attrs=False).set_content(text)
-    m.fit(train, split.valid)
+    m = sasrec(**SMALL, epochs=12, id_dropout=0.5, use_attrs=False)
+    m.fit(train, split.valid, content=ItemContent(text=text))
     assert m.net_ is not None and float(m.net_.items.id_emb.weight[cold + 1].abs().sum()) == 0.0
     ranks = [int((m.score([h])[0] > m.score([h])[0][cold]).sum()) for h in ([4, 5], [3, 4, 5])]
     assert max(ranks) <= 3, ranks  # the cold twin of the true next item (6) is near the top
 
 
 def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    m = SASRecRecommender(**SMALL, epochs=2, cooc_neighbors=4).fit(split.train, split.valid)
+    m = sasrec(**SMALL, epochs=2, cooc_neighbors=4).fit(split.train, split.valid)
     assert m.net_ is not None and m.cooc_valid_ is not None
     import torch
 

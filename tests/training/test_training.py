@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from sasrec_fixtures import SMALL, cyclic_data  # noqa: E402
+from sasrec_fixtures import SMALL, cyclic_data, sasrec  # noqa: E402
 
 from soutui.config import ConfigError  # noqa: E402
+from soutui.features.content import ItemContent  # noqa: E402
 from soutui.models.sasrec_recommender import SASRecRecommender  # noqa: E402
 from soutui.training.pipeline import load_params, parse_overrides, to_toml  # noqa: E402
 from soutui.training.records import data_fingerprint, markdown_table  # noqa: E402
+from soutui.training.trainer import LoopTrainer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,28 +27,29 @@ def split():  # type: ignore[no-untyped-def]
 
 def test_resume_equals_uninterrupted(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
     params = {**SMALL, "epochs": 3, "patience": 10}
-    full = SASRecRecommender(**params).fit(split.train, split.valid, checkpoint_dir=tmp_path / "a")
-    part = SASRecRecommender(**params).fit(
-        split.train, split.valid, checkpoint_dir=tmp_path / "b", stop_after_epochs=1
-    )
-    assert part.state_ is not None and part.state_.epoch == 1 and not part.state_.stopped
-    resumed = SASRecRecommender(**params).fit(
-        split.train, split.valid, checkpoint_dir=tmp_path / "b", resume=True
-    )
-    assert resumed.state_ is not None and full.state_ is not None
-    assert resumed.state_.epoch == 3 and [r["loss"] for r in resumed.state_.history] == [
-        r["loss"] for r in full.state_.history
-    ]
+
+    def fit(**trainer: object) -> SASRecRecommender:
+        m = SASRecRecommender(**params).use_trainer(LoopTrainer(progress=False, **trainer))  # type: ignore[arg-type]
+        return m.fit(split.train, split.valid)
+
+    full = fit(checkpoint_dir=tmp_path / "a")
+    part = fit(checkpoint_dir=tmp_path / "b", stop_after_epochs=1)
+    part_report = part.training_report()
+    assert part_report is not None and part_report["epoch"] == 1 and not part_report["stopped"]
+    resumed = fit(checkpoint_dir=tmp_path / "b", resume=True)
+    r, f = resumed.training_report(), full.training_report()
+    assert r is not None and f is not None
+    assert r["epoch"] == 3 and [x["loss"] for x in r["history"]] == [x["loss"] for x in f["history"]]
     h = split.test.histories[:10]
     np.testing.assert_allclose(resumed.score(h), full.score(h), atol=1e-5)
 
 
 def test_early_stopping_keeps_best_epoch(split) -> None:  # type: ignore[no-untyped-def]
-    m = SASRecRecommender(**{**SMALL, "epochs": 30, "patience": 1, "lr": 0.05}).fit(split.train, split.valid)
-    st = m.state_
-    assert st is not None and st.stopped in ("patience", "epochs")
-    best = max(r["valid"] for r in st.history)
-    assert st.best_metric == pytest.approx(best)
+    m = sasrec(**{**SMALL, "epochs": 30, "patience": 1, "lr": 0.05}).fit(split.train, split.valid)
+    st = m.training_report()
+    assert st is not None and st["stopped"] in ("patience", "epochs")
+    best = max(r["valid"] for r in st["history"])
+    assert st["best_metric"] == pytest.approx(best)
 
 
 def test_fingerprint_changes_with_data(split) -> None:  # type: ignore[no-untyped-def]
@@ -73,6 +76,13 @@ def test_overrides_and_toml_roundtrip(tmp_path) -> None:  # type: ignore[no-unty
         parse_overrides(["d_model"])
 
 
+def test_to_toml_escapes_strings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Quotes, backslashes and newlines survive the round trip (the hand-written writer broke them)."""
+    p = {"note": 'say "hi" \\ C:\\path\nnext', "alphas": (0.0, 1.5), "use_time": True, "lr": 1e-3}
+    (tmp_path / "c.toml").write_text(to_toml(p))
+    assert load_params(tmp_path / "c.toml") == {**p, "alphas": [0.0, 1.5]}
+
+
 def test_cli_train_rejects_unknown_key(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import soutui.training.pipeline as pipeline
     from soutui.cli import main
@@ -89,7 +99,7 @@ def test_cli_train_end_to_end(split, tmp_path, monkeypatch, capsys) -> None:  # 
     from soutui.models.registry import load_model
     from soutui.models.sasrec_onnx import OnnxScorer
 
-    prep = pipeline.Prepared("tiny", split.train, split, None, None)
+    prep = pipeline.Prepared("tiny", split.train, split, ItemContent())
     monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: prep)
     sets = [f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, "epochs": 2}.items() if k != "progress"]
     rc = main(["train", "--dataset", "tiny", "--output", str(tmp_path / "run"), "--json", *sets])
@@ -115,7 +125,7 @@ def test_tune_resumes_and_writes_best_config(split, tmp_path, monkeypatch) -> No
                 "lr": trial.suggest_float("lr", *space["lr"], log=True)}  # fmt: skip
 
     monkeypatch.setitem(tune_mod.SPACES, "sasrec", tiny)
-    prep = Prepared("tiny", split.train, split, None, None)
+    prep = Prepared("tiny", split.train, split, ItemContent())
     base = {k: v for k, v in SMALL.items() if k not in ("d_model", "lr")} | {"epochs": 2}
     storage = f"sqlite:///{tmp_path / 'tune.db'}"
     first = tune_mod.tune(prep, "sasrec", 2, storage, "s", base, tmp_path / "best.toml")

@@ -53,7 +53,9 @@ def run_demo(args: argparse.Namespace) -> int:
     load_dataset(args.dataset, store_url=args.store, progress=not quiet)
 
     _say("2/5 training + evaluating the baselines (leave-one-out, full ranking)", quiet)
-    results = evaluate_baselines(args.dataset, store=args.store, progress=not quiet)
+    from soutui.training.trainer import LoopTrainer
+
+    results = evaluate_baselines(args.dataset, store=args.store, progress=not quiet, trainer=LoopTrainer())
 
     checkpoint = None
     if not args.skip_sasrec:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from soutui.cli.common import add_store_arg, print_json, print_table
+from soutui.config import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,9 +42,9 @@ def parse_ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
     except ValueError:
-        raise ValueError(f"--ks must be positive integers separated by commas, got {text!r}") from None
+        raise ConfigError(f"--ks must be positive integers separated by commas, got {text!r}") from None
     if not ks or min(ks) < 1:
-        raise ValueError(f"--ks must be positive integers separated by commas, got {text!r}")
+        raise ConfigError(f"--ks must be positive integers separated by commas, got {text!r}")
     return ks
 
 
@@ -53,25 +54,27 @@ def parse_params(text: str | None) -> dict[str, Any] | None:
     try:
         params = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--params must be a JSON object ({exc.msg}); got {text!r}") from None
+        raise ConfigError(f"--params must be a JSON object ({exc.msg}); got {text!r}") from None
     if not isinstance(params, dict):
-        raise ValueError(f"--params must be a JSON object like '{{\"shrink\": 100}}', got {text!r}")
+        raise ConfigError(f"--params must be a JSON object like '{{\"shrink\": 100}}', got {text!r}")
     return params
 
 
 def run(args: argparse.Namespace) -> int:
     from soutui.evaluation.report import columns_of, evaluate_baselines, evaluate_model, summary_rows
+    from soutui.training.trainer import LoopTrainer
 
     ks = parse_ks(args.ks)
     params = parse_params(args.params)
     progress = not args.json and sys.stderr.isatty()
+    trainer = LoopTrainer(progress=progress)  # for models that train with the shared loop
     every = args.all_baselines or args.model == "all"
     if every and (args.checkpoint or params):
-        raise ValueError("--checkpoint and --params apply to one model; drop them or pick a --model")
+        raise ConfigError("--checkpoint and --params apply to one model; drop them or pick a --model")
     if every:
         results = evaluate_baselines(
             args.dataset, split=args.split, exclude_history=args.exclude_history, ks=ks, store=args.store,
-            progress=progress,
+            progress=progress, trainer=trainer,
         )  # fmt: skip
     else:
         results = [
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 store=args.store,
                 params=params,
                 progress=progress,
+                trainer=trainer,
             )  # fmt: skip
         ]
     if args.json:

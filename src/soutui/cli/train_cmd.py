@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from soutui.cli.common import add_store_arg, print_json, print_table
+from soutui.config import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,9 +61,6 @@ def run_train(args: argparse.Namespace) -> int:
     from soutui.training.pipeline import load_params, prepare, run_training
 
     params = load_params(args.config, args.overrides)
-    if args.json:
-        if args.model == "sasrec":
-            params.setdefault("progress", False)
     model_class(args.model)(**params)  # check the parameters before loading any data
     prep = prepare(args.dataset, store_url=args.store, progress=not args.json)
     rec = run_training(
@@ -94,9 +92,8 @@ def run_tune(args: argparse.Namespace) -> int:
     from soutui.training.tune import tune
 
     if args.trials < 1:
-        raise ValueError("--trials must be at least 1")
+        raise ConfigError("--trials must be at least 1")
     base = load_params(args.config, args.overrides)
-    base.setdefault("progress", False)
     prep = prepare(args.dataset, store_url=args.store, progress=not args.json)
     out = tune(prep, args.model, args.trials, args.storage, args.study, base, args.output)
     if args.json:

@@ -78,15 +78,6 @@ def ndcg_at_k(ranked: Ranked, rels: Rels, k: int, exponential: bool = True) -> f
     return dcg(_rel_list(ranked, rels, k), exponential) / idcg
 
 
-def coverage(recommended: Sequence[Ranked], n_items: int) -> float:
-    """Share of the catalogue that appears in at least one list."""
-    seen: set = set()
-    for r in recommended:
-        seen.update(list(r))
-    return len(seen) / n_items if n_items else 0.0
-
-
-# --- single held-out target (leave-one-out) --------------------------------------
 def hr_from_ranks(ranks: np.ndarray, k: int) -> float:
     """Hit rate@k given 0-based ranks of the target (recall@k with one relevant item)."""
     return float((np.asarray(ranks) < k).mean()) if len(ranks) else 0.0

@@ -53,11 +53,8 @@ def target_ranks(
     for start in tqdm(it, desc=f"rank {split.name}", disable=not progress, unit="batch"):
         hist = split.histories[start : start + batch_size]
         tgt = split.targets[start : start + batch_size]
-        timed = getattr(model, "score_timed", None)  # models that read event times use them
-        if timed is not None and split.timestamps is not None:
-            scores = np.asarray(timed(hist, split.timestamps[start : start + batch_size]), dtype=np.float64)
-        else:
-            scores = np.asarray(model.score(hist), dtype=np.float64)
+        times = split.timestamps[start : start + batch_size] if split.timestamps is not None else None
+        scores = np.asarray(model.score(hist, times), dtype=np.float64)  # time-aware models read times
         if exclude_history:
             for row, h in enumerate(hist):
                 keep = scores[row, tgt[row]]

@@ -2,20 +2,21 @@
 
 `evaluate_model` is the library call behind `soutui evaluate` and the demo's baseline
 table; it returns one JSON-able dict that always carries its protocol, so a number
-never travels without the description of how it was measured.
+never travels without the description of how it was measured. Models that train with
+the shared epoch loop need a trainer (soutui.training.trainer.LoopTrainer) handed in by
+the caller, since evaluation sits below training.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
-import pandas as pd
-
+from soutui.config import ConfigError
 from soutui.data.sequences import LeaveOneOut, SequenceData, leave_one_out, temporal_split
 from soutui.evaluation.protocol import DEFAULT_KS, RankingProtocol, evaluate_full_ranking
-from soutui.models.base import Recommender
+from soutui.features.content import ItemContent, titles_for
+from soutui.models.base import Recommender, Trainer
 from soutui.models.registry import MODELS, load_model, model_class
 
 SPLITS: dict[str, str] = {
@@ -30,32 +31,28 @@ def make_split(data: SequenceData, split: str) -> LeaveOneOut:
         return leave_one_out(data)
     if split == "temporal":
         return temporal_split(data)
-    raise ValueError(f"unknown split {split!r}; choose one of {sorted(SPLITS)}")
+    raise ConfigError(f"unknown split {split!r}; choose one of {sorted(SPLITS)}")
 
 
 def fit_model(
-    name: str, split: LeaveOneOut, items: pd.DataFrame | None = None, params: dict[str, Any] | None = None,
-    progress: bool = False,
+    name: str, split: LeaveOneOut, content: ItemContent | None = None, params: dict[str, Any] | None = None,
+    trainer: Trainer | None = None,
 ) -> Recommender:  # fmt: skip
     """Build registry model `name` and fit it on the TRAINING part only (valid: early stopping)."""
     try:
         model = model_class(name)(**(params or {}))
     except TypeError as exc:  # a mistyped parameter name
-        raise ValueError(f"bad parameters {params} for model {name!r}: {exc}") from None
-    accepted = inspect.signature(model.fit).parameters
-    kwargs: dict[str, Any] = {}
-    if "items" in accepted and items is not None:
-        kwargs["items"] = items
-    if "progress" in accepted:
-        kwargs["progress"] = progress
-    return model.fit(split.train, split.valid, **kwargs)
+        raise ConfigError(f"bad parameters {params} for model {name!r}: {exc}") from None
+    if trainer is not None:
+        model.use_trainer(trainer)
+    return model.fit(split.train, split.valid, content=content)
 
 
 def evaluate_sequences(
     data: SequenceData,
     model_name: str,
     *,
-    items: pd.DataFrame | None = None,
+    content: ItemContent | None = None,
     split: str = "loo",
     checkpoint: str | None = None,
     exclude_history: bool = False,
@@ -63,6 +60,7 @@ def evaluate_sequences(
     params: dict[str, Any] | None = None,
     progress: bool = False,
     dataset: str = "",
+    trainer: Trainer | None = None,
 ) -> dict[str, Any]:
     """Split `data`, fit (or load `checkpoint`), rank every item for VALID and TEST users."""
     parts = make_split(data, split)
@@ -70,15 +68,15 @@ def evaluate_sequences(
     if checkpoint:
         model = load_model(checkpoint)
         if model.n_items_ != data.n_items:
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoint {checkpoint} was trained on {model.n_items_} items but {dataset or 'the data'} "
                 f"has {data.n_items}; evaluate it on the dataset it was trained on"
             )
         if model_name not in ("", model.name):
-            raise ValueError(f"checkpoint {checkpoint} holds a {model.name!r} model, not {model_name!r}")
+            raise ConfigError(f"checkpoint {checkpoint} holds a {model.name!r} model, not {model_name!r}")
         train_seconds = None
     else:
-        model = fit_model(model_name, parts, items, params, progress)
+        model = fit_model(model_name, parts, content, params, trainer)
         train_seconds = round(time.perf_counter() - start, 3)
     protocol = RankingProtocol(split=SPLITS[split], exclude_history=exclude_history)
     metrics = {
@@ -108,15 +106,20 @@ def evaluate_sequences(
 
 
 def load_sequences(
-    dataset: str, store: str | None = None, progress: bool = False
-) -> tuple[SequenceData, pd.DataFrame]:
-    """The dataset's user sequences (over its whole catalogue) and its items table."""
+    dataset: str, store: str | None = None, progress: bool = False, encoder: str = "minilm"
+) -> tuple[SequenceData, ItemContent | None]:
+    """The dataset's user sequences (over its whole catalogue) and its item content, with
+    title embeddings from `encoder` (cached; "none" = no text)."""
     from soutui.data.datasets import load_dataset  # late: the data layer imports importers
+    from soutui.features.embeddings import embed_texts
 
     items, events = load_dataset(dataset, store_url=store, progress=progress)
     if events is None or not len(events):
-        raise ValueError(f"dataset {dataset!r} has no events to evaluate on")
-    return SequenceData.from_events(events, items), items
+        raise ConfigError(f"dataset {dataset!r} has no events to evaluate on")
+    data = SequenceData.from_events(events, items)
+    titles = titles_for(items, data.item_ids) if encoder != "none" else None
+    text = embed_texts(titles, encoder, progress=progress) if titles is not None else None
+    return data, ItemContent.from_items(items, data.item_ids, text=text)
 
 
 def evaluate_model(
@@ -130,14 +133,16 @@ def evaluate_model(
     store: str | None = None,
     params: dict[str, Any] | None = None,
     progress: bool = False,
+    trainer: Trainer | None = None,
 ) -> dict[str, Any]:
     """One model on one dataset, full ranking on valid and test (see `evaluate_sequences`)."""
     if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; choose one of {sorted(MODELS)} or 'all'")
-    data, items = load_sequences(dataset, store, progress)
+        raise ConfigError(f"unknown model {model_name!r}; choose one of {sorted(MODELS)} or 'all'")
+    data, content = load_sequences(dataset, store, progress)
     return evaluate_sequences(
-        data, model_name, items=items, split=split, checkpoint=checkpoint, exclude_history=exclude_history,
-        ks=ks, params=params, progress=progress, dataset=dataset,
+        data, model_name, content=content, split=split, checkpoint=checkpoint,
+        exclude_history=exclude_history, ks=ks, params=params, progress=progress, dataset=dataset,
+        trainer=trainer,
     )  # fmt: skip
 
 
@@ -150,19 +155,21 @@ def evaluate_baselines(
     ks: tuple[int, ...] = DEFAULT_KS,
     store: str | None = None,
     progress: bool = False,
+    trainer: Trainer | None = None,
 ) -> list[dict[str, Any]]:
     """Every baseline on one dataset under one protocol (loads the data once)."""
-    data, items = load_sequences(dataset, store, progress)
+    data, content = load_sequences(dataset, store, progress)
     return [
         evaluate_sequences(
             data,
             m,
-            items=items,
+            content=content,
             split=split,
             exclude_history=exclude_history,
             ks=ks,
             progress=progress,
             dataset=dataset,
+            trainer=trainer,
         )  # fmt: skip
         for m in models
     ]

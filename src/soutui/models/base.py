@@ -4,18 +4,63 @@ In the spirit of implicit / scikit-learn: `__init__` stores parameters, `fit`
 learns (state ends in `_`) and returns self. Models score a *history* (a sequence
 of item indices), not a user id, so the same call serves offline evaluation, new
 users and real-time updates after fresh events.
+
+One signature for every model, so callers never ask which model they hold:
+`fit(train, valid=None, *, content=None)` (item content any model may use or ignore)
+and `score(histories, timestamps=None)` (event times any model may use or ignore).
+Models that learn with the shared epoch loop get it through `use_trainer` (see
+soutui.models.fitting for why it is injected).
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 
 from soutui.data.sequences import EvalSplit, SequenceData
+from soutui.features.content import ItemContent
+from soutui.models.fitting import BatchFn, PartsFn, TrainConfig, TrainOutcome
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Trainer(Protocol):
+    """The training layer as a model sees it (implemented by soutui.training.trainer.LoopTrainer;
+    why it is injected: see soutui.models.fitting)."""
+
+    def train(
+        self,
+        model: Recommender,
+        net: torch.nn.Module,
+        batches: BatchFn,
+        n_batches: int,
+        cfg: TrainConfig,
+        valid: EvalSplit | None,
+    ) -> TrainOutcome:
+        """Train `net` in place with the one epoch loop; early-stop on `valid` NDCG@10 of
+        `model.score` (full ranking, pessimistic ties) and leave the best weights in `net`."""
+        ...
+
+    def validate(self, model: Recommender, valid: EvalSplit) -> float:
+        """Validation NDCG@10 of `model` as it scores now (full ranking, pessimistic ties)."""
+        ...
+
+    def blend_weights(self, parts: PartsFn, valid: EvalSplit, weights: Sequence[float]) -> dict[float, float]:
+        """Validation NDCG@10 of base + w * extra for every weight w (scored once, blended cheaply)."""
+        ...
+
+
+def missing_trainer(model_name: str) -> RuntimeError:
+    return RuntimeError(
+        f"{model_name}.fit needs a trainer (the epoch loop lives in soutui.training): call "
+        "model.use_trainer(soutui.training.trainer.LoopTrainer()) first, or train with `soutui train`"
+    )
 
 
 class Recommender(ABC):
@@ -24,24 +69,55 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
 
     n_items_: int
+    trainer: Trainer | None = None  # set with use_trainer; only models with an epoch loop read it
 
     @abstractmethod
-    def fit(self, train: SequenceData, valid: EvalSplit | None = None) -> Self:
-        """Learn from training sequences; `valid` may be used for early stopping only."""
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
+        """Learn from training sequences; `valid` may be used for early stopping and choices
+        made on validation only; `content` rows are aligned with `train.item_ids`."""
 
     @abstractmethod
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
-        """Scores over all items, shape (len(histories), n_items); higher is better."""
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Scores over all items, shape (len(histories), n_items); higher is better.
+
+        `timestamps` (unix seconds, aligned with each history) feed time-aware models."""
 
     def params(self) -> dict[str, Any]:
         """Constructor parameters, saved with the model so it can rebuild itself."""
         return {}
 
+    def use_trainer(self, trainer: Trainer) -> Self:
+        """Inject the training layer (epoch loop, validation); models without a loop ignore it."""
+        self.trainer = trainer
+        return self
+
+    def _trainer(self) -> Trainer:
+        if self.trainer is None:
+            raise missing_trainer(type(self).__name__)
+        return self.trainer
+
+    def export_served(self, path: str | Path) -> Path | None:
+        """Write the model's torch-free served form into `path` (beside `save`), if it has one."""
+        return None
+
+    def training_report(self) -> dict[str, Any] | None:
+        """What the last fit's training loop reported (epochs, best validation metric, ...), if any."""
+        return None
+
     def recommend(
-        self, history: np.ndarray, k: int = 10, exclude: np.ndarray | None = None
+        self,
+        history: np.ndarray,
+        k: int = 10,
+        exclude: np.ndarray | None = None,
+        timestamps: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (item indices, scores) for one history; `exclude` items are never returned."""
-        scores = self.score([np.asarray(history, dtype=np.int64)])[0].astype(np.float64)
+        ts = None if timestamps is None else [np.asarray(timestamps)]
+        scores = self.score([np.asarray(history, dtype=np.int64)], ts)[0].astype(np.float64)
         if exclude is not None and len(exclude):
             scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
         return top_k(scores, k)

@@ -9,6 +9,7 @@ item. Scoring a history is a sparse (B, I) @ (I, I) product with recency weights
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from soutui.data.sequences import EvalSplit, SequenceData
+from soutui.features.content import ItemContent
 from soutui.models.base import Recommender, top_k
 from soutui.models.popularity import item_counts
 
@@ -125,7 +127,9 @@ class ItemKNN(Recommender):
             "bm25_k1": self.bm25_k1,
         }
 
-    def fit(self, train: SequenceData, valid: EvalSplit | None = None) -> Self:
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
         self.n_items_ = train.n_items
         counts = item_counts(train)
         co = cooccurrence(train, self.window, self.backward_weight, self.distance_decay).tocoo()
@@ -151,7 +155,7 @@ class ItemKNN(Recommender):
         self.prior_ = 1e-9 * counts / max(counts.max(), 1.0)
         return self
 
-    def history_matrix(self, histories: list[np.ndarray]) -> sp.csr_matrix:
+    def history_matrix(self, histories: Sequence[np.ndarray]) -> sp.csr_matrix:
         """(B, I) sparse recency weights of each history's last `max_history` items."""
         rows, cols, vals = [], [], []
         for b, h in enumerate(histories):
@@ -169,9 +173,25 @@ class ItemKNN(Recommender):
             shape=(len(histories), self.n_items_),
         )
 
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         scores = (self.history_matrix(histories) @ self.sim_).toarray()
         return scores + self.prior_[None, :]
+
+    def neighbour_table(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each item's top-k neighbours as dense (I+1, k) tables (row 0 and missing
+        neighbours = padding 0), item index i at row / value i + 1: the layout of SASRec's
+        co-occurrence head."""
+        sim = self.sim_.tocsr()
+        n = self.n_items_
+        idx = np.zeros((n + 1, k), dtype=np.int64)
+        val = np.zeros((n + 1, k), dtype=np.float32)
+        for i in range(n):
+            a, b = sim.indptr[i], min(sim.indptr[i + 1], sim.indptr[i] + k)
+            idx[i + 1, : b - a] = sim.indices[a:b] + 1
+            val[i + 1, : b - a] = sim.data[a:b]
+        return idx, val
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of `item` from the similarity matrix (both directions), never `item`."""

@@ -7,101 +7,68 @@ mean and the last of the history's item vectors, and the mean history title embe
 Why two towers and not one MLP over each (user, item) pair: full ranking must score all
 ~12k items for every user, and a dot product makes that one (B, D) @ (D, I) matmul.
 Trained with binary cross-entropy: (history prefix -> next item) positives against
-uniformly sampled negatives (seeded).
+uniformly sampled negatives (seeded), in the shared epoch loop (soutui.training.loop via
+the injected trainer), early-stopping on validation NDCG@10 with pessimistic ties.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from soutui.data.schema import CATEGORY_SEP
 from soutui.data.sequences import EvalSplit, SequenceData
+from soutui.features.content import UNKNOWN, ItemContent
 from soutui.models.base import Recommender
+from soutui.models.fitting import Batch, TrainConfig, TrainOutcome
 from soutui.models.popularity import item_counts
 
-MAX_TOKENS = 16  # category levels + brand + attributes kept per item
+MAX_TOKENS = 16  # category + brand + attributes kept per item
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32) if len(x) else x.astype(np.float32)
 
 
-def aligned(items: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
-    """The items table re-indexed to the model's item order (unknown items: all null)."""
-    df = items.assign(item_id=items["item_id"].astype(str)).drop_duplicates("item_id")
-    return df.set_index("item_id").reindex([str(x) for x in item_ids])
+def item_tokens(content: ItemContent, n_items: int) -> tuple[np.ndarray, int]:
+    """(I, <= MAX_TOKENS) token ids (0 = padding) for category, brand and attribute ids.
 
-
-def item_tokens(items: pd.DataFrame | None, item_ids: np.ndarray) -> tuple[np.ndarray, int]:
-    """(I, MAX_TOKENS) token ids (0 = padding) for category prefixes, brand and attributes."""
-    n = len(item_ids)
-    if items is None or not len(items):
-        return np.zeros((n, 1), np.int64), 1
-    df = aligned(items, item_ids)
-    lists: list[list[str]] = []
-    for cat, brand, attrs in zip(
-        df.get("category", pd.Series(None, index=df.index)),
-        df.get("brand", pd.Series(None, index=df.index)),
-        df.get("attributes", pd.Series(None, index=df.index)),
-        strict=True,
-    ):
-        toks: list[str] = []
-        if isinstance(cat, str) and cat:
-            levels = cat.split(CATEGORY_SEP)
-            toks += ["cat:" + CATEGORY_SEP.join(levels[: i + 1]) for i in range(len(levels))]
-        if isinstance(brand, str) and brand:
-            toks.append("brand:" + brand.lower())
-        toks += _attribute_tokens(attrs)
-        lists.append(toks)
-    # a token only one item has (an ASIN, a SKU) is an ID in disguise, not a shared feature
+    A token only one item has (an ASIN-like attribute) is an ID in disguise, not a shared
+    feature, so it is dropped."""
+    lists: list[list[tuple[str, int]]] = [[] for _ in range(n_items)]
+    for kind, codes in (("cat", content.category), ("brand", content.brand)):
+        if codes is not None:
+            for i, c in enumerate(codes):
+                if c != UNKNOWN:
+                    lists[i].append((kind, int(c)))
+    if content.attributes is not None:
+        for i, attrs in enumerate(content.attributes):
+            lists[i] += [("attr", int(a)) for a in attrs]
     df_count = Counter(t for toks in lists for t in set(toks))
-    vocab: dict[str, int] = {}
+    vocab: dict[tuple[str, int], int] = {}
     rows = [
         [vocab.setdefault(t, len(vocab) + 1) for t in toks if df_count[t] > 1][:MAX_TOKENS] for toks in lists
     ]
     width = max([len(r) for r in rows] + [1])
-    out = np.zeros((n, width), np.int64)
+    out = np.zeros((n_items, width), np.int64)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
     return out, len(vocab) + 1
 
 
-def _attribute_tokens(attrs: Any) -> list[str]:
-    if not isinstance(attrs, str) or not attrs:
-        return []
-    try:
-        obj = json.loads(attrs)
-    except json.JSONDecodeError:
-        return []
-    if isinstance(obj, list):
-        return [f"attr:{v}" for v in obj]
-    if isinstance(obj, dict):
-        toks = []
-        for k, v in obj.items():
-            for x in v if isinstance(v, list) else [v]:
-                toks.append(f"attr:{k}={x}")
-        return toks
-    return []
-
-
-def item_numeric(items: pd.DataFrame | None, item_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def item_numeric(content: ItemContent, counts: np.ndarray) -> np.ndarray:
     """(I, 3): standardised log popularity, standardised log price (0 if unknown), price-unknown flag."""
     pop = _standardise(np.log1p(counts))
-    price = np.full(len(item_ids), np.nan)
-    if items is not None and "price" in items.columns and len(items):
-        price = pd.to_numeric(aligned(items, item_ids)["price"], errors="coerce").to_numpy(np.float64)
+    price = content.price if content.price is not None else np.full(len(counts), np.nan)
     known = np.isfinite(price) & (price >= 0)
-    logp = np.zeros(len(item_ids), np.float32)
+    logp = np.zeros(len(counts), np.float32)
     if known.any():
         logp[known] = _standardise(np.log1p(price[known]))
     return np.stack([pop, logp, (~known).astype(np.float32)], axis=1).astype(np.float32)
@@ -164,8 +131,17 @@ class TwoTowerNet(nn.Module):
         v = self.item_vectors(items)  # (B, K, D)
         return (v * user[:, None, :]).sum(-1) + self.item_bias(items).squeeze(-1)
 
+    def forward(
+        self, hist: torch.Tensor, mask: torch.Tensor, counts: torch.Tensor, cand: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training batch: candidates (B, 1 + n_neg), the true next item first -> (logits, BCE loss)."""
+        logits = self.logits(self.user_vectors(hist, mask, counts), cand)  # (B, 1 + n_neg)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        return logits, F.binary_cross_entropy_with_logits(logits, labels)
 
-def pad_histories(histories: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def pad_histories(histories: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Left-padded (B, L) item indices, (B, L) mask and (B, 2) log counts (full, kept length)."""
     b = len(histories)
     hist = np.zeros((b, max_len), np.int64)
@@ -198,149 +174,111 @@ class MLPRecommender(Recommender):
         dropout: float = 0.1,
         n_negatives: int = 8,
         use_text: bool = True,
-        encoder: str = "minilm",
         patience: int = 2,
+        valid_users: int = 2000,
         seed: int = 0,
     ) -> None:
         if min(dim, hidden, id_dim, max_history, epochs, batch_size, n_negatives) < 1:
             raise ValueError("dim, hidden, id_dim, max_history, epochs, batch_size, n_negatives must be >= 1")
         self.dim, self.hidden, self.id_dim, self.max_history = dim, hidden, id_dim, max_history
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.dropout, self.n_negatives, self.use_text, self.encoder = dropout, n_negatives, use_text, encoder
-        self.patience, self.seed = patience, seed
+        self.dropout, self.n_negatives, self.use_text = dropout, n_negatives, use_text
+        self.patience, self.valid_users, self.seed = patience, valid_users, seed
+        self.training_: TrainOutcome | None = None
 
     def params(self) -> dict[str, Any]:
         keys = ("dim", "hidden", "id_dim", "max_history", "epochs", "batch_size", "lr", "weight_decay",
-                "dropout", "n_negatives", "use_text", "encoder", "patience", "seed")  # fmt: skip
+                "dropout", "n_negatives", "use_text", "patience", "valid_users", "seed")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
-    # --- features --------------------------------------------------------------------
-    def _text(
-        self, items: pd.DataFrame | None, item_ids: np.ndarray, given: np.ndarray | None
-    ) -> np.ndarray | None:
-        if given is not None:
-            if len(given) != len(item_ids):
-                raise ValueError(
-                    f"text_embeddings has {len(given)} rows, the catalogue has {len(item_ids)} items"
-                )
-            return np.asarray(given, np.float32)
-        if not self.use_text or items is None or "title" not in items.columns:
-            return None
-        from soutui.features.embeddings import embed_texts
+    def training_report(self) -> dict[str, Any] | None:
+        return None if self.training_ is None else self.training_.as_dict()
 
-        texts = aligned(items, item_ids)["title"].fillna("").astype(str).tolist()
-        return embed_texts(texts, self.encoder)
+    def train_config(self) -> TrainConfig:
+        """The shared loop's settings for this model: plain Adam-like steps, no clipping,
+        one CPU thread (small matmuls: one thread is as fast and deterministic)."""
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            patience=self.patience, seed=self.seed, grad_clip=0.0, adam_beta2=0.999, threads=1,
+            device="cpu", progress=False,
+        )  # fmt: skip
 
     def fit(
-        self,
-        train: SequenceData,
-        valid: EvalSplit | None = None,
-        items: pd.DataFrame | None = None,
-        text_embeddings: np.ndarray | None = None,
-        progress: bool = False,
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
     ) -> Self:
-        """`items` (schema `items` table) supplies features; rows are aligned to train.item_ids."""
+        """Item features come from `content` (rows aligned to train.item_ids); title
+        embeddings are used when `use_text` and the content has them."""
+        trainer = self._trainer()
+        content = (content or ItemContent()).check(train.n_items)
         self.n_items_ = train.n_items
-        tokens, n_tokens = item_tokens(items, train.item_ids)
-        numeric = item_numeric(items, train.item_ids, item_counts(train))
-        text = self._text(items, train.item_ids, text_embeddings)
+        tokens, n_tokens = item_tokens(content, train.n_items)
+        numeric = item_numeric(content, item_counts(train))
+        text = content.text if self.use_text and content.text is not None else None
+        torch.manual_seed(self.seed)
+        self.net_ = TwoTowerNet(
+            torch.from_numpy(tokens), n_tokens, torch.from_numpy(numeric),
+            None if text is None else torch.from_numpy(np.asarray(text, np.float32)),
+            self.id_dim, self.dim, self.hidden, self.dropout,
+        )  # fmt: skip
+        gen, n_batches = self._batches(train)
+        vsplit = valid
+        if valid is not None and self.valid_users and len(valid) > self.valid_users:
+            pick = np.random.default_rng(self.seed).permutation(len(valid))[: self.valid_users]
+            vsplit = valid.take(np.sort(pick))
+        use_valid = vsplit if vsplit is not None and len(vsplit) and self.patience > 0 else None
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small matmuls: one thread is as fast and deterministic
         try:
-            torch.manual_seed(self.seed)
-            self.net_ = TwoTowerNet(
-                torch.from_numpy(tokens), n_tokens, torch.from_numpy(numeric),
-                None if text is None else torch.from_numpy(text),
-                self.id_dim, self.dim, self.hidden, self.dropout,
-            )  # fmt: skip
-            self._train(train, valid, progress)
+            self.training_ = trainer.train(self, self.net_, gen, n_batches, self.train_config(), use_valid)
         finally:
             torch.set_num_threads(threads)
+        self.net_.to("cpu").eval()
         return self
 
-    def _samples(self, train: SequenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flat item array, and for every (prefix -> next) sample its target position and user start."""
+    def _batches(self, train: SequenceData) -> tuple[Any, int]:
+        """Every (history prefix -> next item) sample of the training sequences, shuffled per epoch."""
         seqs = [np.asarray(s, np.int64) for s in train.sequences]
         flat = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
         lengths = np.array([len(s) for s in seqs], np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(seqs) else lengths
         owner_start = np.repeat(starts, lengths)
-        pos = np.arange(len(flat))
-        keep = pos > owner_start  # a target needs at least one item before it
-        return flat, pos[keep], owner_start[keep]
-
-    def _train(self, train: SequenceData, valid: EvalSplit | None, progress: bool) -> None:
-        flat, pos, start = self._samples(train)
+        keep = np.arange(len(flat)) > owner_start  # a target needs at least one item before it
+        pos, start = np.arange(len(flat))[keep], owner_start[keep]
         if len(pos) == 0:
             raise ValueError("MLP needs training sequences with at least two items")
-        rng = np.random.default_rng(self.seed)
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         offs = np.arange(-self.max_history, 0)
-        best, best_state, bad = -1.0, None, 0
-        for epoch in range(self.epochs):
-            self.net_.train()
+        bs, n_items, n_neg = self.batch_size, self.n_items_, self.n_negatives
+
+        def gen(rng: np.random.Generator) -> Iterator[Batch]:
             order = rng.permutation(len(pos))
-            batches = range(0, len(order), self.batch_size)
-            for b in tqdm(batches, desc=f"mlp epoch {epoch + 1}", disable=not progress, unit="batch"):
-                sel = order[b : b + self.batch_size]
+            for b in range(0, len(order), bs):
+                sel = order[b : b + bs]
                 p, s = pos[sel], start[sel]
                 idx = p[:, None] + offs[None, :]  # (B, L) flat positions of the prefix
                 m = idx >= s[:, None]
                 hist = np.where(m, flat[np.clip(idx, 0, None)], 0)
                 n_prefix = p - s
                 counts = np.log1p(np.stack([n_prefix, np.minimum(n_prefix, self.max_history)], 1))
-                cand = np.concatenate(
-                    [flat[p][:, None], rng.integers(0, self.n_items_, (len(sel), self.n_negatives))], axis=1
-                )
-                user = self.net_.user_vectors(
-                    torch.from_numpy(hist), torch.from_numpy(m.astype(np.float32)),
-                    torch.from_numpy(counts.astype(np.float32)),
-                )  # fmt: skip
-                logits = self.net_.logits(user, torch.from_numpy(cand))  # (B, 1 + n_neg)
-                labels = torch.zeros_like(logits)
-                labels[:, 0] = 1.0
-                loss = F.binary_cross_entropy_with_logits(logits, labels)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if valid is not None and len(valid) and self.patience > 0:
-                hr = self._valid_hr(valid)
-                if hr > best:
-                    best, bad = hr, 0
-                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                else:
-                    bad += 1
-                    if bad >= self.patience:
-                        break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.net_.eval()
+                cand = np.concatenate([flat[p][:, None], rng.integers(0, n_items, (len(sel), n_neg))], axis=1)
+                yield hist, m.astype(np.float32), counts.astype(np.float32), cand
 
-    def _valid_hr(self, valid: EvalSplit, n: int = 2000, k: int = 10) -> float:
-        """HR@k (full ranking) on a fixed subsample of validation users, for early stopping."""
-        sel = np.random.default_rng(self.seed).permutation(len(valid))[:n]
-        scores = self._score([valid.histories[i] for i in sel])
-        target = scores[np.arange(len(sel)), valid.targets[sel]][:, None]
-        return float(((scores > target).sum(1) < k).mean())
+        return gen, (len(pos) + bs - 1) // bs
 
     # --- scoring -----------------------------------------------------------------------
     @torch.no_grad()
-    def _score(self, histories: list[np.ndarray]) -> np.ndarray:
-        self.net_.eval()
-        hist, mask, counts = pad_histories(histories, self.max_history)
-        user = self.net_.user_vectors(
-            torch.from_numpy(hist), torch.from_numpy(mask), torch.from_numpy(counts)
-        )
-        all_items = torch.arange(self.n_items_)
-        v = self.net_.item_vectors(all_items)  # (I, D)
-        scores = user @ v.T + self.net_.item_bias.weight.T  # (B, I)
-        return scores.numpy().astype(np.float64)
-
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._score(histories)
+            self.net_.eval()
+            hist, mask, counts = pad_histories(histories, self.max_history)
+            user = self.net_.user_vectors(
+                torch.from_numpy(hist), torch.from_numpy(mask), torch.from_numpy(counts)
+            )
+            v = self.net_.item_vectors(torch.arange(self.n_items_))  # (I, D)
+            scores = user @ v.T + self.net_.item_bias.weight.T  # (B, I)
+            return scores.numpy().astype(np.float64)
         finally:
             torch.set_num_threads(threads)
 

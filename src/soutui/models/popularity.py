@@ -6,12 +6,14 @@ model that cannot beat them on the same protocol is not learning anything useful
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
 from soutui.data.sequences import EvalSplit, SequenceData
+from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
 
 
@@ -28,12 +30,16 @@ class Popularity(Recommender):
 
     name = "popularity"
 
-    def fit(self, train: SequenceData, valid: EvalSplit | None = None) -> Self:
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
         self.n_items_ = train.n_items
         self.scores_ = item_counts(train)
         return self
 
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         return np.broadcast_to(self.scores_, (len(histories), self.n_items_)).copy()
 
     def _save_state(self, path: Path) -> None:
@@ -63,7 +69,9 @@ class RecentPopularity(Popularity):
     def params(self) -> dict[str, Any]:
         return {"half_life_days": self.half_life_days}
 
-    def fit(self, train: SequenceData, valid: EvalSplit | None = None) -> Self:
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
         self.n_items_ = train.n_items
         if train.timestamps is None or not train.sequences:
             self.scores_ = item_counts(train)

@@ -6,11 +6,9 @@ without importing it. Item index i becomes row i + 1; row 0 is padding.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 SECONDS_PER_DAY = 86400.0
 
@@ -78,44 +76,3 @@ def attribute_table(
         for j, a in enumerate(list(attrs)[:width]):
             table[i + 1, j] = vocab.setdefault(int(a), len(vocab) + 1)
     return table, len(vocab)
-
-
-def attributes_from_items(items: pd.DataFrame, item_ids: np.ndarray) -> list[list[int]] | None:
-    """Attribute ids per catalogue item from the items table's JSON `attributes`.
-
-    Uses {"attribute_ids": [...]} when present, else hashes category / brand strings
-    into ids; None when the catalogue has no attribute information at all.
-    """
-    if items is None or not len(items):
-        return None
-    by_id = items.drop_duplicates("item_id").set_index(items["item_id"].drop_duplicates().astype(str))
-    out: list[list[int]] = []
-    found = False
-    names: dict[str, int] = {}
-    for it in item_ids:
-        ids: list[int] = []
-        if str(it) in by_id.index:
-            row = by_id.loc[str(it)]
-            raw = row.get("attributes")
-            if isinstance(raw, str) and raw:
-                try:
-                    ids = [int(a) for a in json.loads(raw).get("attribute_ids", [])]
-                except (ValueError, AttributeError, TypeError):
-                    ids = []
-            if not ids:
-                for col in ("category", "brand"):
-                    v = row.get(col)
-                    if isinstance(v, str) and v:
-                        ids.append(-names.setdefault(f"{col}:{v}", len(names) + 1))
-        found = found or bool(ids)
-        out.append(ids)
-    return out if found else None
-
-
-def titles_for(items: pd.DataFrame | None, item_ids: np.ndarray) -> list[str] | None:
-    """Title per catalogue item ('' when unknown); None when the catalogue has no titles."""
-    if items is None or not len(items) or "title" not in items:
-        return None
-    m = dict(zip(items["item_id"].astype(str), items["title"].fillna("").astype(str), strict=True))
-    titles = [m.get(str(i), "") for i in item_ids]
-    return titles if any(titles) else None

@@ -5,6 +5,9 @@ onnxruntime, so a serving process can score without torch installed. `export_onn
 imports torch lazily. The exported graph maps left-padded item rows (B, max_len)
 [+ timestamps in days (B, max_len) for time-aware models] to scores over all items
 (B, n_items); the PyTorch model is the reference it is tested against.
+
+`OnnxScorer` is a full `Recommender` (name "sasrec-onnx"): the served form of a trained
+SASRec, load-only, so the shared contract tests run on it exactly as on the PyTorch model.
 """
 
 from __future__ import annotations
@@ -12,23 +15,33 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Self
 
 import numpy as np
 
+from soutui.data.sequences import EvalSplit, SequenceData
+from soutui.features.content import ItemContent
+from soutui.models.base import Recommender
 from soutui.models.sasrec_features import pad_left, pad_times
-
-if TYPE_CHECKING:
-    from soutui.models.sasrec_recommender import SASRecRecommender
 
 ONNX_FILE = "sasrec.onnx"
 INT8_FILE = "sasrec.int8.onnx"
 META_FILE = "sasrec.onnx.json"
+VECTORS_FILE = "item_vectors.npy"
 
 
-def export_onnx(
-    model: SASRecRecommender, out_dir: str | Path, quantize: bool = False, opset: int = 17
-) -> Path:
+class Exportable(Protocol):
+    """What export_onnx reads from a fitted SASRecRecommender (typed structurally, so this
+    torch-free module never imports the torch model)."""
+
+    content_cfg: Any
+
+    def _net(self) -> Any: ...
+
+    def item_vectors(self) -> np.ndarray | None: ...
+
+
+def export_onnx(model: Exportable, out_dir: str | Path, quantize: bool = False, opset: int = 17) -> Path:
     """Write sasrec.onnx (+ sasrec.int8.onnx when `quantize`) and its sidecar json into `out_dir`."""
     import torch
 
@@ -61,6 +74,7 @@ def export_onnx(
         )  # fmt: skip
     meta = {"max_len": cfg.max_len, "n_items": cfg.n_items, "inputs": names, "opset": opset}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
+    np.save(out / VECTORS_FILE, np.asarray(model.item_vectors(), dtype=np.float32))
     if quantize:
         quantize_int8(out / ONNX_FILE, out / INT8_FILE)
     return out / ONNX_FILE
@@ -74,8 +88,15 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
-class OnnxScorer:
-    """Scores histories with ONNX Runtime only (no torch), same contract as SASRecRecommender.score."""
+class OnnxScorer(Recommender):
+    """A SASRec exported by `export_onnx`, scored with ONNX Runtime only (no torch).
+
+    Load-only: `fit` and `save` raise, since the served form is trained in PyTorch and
+    exported. Item vectors written beside the graph give similar items in the model's
+    own embedding space.
+    """
+
+    name = "sasrec-onnx"
 
     def __init__(self, model_dir: str | Path, int8: bool = False, threads: int = 1):
         import onnxruntime as ort
@@ -85,21 +106,32 @@ class OnnxScorer:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found; export it with soutui.models.sasrec_onnx.export_onnx")
         meta = json.loads((d / META_FILE).read_text())
+        self.model_dir, self.int8, self.threads = d, int8, threads
         self.max_len: int = int(meta["max_len"])
-        self.n_items_: int = int(meta["n_items"])
+        self.n_items_ = int(meta["n_items"])
         self.uses_time: bool = "ts" in meta["inputs"]
         items = d / "items.json"
         self.item_ids: list[str] | None = json.loads(items.read_text()) if items.exists() else None
+        vectors = d / VECTORS_FILE
+        self.vectors_: np.ndarray | None = np.load(vectors) if vectors.exists() else None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    def score(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        return self.score_timed(histories, None)
+    def params(self) -> dict[str, Any]:
+        return {"int8": self.int8, "threads": self.threads}
 
-    def score_timed(
-        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None
+    def fit(
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
+    ) -> Self:
+        raise NotImplementedError(
+            "sasrec-onnx is the served, load-only form of SASRec: train SASRecRecommender "
+            "(soutui train) and export it with soutui.models.sasrec_onnx.export_onnx"
+        )
+
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
     ) -> np.ndarray:
         """(B, n_items) float32 scores; `timestamps` are unix seconds aligned with each history."""
         for h in histories:
@@ -112,13 +144,20 @@ class OnnxScorer:
         (scores,) = self.session.run(["scores"], feeds)
         return np.asarray(scores)
 
-    def recommend(
-        self, history: np.ndarray, k: int = 10, exclude: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (item indices, scores), `exclude` items never returned (as Recommender.recommend)."""
-        from soutui.models.base import top_k
+    def item_vectors(self) -> np.ndarray | None:
+        return self.vectors_
 
-        s = self.score([np.asarray(history, dtype=np.int64)])[0].astype(np.float64)
-        if exclude is not None and len(exclude):
-            s[np.asarray(exclude, dtype=np.int64)] = -np.inf
-        return top_k(s, k)
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        return cls(path)
+
+    def save(self, path: str | Path) -> Path:
+        raise NotImplementedError(
+            "sasrec-onnx is load-only: save the PyTorch SASRecRecommender and export it with export_onnx"
+        )
+
+    def _save_state(self, path: Path) -> None:
+        raise NotImplementedError("sasrec-onnx is load-only; write it with sasrec_onnx.export_onnx")
+
+    def _load_state(self, path: Path) -> None:
+        raise NotImplementedError("sasrec-onnx loads in its constructor: OnnxScorer(model_dir)")

@@ -3,8 +3,9 @@
 Parameters are one flat dict (so `--set key=value` works) split into three typed
 groups: the network (`SASRecConfig`), optimisation (`TrainConfig`) and content use
 (`ContentConfig`). Unknown keys fail loudly. Item content (title embeddings,
-attribute ids) is attached with `set_content` before `fit` and saved in the checkpoint,
-so a loaded model needs nothing else to score.
+attribute ids) comes in through `fit(..., content=)` and is saved in the checkpoint,
+so a loaded model needs nothing else to score. The epoch loop, early stopping and every
+choice made on validation run in the injected trainer (soutui.models.fitting).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import torch
 
 from soutui.config import ConfigError, from_dict
 from soutui.data.sequences import EvalSplit, SequenceData
+from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
+from soutui.models.fitting import Batch, TrainConfig, TrainOutcome, pick_device
+from soutui.models.itemknn import ItemKNN
 from soutui.models.sasrec import SASRec, SASRecConfig
 from soutui.models.sasrec_features import attribute_table, pad_left, pad_times, training_windows
-from soutui.training import loop
-from soutui.training.loop import Batch, TrainConfig, TrainState, pick_device
+from soutui.models.sasrec_onnx import export_onnx
 
 # network fields derived from the data, never set by the user
 DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item")
@@ -34,7 +37,7 @@ DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item")
 
 @dataclass
 class ContentConfig:
-    use_text: bool = True  # use title embeddings when set_content provided them
+    use_text: bool = True  # use title embeddings when fit(content=) provides them
     use_attrs: bool = True  # use attribute ids when provided
     use_timestamps: bool = True  # feed event times (only matters when model use_time=True)
     cold_item_reset: bool = True  # items unseen in training score by content alone
@@ -69,10 +72,8 @@ class SASRecRecommender(Recommender):
     def __init__(self, **params: Any):
         self.net_cfg, self.train_cfg, self.content_cfg = split_params(params)
         self._params = dict(params)
-        self._text: np.ndarray | None = None
-        self._attrs: list[list[int]] | None = None
         self.net_: SASRec | None = None
-        self.state_: TrainState | None = None
+        self.training_: TrainOutcome | None = None
         self.item_ids_: np.ndarray | None = None
         self.cold_reset_valid_: tuple[float, float] | None = None  # valid NDCG@10 before/after
         self.cooc_valid_: dict[float, float] | None = None  # head weight -> valid NDCG@10
@@ -80,23 +81,21 @@ class SASRecRecommender(Recommender):
     def params(self) -> dict[str, Any]:
         return dict(self._params)
 
-    def set_content(
-        self, text: np.ndarray | None = None, attributes: Sequence[Sequence[int]] | None = None
-    ) -> Self:
-        """Attach per-item content aligned with the training item vocabulary (row i = item i)."""
-        self._text = None if text is None else np.asarray(text, dtype=np.float32)
-        self._attrs = None if attributes is None else [list(a) for a in attributes]
-        return self
+    def training_report(self) -> dict[str, Any] | None:
+        if self.training_ is None:
+            return None
+        info = self.training_.as_dict()
+        if self.cold_reset_valid_ is not None:
+            info["cold_reset_valid"] = list(self.cold_reset_valid_)
+        if self.cooc_valid_ is not None:
+            info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_}
+        return info
 
     # --- building -----------------------------------------------------------------------
-    def _build(self, n_items: int) -> SASRec:
+    def _build(self, n_items: int, content: ItemContent) -> SASRec:
         cfg = dataclasses.replace(self.net_cfg, n_items=n_items)
-        text = self._text if self.content_cfg.use_text else None
-        attrs = self._attrs if self.content_cfg.use_attrs else None
-        if text is not None and len(text) != n_items:
-            raise ValueError(f"title embeddings have {len(text)} rows but the catalogue has {n_items} items")
-        if attrs is not None and len(attrs) != n_items:
-            raise ValueError(f"attributes cover {len(attrs)} items but the catalogue has {n_items} items")
+        text = content.text if self.content_cfg.use_text else None
+        attrs = content.attributes if self.content_cfg.use_attrs else None
         table = None
         if text is not None:
             cfg.text_dim = text.shape[1]
@@ -105,7 +104,7 @@ class SASRecRecommender(Recommender):
             cfg.attrs_per_item = table.shape[1] if cfg.n_attrs else 0
         net = SASRec(cfg)
         if text is not None and net.items.text is not None:
-            net.items.text[1:] = torch.from_numpy(text)
+            net.items.text[1:] = torch.from_numpy(np.asarray(text, dtype=np.float32))
         if table is not None and cfg.n_attrs and net.items.attrs is not None:
             net.items.attrs.copy_(torch.from_numpy(table))
         return net
@@ -141,20 +140,16 @@ class SASRecRecommender(Recommender):
         return gen, (len(xs) + bs - 1) // bs
 
     def fit(
-        self,
-        train: SequenceData,
-        valid: EvalSplit | None = None,
-        checkpoint_dir: str | Path | None = None,
-        resume: bool = False,
-        stop_after_epochs: int | None = None,
+        self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
     ) -> Self:
-        """Train with early stopping on validation NDCG@10 (full ranking, history not excluded)."""
-        from soutui.evaluation.protocol import ranking_metrics, target_ranks
-
+        """Train with early stopping on validation NDCG@10 (full ranking, history not excluded),
+        then make the two choices read on validation: the cold-item reset and the head weight."""
+        trainer = self._trainer()
+        content = (content or ItemContent()).check(train.n_items)
         torch.manual_seed(self.train_cfg.seed)
         self.n_items_ = train.n_items
         self.item_ids_ = np.asarray(train.item_ids)
-        self.net_ = self._build(train.n_items)
+        self.net_ = self._build(train.n_items, content)
         counts = np.bincount(
             np.concatenate(train.sequences) if train.sequences else np.zeros(0, np.int64),
             minlength=train.n_items,
@@ -164,79 +159,56 @@ class SASRecRecommender(Recommender):
         if self.net_.bias is not None:
             self.net_.bias.data[1:] = pop - pop.mean()  # start from the popularity prior
         gen, n_batches = self._batches(train)
-        vsplit = valid
-        if valid is not None and self.content_cfg.valid_users and len(valid) > self.content_cfg.valid_users:
-            pick = np.sort(
-                np.random.default_rng(self.train_cfg.seed).choice(
-                    len(valid), self.content_cfg.valid_users, replace=False
-                )
-            )
-            vsplit = valid.take(pick)
-
-        def validate() -> float:
-            assert vsplit is not None
-            ranks, _ = target_ranks(self, vsplit)
-            return ranking_metrics(ranks, (10,))["NDCG@10"]
-
-        ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-        self.state_ = train_state = loop.train(
-            self.net_,
-            gen,
-            n_batches,
-            validate if vsplit is not None and len(vsplit) else None,
-            self.train_cfg,
-            ckpt,
-            resume,
-            stop_after_epochs,
-        )
+        vsplit = self._valid_sample(valid)
+        self.training_ = outcome = trainer.train(self, self.net_, gen, n_batches, self.train_cfg, vsplit)
         self.net_.to("cpu").eval()
-        if self.content_cfg.cold_item_reset and train_state.stopped:
+        if self.content_cfg.cold_item_reset and outcome.stopped:
             before = {k: v.clone() for k, v in self.net_.state_dict().items()}
-            if self._reset_cold_items(counts) and vsplit is not None and len(vsplit):
+            if self._reset_cold_items(counts) and vsplit is not None:
                 # a choice made on VALIDATION only: keep the reset unless it lowers NDCG@10
-                after = validate()
-                self.cold_reset_valid_ = (train_state.best_metric, after)
-                if after < train_state.best_metric:
+                after = trainer.validate(self, vsplit)
+                self.cold_reset_valid_ = (outcome.best_metric, after)
+                if after < outcome.best_metric:
                     self.net_.load_state_dict(before)
-        if self.net_.cooc_idx is not None and train_state.stopped:
+        if self.net_.cooc_idx is not None and outcome.stopped:
             self._fit_cooccurrence(train, vsplit)
         return self
 
-    def _fit_cooccurrence(self, train: SequenceData, vsplit: EvalSplit | None) -> None:
-        """Install item-to-item neighbours from the TRAINING sequences and choose the head's
-        weight on validation NDCG@10 (weight 0 = the transformer alone is always a candidate)."""
-        from soutui.evaluation.metrics import ndcg_from_ranks
-        from soutui.evaluation.protocol import pessimistic_ranks
-        from soutui.models.itemknn import ItemKNN
+    def _valid_sample(self, valid: EvalSplit | None) -> EvalSplit | None:
+        """The validation users early stopping reads: all, or a seeded sample of `valid_users`."""
+        if valid is None or not len(valid):
+            return None
+        n = self.content_cfg.valid_users
+        if not n or len(valid) <= n:
+            return valid
+        pick = np.random.default_rng(self.train_cfg.seed).choice(len(valid), n, replace=False)
+        return valid.take(np.sort(pick))
 
+    def _fit_cooccurrence(self, train: SequenceData, vsplit: EvalSplit | None) -> None:
+        """Install item-to-item neighbours from the TRAINING sequences; the trainer reads the
+        head's weight on validation NDCG@10 (weight 0 = the transformer alone is a candidate)."""
         net = self._net()
-        k = net.cfg.cooc_neighbors
-        sim = ItemKNN(neighbors=k, history_half_life=net.cfg.cooc_half_life).fit(train).sim_.tocsr()
-        idx = np.zeros((train.n_items + 1, k), dtype=np.int64)
-        val = np.zeros((train.n_items + 1, k), dtype=np.float32)
-        for i in range(train.n_items):
-            a, b = sim.indptr[i], sim.indptr[i + 1]
-            idx[i + 1, : b - a] = sim.indices[a:b] + 1
-            val[i + 1, : b - a] = sim.data[a:b]
+        knn = ItemKNN(neighbors=net.cfg.cooc_neighbors, history_half_life=net.cfg.cooc_half_life).fit(train)
+        idx, val = knn.neighbour_table(net.cfg.cooc_neighbors)
         net.set_cooccurrence(torch.from_numpy(idx), torch.from_numpy(val))
         alphas = self.content_cfg.cooc_alphas
-        if vsplit is None or not len(vsplit) or not alphas:
+        if vsplit is None or not alphas:
             return
-        ranks: dict[float, list[np.ndarray]] = {a: [] for a in alphas}
-        net.cooc_alpha.zero_()
-        for start in range(0, len(vsplit), 256):
-            hist = vsplit.histories[start : start + 256]
-            times = vsplit.timestamps[start : start + 256] if vsplit.timestamps is not None else None
-            base = self.score_timed(hist, times).astype(np.float64)
-            with torch.no_grad():
-                extra = net.cooc_scores(torch.from_numpy(pad_left(hist, net.cfg.max_len))).double().numpy()
-            tgt = vsplit.targets[start : start + 256]
-            for a in alphas:
-                ranks[a].append(pessimistic_ranks(base + a * extra, tgt))
-        found = {a: round(ndcg_from_ranks(np.concatenate(r), 10), 6) for a, r in ranks.items()}
+        found = self._trainer().blend_weights(self._score_parts, vsplit, alphas)
         self.cooc_valid_ = found
         best = max(alphas, key=lambda a: (found[a], -a))  # ties -> the smaller weight
         net.cooc_alpha.fill_(best)
+
+    @torch.no_grad()
+    def _score_parts(
+        self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(transformer scores, co-occurrence head scores), each (B, I), for choosing the weight."""
+        net = self._net()
+        with self.cooc_weight(0.0):
+            base = self.score(histories, timestamps).astype(np.float64)
+        extra = net.cooc_scores(torch.from_numpy(pad_left(histories, net.cfg.max_len)))  # (B, I)
+        return base, extra.double().numpy()
 
     @torch.no_grad()
     def _reset_cold_items(self, counts: np.ndarray) -> bool:
@@ -273,11 +245,10 @@ class SASRecRecommender(Recommender):
             raise RuntimeError("sasrec model is not fitted; call fit() or load a checkpoint first")
         return self.net_
 
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self.score_timed(histories, None)
-
     @torch.no_grad()
-    def score_timed(self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None) -> np.ndarray:
+    def score(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         """Scores (B, n_items); `timestamps` (unix seconds per history item) feed time-aware models."""
         net = self._net()
         if net.training:
@@ -303,10 +274,8 @@ class SASRecRecommender(Recommender):
         )
         ids = [] if self.item_ids_ is None else [str(x) for x in self.item_ids_]
         (path / "items.json").write_text(json.dumps(ids))
-        if self.state_ is not None:
-            info = dataclasses.asdict(self.state_)
-            if self.cooc_valid_ is not None:
-                info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_}
+        info = self.training_report()
+        if info is not None:
             (path / "training.json").write_text(json.dumps(info, indent=1))
 
     def _load_state(self, path: Path) -> None:
@@ -324,6 +293,10 @@ class SASRecRecommender(Recommender):
             raise ValueError(
                 f"{path}: items.json has {len(self.item_ids_)} ids but the model has {cfg.n_items} items"
             )
+
+    def export_served(self, path: str | Path) -> Path:
+        """The ONNX scorer (sasrec.onnx + sidecar + item vectors) the server loads as OnnxScorer."""
+        return export_onnx(self, path)
 
     def to(self, device: str) -> Self:
         """Move the network (e.g. to 'cuda') for faster scoring."""

@@ -1,8 +1,9 @@
 """The training loop for torch recommenders: epochs, early stopping, checkpoints and resume.
 
-Model-agnostic: it is handed a network, a function that yields (seq, targets, ts)
-batches for an epoch, and a `validate()` callback returning the early-stopping metric
-(validation NDCG@10 under full ranking). Each epoch re-seeds torch and numpy from
+Model-agnostic: it is handed a network whose forward returns (output, loss), a function
+that yields an epoch of batches (tuples of numpy arrays passed positionally to forward),
+and a `validate()` callback returning the early-stopping metric (validation NDCG@10
+under full ranking). Models reach it through soutui.training.trainer.LoopTrainer. Each epoch re-seeds torch and numpy from
 (seed, epoch), so resuming from an epoch checkpoint replays exactly what an
 uninterrupted run would have done.
 """
@@ -10,41 +11,21 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # seq rows, target rows, ts days
+from soutui.models.fitting import Batch, BatchFn, TrainConfig, pick_device
 
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (the model's own hyper-parameters live in its config)."""
-
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 2e-3
-    # cosine decays to min_lr_ratio x lr over the budget (epochs, wall or CPU time)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 0  # linear warm-up from 0 (cosine schedule)
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
-    patience: int = 8  # validations without improvement before stopping
-    eval_every: int = 1  # epochs between validations
-    seed: int = 0
-    max_minutes: float = 0.0  # wall-clock budget for training; 0 = unlimited
-    max_cpu_minutes: float = 0.0  # CPU-time budget (fair on a shared machine); 0 = unlimited
-    threads: int = 1  # torch intra-op threads on CPU
-    device: str = "auto"  # auto = cuda when available, else cpu
-    progress: bool = True
+__all__ = ["Batch", "TrainConfig", "TrainState", "pick_device", "train"]
 
 
 @dataclass
@@ -59,14 +40,11 @@ class TrainState:
     cpu_seconds: float = 0.0  # process CPU time spent training (all threads)
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: str = ""  # why training ended: patience / epochs / time
+    device: str = "cpu"  # where it trained
+    threads: int = 0  # torch intra-op threads on CPU (0 = not set)
 
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
-    return torch.device(name)
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
@@ -105,6 +83,10 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
+def _to_device(batch: Batch, device: torch.device) -> list[torch.Tensor | None]:
+    return [None if x is None else torch.from_numpy(x).to(device) for x in batch]
+
+
 def save_checkpoint(
     path: Path,
     net: torch.nn.Module,
@@ -132,7 +114,7 @@ def load_checkpoint(
 
 def train(
     net: torch.nn.Module,
-    batches: Callable[[np.random.Generator], Iterator[Batch]],
+    batches: BatchFn,
     n_batches: int,
     validate: Callable[[], float] | None,
     cfg: TrainConfig,
@@ -152,11 +134,14 @@ def train(
         torch.set_num_threads(max(1, cfg.threads))
     scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
     net.to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.adam_beta2)
+    )
     state, best = TrainState(), None
     if resume and checkpoint_dir is not None and (checkpoint_dir / "last.pt").exists():
         state, best = load_checkpoint(checkpoint_dir, net, opt)
         net.to(device)
+    state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
     start, done_here = time.perf_counter() - state.seconds, 0
     cpu_start = time.process_time() - state.cpu_seconds
     while state.epoch < cfg.epochs and not state.stopped:
@@ -170,7 +155,7 @@ def train(
             disable=not cfg.progress,
             leave=False,
         )
-        for b, (seq, tgt, ts) in enumerate(bar):
+        for b, batch in enumerate(bar):
             if cfg.lr_schedule != "constant":
                 frac = budget_fraction(
                     cfg,
@@ -180,11 +165,8 @@ def train(
                 )
                 for group in opt.param_groups:
                     group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
-            s = torch.from_numpy(seq).to(device)
-            t = torch.from_numpy(tgt).to(device)
-            d = torch.from_numpy(ts).to(device) if ts is not None else None
             with _autocast(device):
-                _, loss = net(s, t, d)
+                _, loss = net(*_to_device(batch, device))
             assert loss is not None
             opt.zero_grad(set_to_none=True)
             loss.backward()

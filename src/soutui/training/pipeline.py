@@ -1,9 +1,10 @@
 """From a dataset name to a trained, evaluated, self-describing run directory.
 
 `run_training` is what `soutui train` calls: load the dataset, leave-one-out split,
-attach item content (title embeddings, attribute ids), fit with early stopping on
-validation NDCG@10, evaluate test with full ranking (history kept and excluded),
-save the model (+ ONNX scorer) and write record.json. Run layout:
+build item content (title embeddings, attributes, category, brand, price), fit with
+the shared loop (early stopping on validation NDCG@10), evaluate test with full ranking
+(history kept and excluded), save the model (+ its served form, e.g. the ONNX scorer)
+and write record.json. Run layout (SASRec):
 
     <run>/model.json, sasrec.pt, items.json   the loadable model (registry.load_model)
     <run>/sasrec.onnx, sasrec.onnx.json       the ONNX Runtime scorer
@@ -20,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import tomli_w
 
-from soutui.config import home_dir
+from soutui.config import ConfigError, MissingFileError, home_dir
 from soutui.data.sequences import LeaveOneOut, SequenceData, leave_one_out
-from soutui.models.base import Recommender
+from soutui.features.content import ItemContent, titles_for
+from soutui.models.base import Recommender, Trainer
 from soutui.models.registry import model_class
 from soutui.training.records import data_fingerprint, machine_info, write_record
+from soutui.training.trainer import LoopTrainer
 
 KS = (5, 10, 20)
 
@@ -38,8 +41,7 @@ class Prepared:
     dataset: str
     data: SequenceData
     split: LeaveOneOut
-    text: np.ndarray | None
-    attributes: list[list[int]] | None
+    content: ItemContent
 
 
 def prepare(
@@ -52,17 +54,18 @@ def prepare(
     """Load + split a dataset and compute (cached) item content aligned with its item vocabulary."""
     from soutui.data.datasets import load_dataset
     from soutui.features.embeddings import embed_texts
-    from soutui.models.sasrec_features import attributes_from_items, titles_for
 
     items, events = load_dataset(dataset, store_url=store_url, data_dir=data_dir, progress=progress)
     data = SequenceData.from_events(events, items)
     if data.n_users == 0:
-        raise ValueError(f"dataset {dataset!r} has no interaction events to train on")
+        raise ConfigError(f"dataset {dataset!r} has no interaction events to train on")
     titles = titles_for(items, data.item_ids)
     text = (
         embed_texts(titles, encoder, progress=progress) if titles is not None and encoder != "none" else None
     )
-    return Prepared(dataset, data, leave_one_out(data), text, attributes_from_items(items, data.item_ids))
+    return Prepared(
+        dataset, data, leave_one_out(data), ItemContent.from_items(items, data.item_ids, text=text)
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, raw = (s.strip() for s in pair.split("=", 1))
         try:
             out[key] = tomllib.loads(f"v = {raw}")["v"]
@@ -84,29 +87,19 @@ def load_params(config: str | Path | None, overrides: list[str] | None = None) -
     if config:
         path = Path(config)
         if not path.exists():
-            raise FileNotFoundError(f"config file {path} does not exist")
+            raise MissingFileError(f"config file {path} does not exist")
         with open(path, "rb") as fh:
             try:
                 params = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+                raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     params.update(parse_overrides(overrides or []))
     return params
 
 
 def to_toml(params: dict[str, Any]) -> str:
     """Flat dict -> TOML text (the config format `soutui train --config` reads back)."""
-    lines = []
-    for k, v in sorted(params.items()):
-        if isinstance(v, bool):
-            lines.append(f"{k} = {str(v).lower()}")
-        elif isinstance(v, (int, float)):
-            lines.append(f"{k} = {v!r}")
-        elif isinstance(v, (list, tuple)):
-            lines.append(f"{k} = [{', '.join(repr(x) for x in v)}]")
-        else:
-            lines.append(f'{k} = "{v}"')
-    return "\n".join(lines) + "\n"
+    return tomli_w.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in sorted(params.items())})
 
 
 def default_run_dir(dataset: str, model: str) -> Path:
@@ -123,11 +116,9 @@ def latest_unfinished(dataset: str, model: str) -> Path | None:
     return None
 
 
-def build_model(model: str, params: dict[str, Any], prep: Prepared) -> Recommender:
-    rec = model_class(model)(**params)
-    if hasattr(rec, "set_content"):
-        rec.set_content(prep.text, prep.attributes)
-    return rec
+def build_model(model: str, params: dict[str, Any], trainer: Trainer | None = None) -> Recommender:
+    """Registry model `model` with `params`, handed `trainer` (a plain LoopTrainer by default)."""
+    return model_class(model)(**params).use_trainer(trainer or LoopTrainer())
 
 
 def evaluate_splits(rec: Recommender, prep: Prepared, test: bool = True) -> dict[str, dict[str, float]]:
@@ -153,10 +144,10 @@ def run_training(
     prep: Prepared | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, evaluate, save; returns the experiment record (also written to record.json)."""
+    """Train, evaluate, save; returns the experiment record (also written to record.json).
+
+    `onnx`: also write the model's served form (SASRec: the ONNX scorer) when it has one."""
     params = dict(params or {})
-    if model == "sasrec":
-        params.setdefault("progress", progress)
     run_dir = Path(output) if output else (latest_unfinished(dataset, model) if resume else None)
     if run_dir is None:
         if resume:
@@ -167,30 +158,21 @@ def run_training(
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and (run_dir / "config.toml").exists():  # resume with the config the run started with
         with open(run_dir / "config.toml", "rb") as fh:
-            params = {**tomllib.load(fh), **{k: v for k, v in params.items() if k == "progress"}}
+            params = tomllib.load(fh)
     (run_dir / "config.toml").write_text(to_toml(params))
     prep = prep or prepare(dataset, progress=progress)
-    rec = build_model(model, params, prep)
+    trainer = LoopTrainer(checkpoint_dir=run_dir / "ckpt", resume=resume, progress=progress)
+    rec = build_model(model, params, trainer)
     t0 = time.perf_counter()
-    if model == "sasrec":
-        rec.fit(prep.split.train, prep.split.valid, checkpoint_dir=run_dir / "ckpt", resume=resume)  # type: ignore[call-arg]
-    else:
-        rec.fit(prep.split.train, prep.split.valid)
+    rec.fit(prep.split.train, prep.split.valid, content=prep.content)
     train_s = time.perf_counter() - t0
     rec.save(run_dir)
-    if onnx and model == "sasrec":
-        from soutui.models.sasrec_onnx import export_onnx
-
-        export_onnx(rec, run_dir)  # type: ignore[arg-type]
+    if onnx:
+        rec.export_served(run_dir)
     t1 = time.perf_counter()
     metrics = evaluate_splits(rec, prep)
-    state = getattr(rec, "state_", None)
-    train_cfg = getattr(rec, "train_cfg", None)
-    device = "cpu"
-    if model == "sasrec":
-        from soutui.training.loop import pick_device
-
-        device = str(pick_device(rec.train_cfg.device))  # type: ignore[attr-defined]
+    training = rec.training_report()
+    epochs = int(training["epoch"]) if training else 1
     record = {
         "run": run_dir.name,
         "dataset": dataset,
@@ -201,16 +183,17 @@ def run_training(
         "protocol": "leave-one-out (last item test, second-last validation); full ranking over all "
         "items; pessimistic ties; early stopping on validation NDCG@10 only",
         "metrics": metrics,
-        "training": None if state is None else state.__dict__,
+        "training": training,
         "time": {
             "train_s": round(train_s, 1),
             "eval_s": round(time.perf_counter() - t1, 1),
             "finished": dt.datetime.now().isoformat(timespec="seconds"),
         },  # fmt: skip
-        "interactions_per_s": round(
-            prep.split.train.n_interactions * (state.epoch if state else 1) / max(train_s, 1e-9), 1
+        "interactions_per_s": round(prep.split.train.n_interactions * epochs / max(train_s, 1e-9), 1),
+        "machine": machine_info(
+            training.get("device", "cpu") if training else "cpu",
+            training.get("threads") if training else None,
         ),
-        "machine": machine_info(device, getattr(train_cfg, "threads", None)),
         "path": str(run_dir),
     }
     write_record(run_dir, record)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,6 @@ def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
     path = Path(run_dir) / RECORD_FILE
     path.write_text(json.dumps(record, indent=2, default=str))
     return path
-
-
-def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Records from run directories or record.json files; directories are searched recursively."""
-    out = []
-    for p in map(Path, paths):
-        files = sorted(p.rglob(RECORD_FILE)) if p.is_dir() else [p]
-        out += [json.loads(f.read_text()) for f in files if f.exists()]
-    return out
 
 
 def markdown_table(

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from soutui.config import home_dir
+from soutui.config import ConfigError, home_dir
 from soutui.training.pipeline import Prepared, build_model, to_toml
+from soutui.training.trainer import LoopTrainer
 
 # model name -> function(trial) -> params; explicit, one entry per tunable model
 SearchSpace = Callable[[Any], dict[str, Any]]
@@ -52,7 +53,7 @@ def tune(
     import optuna
 
     if model not in SPACES:
-        raise ValueError(f"no search space for model {model!r}; tunable models: {sorted(SPACES)}")
+        raise ConfigError(f"no search space for model {model!r}; tunable models: {sorted(SPACES)}")
     if storage is None:
         home_dir().mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{home_dir() / 'tune.db'}"
@@ -66,12 +67,11 @@ def tune(
         params = {**(base or {}), **SPACES[model](trial)}
         if params.get("d_model", 64) % params.get("n_heads", 1):
             raise optuna.TrialPruned("d_model not divisible by n_heads")
-        rec = build_model(model, params, prep)
-        rec.fit(prep.split.train, prep.split.valid)  # early stopping reads validation only
-        state = getattr(rec, "state_", None)
-        value = float(state.best_metric) if state is not None else 0.0
+        trainer = LoopTrainer(progress=False)
+        rec = build_model(model, params, trainer)
+        rec.fit(prep.split.train, prep.split.valid, content=prep.content)  # reads validation only
         trial.set_user_attr("params", params)
-        return value
+        return trainer.validate(rec, prep.split.valid)  # the fitted model's validation NDCG@10
 
     st.optimize(objective, n_trials=trials)
     best = st.best_trial

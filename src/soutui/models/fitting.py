@@ -1,0 +1,77 @@
+"""Types a trainable (torch) model shares with the training layer: settings, batches, outcomes.
+
+Why a protocol and not an import: models sit below training and evaluation, yet a
+neural model needs an epoch loop (early stopping, checkpoints, budgets) and a
+validation metric (the evaluation protocol's full-ranking NDCG@10). The model says
+what it needs (base.Trainer); `soutui.training.trainer.LoopTrainer` implements it and is
+injected with `Recommender.use_trainer`. Models never import training/ or evaluation/,
+and there is exactly one epoch loop (training/loop.py).
+
+Why no default trainer: a default would need models/ to import training/ (an upward
+import, hidden or not) or a registration side effect that works only when some other
+module happened to be imported first. A torch model fitted without a trainer instead
+fails at once with the one line that fixes it. This module stays torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+# One batch: numpy arrays (or None) passed positionally to the network's forward, which
+# returns (output, loss). SASRec: (seq, targets, ts); the MLP: (hist, mask, counts, cand).
+Batch = tuple[np.ndarray | None, ...]
+BatchFn = Callable[[np.random.Generator], Iterator[Batch]]  # one epoch of batches from a seeded rng
+# (histories, timestamps) -> (base scores, extra scores), both (B, I): blended as base + w * extra
+PartsFn = Callable[[list[np.ndarray], list[np.ndarray] | None], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the model's own hyper-parameters live in its config)."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 2e-3
+    # cosine decays to min_lr_ratio x lr over the budget (epochs, wall or CPU time)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0  # linear warm-up from 0 (cosine schedule)
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.98  # AdamW second-moment decay
+    grad_clip: float = 5.0  # max gradient norm; 0 = no clipping
+    patience: int = 8  # validations without improvement before stopping
+    eval_every: int = 1  # epochs between validations
+    seed: int = 0
+    max_minutes: float = 0.0  # wall-clock budget for training; 0 = unlimited
+    max_cpu_minutes: float = 0.0  # CPU-time budget (fair on a shared machine); 0 = unlimited
+    threads: int = 1  # torch intra-op threads on CPU
+    device: str = "auto"  # auto = cuda when available, else cpu
+    progress: bool = True
+
+
+class TrainOutcome(Protocol):
+    """What the loop reports back (training.loop.TrainState satisfies it)."""
+
+    epoch: int
+    best_metric: float
+    stopped: str  # why training ended ('' = interrupted on purpose, see stop_after_epochs)
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' = cuda when available, else cpu; a cuda request without CUDA is a clear error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+    return torch.device(name)
