@@ -1,4 +1,7 @@
-"""`soutui data ...`: import, list, stats, quarantine export and fetch of datasets."""
+"""`soutui data ...`: import, list, stats, quarantine export, forget and fetch of datasets.
+
+Commands that only read open the store read-only, so they can run beside each other.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,16 @@ import sys
 from pathlib import Path
 
 from soutui.cli.common import add_store_arg, print_json, print_table
+from soutui.config import ConfigError
 from soutui.data.datasets import DATASETS
 from soutui.data.importers import IMPORTERS, build_dataset
-from soutui.data.importers.base import write_result
+from soutui.data.importers.base import ImportResult, write_result
 from soutui.data.importers.generic import GenericOptions, parse_mapping
 from soutui.data.importers.generic import build as build_generic
+from soutui.data.privacy import load_key, pseudonym
 from soutui.data.report import dataset_stats, format_report
 from soutui.data.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS
-from soutui.data.store import open_store
+from soutui.data.store import ImportRefused, default_store_url, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         sp.add_argument("--name", default=None, help=f"dataset name in the store (default {source})")
         add_store_arg(sp)
         sp.add_argument("--json", action="store_true", help="print the report as JSON")
+        _add_replace(sp)
         sp.set_defaults(func=_import_builtin)
     _register_generic(isub)
 
@@ -53,6 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     qu.add_argument("--out", default=None, help="file to write (default: stdout)")
     add_store_arg(qu)
     qu.set_defaults(func=_quarantine)
+
+    fo = dsub.add_parser("forget", help="delete one user from a dataset now (the right to be forgotten)")
+    fo.add_argument("--dataset", required=True, help="dataset name in the store")
+    fo.add_argument("--user", required=True, help="the shop's own user id (mapped with the dataset's key)")
+    fo.add_argument(
+        "--pseudonym-key-file", default=None, help="file with the secret key (default $SOUTUI_PSEUDONYM_KEY)"
+    )
+    add_store_arg(fo)
+    fo.add_argument("--json", action="store_true")
+    fo.set_defaults(func=_forget)
 
     fe = dsub.add_parser("fetch", help="download a public dataset into the cache")
     fe.add_argument("dataset", choices=sorted(DATASETS))
@@ -100,9 +116,21 @@ def _register_generic(isub: argparse._SubParsersAction) -> None:  # type: ignore
     g.add_argument(
         "--mask-item-text", action="store_true", help="also mask PII in item titles and descriptions"
     )
+    g.add_argument(
+        "--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL files, e.g. gbk (default utf-8)"
+    )
     add_store_arg(g)
     g.add_argument("--json", action="store_true")
+    _add_replace(g)
     g.set_defaults(func=_import_generic)
+
+
+def _add_replace(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the stored dataset even if the import keeps no rows or drops more than half its events",
+    )
 
 
 def _print_report(report: dict[str, object], as_json: bool) -> None:
@@ -112,11 +140,19 @@ def _print_report(report: dict[str, object], as_json: bool) -> None:
         print(format_report(report))
 
 
-def _import_builtin(args: argparse.Namespace) -> int:
-    result = build_dataset(args.source, args.data_dir, args.name)
-    report = write_result(result, args.store)
+def _write(result: ImportResult, args: argparse.Namespace) -> int:
+    try:
+        report = write_result(result, args.store, replace=args.replace)
+    except ImportRefused as exc:
+        r = result.report
+        why = ", ".join(f"{k} {v:,}" for k, v in sorted(r.quarantined.items())) or "none"
+        raise ImportRefused(f"{exc} (quarantined: {why}; see the report with --json)") from exc
     _print_report(report.to_dict(), args.json)
     return 0
+
+
+def _import_builtin(args: argparse.Namespace) -> int:
+    return _write(build_dataset(args.source, args.data_dir, args.name), args)
 
 
 def _import_generic(args: argparse.Namespace) -> int:
@@ -132,26 +168,29 @@ def _import_generic(args: argparse.Namespace) -> int:
         pseudonym_key_file=args.pseudonym_key_file,
         mask_pii=not args.no_pii_mask,
         mask_item_text=args.mask_item_text,
+        encoding=args.encoding,
     )
-    report = write_result(build_generic(opts), args.store)
-    _print_report(report.to_dict(), args.json)
-    return 0
+    return _write(build_generic(opts), args)
 
 
 def _free_mapping(text: str) -> dict[str, str]:
     pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
     bad = [p[0] for p in pairs if len(p) != 2]
     if bad:
-        raise ValueError(f"--event-type-map: {bad} are not VALUE=TYPE")
+        raise ConfigError(f"--event-type-map: {bad} are not VALUE=TYPE")
     return {k.strip(): v.strip() for k, v in pairs}
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
-    try:
-        rows = [dataset_stats(store, name) for name in store.datasets()]
-    finally:
-        store.close()
+    url = args.store or default_store_url()
+    if (
+        url.startswith("duckdb://")
+        and url != "duckdb://:memory:"
+        and not Path(url[len("duckdb://") :]).exists()
+    ):
+        rows = []
+    else:
+        rows = _all_stats(url)
     if args.json:
         print_json(rows)
     elif not rows:
@@ -161,8 +200,16 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _all_stats(url: str) -> list[dict[str, object]]:
+    store = open_store(url, read_only=True)
+    try:
+        return [dataset_stats(store, name) for name in store.datasets()]
+    finally:
+        store.close()
+
+
 def _stats(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     try:
         stats = dataset_stats(store, args.name)
     finally:
@@ -176,7 +223,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _quarantine(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)
     try:
         q = store.read(args.name, "quarantine")
     finally:
@@ -192,6 +239,30 @@ def _quarantine(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
             print(f"wrote {len(q)} quarantined row(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    """Map the raw id with the dataset's key, delete the user now, say what waits for a retrain."""
+    store = open_store(args.store)
+    try:
+        name = args.dataset
+        stored_as = args.user.strip()
+        if store.meta(name).get("pseudonymised") == "true":
+            stored_as = pseudonym(stored_as, load_key(args.pseudonym_key_file))
+        counts = store.forget_user(name, stored_as, also=(args.user.strip(),))
+    finally:
+        store.close()
+    result = {"dataset": name, "deleted": counts, "pending_rebuild": True}
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"forgot one user of {name}: deleted {counts['events']:,} event(s), {counts['quarantine']:,} "
+            f"quarantined row(s) and {counts['users']:,} user row(s) from the store; an audit row keeps a salted "
+            "hash, never the id. Models and indexes built before still hold the user until the next "
+            f"`soutui train --dataset {name}` (recorded as pending); see docs/privacy.md"
+        )
     return 0
 
 

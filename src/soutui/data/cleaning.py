@@ -38,6 +38,7 @@ class ImportReport:
     quarantined: dict[str, int] = field(default_factory=dict)
     privacy: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def add_fixed(self, reason: str, n: int) -> None:
@@ -59,6 +60,7 @@ class ImportReport:
             "quarantined_total": int(sum(self.quarantined.values())),
             "privacy": dict(sorted(self.privacy.items())),
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
         }
 
@@ -88,6 +90,28 @@ class Quarantine:
         )
         return len(sel)
 
+    def add_lines(self, table: str, bad_lines: list[tuple[int, str]]) -> int:
+        """Quarantine lines that could not be parsed: line number and problem, not the text.
+
+        The text is left out on purpose: it cannot be split into columns, so it cannot be
+        pseudonymised or masked column by column, and the line number finds it in the file.
+        """
+        if not bad_lines:
+            return 0
+        self._parts.append(
+            pd.DataFrame(
+                {
+                    "table": table,
+                    "row": [str(n) for n, _ in bad_lines],
+                    "reason": "bad_line",
+                    "data": [
+                        json.dumps({"line": n, "problem": why}, ensure_ascii=False) for n, why in bad_lines
+                    ],
+                }
+            )
+        )
+        return len(bad_lines)
+
     def frame(self) -> pd.DataFrame:
         if not self._parts:
             return pd.DataFrame({c: pd.Series(dtype="string") for c in QUARANTINE_COLUMNS})
@@ -106,6 +130,15 @@ def _blank(s: pd.Series) -> pd.Series:
     return s.isna() | (s.astype("string").str.strip() == "")
 
 
+def _has_nul(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """Rows with a NUL byte in one of `columns`: such ids break files, logs and C tools downstream."""
+    bad = pd.Series(False, index=df.index)
+    for c in columns:
+        if c in df.columns:
+            bad |= df[c].astype("string").str.contains("\x00", regex=False).fillna(False).astype(bool)
+    return bad
+
+
 def clean_events(
     ev: pd.DataFrame,
     report: ImportReport,
@@ -121,7 +154,8 @@ def clean_events(
     `ev` has canonical columns plus `_row`; `source` (same index) holds the original
     rows written to quarantine (defaults to `ev`). `catalogue` is the set of known item
     ids: events on other items are quarantined when it is given. `require_actor`: every
-    event needs a user or session (search-log datasets without either pass False).
+    event needs a user or session, except search events and judged rows (with a relevance),
+    which describe a query, not a person (search-log datasets without either pass False).
     """
     src = source if source is not None else ev
     if "_row" not in src.columns:
@@ -142,10 +176,13 @@ def clean_events(
     ev = reject(ev, ~ev["event_type"].isin(EVENT_TYPES), "bad_event_type")
     is_search = (ev["event_type"] == "search") & ~_blank(ev.get("query", pd.Series(pd.NA, index=ev.index)))
     ev = reject(ev, _blank(ev["item_id"]) & ~is_search.reindex(ev.index, fill_value=False), "missing_item")
+    ev = reject(ev, _has_nul(ev, ("event_id", "user_id", "session_id", "item_id")), "nul_in_id")
     if require_actor:
         user = ev["user_id"] if "user_id" in ev else pd.Series(pd.NA, index=ev.index)
         sess = ev["session_id"] if "session_id" in ev else pd.Series(pd.NA, index=ev.index)
-        ev = reject(ev, _blank(user) & _blank(sess), "missing_user")
+        judged = ev["relevance"].notna() if "relevance" in ev else pd.Series(False, index=ev.index)
+        about_query = (ev["event_type"] == "search") | judged
+        ev = reject(ev, _blank(user) & _blank(sess) & ~about_query.fillna(False), "missing_user")
     if "ts" in ev.columns:
         ts = pd.to_numeric(ev["ts"], errors="coerce")
         ev = reject(ev, ts.notna() & ((ts < MIN_TS) | (ts > now + FUTURE_SLACK_S)), "impossible_ts")
@@ -207,6 +244,12 @@ def clean_items(
     if "_row" not in items.columns:
         items = with_row_numbers(items)
     src = source if source is not None else items
+    nul = _has_nul(items, ("item_id",)).to_numpy()
+    report.add_quarantined(
+        "nul_in_id",
+        quarantine.add("items", src.loc[items.index[nul]], np.ones(int(nul.sum()), bool), "nul_in_id"),
+    )
+    items = items[~nul]
     missing = _blank(items["item_id"]).to_numpy()
     report.add_quarantined(
         "missing_item_id",

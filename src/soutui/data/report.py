@@ -22,6 +22,7 @@ def format_report(r: dict[str, Any]) -> str:
     if not r["quarantined"]:
         lines.append("  quarantined: none")
     lines += [f"  note: {n}" for n in r["notes"]]
+    lines += [f"  warning: {w}" for w in r.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -29,15 +29,22 @@ from urllib.parse import urlparse
 import duckdb
 import pandas as pd
 
-from soutui.config import home_dir
+from soutui.config import UserError, home_dir
 from soutui.data.schema import TABLES, conform, content_id_sql, fill_event_ids
 
 QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]
 SHRINK_LIMIT = 0.5  # a re-import keeping fewer than this share of the stored events is refused
 
 
-class StoreError(ValueError):
+class StoreError(UserError, ValueError):
     """A store problem the user can fix (busy, missing, refused write); the message says how."""
+
+
+class DatasetNotFound(StoreError, KeyError):
+    """No dataset of that name in the store (a KeyError too, for callers that catch that)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class StoreLockedError(StoreError):
@@ -105,7 +112,7 @@ class Store(ABC):
 
 def _check_name(name: str) -> str:
     if not name.replace("-", "_").replace("_", "").isalnum():
-        raise ValueError(f"dataset name {name!r} must be letters, digits, '-' or '_'")
+        raise StoreError(f"dataset name {name!r} must be letters, digits, '-' or '_'")
     return name.replace("-", "_")
 
 
@@ -131,14 +138,14 @@ def check_replacement(
     events = kept.get("events", 0)
     read = (rows_read or {}).get("events", 0)
     hint = "fix the input, or pass --replace to replace the dataset anyway"
-    if sum(kept.values()) == 0:
-        raise ImportRefused(f"refusing to write dataset {name!r}: the import keeps 0 rows; {hint}")
     if read and not events:
         raise ImportRefused(
             f"refusing to write dataset {name!r}: the import keeps 0 of {read:,} events read"
             + (f" (the store keeps its {stored_events:,} events)" if stored_events else "")
             + f"; {hint}"
         )
+    if sum(kept.values()) == 0:
+        raise ImportRefused(f"refusing to write dataset {name!r}: the import keeps 0 rows; {hint}")
     if stored_events and events < SHRINK_LIMIT * stored_events:
         raise ImportRefused(
             f"refusing to replace dataset {name!r}: it would drop {stored_events - events:,} of its "
@@ -259,7 +266,7 @@ class DuckDBStore(Store):
         if table not in (*TABLES, "quarantine"):
             raise ValueError(f"unknown table {table!r}")
         if name not in self.datasets() and ds not in self.datasets():
-            raise KeyError(
+            raise DatasetNotFound(
                 f"dataset {name!r} is not in the store {self.path}; import it first "
                 f"(soutui data import {name} ...). Present: {self.datasets() or 'none'}"
             )
@@ -296,10 +303,10 @@ class DuckDBStore(Store):
     def forget_user(self, name: str, user_id: str, also: Sequence[str] = ()) -> dict[str, int]:
         ds = _check_name(name)
         if ds not in self.datasets():
-            raise KeyError(f"dataset {name!r} is not in the store {self.path}")
+            raise DatasetNotFound(f"dataset {name!r} is not in the store {self.path}")
         values = {v.strip() for v in (user_id, *also) if v and v.strip()}
         if not values:
-            raise ValueError("forget_user needs a non-blank user id")
+            raise StoreError("forget_user needs a non-blank user id")
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -414,5 +421,5 @@ def open_store(url: str | None = None, read_only: bool = False) -> Store:
     url = url or default_store_url()
     scheme = urlparse(url).scheme
     if scheme not in BACKENDS:
-        raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; known: {sorted(BACKENDS)}")
+        raise StoreError(f"unknown store URL scheme {scheme!r} in {url!r}; known: {sorted(BACKENDS)}")
     return BACKENDS[scheme](url, read_only)

@@ -4,14 +4,17 @@ A column mapping (`user_id=uid,item_id=sku,ts=time,...`) names which source colu
 fills which canonical column; schema columns already named like the schema need no
 mapping. Timestamps may be unix seconds, unix milliseconds or ISO dates; event types
 are mapped to the canonical ones (synonyms below, plus the user's own map) and rows
-with any other type are quarantined. Privacy is ON by default: user ids are
-pseudonymised with a keyed HMAC and PII in queries is masked BEFORE cleaning, so not
-even the quarantine holds the raw values.
+with any other type are quarantined. Privacy is ON by default: user and session ids
+are pseudonymised with a keyed HMAC, PII in the other mapped text columns is masked and
+unmapped columns are dropped BEFORE cleaning, so not even the quarantine holds the raw
+values. Lines that cannot be parsed are quarantined by line number (`readers`); the
+quarantine's `row` is the line number in the file. Search events and relevance
+judgments need no user column; without a `ts` column the report warns that the order
+is the file's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -22,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from soutui.data import privacy
-from soutui.data.cleaning import ImportReport, Quarantine, clean_events, clean_items, with_row_numbers
-from soutui.data.importers.base import DataError, ImportResult, check_columns, require_file
-from soutui.data.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS
+from soutui.data.cleaning import ImportReport, Quarantine, clean_events, clean_items
+from soutui.data.importers.base import DataError, ImportResult, check_columns
+from soutui.data.importers.readers import nested_rows, read_table
+from soutui.data.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS, fill_event_ids
 
 EVENT_TYPE_SYNONYMS: dict[str, str] = {
     "pageview": "view", "page_view": "view", "detail": "view", "view_item": "view", "impression_click": "click",
@@ -50,6 +54,7 @@ class GenericOptions:
     pseudonym_key_file: str | None = None
     mask_pii: bool = True
     mask_item_text: bool = False
+    encoding: str = "utf-8"  # of CSV/TSV/JSONL files; a UTF-8 byte-order mark is always understood
 
 
 def parse_mapping(
@@ -69,26 +74,12 @@ def parse_mapping(
     return out
 
 
-def read_any(path: Path, what: str) -> pd.DataFrame:
-    """Read CSV/TSV/JSONL/Parquet by suffix, as strings where the format allows."""
-    require_file(path, what)
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    try:
-        if suffix.startswith((".csv", ".txt")):
-            return pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], sep=None, engine="python"
-            )
-        if suffix.startswith(".tsv"):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep="\t")
-        if suffix.startswith((".jsonl", ".ndjson", ".json")):
-            return pd.read_json(path, lines=True, dtype=False)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(
-            f"{what}: cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    raise DataError(f"{what}: {path} has an unknown format; use .csv, .tsv, .jsonl or .parquet")
+def read_any(path: Path, what: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read CSV/TSV/JSONL/Parquet by suffix as text; lines that cannot be parsed are left out.
+
+    `read_table` (in `readers`) also returns those lines, for the quarantine.
+    """
+    return read_table(path, what, encoding).frame.drop(columns="_row")
 
 
 def parse_ts(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -107,38 +98,40 @@ def parse_ts(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return out, (present & out.isna()).to_numpy(dtype=bool)
 
 
-def _event_ids(ev: pd.DataFrame) -> pd.Series:
-    """Content hash: the same event in the same file always gets the same id (idempotent re-import)."""
-    cols = [c for c in ("user_id", "session_id", "item_id", "event_type", "query", "ts") if c in ev.columns]
-    joined = (
-        ev[cols].astype("string").fillna("\x00").agg("\x1f".join, axis=1) if cols else ev.index.astype(str)
-    )
-    return pd.Series(
-        [hashlib.sha1(s.encode()).hexdigest()[:20] for s in joined], index=ev.index, dtype="string"
-    )
+ID_COLUMNS = ("user_id", "session_id")  # pseudonymised with the dataset key
+KEEP_AS_IS = ("item_id", "event_type", "ts", "relevance", "event_id")  # not personal: left unmasked
 
 
 def _apply_privacy(
     src: pd.DataFrame, opts: GenericOptions, report: ImportReport, cols: dict[str, str]
 ) -> pd.DataFrame:
-    src = src.copy()
-    if opts.pseudonymize and "user_id" in cols:
-        key = privacy.load_key(opts.pseudonym_key_file)
-        col = cols["user_id"]
-        src[col] = privacy.pseudonymize(src[col], key)
-        report.privacy["users_pseudonymised"] = int(src[col].nunique())
-    if opts.mask_pii and "query" in cols:
-        src[cols["query"]], counts = privacy.mask_series(src[cols["query"]])
-        for kind, n in counts.items():
-            report.privacy[f"pii_masked_{kind}"] = report.privacy.get(f"pii_masked_{kind}", 0) + n
-    return src
+    """The mapped source columns with privacy applied; what both the store and the quarantine see.
+
+    User and session ids are pseudonymised, every other mapped text column is PII-masked,
+    and unmapped columns are dropped: they never reach the store, not even the quarantine.
+    """
+    keep = list(dict.fromkeys(cols.values()))
+    out = src[[*keep, "_row"]].copy()
+    key = privacy.load_key(opts.pseudonym_key_file) if opts.pseudonymize else None
+    for canon, col in cols.items():
+        if canon in ID_COLUMNS and key is not None:
+            out[col] = privacy.pseudonymize(out[col].astype("string").str.strip(), key)
+            label = "users_pseudonymised" if canon == "user_id" else "sessions_pseudonymised"
+            report.privacy[label] = int(out[col].nunique())
+        elif canon not in KEEP_AS_IS and canon not in ID_COLUMNS and opts.mask_pii:
+            masked, counts = privacy.mask_series(
+                out[col].map(lambda v: v if isinstance(v, str) or v is None else str(v))
+            )
+            out[col] = masked.astype(object).where(masked.notna(), None)
+            for kind, n in counts.items():
+                report.privacy[f"pii_masked_{kind}"] = report.privacy.get(f"pii_masked_{kind}", 0) + n
+    dropped = [c for c in src.columns if c not in keep and c != "_row"]
+    if dropped:
+        report.notes.append(f"unmapped columns not imported (nor kept in the quarantine): {dropped}")
+    return out
 
 
-def build(opts: GenericOptions) -> ImportResult:
-    started = time.perf_counter()
-    report = ImportReport(dataset=opts.name, source=opts.events)
-    q = Quarantine()
-    raw = read_any(Path(opts.events), "events file")
+def _check_mapping(raw: pd.DataFrame, opts: GenericOptions) -> dict[str, str]:
     cols = {c: c for c in EVENT_COLUMNS if c in raw.columns} | opts.mapping
     check_columns(raw, list(cols.values()), f"events file {opts.events} (check --map)")
     if "item_id" not in cols:
@@ -147,14 +140,10 @@ def build(opts: GenericOptions) -> ImportResult:
         raise DataError(
             f"events file {opts.events}: no event type column; map one (--map event_type=COLUMN) or give --event-type"
         )
-    raw = with_row_numbers(raw.reset_index(drop=True))
-    report.rows_read["events"] = len(raw)
-    src = _apply_privacy(raw, opts, report, cols)
+    return cols
 
-    ev = pd.DataFrame(index=src.index)
-    for canon, col in cols.items():
-        if canon not in ("ts", "relevance"):
-            ev[canon] = src[col].astype("string").str.strip()
+
+def _event_types(ev: pd.DataFrame, src: pd.DataFrame, opts: GenericOptions) -> pd.Series:
     types = (
         ev["event_type"].str.lower()
         if "event_type" in ev
@@ -164,16 +153,54 @@ def build(opts: GenericOptions) -> ImportResult:
     bad_targets = sorted({v for v in type_map.values() if v not in EVENT_TYPES})
     if bad_targets:
         raise DataError(f"--event-type-map maps to {bad_targets}; canonical types are {list(EVENT_TYPES)}")
-    ev["event_type"] = types.map(lambda t: type_map.get(t, t) if isinstance(t, str) else t).astype("string")
+    return types.map(lambda t: type_map.get(t, t) if isinstance(t, str) else t).astype("string")
+
+
+def _canonical_events(
+    src: pd.DataFrame, cols: dict[str, str], opts: GenericOptions, report: ImportReport, q: Quarantine
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Map source columns onto canonical events; bad timestamps are quarantined here."""
+    nested = nested_rows(src, list(cols.values()))
+    report.add_quarantined("nested_value", q.add("events", src, nested, "nested_value"))
+    src = src[~nested.to_numpy()]
+    ev = pd.DataFrame(index=src.index)
+    for canon, col in cols.items():
+        if canon not in ("ts", "relevance"):
+            ev[canon] = src[col].astype("string").str.strip()
+    ev["event_type"] = _event_types(ev, src, opts)
     if "ts" in cols:
         ev["ts"], malformed = parse_ts(src[cols["ts"]])
         report.add_quarantined("malformed_ts", q.add("events", src, malformed, "malformed_ts"))
-        ev, src = ev[~malformed], src[~malformed]
+        missing = ev["ts"].isna().to_numpy() & ~malformed
+        report.add_quarantined("missing_ts", q.add("events", src, missing, "missing_ts"))
+        keep = ~(malformed | missing)
+        ev, src = ev[keep], src[keep]
+    else:
+        report.warnings.append(
+            "no ts column: events are ordered as they appear in the file, and time-based splits and "
+            "recency use that order; map a timestamp with --map ts=COLUMN if the file has one"
+        )
     if "relevance" in cols:
         ev["relevance"] = pd.to_numeric(src[cols["relevance"]], errors="coerce")
-    if "event_id" not in cols:
-        ev["event_id"] = _event_ids(ev)
+    ev, n = fill_event_ids(ev)
+    if "event_id" in cols:
+        report.add_fixed("blank_event_id", n)
     ev["_row"] = src["_row"]
+    return ev, src
+
+
+def build(opts: GenericOptions) -> ImportResult:
+    started = time.perf_counter()
+    report = ImportReport(dataset=opts.name, source=opts.events)
+    q = Quarantine()
+    read = read_table(Path(opts.events), "events file", opts.encoding)
+    cols = _check_mapping(read.frame, opts)
+    report.rows_read["events"] = len(read.frame) + len(read.bad_lines)
+    report.add_quarantined("bad_line", q.add_lines("events", read.bad_lines))
+    for what, n in read.coerced.items():
+        report.add_fixed(what, n)
+    src = _apply_privacy(read.frame.reset_index(drop=True), opts, report, cols)
+    ev, src = _canonical_events(src, cols, opts, report, q)
 
     items = None
     if opts.items:
@@ -186,8 +213,8 @@ def build(opts: GenericOptions) -> ImportResult:
     users = pd.DataFrame({"user_id": pd.unique(events["user_id"].dropna())}) if "user_id" in events else None
     report.seconds = time.perf_counter() - started
     report.notes.append(
-        f"privacy: user ids {'pseudonymised (HMAC-SHA256)' if opts.pseudonymize else 'kept as given'}, "
-        f"PII in queries {'masked' if opts.mask_pii else 'not masked'}"
+        f"privacy: user and session ids {'pseudonymised (HMAC-SHA256)' if opts.pseudonymize else 'kept as given'}, "
+        f"PII in text columns {'masked' if opts.mask_pii else 'not masked'} (quarantine included)"
     )
     tables = {"items": items, "events": events} | ({"users": users} if users is not None else {})
     meta = {"kind": "generic", "events_file": opts.events, "mapping": json.dumps(cols, sort_keys=True),
@@ -197,13 +224,18 @@ def build(opts: GenericOptions) -> ImportResult:
 
 def _read_items(opts: GenericOptions, report: ImportReport, q: Quarantine) -> pd.DataFrame:
     assert opts.items is not None
-    raw = read_any(Path(opts.items), "items file")
+    read = read_table(Path(opts.items), "items file", opts.encoding)
+    raw = read.frame.drop(columns="_row")
     cols = {c: c for c in ITEM_COLUMNS if c in raw.columns} | opts.item_mapping
     check_columns(raw, list(cols.values()), f"items file {opts.items} (check --item-map)")
     if "item_id" not in cols:
         raise DataError(f"items file {opts.items}: no item id column; map one with --item-map item_id=COLUMN")
-    raw = with_row_numbers(raw.reset_index(drop=True))
-    report.rows_read["items"] = len(raw)
+    raw = raw.reset_index(drop=True).assign(_row=read.frame["_row"].to_numpy())
+    report.rows_read["items"] = len(raw) + len(read.bad_lines)
+    report.add_quarantined("bad_line", q.add_lines("items", read.bad_lines))
+    nested = nested_rows(raw, [c for k, c in cols.items() if k != "attributes"]).to_numpy()
+    report.add_quarantined("nested_value", q.add("items", raw, nested, "nested_value"))
+    raw = raw[~nested]
     items = pd.DataFrame({canon: raw[col] for canon, col in cols.items()}, index=raw.index)
     for c in ("item_id", "title", "description", "category", "brand"):
         if c in items:
