@@ -1,26 +1,30 @@
-// soutui admin dashboard: manifest, evaluation table + plots, live stats, bundle reload.
+// soutui admin dashboard: manifest, evaluation table + plots, live stats, bundle reload; text from i18n.js.
 "use strict";
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const rates = [];
 
+// column headers: translated where i18n.js knows the column (metric names such as NDCG@10 stay as they are)
 function table(rows, cols) {
-  return `<table class="t"><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>` +
+  const head = (c) => (STRINGS.en[`col.${c}`] ? t(`col.${c}`) : c);
+  return `<table class="t"><tr>${cols.map((c) => `<th>${esc(head(c))}</th>`).join("")}</tr>` +
     rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(typeof r[c] === "number" ? +r[c].toFixed(4) : r[c])}</td>`).join("")}</tr>`).join("") + "</table>";
 }
 
 async function loadBundle() {
   const b = await (await fetch("/v1/admin/bundle")).json();
   const m = b.manifest;
-  $("#bundle-version").textContent = `serving ${b.version}`;
-  const models = Object.entries(m.models).map(([name, e]) => ({ model: name + (name === b.default_recommender ? " (default)" : ""), runtime: e.runtime || "recommender", dir: e.dir }));
-  $("#bundle").innerHTML = `<p>version <code id="version">${esc(b.version)}</code> · dataset <b>${esc(m.dataset)}</b> · ${m.n_items} items · built ${esc(m.created)}</p>` +
-    table(models, ["model", "runtime", "dir"]) +
-    `<p class="status">search index: ${m.search ? "yes" : "no"} · store: ${esc(b.store)} · writes ${b.writes_enabled ? "enabled" : "disabled"}</p>`;
+  $("#bundle-version").textContent = t("admin.serving", { version: b.version });
+  const models = Object.entries(m.models).map(([name, e]) => ({ model: name + (name === b.default_recommender ? t("admin.default") : ""), runtime: e.runtime || "recommender", dir: e.dir }));
+  const summary = tHtml("admin.summary", {
+    version: `<code id="version">${esc(b.version)}</code>`, dataset: `<b>${esc(m.dataset)}</b>`, n: esc(m.n_items), created: esc(m.created),
+  });
+  $("#bundle").innerHTML = `<p>${summary}</p>` + table(models, ["model", "runtime", "dir"]) +
+    `<p class="status">${esc(t("admin.search_index"))}: ${esc(t(m.search ? "admin.yes" : "admin.no"))} · ${esc(t("admin.store"))}: ${esc(b.store)} · ${esc(t(b.writes_enabled ? "admin.writes_on" : "admin.writes_off"))}</p>`;
   const ev = await (await fetch("/v1/admin/evaluation")).json();
   const cols = ["HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR@10", "Coverage@20"];
   const rows = Object.entries(ev.models || {}).filter(([, r]) => r.test).map(([n, r]) => ({ model: n, ...r.test }));
-  $("#evaluation").innerHTML = rows.length ? `<p class="status">${esc(ev.protocol || "")}; ${esc(ev.split || "")}</p>` + table(rows, ["model", ...cols.filter((c) => c in rows[0])]) : `<p class="empty">No evaluation in this bundle.</p>`;
+  $("#evaluation").innerHTML = rows.length ? `<p class="status">${esc(ev.protocol || "")}; ${esc(ev.split || "")}</p>` + table(rows, ["model", ...cols.filter((c) => c in rows[0])]) : `<p class="empty">${esc(t("admin.no_eval"))}</p>`;
   $("#plots").innerHTML = (ev.plots || []).map((p) => `<img alt="${esc(p)}" src="/v1/admin/plots/${encodeURIComponent(p.split("/").pop())}">`).join("");
 }
 
@@ -37,22 +41,23 @@ async function pollStats() {
   try {
     const s = await (await fetch("/v1/admin/stats")).json();
     const rows = Object.entries(s.routes).filter(([r]) => r !== "/v1/admin/stats").map(([route, v]) => ({ route, ...v }));
-    $("#stats").innerHTML = table(rows, ["route", "rate_per_s", "count", "errors", "p50_ms", "p95_ms", "p99_ms"]) + `<p class="status">${s.users} users in memory</p>`;
+    $("#stats").innerHTML = table(rows, ["route", "rate_per_s", "count", "errors", "p50_ms", "p95_ms", "p99_ms"]) + `<p class="status">${esc(t("admin.users", { n: s.users }))}</p>`;
     rates.push(rows.reduce((a, r) => a + r.rate_per_s, 0)); if (rates.length > 60) rates.shift();
     drawRates();
-  } catch (e) { $("#stats").textContent = `stats unavailable: ${e.message}`; }
+  } catch (e) { $("#stats").textContent = t("admin.stats_down", { msg: e.message }); }
 }
 
 $("#reload-btn").addEventListener("click", async () => {
   let key = localStorage.getItem("soutui.key");
-  if (!key) { key = prompt("API key (X-API-Key) for admin actions:") || ""; localStorage.setItem("soutui.key", key); }
+  if (!key) { key = prompt(t("admin.key_prompt")) || ""; localStorage.setItem("soutui.key", key); }
   const r = await fetch("/v1/admin/reload", { method: "POST", headers: { "Content-Type": "application/json", "X-API-Key": key }, body: "{}" });
   const body = await r.json().catch(() => ({}));
   if (r.status === 401) localStorage.removeItem("soutui.key");
-  $("#reload-log").textContent = r.ok ? `loaded ${body.bundle} (was ${body.previous})` : `refused: ${body.detail || r.statusText}`;
+  $("#reload-log").textContent = r.ok ? t("admin.loaded", { bundle: body.bundle, previous: body.previous }) : t("admin.refused", { msg: body.detail || r.statusText });
   loadBundle();
 });
 
+setupLangSwitch("admin.doc_title", () => { loadBundle(); pollStats(); });
 loadBundle();
 pollStats();
 setInterval(pollStats, 2000);

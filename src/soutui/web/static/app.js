@@ -1,4 +1,4 @@
-// soutui storefront: plain JS over the /v1 API (no build step).
+// soutui storefront: plain JS over the /v1 API (no build step); text comes from i18n.js (t, translateReason).
 "use strict";
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -15,20 +15,30 @@ async function api(path, params = {}) {
 
 function hue(s) { let h = 0; for (const c of String(s)) h = (h * 31 + c.codePointAt(0)) % 360; return h; }
 
-function card(it) {
-  const price = it.price == null ? "" : `<span class="price">$${it.price.toFixed(2)}</span>`;
-  const stock = it.in_stock ? `<span class="badge">in stock</span>` : `<span class="badge out">out of stock</span>`;
-  const initial = esc([...(it.brand || it.title || "?")][0].toUpperCase());
-  return `<a class="card" data-item="${esc(it.item_id)}" href="#/item/${encodeURIComponent(it.item_id)}">
-    <div class="thumb" style="background:hsl(${hue(it.category || it.title)} 55% 62%)">${initial}</div>
-    <div class="title">${esc(it.title)}</div>
-    <div class="meta">${esc(it.brand || "")}${it.brand && it.category ? " · " : ""}${esc(it.category || "")}</div>
-    <div>${price} ${stock}</div>
-    <div class="reason">${esc(it.reason || "")}</div></a>`;
+// An item without a real title (missing, or the API fell back to its id) is never shown as a bare id.
+function label(it) {
+  const title = it.title && it.title !== it.item_id ? it.title : "";
+  return title || [it.brand, it.category].filter(Boolean).join(" · ") || t("item.untitled");
 }
 
-function block(title, items, id) {
-  const body = items.length ? `<div class="grid">${items.map(card).join("")}</div>` : `<div class="empty">Nothing to show.</div>`;
+function stockBadge(it) {
+  return it.in_stock ? `<span class="badge">${esc(t("item.in_stock"))}</span>` : `<span class="badge out">${esc(t("item.out_of_stock"))}</span>`;
+}
+
+function card(it) {
+  const price = it.price == null ? "" : `<span class="price">$${it.price.toFixed(2)}</span>`;
+  const name = label(it);
+  const initial = esc([...(it.brand || name || "?")][0].toUpperCase());
+  return `<a class="card" data-item="${esc(it.item_id)}" href="#/item/${encodeURIComponent(it.item_id)}">
+    <div class="thumb" style="background:hsl(${hue(it.category || name)} 55% 62%)">${initial}</div>
+    <div class="title">${esc(name)}</div>
+    <div class="meta">${esc(it.brand || "")}${it.brand && it.category ? " · " : ""}${esc(it.category || "")}</div>
+    <div>${price} ${stockBadge(it)}</div>
+    <div class="reason">${esc(translateReason(it.reason))}</div></a>`;
+}
+
+function block(title, items, id, empty = t("block.empty")) {
+  const body = items.length ? `<div class="grid">${items.map(card).join("")}</div>` : `<div class="empty">${esc(empty)}</div>`;
   return `<section class="block" id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
 }
 
@@ -48,50 +58,51 @@ function facetEntries(f) {
 
 function fillFacet(sel, entries) {
   const keep = sel.value;
-  sel.innerHTML = `<option value="">All</option>` + entries.slice(0, 40)
+  sel.innerHTML = `<option value="" data-i18n="filters.all">${esc(t("filters.all"))}</option>` + entries.slice(0, 40)
     .map(([v, n]) => `<option value="${esc(v)}">${esc(v)}${n != null ? ` (${n})` : ""}</option>`).join("");
   if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
 async function home() {
   const view = $("#view");
-  view.innerHTML = `<div class="empty">Loading…</div>`;
+  view.innerHTML = `<div class="empty">${esc(t("status.loading"))}</div>`;
   const cat = $("#f-category").value;
   try {
     const [recs, trend] = await Promise.all([
       state.user ? api(`/v1/recommend/${encodeURIComponent(state.user)}`, { k: 12, category: cat, diverse: "true" }) : null,
       api("/v1/trending", { k: 12, category: cat }),
     ]);
-    view.innerHTML = (recs ? block(`Recommended for you (${state.user})`, recs.items, "recs") : "") +
-      block(cat ? `Popular in ${cat}` : "Trending this week", trend.items, "trending");
-  } catch (e) { view.innerHTML = `<div class="empty">Error: ${esc(e.message)}</div>`; }
+    view.innerHTML = (recs ? block(t("block.recs", { user: state.user }), recs.items, "recs") : "") +
+      block(cat ? t("block.popular_in", { category: cat }) : t("block.trending"), trend.items, "trending");
+  } catch (e) { view.innerHTML = `<div class="empty">${esc(t("status.error", { msg: e.message }))}</div>`; }
 }
 
 async function search(q) {
   const view = $("#view");
   state.lastQuery = q;
-  view.innerHTML = `<div class="empty">Searching…</div>`;
+  view.innerHTML = `<div class="empty">${esc(t("status.searching"))}</div>`;
   try {
     const res = await api("/v1/search", { q, k: 24, user_id: state.user, ...filters() });
     const facets = res.facets || {};
     if (facets.category) fillFacet($("#f-category"), facetEntries(facets.category));
     if (facets.brand) fillFacet($("#f-brand"), facetEntries(facets.brand));
-    view.innerHTML = block(`Results for “${q}” (${res.items.length})`, res.items, "results");
-  } catch (e) { view.innerHTML = `<div class="empty">Search failed: ${esc(e.message)}</div>`; }
+    view.innerHTML = block(t("block.results", { q, n: res.items.length }), res.items, "results", t("search.none", { q }));
+  } catch (e) { view.innerHTML = `<div class="empty">${esc(t("status.search_failed", { msg: e.message }))}</div>`; }
 }
 
 async function product(id) {
   const view = $("#view");
-  view.innerHTML = `<div class="empty">Loading…</div>`;
+  view.innerHTML = `<div class="empty">${esc(t("status.loading"))}</div>`;
   try {
     const [it, sim] = await Promise.all([api(`/v1/items/${encodeURIComponent(id)}`), api(`/v1/similar/${encodeURIComponent(id)}`, { k: 8 })]);
     const price = it.price == null ? "" : `$${it.price.toFixed(2)}`;
+    const name = label(it);
     view.innerHTML = `<div class="product" id="product">
-        <div class="thumb" style="background:hsl(${hue(it.category || it.title)} 55% 62%)">${esc([...(it.brand || it.title || "?")][0].toUpperCase())}</div>
-        <div><h1 id="product-title">${esc(it.title)}</h1>
+        <div class="thumb" style="background:hsl(${hue(it.category || name)} 55% 62%)">${esc([...(it.brand || name || "?")][0].toUpperCase())}</div>
+        <div><h1 id="product-title">${esc(name)}</h1>
           <div class="meta">${esc(it.brand || "")} ${esc(it.category || "")}</div>
-          <p class="price">${price} ${it.in_stock ? '<span class="badge">in stock</span>' : '<span class="badge out">out of stock</span>'}</p>
-          <button id="add-cart" type="button">Add to cart</button></div></div>` + block("Similar items", sim.items, "similar");
+          <p class="price">${price} ${stockBadge(it)}</p>
+          <button id="add-cart" type="button">${esc(t("item.add_cart"))}</button></div></div>` + block(t("block.similar"), sim.items, "similar");
     $("#add-cart").onclick = () => sendEvent(id, "cart");
     sendEvent(id, "view");
   } catch (e) { view.innerHTML = `<div class="empty">${esc(e.message)}</div>`; }
@@ -103,7 +114,7 @@ async function sendEvent(itemId, type) {
   const key = localStorage.getItem("soutui.key") || "";
   const ev = { event_id: `${Date.now()}-${Math.random().toString(36).slice(2)}`, user_id: state.user, item_id: itemId, event_type: type };
   const r = await fetch("/v1/events", { method: "POST", headers: { "Content-Type": "application/json", "X-API-Key": key }, body: JSON.stringify({ events: [ev] }) });
-  $("#status").textContent = r.ok ? `recorded ${type}` : `event not recorded (${r.status})`;
+  $("#status").textContent = r.ok ? t("event.recorded", { type: t(`event.${type}`) }) : t("event.refused", { status: r.status });
 }
 
 function route() {
@@ -129,4 +140,5 @@ $("#demo-user").addEventListener("click", async () => {
   location.hash = "#/"; route();
 });
 window.addEventListener("hashchange", route);
+setupLangSwitch("store.doc_title", route);
 route();
