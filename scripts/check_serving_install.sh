@@ -43,7 +43,7 @@ test -n "$BUNDLE" || { echo "no bundle was built" >&2; exit 1; }
 
 step "wait for the core install"
 wait "$PIP_PID" || { grep -v "^WARNING: Location" "$WORK/pip.log" >&2; echo "pip install . failed" >&2; exit 1; }
-"$WORK/venv/bin/python" -c "import soutui"
+"$WORK/venv/bin/python" -c "import pathlib, soutui; assert (pathlib.Path(soutui.__file__).parent / 'defaults.toml').is_file()"
 if "$WORK/venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "FAIL: torch is importable in the core install" >&2; exit 1
 fi

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
+import soutui
 from soutui.config import (
     ConfigError,
     MissingFileError,
@@ -103,3 +105,51 @@ def test_load_toml_errors_say_what_to_fix(tmp_path: Path) -> None:
     typo.write_text("[inner]\nnn = 2\n")
     with pytest.raises(ConfigError, match=rf"{typo}\.inner: unknown key\(s\) \['nn'\]"):
         load_toml(Outer, typo)
+
+
+# --- the shipped, commented defaults.toml -------------------------------------------
+
+DEFAULTS = Path(soutui.__file__).parent / "defaults.toml"
+
+
+def _defaults() -> dict[str, Any]:
+    return tomllib.loads(DEFAULTS.read_text(encoding="utf-8"))
+
+
+def test_defaults_toml_is_every_serve_key_at_its_default() -> None:
+    from soutui.serving.settings import RulesConfig, ServeSettings
+
+    doc = _defaults()
+    assert set(doc["serve"]) == {f.name for f in dataclasses.fields(ServeSettings)}
+    assert set(doc["serve"]["rules"]) == {f.name for f in dataclasses.fields(RulesConfig)}
+    assert from_dict(ServeSettings, doc["serve"]) == ServeSettings()
+    assert load_toml(ServeSettings, DEFAULTS, table="serve") == ServeSettings()
+
+
+def test_defaults_toml_is_every_model_parameter_at_its_default() -> None:
+    from soutui.models.registry import MODELS, model_class
+
+    models = _defaults()["models"]
+    assert set(models) == set(MODELS)
+    for name in MODELS:
+        if name == "sasrec":
+            continue
+        default = model_class(name)().params()
+        assert models[name] == default, name  # every key, every value
+
+
+def test_defaults_toml_sasrec_section_matches_its_configs() -> None:
+    pytest.importorskip("torch")
+    from soutui.models.sasrec_recommender import DERIVED, split_params
+
+    section = _defaults()["models"]["sasrec"]
+    defaults = split_params({})
+    assert split_params(section) == defaults  # same values, through the real typed configs
+    keys = {f.name for cfg in defaults for f in dataclasses.fields(cfg)} - set(DERIVED)
+    assert set(section) == keys
+
+
+def test_every_defaults_key_has_a_comment() -> None:
+    for line in DEFAULTS.read_text(encoding="utf-8").splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            assert " # " in line, f"defaults.toml: document {line.split('=')[0].strip()!r} with a comment"

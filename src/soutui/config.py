@@ -145,8 +145,13 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def load_toml(cls: type[T], path: str | Path) -> T:
-    """Read TOML file `path` into dataclass `cls`; a missing or malformed file is a ConfigError."""
+def load_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
+    """Read TOML file `path` into dataclass `cls`; a missing or malformed file is a user error.
+
+    With `table`, a file that has that top-level table (like `[serve]` in defaults.toml)
+    is read from it and its other tables are left to their own readers; a file without it
+    is read whole, as flat keys.
+    """
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -154,6 +159,8 @@ def load_toml(cls: type[T], path: str | Path) -> T:
         raise MissingFileError(f"config file {path} does not exist; pass the path of a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if table and isinstance(data.get(table), dict):
+        return from_dict(cls, data[table], where=f"{path} [{table}]")
     return from_dict(cls, data, where=str(path))
 
 

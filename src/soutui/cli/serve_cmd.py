@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--bundle", default=None, help="bundle dir (default: newest under $SOUTUI_HOME/bundles)")
-    p.add_argument("--config", default=None, help="TOML file with ServeSettings keys (see docs/serving.md)")
+    p.add_argument("--config", default=None, help="TOML file: a [serve] table or flat keys (all keys: soutui/defaults.toml)")
     p.add_argument("--insecure-dev", action="store_true", help="enable write endpoints without an API key")
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="poll for newer bundles")
     add_store_arg(p)
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from soutui.serving.settings import ServeSettings
 
-    s = load_toml(ServeSettings, args.config) if args.config else from_dict(ServeSettings, {})
+    s = load_toml(ServeSettings, args.config, table="serve") if args.config else from_dict(ServeSettings, {})
     overrides = {
         "host": args.host, "port": args.port, "bundle": args.bundle, "store": args.store,
         "watch_interval_s": args.watch, "insecure_dev": True if args.insecure_dev else None,
