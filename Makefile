@@ -1,7 +1,9 @@
 # The two commands of the README:
 #   make demo  - install, import Amazon Beauty, train + evaluate, print the table, serve the storefront
-#   make test  - install (with Chromium for page tests), then run the default test suite
-.PHONY: demo test test-all lint
+#   make test  - install (apt packages when missing, Chromium for page tests), then run the default test suite
+# Also: make lint (ruff + mypy), make check-install (a core `pip install .` serves without torch),
+#       make test-all (slow tests too). CI (.ci/run) runs setup, lint, check-install and test.
+.PHONY: demo test test-all lint check-install
 
 demo:
 	bash scripts/setup.sh
@@ -16,5 +18,8 @@ test-all:
 	.venv/bin/python -m pytest -q -m "not gpu"
 
 lint:
-	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff check src tests benchmarks scripts
 	.venv/bin/mypy src/soutui
+
+check-install:
+	bash scripts/check_serving_install.sh

@@ -1,8 +1,43 @@
 #!/usr/bin/env bash
-# Install soutui into ./.venv (idempotent). Pass --browser to also install Chromium for page tests.
+# Install soutui into ./.venv with every extra (idempotent), on a fresh Debian/Ubuntu machine too.
+# Pass --browser to also install Chromium for the page tests.
+#
+# System packages (apt) are installed only when missing: python3-venv (venv + ensurepip),
+# libgomp1 (OpenMP for LightGBM/faiss), and with --browser chromium + a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+
+apt_install() {
+  [ "$#" -gt 0 ] || return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "setup: please install these system packages first: $*" >&2
+    exit 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: apt-get install $*"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+missing=()
+command -v "$PY" >/dev/null || missing+=(python3)
+if command -v "$PY" >/dev/null && ! "$PY" -c "import ensurepip, venv" 2>/dev/null; then
+  missing+=(python3-venv)
+fi
+if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "libgomp.so.1"; then
+  missing+=(libgomp1)
+fi
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  missing+=(chromium fonts-wqy-microhei)
+fi
+apt_install "${missing[@]}"
+
+if ! "$PY" -c "import sys; sys.exit(sys.version_info < (3, 11))"; then
+  echo "setup: soutui needs Python >= 3.11; $PY is $("$PY" --version 2>&1). Set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -11,9 +46,4 @@ fi
 # pip from resolving any other package to a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[train,dev,bench]"
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null
-fi
 echo "soutui installed in .venv ($(.venv/bin/soutui --version))"
