@@ -210,9 +210,9 @@ class DuckDBStore(Store):
         return bool(self._con.execute(q, [table]).fetchall()[0][0])
 
     def _repair_ids(self, ds: str) -> int:
-        """Stored events without an id (older stores) get their content id, in place."""
+        """Stored events without an id (older stores kept NULLs) get their content id, in place."""
         t = f'"{ds}__events"'
-        blank = "event_id IS NULL OR trim(event_id) = ''"
+        blank = "event_id IS NULL"
         n = self._con.execute(f"SELECT count(*) FROM {t} WHERE {blank}").fetchall()[0][0]
         if n:
             self._con.execute(f"UPDATE {t} SET event_id = {content_id_sql()} WHERE {blank}")
