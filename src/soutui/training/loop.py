@@ -112,6 +112,74 @@ def load_checkpoint(
     return TrainState(**ck["state"]), ck["best"]
 
 
+def _run_epoch(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batches: BatchFn,
+    n_batches: int,
+    cfg: TrainConfig,
+    state: TrainState,
+    device: torch.device,
+    clock: tuple[float, float],
+) -> float:
+    """One epoch of optimizer steps (seeded from (seed, epoch)); returns the mean loss."""
+    rng = seed_epoch(cfg.seed, state.epoch)
+    net.train()
+    total, count = 0.0, 0
+    bar = tqdm(batches(rng), total=n_batches, desc=f"epoch {state.epoch + 1}", disable=not cfg.progress,
+               leave=False)  # fmt: skip
+    for b, batch in enumerate(bar):
+        if cfg.lr_schedule != "constant":
+            frac = budget_fraction(
+                cfg, state.epoch + b / max(n_batches, 1), time.perf_counter() - clock[0],
+                time.process_time() - clock[1],
+            )  # fmt: skip
+            for group in opt.param_groups:
+                group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
+        with _autocast(device):
+            _, loss = net(*_to_device(batch, device))
+        assert loss is not None
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        total += float(loss.detach())
+        count += 1
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+def _validate(
+    net: torch.nn.Module,
+    validate: Callable[[], float],
+    cfg: TrainConfig,
+    state: TrainState,
+    row: dict[str, float],
+    best: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Read the validation metric; returns the best weights so far (patience counted in `state`)."""
+    net.eval()
+    metric = float(validate())
+    row["valid"] = round(metric, 6)
+    if metric > state.best_metric:
+        state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
+        return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+    state.bad_evals += 1
+    if state.bad_evals >= cfg.patience:
+        state.stopped = "patience"
+    return best
+
+
+def _budget_spent(cfg: TrainConfig, state: TrainState) -> str:
+    """Why the budget ends training after this epoch ('' = keep going)."""
+    if cfg.max_minutes > 0 and state.seconds > cfg.max_minutes * 60:
+        return "time"
+    if cfg.max_cpu_minutes > 0 and state.cpu_seconds > cfg.max_cpu_minutes * 60:
+        return "cpu-time"
+    return "epochs" if state.epoch >= cfg.epochs else ""
+
+
 def train(
     net: torch.nn.Module,
     batches: BatchFn,
@@ -142,69 +210,25 @@ def train(
         state, best = load_checkpoint(checkpoint_dir, net, opt)
         net.to(device)
     state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
-    start, done_here = time.perf_counter() - state.seconds, 0
-    cpu_start = time.process_time() - state.cpu_seconds
+    clock = (time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)  # wall, CPU starts
+    done_here = 0
     while state.epoch < cfg.epochs and not state.stopped:
-        rng = seed_epoch(cfg.seed, state.epoch)
-        net.train()
-        total, count = 0.0, 0
-        bar = tqdm(
-            batches(rng),
-            total=n_batches,
-            desc=f"epoch {state.epoch + 1}",
-            disable=not cfg.progress,
-            leave=False,
-        )
-        for b, batch in enumerate(bar):
-            if cfg.lr_schedule != "constant":
-                frac = budget_fraction(
-                    cfg,
-                    state.epoch + b / max(n_batches, 1),
-                    time.perf_counter() - start,
-                    time.process_time() - cpu_start,
-                )
-                for group in opt.param_groups:
-                    group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
-            with _autocast(device):
-                _, loss = net(*_to_device(batch, device))
-            assert loss is not None
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            total += float(loss.detach())
-            count += 1
-            bar.set_postfix(loss=f"{total / count:.4f}")
+        loss = _run_epoch(net, opt, batches, n_batches, cfg, state, device, clock)
         state.epoch += 1
-        row: dict[str, float] = {"epoch": state.epoch, "loss": round(total / max(count, 1), 5)}
+        row: dict[str, float] = {"epoch": state.epoch, "loss": round(loss, 5)}
         if validate is None:
             best = None  # keep the current weights
         elif state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
-            net.eval()
-            metric = float(validate())
-            row["valid"] = round(metric, 6)
-            if metric > state.best_metric:
-                state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
-                best = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
-            else:
-                state.bad_evals += 1
-                if state.bad_evals >= cfg.patience:
-                    state.stopped = "patience"
-        state.seconds = time.perf_counter() - start
-        state.cpu_seconds = time.process_time() - cpu_start
+            best = _validate(net, validate, cfg, state, row, best)
+        state.seconds = time.perf_counter() - clock[0]
+        state.cpu_seconds = time.process_time() - clock[1]
         row["seconds"], row["cpu_seconds"] = round(state.seconds, 1), round(state.cpu_seconds, 1)
         state.history.append(row)
         if cfg.progress:
             tqdm.write(
                 f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
             )
-        if cfg.max_minutes > 0 and state.seconds > cfg.max_minutes * 60 and not state.stopped:
-            state.stopped = "time"
-        if cfg.max_cpu_minutes > 0 and state.cpu_seconds > cfg.max_cpu_minutes * 60 and not state.stopped:
-            state.stopped = "cpu-time"
-        if state.epoch >= cfg.epochs and not state.stopped:
-            state.stopped = "epochs"
+        state.stopped = state.stopped or _budget_spent(cfg, state)
         if checkpoint_dir is not None:
             save_checkpoint(checkpoint_dir, net, opt, state, best)
         done_here += 1

@@ -134,6 +134,41 @@ def evaluate_splits(rec: Recommender, prep: Prepared, test: bool = True) -> dict
     return out
 
 
+def make_record(
+    run_dir: Path,
+    dataset: str,
+    model: str,
+    params: dict[str, Any],
+    prep: Prepared,
+    metrics: dict[str, dict[str, float]],
+    training: dict[str, Any] | None,
+    times: dict[str, Any],
+) -> dict[str, Any]:
+    """The experiment record: what ran, on which data, how it scored, how long, on what machine."""
+    epochs = int(training["epoch"]) if training else 1
+    return {
+        "run": run_dir.name,
+        "dataset": dataset,
+        "model": model,
+        "params": params,
+        "data_fingerprint": data_fingerprint(prep.data),
+        "data": prep.data.stats(),
+        "protocol": "leave-one-out (last item test, second-last validation); full ranking over all "
+        "items; pessimistic ties; early stopping on validation NDCG@10 only",
+        "metrics": metrics,
+        "training": training,
+        "time": times,
+        "interactions_per_s": round(
+            prep.split.train.n_interactions * epochs / max(times["train_s"], 1e-9), 1
+        ),
+        "machine": machine_info(
+            training.get("device", "cpu") if training else "cpu",
+            training.get("threads") if training else None,
+        ),
+        "path": str(run_dir),
+    }
+
+
 def run_training(
     dataset: str,
     model: str = "sasrec",
@@ -171,30 +206,8 @@ def run_training(
         rec.export_served(run_dir)
     t1 = time.perf_counter()
     metrics = evaluate_splits(rec, prep)
-    training = rec.training_report()
-    epochs = int(training["epoch"]) if training else 1
-    record = {
-        "run": run_dir.name,
-        "dataset": dataset,
-        "model": model,
-        "params": params,
-        "data_fingerprint": data_fingerprint(prep.data),
-        "data": prep.data.stats(),
-        "protocol": "leave-one-out (last item test, second-last validation); full ranking over all "
-        "items; pessimistic ties; early stopping on validation NDCG@10 only",
-        "metrics": metrics,
-        "training": training,
-        "time": {
-            "train_s": round(train_s, 1),
-            "eval_s": round(time.perf_counter() - t1, 1),
-            "finished": dt.datetime.now().isoformat(timespec="seconds"),
-        },  # fmt: skip
-        "interactions_per_s": round(prep.split.train.n_interactions * epochs / max(train_s, 1e-9), 1),
-        "machine": machine_info(
-            training.get("device", "cpu") if training else "cpu",
-            training.get("threads") if training else None,
-        ),
-        "path": str(run_dir),
-    }
+    times = {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t1, 1),
+             "finished": dt.datetime.now().isoformat(timespec="seconds")}  # fmt: skip
+    record = make_record(run_dir, dataset, model, params, prep, metrics, rec.training_report(), times)
     write_record(run_dir, record)
     return record
