@@ -114,3 +114,11 @@ def test_load_roundtrip_keeps_results(engine: SearchEngine, engine_dir: Path) ->
         a = [h.item_id for h in engine.search(q, method="hybrid")[0]]
         b = [h.item_id for h in again.search(q, method="hybrid")[0]]
         assert a == b
+
+
+def test_warm_up_loads_every_query_encoder(engine: SearchEngine) -> None:
+    from soutui.features import embeddings, onnx_encoder
+
+    engine.warm_up()
+    assert embeddings._use_model.cache_info().currsize == 1
+    assert onnx_encoder._session.cache_info().currsize >= 1

@@ -202,6 +202,15 @@ class SearchEngine:
             manifest = {**{k: v for k, v in old.items() if k not in manifest}, **manifest}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
+    def warm_up(self) -> None:
+        """Load every query encoder (USE takes ~2 s on first use) with an English and a Chinese query."""
+        for text in ("warm up", "热门"):
+            q = self.parse(text)
+            for enc in self.vectors:
+                self.embed_query(q, enc)
+            self.search(text, k=1)
+        self.clear_query_cache()
+
     def clear_query_cache(self) -> None:
         for f in self._encoders.values():
             f.cache_clear()  # type: ignore[attr-defined]
@@ -279,10 +288,10 @@ class SearchEngine:
             lists[enc] = self._dense(q, enc, mask, self.config.dense_candidates)[0]
         fused_rows, fused = rrf(list(lists.values()), self.config.rrf_k)
         ranks = {}
-        pos = {r: i for i, r in enumerate(fused_rows.tolist())}
+        by_row = np.argsort(fused_rows)  # position in fused_rows of each row, by searchsorted
         for name, rows in lists.items():
             rk = np.zeros(len(fused_rows), np.int64)
-            rk[[pos[r] for r in rows.tolist()]] = np.arange(1, len(rows) + 1)
+            rk[by_row[np.searchsorted(fused_rows, rows, sorter=by_row)]] = np.arange(1, len(rows) + 1)
             ranks[name] = rk
         cos = {enc: self.vectors[enc].similarity(self.embed_query(q, enc), fused_rows) for enc in encs}
         return feats.Candidates(fused_rows, ranks, cos, fused)

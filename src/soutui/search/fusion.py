@@ -12,15 +12,18 @@ import numpy as np
 def rrf(
     lists: list[np.ndarray], k: int = 60, weights: list[float] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fuse ranked row lists: score(d) = sum_i w_i / (k + rank_i(d)), rank from 1. Best first."""
+    """Fuse ranked row lists: score(d) = sum_i w_i / (k + rank_i(d)), rank from 1. Best first, ties by row."""
     weights = weights or [1.0] * len(lists)
-    acc: dict[int, float] = {}
-    for rows, w in zip(lists, weights, strict=True):
-        for r, row in enumerate(rows.tolist(), 1):
-            acc[row] = acc.get(row, 0.0) + w / (k + r)
-    if not acc:
+    if len(weights) != len(lists):
+        raise ValueError(f"{len(weights)} weights for {len(lists)} lists")
+    parts = [
+        (np.asarray(r, np.int64), w / (k + np.arange(1, len(r) + 1)))
+        for r, w in zip(lists, weights, strict=True)
+    ]
+    rows_all = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
+    if len(rows_all) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    rows = np.fromiter(acc.keys(), np.int64, len(acc))
-    scores = np.fromiter(acc.values(), np.float64, len(acc))
+    rows, inv = np.unique(rows_all, return_inverse=True)
+    scores = np.bincount(inv, weights=np.concatenate([s for _, s in parts]))
     order = np.lexsort((rows, -scores))
     return rows[order], scores[order]
