@@ -186,3 +186,20 @@ def test_kill_during_sync_loses_no_acknowledged_event(store_url: str, seed: int,
         for row in batches[n]:
             assert items.get(row["item_id"], 0) == 1
     assert len(stored) == 1 + sum(len(b) for b in batches)
+
+
+def test_cli_on_a_locked_store_is_one_line(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from soutui.cli import main
+
+    store = open_store(store_url)
+    store.write_dataset("shop", {"events": _events(["a"])})
+    store.close()
+    proc = _hold(store_url, "rw")  # e.g. `soutui train` loading data
+    try:
+        assert main(["data", "stats", "shop", "--store", store_url]) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"in use by process {proc.pid}" in err and "--store" in err
+    assert main(["data", "stats", "shop", "--store", store_url, "--json"]) == 0  # free again

@@ -126,7 +126,7 @@ def _holder(message: str) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         words = [Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
                  for i, a in enumerate(argv) if a]  # fmt: skip
-        return f"process {pid} ({' '.join(words)[:120]})"
+        return f"process {pid} ({' '.join(' '.join(words).split())[:120]})"  # one line, even for `-c` scripts
     except OSError:
         return f"process {pid}"
 
