@@ -114,8 +114,9 @@ def test_nul_ids_empty_ts_and_nested_parquet_are_counted(tmp_path: Path) -> None
 
 def test_judgments_and_search_events_need_no_user(tmp_path: Path) -> None:
     path = _csv(tmp_path, "query,item_id,relevance\nlamp,i1,3\nlamp,i2,1\nsofa,i3,2\n")
-    res = build(_opts(path, event_type="search"))
+    res = build(_opts(path))  # judgments are search events without being told
     assert len(res.tables["events"]) == 3 and not res.report.quarantined
+    assert set(res.tables["events"]["event_type"]) == {"search"}
     assert any("no ts column" in w for w in res.report.warnings)
     views = build(_opts(_csv(tmp_path, "item_id\ni1\n", name="v.csv"), event_type="view"))
     assert views.report.quarantined == {"missing_user": 1}  # a view needs a person

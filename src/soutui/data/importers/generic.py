@@ -74,14 +74,6 @@ def parse_mapping(
     return out
 
 
-def read_any(path: Path, what: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read CSV/TSV/JSONL/Parquet by suffix as text; lines that cannot be parsed are left out.
-
-    `read_table` (in `readers`) also returns those lines, for the quarantine.
-    """
-    return read_table(path, what, encoding).frame.drop(columns="_row")
-
-
 def parse_ts(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Unix seconds / milliseconds / ISO text -> Int64 unix seconds; second value = unparseable mask."""
     text = raw.astype("string").str.strip()
@@ -136,7 +128,7 @@ def _check_mapping(raw: pd.DataFrame, opts: GenericOptions) -> dict[str, str]:
     check_columns(raw, list(cols.values()), f"events file {opts.events} (check --map)")
     if "item_id" not in cols:
         raise DataError(f"events file {opts.events}: no item column; map one with --map item_id=COLUMN")
-    if "event_type" not in cols and not opts.event_type:
+    if "event_type" not in cols and not opts.event_type and "relevance" not in cols:
         raise DataError(
             f"events file {opts.events}: no event type column; map one (--map event_type=COLUMN) or give --event-type"
         )
@@ -147,7 +139,7 @@ def _event_types(ev: pd.DataFrame, src: pd.DataFrame, opts: GenericOptions) -> p
     types = (
         ev["event_type"].str.lower()
         if "event_type" in ev
-        else pd.Series(opts.event_type, index=src.index, dtype="string")
+        else pd.Series(opts.event_type or "search", index=src.index, dtype="string")  # judgments: search
     )
     type_map = {**EVENT_TYPE_SYNONYMS, **{k.lower(): v for k, v in opts.event_type_map.items()}}
     bad_targets = sorted({v for v in type_map.values() if v not in EVENT_TYPES})
