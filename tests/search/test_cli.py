@@ -80,6 +80,7 @@ def test_build_search_and_evaluate(
     )
     built = json.loads(capsys.readouterr().out)
     assert built["items"] == len(items_frame()) and built["ltr"]["train_queries"] > 0
+    assert set(built["dense_min_similarity"]) == {"minilm"} and 0 < built["dense_min_similarity"]["minilm"] < 1
     assert (
         main(
             ["search", "cordles drill", "--index", str(out), "--filter", "in_stock=true", "-k", "3", "--json"]

@@ -121,6 +121,7 @@ def _build(args: argparse.Namespace) -> int:
         "index": str(out),
         "items": len(engine.catalog),
         "encoders": sorted(engine.vectors),
+        "dense_min_similarity": {e: round(t, 4) for e, t in engine.min_similarity.items()},
     }
     has_labels = "relevance" in events.columns and events["relevance"].notna().any()
     if has_labels and not args.no_ltr:
@@ -167,6 +168,8 @@ def _search(args: argparse.Namespace) -> int:
                 "facets": facets,
             }
         )
+    elif not hits:
+        print(f"no products match {args.query!r}: no word matched and nothing was semantically close enough")
     else:
         print_table([h.to_dict() for h in hits], ["item_id", "score", "title", "price", "reason"])
     return 0
