@@ -65,3 +65,10 @@ def test_command_line_exit_codes(tmp_path: Path) -> None:
     assert run.stderr.strip().splitlines() == [
         f"soutui: error: config file {tmp_path / 'nope.toml'} does not exist; pass the path of a TOML file"
     ]
+
+
+def test_unknown_dataset_says_how_to_import_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = f"duckdb://{tmp_path / 's.duckdb'}"
+    assert main(["evaluate", "--dataset", "my-shop", "--model", "popularity", "--store", store]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "soutui data import generic --name my-shop --events FILE" in err[0]

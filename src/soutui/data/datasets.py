@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from soutui.config import NotFoundError
 from soutui.data.importers import import_dataset
 from soutui.data.sources import (
     DATASETS,
@@ -52,7 +53,11 @@ def load_dataset(
     finally:
         store.close()
     if not present:
-        info(name)
+        if name not in DATASETS:
+            raise NotFoundError(
+                f"dataset {name!r} is not in the store and is not a built-in dataset ({', '.join(sorted(DATASETS))}); "
+                f"import your files first: soutui data import generic --name {name} --events FILE"
+            )
         if progress:
             print(f"soutui: importing {name} into the store (first use) ...", file=sys.stderr)
         report = import_dataset(name, data_dir=data_dir, store_url=store_url)
