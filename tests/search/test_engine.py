@@ -122,3 +122,20 @@ def test_warm_up_loads_every_query_encoder(engine: SearchEngine) -> None:
     engine.warm_up()
     assert embeddings._use_model.cache_info().currsize == 1
     assert onnx_encoder._session.cache_info().currsize >= 1
+
+
+def test_facets_equal_a_plain_count(engine: SearchEngine) -> None:
+    from collections import Counter
+
+    from soutui.search.filters import facets
+
+    cat = engine.catalog
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        rows = rng.choice(len(cat), 15, replace=False)
+        got = facets(cat, rows)
+        brands = Counter(cat.brands[r] for r in rows if cat.brands[r])
+        tops = Counter(cat.categories[r].split(" > ")[0] for r in rows if cat.categories[r])
+        stock = Counter({1: "true", 0: "false"}[int(cat.in_stock[r])] for r in rows if cat.in_stock[r] >= 0)
+        assert got["brand"] == dict(brands) and got["category"] == dict(tops)
+        assert got["in_stock"] == dict(stock) and sum(got["price"].values()) == 15

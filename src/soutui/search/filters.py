@@ -77,23 +77,45 @@ def _top(counts: dict[str, int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_TOP])
 
 
+@dataclass(frozen=True)
+class _FacetCodes:
+    """Per-catalogue integer codes for every facet, so counting a query's rows is one bincount each."""
+
+    names: dict[str, list[str]]  # facet -> value per code
+    codes: dict[str, np.ndarray]  # facet -> (N,) code per row, -1 = no value
+
+
+def _codes_of(values: list[str | None]) -> tuple[list[str], np.ndarray]:
+    names: dict[str, int] = {}
+    codes = np.array([-1 if not v else names.setdefault(v, len(names)) for v in values], np.int64)
+    return list(names), codes
+
+
+def _facet_codes(cat: Catalog) -> _FacetCodes:
+    cached = cat.__dict__.get("_facet_codes")
+    if cached is None:
+        stock = ["true" if s == 1 else "false" if s == 0 else None for s in cat.in_stock.tolist()]
+        columns = {
+            "category": [c.split(CATEGORY_SEP)[0] for c in cat.categories],
+            "brand": list(cat.brands),
+            "price": [_bucket(float(p)) for p in cat.prices],
+            "in_stock": stock,
+        }
+        built = {k: _codes_of(v) for k, v in columns.items()}
+        cached = _FacetCodes({k: n for k, (n, _) in built.items()}, {k: c for k, (_, c) in built.items()})
+        cat.__dict__["_facet_codes"] = cached
+    return cached
+
+
 def facets(cat: Catalog, rows: np.ndarray) -> dict[str, dict[str, int]]:
     """Counts over the matched rows: category (top level), brand, price bucket, stock."""
-    out: dict[str, dict[str, int]] = {"category": {}, "brand": {}, "price": {}, "in_stock": {}}
-    for r in rows.tolist():
-        c = cat.categories[r].split(CATEGORY_SEP)[0]
-        if c:
-            out["category"][c] = out["category"].get(c, 0) + 1
-        b = cat.brands[r]
-        if b:
-            out["brand"][b] = out["brand"].get(b, 0) + 1
-        pb = _bucket(float(cat.prices[r]))
-        if pb:
-            out["price"][pb] = out["price"].get(pb, 0) + 1
-        s = int(cat.in_stock[r])
-        if s >= 0:
-            key = "true" if s else "false"
-            out["in_stock"][key] = out["in_stock"].get(key, 0) + 1
+    fc = _facet_codes(cat)
+    out: dict[str, dict[str, int]] = {}
+    for key, codes in fc.codes.items():
+        c = codes[rows]
+        counts = np.bincount(c[c >= 0], minlength=len(fc.names[key]))
+        nz = np.flatnonzero(counts)
+        out[key] = {fc.names[key][i]: int(counts[i]) for i in nz.tolist()}
     out["category"], out["brand"] = _top(out["category"]), _top(out["brand"])
     order = {f"{lo:g}": i for i, lo in enumerate(PRICE_BUCKETS)}
     out["price"] = dict(
