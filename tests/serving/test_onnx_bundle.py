@@ -10,8 +10,9 @@ import pytest
 
 from soutui.data.sequences import SequenceData
 from soutui.models.popularity import Popularity
-from soutui.serving.bundle import OnnxSequential, load_bundle
-from soutui.serving.bundle_build import _sasrec_onnx_writer, catalogue_in_index_order, write_bundle
+from soutui.models.sasrec_onnx import OnnxScorer
+from soutui.serving.bundle import load_bundle
+from soutui.serving.bundle_build import catalogue_in_index_order, sasrec_onnx_writer, write_bundle
 
 SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 10, "dropout": 0.1, "emb_dropout": 0.1,
          "batch_size": 32, "lr": 0.01, "progress": False, "seed": 0, "epochs": 1}  # fmt: skip
@@ -20,16 +21,17 @@ SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 10, "dropout": 0
 def test_onnx_sasrec_bundle_matches_torch(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     pytest.importorskip("onnxruntime")
     from soutui.models.sasrec_recommender import SASRecRecommender
+    from soutui.training.trainer import LoopTrainer
 
     items, events = shop
     data = SequenceData.from_events(events, items)
-    ref = SASRecRecommender(**SMALL).fit(data)
+    ref = SASRecRecommender(**SMALL).use_trainer(LoopTrainer(progress=False)).fit(data)
     path = write_bundle(
         tmp_path, "shop", catalogue_in_index_order(items, data.item_ids), {"popularity": Popularity().fit(data)},
-        "sasrec", onnx_models={"sasrec": _sasrec_onnx_writer(ref)},
+        "sasrec", onnx_models={"sasrec": sasrec_onnx_writer(ref)},
     )
     b = load_bundle(path)
-    assert isinstance(b.models["sasrec"], OnnxSequential) and b.default == "sasrec"
+    assert isinstance(b.models["sasrec"], OnnxScorer) and b.default == "sasrec"
     hists = [data.sequences[u] for u in range(5)]
     np.testing.assert_allclose(b.models["sasrec"].score(hists), ref.score(hists), rtol=1e-4, atol=1e-4)
     assert b.item_vectors is not None and b.item_vectors.shape[0] == data.n_items

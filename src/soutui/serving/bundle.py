@@ -8,7 +8,6 @@ corrupt or incompatible one is refused and the old one keeps serving.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -19,8 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soutui.config import UserError
 from soutui.data.checksums import sha256_file
 from soutui.models.base import Recommender
+from soutui.models.sasrec_onnx import OnnxScorer
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A bundle cannot be served; the message says what is wrong and how to fix it."""
 
 
@@ -117,41 +118,9 @@ def _load_recommender(path: Path, entry: dict[str, Any]) -> Recommender:
     return load_model(path)
 
 
-class OnnxSequential(Recommender):
-    """The sequential model served through ONNX Runtime (no torch), behind the Recommender contract.
-
-    Item vectors saved beside the graph (item_vectors.npy) give similar items, diversity
-    and explanations in the model's own embedding space.
-    """
-
-    name = "sasrec-onnx"
-
-    def __init__(self, path: Path) -> None:
-        # Imported lazily so bundles without an ONNX model never load onnxruntime.
-        mod = importlib.import_module("soutui.models.sasrec_onnx")
-        self.scorer = mod.OnnxScorer(path, threads=1)
-        self.n_items_ = int(self.scorer.n_items_)
-        vec = path / "item_vectors.npy"
-        self.vectors_ = np.load(vec) if vec.exists() else None
-
-    def fit(self, train: Any, valid: Any = None) -> OnnxSequential:
-        raise NotImplementedError("an ONNX model is trained in PyTorch (soutui train) and exported")
-
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self.scorer.score(histories))
-
-    def item_vectors(self) -> np.ndarray | None:
-        return self.vectors_
-
-    def _save_state(self, path: Path) -> None:
-        raise NotImplementedError("bundles write ONNX models with soutui.models.sasrec_onnx.export_onnx")
-
-    def _load_state(self, path: Path) -> None:
-        raise NotImplementedError
-
-
 def _load_onnx_sasrec(path: Path, entry: dict[str, Any]) -> Recommender:
-    return OnnxSequential(path)
+    """SASRec in its served form: ONNX Runtime on one thread (onnxruntime is imported only here)."""
+    return OnnxScorer(path, threads=1)
 
 
 # manifest models.<name>.runtime -> loader; the server never needs torch.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soutui.data.sequences import LeaveOneOut, SequenceData
 from soutui.models.base import Recommender
 from soutui.serving.bundle import FORMAT_VERSION, MANIFEST, checksum_tree
 
@@ -146,9 +148,9 @@ def build_from_dataset(
     The default recommender is the one with the best validation NDCG@10 (never chosen on test).
     """
     from soutui.data.datasets import load_dataset
-    from soutui.data.sequences import SequenceData, leave_one_out
+    from soutui.data.sequences import leave_one_out
     from soutui.evaluation.protocol import RankingProtocol, evaluate_full_ranking
-    from soutui.models.registry import load_model, model_class
+    from soutui.models.registry import model_class
 
     items, events = load_dataset(dataset, store_url=store_url)
     data = SequenceData.from_events(events, items)
@@ -174,26 +176,58 @@ def build_from_dataset(
         serving[name] = model_class(name)().fit(data)
         progress(f"{name}: test NDCG@10={evaluation['models'][name]['test']['NDCG@10']:.4f} ({time.time() - t0:.1f}s)")
     onnx: dict[str, Callable[[Path], None]] = {}
-    if sasrec:
-        model = load_model(sasrec)
-        if int(model.n_items_) != data.n_items:
-            raise ValueError(
-                f"SASRec checkpoint {sasrec} has {model.n_items_} items but {dataset} has {data.n_items}; "
-                "train it on this dataset"
-            )
-        evaluation["models"]["sasrec"] = {
-            "valid": evaluate_full_ranking(model, split.valid, data.n_items),
-            "test": evaluate_full_ranking(model, split.test, data.n_items),
-            "note": "checkpoint as trained (not refitted)",
-        }
-        progress(f"sasrec: test NDCG@10={evaluation['models']['sasrec']['test']['NDCG@10']:.4f}")
-        onnx["sasrec"] = _sasrec_onnx_writer(model)
-    default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
-    evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
+    with tempfile.TemporaryDirectory(prefix="soutui-onnx-") as staged:
+        if sasrec:
+            evaluation["models"]["sasrec"] = _served_sasrec(sasrec, split, data.n_items, Path(staged), progress)
+            onnx["sasrec"] = lambda path: _copy_tree(Path(staged), path)  # the very files just evaluated
+        default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
+        evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
+        extra = _bundle_extra(evaluation, catalogue, data, with_search, progress)
+        return write_bundle(out_root, dataset, catalogue, serving, default, evaluation, extra, onnx_models=onnx)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst)
+
+
+def _served_sasrec(
+    checkpoint: str, split: LeaveOneOut, n_items: int, staged: Path, progress: ProgressFn
+) -> dict[str, Any]:
+    """Export the SASRec checkpoint to ONNX in `staged` and measure THAT scorer (the served form,
+    fed the split's event times as the server feeds live ones); PyTorch's test figures stay
+    beside it as the reference the export is checked against."""
+    from soutui.evaluation.protocol import evaluate_full_ranking
+    from soutui.models import sasrec_onnx
+    from soutui.models.registry import load_model
+
+    model = load_model(checkpoint)
+    if int(model.n_items_) != n_items:
+        raise ValueError(
+            f"SASRec checkpoint {checkpoint} has {model.n_items_} items but the dataset has {n_items}; "
+            "train it on this dataset"
+        )
+    sasrec_onnx.export_onnx(model, staged)  # type: ignore[arg-type]  # (+ item_vectors.npy)
+    served = sasrec_onnx.OnnxScorer(staged, threads=max(1, os.cpu_count() or 1))
+    out: dict[str, Any] = {
+        "valid": evaluate_full_ranking(served, split.valid, n_items),
+        "test": evaluate_full_ranking(served, split.test, n_items),
+        "pytorch_test": evaluate_full_ranking(model, split.test, n_items),
+        "note": "valid/test: the served ONNX scorer (checkpoint as trained, not refitted); "
+        "pytorch_test: the same checkpoint in PyTorch, for reference",
+    }
+    progress(f"sasrec (served ONNX): test NDCG@10={out['test']['NDCG@10']:.4f} "
+             f"(PyTorch {out['pytorch_test']['NDCG@10']:.4f})")
+    return out
+
+
+def _bundle_extra(
+    evaluation: dict[str, Any], catalogue: pd.DataFrame, data: SequenceData, with_search: bool,
+    progress: ProgressFn,
+) -> Callable[[Path], dict[str, Any]]:
+    """Plots, evaluation.json and (optionally) the search index, written into the bundle being built."""
 
     def add_search(tmp: Path) -> dict[str, Any]:
-        evaluation_plots = plot_metrics(evaluation, tmp / "plots")
-        evaluation["plots"] = evaluation_plots
+        evaluation["plots"] = plot_metrics(evaluation, tmp / "plots")
         (tmp / "evaluation.json").write_text(json.dumps(evaluation, indent=2, ensure_ascii=False))
         if not with_search:
             return {}
@@ -208,16 +242,15 @@ def build_from_dataset(
         progress(f"search: index built ({time.time() - t0:.1f}s)")
         return {"search": {"dir": "search"}}
 
-    return write_bundle(out_root, dataset, catalogue, serving, default, evaluation, add_search, onnx_models=onnx)
+    return add_search
 
 
-def _sasrec_onnx_writer(model: Recommender) -> Callable[[Path], None]:
+def sasrec_onnx_writer(model: Recommender) -> Callable[[Path], None]:
+    """A `write_bundle(onnx_models=...)` writer exporting a trained SASRec to ONNX (+ item vectors)."""
+
     def write(path: Path) -> None:
         from soutui.models import sasrec_onnx
 
         sasrec_onnx.export_onnx(model, path)  # type: ignore[arg-type]
-        vecs = model.item_vectors()
-        if vecs is not None:
-            np.save(path / "item_vectors.npy", np.asarray(vecs, np.float32))
 
     return write

@@ -124,12 +124,15 @@ class StoreSync:
 
 
 class Histories:
-    """Per-user recent (item_id, event_type) and purchases, plus windowed item counts for trending."""
+    """Per-user recent (item_id, event_type, ts) and purchases, plus windowed item counts for trending.
+
+    Each event keeps its timestamp, so a time-aware model is served the same (history, times)
+    the offline protocol scores it with."""
 
     def __init__(self, max_len: int, trending_days: int) -> None:
         self.max_len = max_len
         self.window_s = trending_days * 86400
-        self.recent: dict[str, deque[tuple[str, str]]] = {}
+        self.recent: dict[str, deque[tuple[str, str, int]]] = {}
         self.purchased: dict[str, set[str]] = {}
         self.counts: Counter[str] = Counter()  # events per item inside the trending window
         self.all_counts: Counter[str] = Counter()
@@ -156,7 +159,7 @@ class Histories:
                 dq = self.recent.get(user)
                 if dq is None:
                     dq = self.recent[user] = deque(maxlen=self.max_len)
-                dq.append((item, etype))
+                dq.append((item, etype, ts))
                 if etype == "purchase":
                     self.purchased.setdefault(user, set()).add(item)
                 self.all_counts[item] += 1
@@ -171,7 +174,8 @@ class Histories:
         ]
         self.add_many(rows)
 
-    def user(self, user_id: str) -> tuple[list[tuple[str, str]], set[str]]:
+    def user(self, user_id: str) -> tuple[list[tuple[str, str, int]], set[str]]:
+        """The user's recent (item_id, event_type, unix seconds; 0 = unknown), oldest first, and purchases."""
         with self._lock:
             dq = self.recent.get(user_id)
             return (list(dq) if dq else []), set(self.purchased.get(user_id, ()))

@@ -141,13 +141,21 @@ class RecService:
                     break
         return out
 
-    def _user_history(self, b: LoadedBundle, user_id: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    def _user_history(self, b: LoadedBundle, user_id: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """(item indices, unix seconds, event types, purchased indices) of the user's recent events
+        in this bundle's catalogue, oldest first, at most `max_history` of them."""
         recent, bought = self.histories.user(user_id)
         idx = b.catalogue.index
-        pairs = [(idx[i], t) for i, t in recent if i in idx]
-        hist = np.fromiter((p[0] for p in pairs), np.int64, len(pairs))
+        known = [(idx[i], t, ts) for i, t, ts in recent if i in idx][-self.settings.max_history :]
+        hist = np.fromiter((e[0] for e in known), np.int64, len(known))
+        times = np.fromiter((e[2] for e in known), np.int64, len(known))
         purchased = np.fromiter((idx[i] for i in bought if i in idx), np.int64)
-        return hist, [p[1] for p in pairs], purchased
+        return hist, times, [e[1] for e in known], purchased
+
+    def score_history(self, b: LoadedBundle, name: str, hist: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The served scores for one history and its event times: the exact call the offline
+        protocol makes (`score(histories, timestamps)`), so served = measured."""
+        return b.models[name].score([hist], [times])[0]
 
     def recommend(
         self,
@@ -162,11 +170,11 @@ class RecService:
         name = model or b.default
         if name not in b.models:
             raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")
-        hist, types, purchased = self._user_history(b, user_id)
+        hist, times, types, purchased = self._user_history(b, user_id)
         excl = self.settings.rules.exclude_purchased if exclude_purchased is None else exclude_purchased
         allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category, purchased if excl else None)
         if len(hist):
-            scores = b.models[name].score([hist[-self.settings.max_history :]])[0]
+            scores = self.score_history(b, name, hist, times)
             source = name
         else:
             scores, source = b.trending, "trending"
@@ -246,7 +254,7 @@ class RecService:
         history = None
         if user_id:
             recent, _ = self.histories.user(user_id)
-            history = [i for i, _ in recent] or None
+            history = [e[0] for e in recent] or None
         hits, facets = b.search.search(
             q, k=2 * k if drop_out else k, filters=filters, sort=sort, method=method or self.settings.search_method, user_history=history
         )
@@ -339,7 +347,7 @@ def _warm_up(b: LoadedBundle) -> None:
             log.warning("warm-up of model %s failed: %s", name, exc)
     if b.search is not None:
         try:
-            b.search.search("warm up", k=1)
+            b.search.warm_up()  # every query encoder, English and Chinese
         except Exception as exc:
             log.warning("warm-up of search failed: %s", exc)
 
