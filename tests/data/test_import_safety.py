@@ -183,3 +183,23 @@ def test_forget_cli(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixtur
         store.close()
     raw = Path(store_url.removeprefix("duckdb://")).read_bytes()
     assert b"carol" not in raw and pid.encode() not in raw
+
+
+def test_blank_event_id_is_filled_and_counted(tmp_path: Path) -> None:
+    text = "event_id,user_id,item_id,event_type,ts\ne1,a,i1,view,1700000000\n,a,i2,view,1700000001\n"
+    res = build(_opts(_csv(tmp_path, text)))
+    ids = res.tables["events"]["event_id"]
+    assert ids.iloc[0] == "e1" and len(ids.iloc[1]) == 20 and res.report.fixed == {"blank_event_id": 1}
+    assert build(_opts(_csv(tmp_path, text))).tables["events"]["event_id"].iloc[1] == ids.iloc[1]  # stable
+
+
+def test_nested_parquet_values_are_quarantined(tmp_path: Path) -> None:
+    df = pd.DataFrame(
+        {"user_id": ["a", "b", "c"], "item_id": ["i1", "i2", "i3"], "event_type": "view",
+         "session_id": [["s1", "s2"], None, ["s3"]]}
+    )  # fmt: skip
+    path = tmp_path / "events.parquet"
+    df.to_parquet(path)
+    res = build(_opts(path))
+    assert res.report.quarantined == {"nested_value": 2}
+    assert res.tables["events"]["user_id"].tolist() == ["b"]

@@ -203,3 +203,39 @@ def test_cli_on_a_locked_store_is_one_line(store_url: str, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and f"in use by process {proc.pid}" in err and "--store" in err
     assert main(["data", "stats", "shop", "--store", store_url, "--json"]) == 0  # free again
+
+
+IMPORTER = """
+import sys
+import pandas as pd
+from soutui.data.store import open_store
+n = 200_000
+ev = pd.DataFrame({"event_id": [f"new{k}" for k in range(n)], "user_id": "u", "item_id": [f"i{k}" for k in range(n)],
+                   "event_type": "view", "ts": 1_700_000_000})
+store = open_store(sys.argv[1])
+print("writing", flush=True)
+store.write_dataset("shop", {"events": ev}, replace=True)
+store.close()
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
+def test_kill_during_import_keeps_old_or_new_dataset_whole(store_url: str, delay: float) -> None:
+    store = open_store(store_url)
+    store.write_dataset("shop", {"events": _events([f"old{k}" for k in range(100)])})
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-c", IMPORTER, store_url], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate()
+    store = open_store(store_url)
+    try:
+        ids = store.read("shop", "events")["event_id"]
+        assert len(ids) in (100, 200_000)  # all of the old or all of the new, never a mix
+        assert ids.str.startswith("old" if len(ids) == 100 else "new").all()
+        assert len(ids) == 200_000 or "done" not in out
+        assert store.append_events("shop", _events(["after"], user="u7")) == 1
+    finally:
+        store.close()
