@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from soutui.data.schema import content_ids
-from soutui.data.store import ImportRefused, StoreLockedError, open_store
+from soutui.data.store import ImportRefused, NameCollision, StoreLockedError, open_store
 
 
 def _events(ids: list[str | None], user: str = "u1") -> pd.DataFrame:
@@ -81,7 +81,7 @@ def test_colliding_names_are_refused(store_url: str) -> None:
     store = open_store(store_url)
     try:
         store.write_dataset("my_shop", {"events": _events(["a"])})
-        with pytest.raises(ImportRefused, match="collides with the stored dataset 'my_shop'"):
+        with pytest.raises(NameCollision, match="collides with the stored dataset 'my_shop'"):
             store.write_dataset("my-shop", {"events": _events(["b"])}, replace=True)
         store.write_dataset("my_shop", {"events": _events(["b"])})
     finally:

@@ -55,6 +55,10 @@ class ImportRefused(StoreError):
     """The new data would wipe or shrink a dataset; pass replace=True (--replace) to do it anyway."""
 
 
+class NameCollision(StoreError):
+    """Two names that normalise to the same stored dataset (`my-shop`, `my_shop`)."""
+
+
 class Store(ABC):
     """The small interface every storage backend implements."""
 
@@ -253,7 +257,7 @@ class DuckDBStore(Store):
             ).fetchall()
             row = rows[0] if rows else None
             if row is not None and row[0] != name:
-                raise ImportRefused(
+                raise NameCollision(
                     f"dataset name {name!r} collides with the stored dataset {row[0]!r} (both are stored as "
                     f"{ds!r}); use --name {row[0]} to replace it, or choose another name"
                 )
