@@ -203,3 +203,15 @@ def test_nested_parquet_values_are_quarantined(tmp_path: Path) -> None:
     res = build(_opts(path))
     assert res.report.quarantined == {"nested_value": 2}
     assert res.tables["events"]["user_id"].tolist() == ["b"]
+
+
+def test_items_jsonl_with_nested_attributes_and_unmapped_columns(tmp_path: Path) -> None:
+    items = tmp_path / "items.jsonl"
+    rows = [{"item_id": "i1", "title": "Lamp", "attributes": {"colour": "red", "sizes": [1, 2]}, "owner": "x@y.com"},
+            {"item_id": "i1", "title": "Lamp again", "attributes": None, "owner": "z@y.com"}]  # fmt: skip
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    events = _csv(tmp_path, HEADER + "u1,i1,view,1700000000,\n")
+    res = build(_opts(events, items=str(items)))
+    assert json.loads(res.tables["items"]["attributes"].iloc[0]) == {"colour": "red", "sizes": [1, 2]}
+    assert res.report.quarantined == {"duplicate_item": 1}
+    assert "y.com" not in res.quarantine.to_csv()  # the unmapped column is not kept

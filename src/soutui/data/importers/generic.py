@@ -222,7 +222,8 @@ def _read_items(opts: GenericOptions, report: ImportReport, q: Quarantine) -> pd
     check_columns(raw, list(cols.values()), f"items file {opts.items} (check --item-map)")
     if "item_id" not in cols:
         raise DataError(f"items file {opts.items}: no item id column; map one with --item-map item_id=COLUMN")
-    raw = raw.reset_index(drop=True).assign(_row=read.frame["_row"].to_numpy())
+    mapped = list(dict.fromkeys(cols.values()))  # unmapped columns reach neither the store nor the quarantine
+    raw = raw[mapped].reset_index(drop=True).assign(_row=read.frame["_row"].to_numpy())
     report.rows_read["items"] = len(raw) + len(read.bad_lines)
     report.add_quarantined("bad_line", q.add_lines("items", read.bad_lines))
     nested = nested_rows(raw, [c for k, c in cols.items() if k != "attributes"]).to_numpy()
@@ -241,7 +242,12 @@ def _read_items(opts: GenericOptions, report: ImportReport, q: Quarantine) -> pd
         )
     if "attributes" in items:
         items["attributes"] = [
-            None if pd.isna(a) else a if isinstance(a, str) else json.dumps(a) for a in items["attributes"]
+            None
+            if a is None or a is pd.NA
+            else a
+            if isinstance(a, str)
+            else json.dumps(a, ensure_ascii=False)
+            for a in items["attributes"]
         ]
     if opts.mask_item_text:
         for c in ("title", "description"):
