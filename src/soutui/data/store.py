@@ -222,7 +222,15 @@ class DuckDBStore(Store):
             self._con.execute(f"UPDATE {t} SET event_id = {content_id_sql()} WHERE {blank}")
         return int(n)
 
-    def write_dataset(self, name, tables, quarantine=None, meta=None, replace=False, rows_read=None):  # type: ignore[no-untyped-def]
+    def write_dataset(
+        self,
+        name: str,
+        tables: dict[str, pd.DataFrame],
+        quarantine: pd.DataFrame | None = None,
+        meta: dict[str, str] | None = None,
+        replace: bool = False,
+        rows_read: dict[str, int] | None = None,
+    ) -> None:
         ds = _check_name(name)
         frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
         frames["events"] = fill_event_ids(frames["events"])[0]
