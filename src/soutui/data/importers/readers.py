@@ -104,6 +104,9 @@ def _read_csv(text: str, path: Path, what: str, sep: str | None) -> ReadResult:
         header = [h.strip().lstrip("\ufeff") for h in _parse(lines[0], sep)[0]]
     except (csv.Error, IndexError) as exc:
         raise DataError(f"{what}: {path}: cannot read the header line: {exc}") from exc
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{what}: {path}: the header names column(s) {repeated} more than once; rename them")
     rows: list[list[str]] = []
     numbers: list[int] = []
     bad: list[tuple[int, str]] = []
