@@ -284,7 +284,7 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma list of {list(VARIANTS)} (or full,title,...)"
@@ -309,14 +309,19 @@ def main(argv: list[str] | None = None) -> int:
         "--save-dir", default=None, help="save each model + ONNX/int8 here and measure them on validation"
     )
     args = ap.parse_args(argv)
+    args.names = [ALIASES.get(v.strip(), v.strip()) for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in args.names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    args.seed_list = parse_seeds(args.seeds)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    names = [ALIASES.get(v.strip(), v.strip()) for v in args.variants.split(",") if v.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    seeds = parse_seeds(args.seeds)
     prep = prepare("amazon-beauty", progress=not args.json)
     if args.limit_users:
         prep = limit_users(prep, args.limit_users)
@@ -326,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     jobs = [
         (n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides), "seed": seed})
-        for n in names
-        for seed in seeds
+        for n in args.names
+        for seed in args.seed_list
     ]
     for name, params in jobs:
         for row in run_variant(name, params, prep, cold, args.save_dir):
@@ -336,17 +341,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_external:
         results.append(run_external(prep, cold))
         _emit(results[-1], args.out)
-    summary = seed_summary(results)
-    limited = f"; SMOKE RUN: {args.limit_users} sampled valid/test users" if args.limit_users else ""
+    protocol = __doc__.split("\n\n")[1]
+    if args.limit_users:
+        protocol += f" SMOKE RUN: {args.limit_users} sampled valid/test users."
     if args.json:
-        json.dump({"protocol": __doc__.split("\n\n")[1] + limited, "results": results, "seeds": seeds,
-                   "summary": summary, "published": PUBLISHED}, sys.stdout, indent=1, default=str)  # fmt: skip
+        json.dump({"protocol": protocol, "results": results, "seeds": args.seed_list,
+                   "summary": seed_summary(results), "published": PUBLISHED}, sys.stdout, indent=1, default=str)  # fmt: skip
         return 0
-    print(__doc__.split("\n\n")[1] + limited)
+    print(protocol)
     print(f"data: {prep.data.stats()}; cold-start test users: {len(cold)}")
+    print_report(results, args.seed_list)
+    return 0
+
+
+def print_report(results: list[dict[str, Any]], seeds: list[int]) -> None:
     print(table(results))
     print(f"\nmean ± sd (ddof=1) over seeds {seeds}:")
-    print(summary_table(summary))
+    print(summary_table(seed_summary(results)))
     print("\npublished / independent (history not excluded): "
           + "; ".join(f"{k} {v[0]:.4f}/{v[1]:.4f}" for k, v in PUBLISHED.items()))  # fmt: skip
     ext = [r for r in results if r["variant"].startswith("implicit")]
@@ -355,9 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         best = max(ours, key=lambda r: r["valid"]["NDCG@10"])  # chosen on validation
         ratio = best["interactions_per_s"] / max(ext[0]["interactions_per_s"], 1e-9)
         print(
-            f"best on validation: {best['variant']}; training throughput ratio soutui/implicit-ALS = {ratio:.3f}"
+            f"best on validation: {best['label']}; training throughput ratio soutui/implicit-ALS = {ratio:.3f}"
         )
-    return 0
 
 
 def _emit(result: dict[str, Any], out: str | None) -> None:
