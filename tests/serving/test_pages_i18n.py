@@ -73,6 +73,7 @@ def page(server: str) -> Iterator[Any]:
 
 
 def test_language_switch_is_remembered_across_reloads(page: Any, server: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
     page.goto(server + "/")
     page.wait_for_selector("#trending .card")
     assert page.inner_text("#search-btn") == "Search"
@@ -91,6 +92,9 @@ def test_language_switch_is_remembered_across_reloads(page: Any, server: str) ->
     page.wait_for_selector("#version")
     assert page.inner_text("#reload-btn") == "加载最新模型包"
     assert "模型" in page.inner_text("#bundle table")
+    page.wait_for_selector("#stats table")
+    assert "接口" in page.inner_text("#stats table")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-zh.png"), full_page=True)
 
 
 def test_chinese_search_box_gives_the_api_answer(page: Any, server: str) -> None:

@@ -4,10 +4,11 @@ const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const rates = [];
 
-// column headers: translated where i18n.js knows the column (metric names such as NDCG@10 stay as they are)
+// a value translated where i18n.js knows it (metric names such as NDCG@10 stay as they are)
+const known = (group, v) => (STRINGS.en[`${group}.${v}`] ? t(`${group}.${v}`) : v);
+
 function table(rows, cols) {
-  const head = (c) => (STRINGS.en[`col.${c}`] ? t(`col.${c}`) : c);
-  return `<table class="t"><tr>${cols.map((c) => `<th>${esc(head(c))}</th>`).join("")}</tr>` +
+  return `<table class="t"><tr>${cols.map((c) => `<th>${esc(known("col", c))}</th>`).join("")}</tr>` +
     rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(typeof r[c] === "number" ? +r[c].toFixed(4) : r[c])}</td>`).join("")}</tr>`).join("") + "</table>";
 }
 
@@ -15,7 +16,7 @@ async function loadBundle() {
   const b = await (await fetch("/v1/admin/bundle")).json();
   const m = b.manifest;
   $("#bundle-version").textContent = t("admin.serving", { version: b.version });
-  const models = Object.entries(m.models).map(([name, e]) => ({ model: name + (name === b.default_recommender ? t("admin.default") : ""), runtime: e.runtime || "recommender", dir: e.dir }));
+  const models = Object.entries(m.models).map(([name, e]) => ({ model: name + (name === b.default_recommender ? t("admin.default") : ""), runtime: known("runtime", e.runtime || "recommender"), dir: e.dir }));
   const summary = tHtml("admin.summary", {
     version: `<code id="version">${esc(b.version)}</code>`, dataset: `<b>${esc(m.dataset)}</b>`, n: esc(m.n_items), created: esc(m.created),
   });
@@ -34,7 +35,7 @@ function drawRates() {
   const max = Math.max(1, ...rates);
   g.strokeStyle = "#e4572e"; g.lineWidth = 2; g.beginPath();
   rates.forEach((v, i) => { const x = (i / 59) * c.width, y = c.height - 4 - (v / max) * (c.height - 12); i ? g.lineTo(x, y) : g.moveTo(x, y); });
-  g.stroke(); g.fillStyle = "#667085"; g.font = "11px sans-serif"; g.fillText(`${max.toFixed(1)} req/s`, 4, 11);
+  g.stroke(); g.fillStyle = "#667085"; g.font = "11px sans-serif"; g.fillText(t("admin.rate", { n: max.toFixed(1) }), 4, 11);
 }
 
 async function pollStats() {

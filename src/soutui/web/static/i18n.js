@@ -37,7 +37,8 @@ const STRINGS = {
     "admin.loaded": "loaded {bundle} (was {previous})", "admin.refused": "refused: {msg}",
     "col.model": "model", "col.runtime": "runtime", "col.dir": "dir", "col.route": "route",
     "col.rate_per_s": "req/s", "col.count": "requests", "col.errors": "errors", "col.p50_ms": "p50 ms",
-    "col.p95_ms": "p95 ms", "col.p99_ms": "p99 ms",
+    "col.p95_ms": "p95 ms", "col.p99_ms": "p99 ms", "runtime.recommender": "recommender", "runtime.onnx": "ONNX",
+    "admin.rate": "{n} req/s",
   },
   zh: {
     "store.doc_title": "搜推 soutui — 商城", "store.subtitle": "商城",
@@ -70,7 +71,8 @@ const STRINGS = {
     "admin.loaded": "已加载 {bundle}（原为 {previous}）", "admin.refused": "被拒绝：{msg}",
     "col.model": "模型", "col.runtime": "运行方式", "col.dir": "目录", "col.route": "接口",
     "col.rate_per_s": "每秒请求", "col.count": "请求数", "col.errors": "错误数", "col.p50_ms": "p50 毫秒",
-    "col.p95_ms": "p95 毫秒", "col.p99_ms": "p99 毫秒",
+    "col.p95_ms": "p95 毫秒", "col.p99_ms": "p99 毫秒", "runtime.recommender": "Python 推荐器", "runtime.onnx": "ONNX",
+    "admin.rate": "{n} 次/秒",
   },
 };
 
