@@ -6,15 +6,19 @@
 # 2. In a fresh venv: `pip install .` WITHOUT extras; check that `import torch` fails there.
 # 3. Start `soutui serve` from the fresh venv on that bundle and ask /v1/recommend for a
 #    user with history; the answer must come from the ONNX SASRec ("model": "sasrec").
-# Prints both install sizes (du of site-packages). Usage: scripts/check_serving_install.sh [WORKDIR]
+# Prints both install sizes (du of site-packages). Usage: scripts/check_serving_install.sh [WORKDIR to keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+KEEP=${1:+yes}  # a work dir given on the command line is kept for inspection; a temporary one is removed
 WORK=${1:-$(mktemp -d /tmp/soutui-serving-install.XXXXXX)}
 mkdir -p "$WORK"
 export SOUTUI_HOME="$WORK/home" OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
 SERVER_PID=""
-cleanup() { if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi; }
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -z "$KEEP" ]; then rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 step() { echo "[check_serving_install $(date +%H:%M:%S)] $*"; }
 logged() {  # logged LOG CMD...: run CMD with its output in LOG; on failure show the log's tail
