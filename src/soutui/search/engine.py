@@ -22,6 +22,7 @@ import pandas as pd
 
 from soutui.config import MissingFileError, from_dict, to_dict
 from soutui.features.embeddings import calibration_words, embed_texts, encode_use
+from soutui.features.onnx_encoder import PackagedEncoder, encode_minilm_onnx, encode_query
 from soutui.search import features as feats
 from soutui.search.catalog import Catalog
 from soutui.search.filters import SORTS, SearchFilters, facets, sort_rows
@@ -38,6 +39,7 @@ __all__ = ["SearchConfig", "SearchEngine", "SearchFilters", "SearchHit"]
 Method = Literal["ltr", "hybrid", "bm25", "dense"]
 METHODS: tuple[str, ...] = ("ltr", "hybrid", "bm25", "dense")
 FORMAT_VERSION = 1
+QUERY_ENCODER_DIR = "query_encoder"  # MiniLM query graph + tokenizer, so serving needs no torch
 
 
 @dataclass
@@ -108,21 +110,21 @@ def _embed_unique(texts: list[str], encoder: str, cache_dir: str | None) -> np.n
     return out
 
 
-def _encode_queries(texts: list[str], encoder: str, config: SearchConfig) -> np.ndarray:
+def _encode_queries(
+    texts: list[str], encoder: str, config: SearchConfig, packaged: PackagedEncoder | None
+) -> np.ndarray:
     """Batch-embed query texts with the same graph serving uses for single queries."""
-    if encoder == "minilm" and config.quantized_query_encoder:
-        from soutui.features.onnx_encoder import encode_minilm_onnx
-
-        return encode_minilm_onnx(texts, quantized=True)
+    if encoder == "minilm" and (config.quantized_query_encoder or packaged is not None):
+        return encode_minilm_onnx(texts, quantized=config.quantized_query_encoder, packaged=packaged)
     return embed_texts(texts, encoder=encoder, cache_dir=config.embed_cache_dir, progress=False)
 
 
-def _query_encoder(name: str, quantized: bool) -> Callable[[str], np.ndarray]:
+def _query_encoder(
+    name: str, quantized: bool, packaged: PackagedEncoder | None
+) -> Callable[[str], np.ndarray]:
     if name == "use":
         return lambda q: encode_use([q])[0]
-    from soutui.features.onnx_encoder import encode_query
-
-    return lambda q: encode_query(q, quantized=quantized)
+    return lambda q: encode_query(q, quantized=quantized, packaged=packaged)
 
 
 class SearchEngine:
@@ -147,8 +149,14 @@ class SearchEngine:
             SpellCorrector(list(catalog.titles) + list(catalog.brands)) if config.spelling else None
         )
         self.row_of = {iid: i for i, iid in enumerate(catalog.item_ids.tolist())}
+        self._packaged = (
+            PackagedEncoder.find(out_dir / QUERY_ENCODER_DIR, config.quantized_query_encoder)
+            if "minilm" in vectors
+            else None
+        )
         self._encoders = {
-            e: lru_cache(maxsize=2048)(_query_encoder(e, config.quantized_query_encoder)) for e in vectors
+            e: lru_cache(maxsize=2048)(_query_encoder(e, config.quantized_query_encoder, self._packaged))
+            for e in vectors
         }
         self._primed: dict[str, dict[str, np.ndarray]] = {e: {} for e in vectors}
 
@@ -168,13 +176,18 @@ class SearchEngine:
         t0 = time.time()
         catalog = Catalog.from_items(items_df, popularity)
         texts = catalog.embed_texts()
+        packaged = (
+            PackagedEncoder.save(out / QUERY_ENCODER_DIR, config.quantized_query_encoder)
+            if "minilm" in config.encoders
+            else None
+        )
         vectors, floor = {}, {}
         for enc in config.encoders:
             vecs = _embed_unique(texts, enc, config.embed_cache_dir)
             vectors[enc] = VectorIndex.build(
                 vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search
             )
-            words = _encode_queries(calibration_words(enc), enc, config)
+            words = _encode_queries(calibration_words(enc), enc, config, packaged)
             floor[enc] = calibrate_min_similarity(vecs, words, config.dense_false_hits)
         engine = cls(out, config, catalog, vectors, None, floor)
         engine.save(build_seconds=time.time() - t0)
@@ -250,7 +263,7 @@ class SearchEngine:
         """Batch-embed many queries at once (disk-cached) — for evaluation and training, not serving."""
         texts = sorted({(p.text or p.raw) for p in map(self.parse, queries)})
         for enc in self.vectors:
-            vecs = _encode_queries(texts, enc, self.config)
+            vecs = _encode_queries(texts, enc, self.config, self._packaged)
             self._primed[enc].update(zip(texts, vecs, strict=True))
 
     def primary_encoder(self, q: ParsedQuery) -> str:
