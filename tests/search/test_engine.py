@@ -174,3 +174,15 @@ def test_index_embeds_queries_without_torch_or_the_model_package(engine_dir: Pat
         timeout=300,
     )
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("query", ["drill", "cordless tools", "white", "toilet seat bath", "手机"])
+def test_bm25_filter_keeps_order_and_scores_follow_it(engine: SearchEngine, query: str) -> None:
+    full = engine.rank(query, "bm25")
+    assert len(full.rows) and (np.diff(full.scores) <= 0).all()
+    for f in (SearchFilters(in_stock=True), SearchFilters(max_price=150), SearchFilters(category="Tools")):
+        part = engine.rank(query, "bm25", f)
+        mask = f.mask(engine.catalog)
+        assert mask is not None
+        assert part.rows.tolist() == [r for r in full.rows.tolist() if mask[r]]
+        assert (np.diff(part.scores) <= 0).all()
