@@ -6,6 +6,7 @@
 # 2. In a fresh venv: `pip install .` WITHOUT extras; check that `import torch` fails there.
 # 3. Start `soutui serve` from the fresh venv on that bundle and ask /v1/recommend for a
 #    user with history; the answer must come from the ONNX SASRec ("model": "sasrec").
+#    /v1/search must answer too, by every method (the index carries its query encoder).
 # Prints both install sizes (du of site-packages). Usage: scripts/check_serving_install.sh [WORKDIR to keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ logged "$WORK/import.log" $S data import generic --name tiny-shop --events "$WOR
   --items "$WORK/shop/items.csv" --no-pseudonymize --json
 logged "$WORK/train.log" $S train --dataset tiny-shop --model sasrec --output "$WORK/sasrec" --json \
   --set epochs=3 --set d_model=16 --set n_layers=1 --set max_len=10 --set batch_size=64 --set progress=false
-logged "$WORK/bundle.log" $S bundle build --dataset tiny-shop --sasrec "$WORK/sasrec" --no-search \
+logged "$WORK/bundle.log" $S bundle build --dataset tiny-shop --sasrec "$WORK/sasrec" \
   --out "$WORK/bundles" --json
 BUNDLE=$(find "$WORK/bundles" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | head -1)
 test -n "$BUNDLE" || { echo "no bundle was built" >&2; exit 1; }
@@ -59,12 +60,21 @@ bundle = "$BUNDLE"
 recommender = "sasrec"
 EOF
 step "serve from the core venv on port $PORT"
-(cd "$WORK" && exec "$WORK/venv/bin/soutui" serve --config "$WORK/serve.toml") >"$WORK/serve.log" 2>&1 &
+KEY=check-install-key  # the API key opens read endpoints too
+(cd "$WORK" && SOUTUI_API_KEY=$KEY exec "$WORK/venv/bin/soutui" serve --config "$WORK/serve.toml") \
+  >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
-"$WORK/venv/bin/python" - "$PORT" "$SERVER_PID" <<'EOF' || { echo "--- server log"; tail -30 "$WORK/serve.log"; exit 1; }
+"$WORK/venv/bin/python" - "$PORT" "$SERVER_PID" "$KEY" <<'EOF' || { echo "--- server log"; tail -30 "$WORK/serve.log"; exit 1; }
 import json, sys, time, urllib.request
-port, pid = sys.argv[1], sys.argv[2]
+port, pid, key = sys.argv[1:4]
 base = f"http://127.0.0.1:{port}"
+
+
+def get(path: str) -> dict:
+    req = urllib.request.Request(base + path, headers={"X-API-Key": key})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+
+
 deadline = time.time() + 90
 while True:
     try:
@@ -74,14 +84,19 @@ while True:
         if time.time() > deadline:
             sys.exit("server did not answer /healthz within 90 s")
         time.sleep(0.5)
-ans = json.loads(urllib.request.urlopen(base + "/v1/recommend/u1?k=5", timeout=10).read())
+ans = get("/v1/recommend/u1?k=5")
 assert ans["model"] == "sasrec", ans
 assert ans["history_length"] > 0 and len(ans["items"]) == 5, ans
 maps = open(f"/proc/{pid}/maps").read() if sys.platform == "linux" else ""
 assert "libtorch" not in maps, "the server process mapped libtorch"
 print("recommend u1 ->", [it["item_id"] for it in ans["items"]], "model", ans["model"])
+for method in ("bm25", "dense", "hybrid", "ltr"):
+    res = get(f"/v1/search?q=shampoo&k=3&method={method}")
+    titles = [h["title"] for h in res["items"]]
+    assert titles and "shampoo" in titles[0], (method, titles)
+    print(f"search {method}: {titles}")
 EOF
 
 size() { du -sm "$1"/lib/python3*/site-packages | cut -f1; }
-step "OK: the core install serves the ONNX SASRec bundle without torch"
+step "OK: the core install serves the ONNX SASRec bundle and its search index without torch"
 echo "site-packages: core install $(size "$WORK/venv") MB; dev venv (.venv, [train,dev,bench]) $(size .venv) MB"

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 CATS = ["Beauty > Skin", "Beauty > Hair", "Beauty > Nails", "Home > Kitchen"]
+NOUNS = [["face cream", "sunscreen lotion"], ["shampoo", "hair conditioner"], ["nail polish", "nail file"],
+         ["frying pan", "kitchen knife"]]  # fmt: skip
 
 
 def main(out: Path, n_items: int = 40, n_users: int = 60, seed: int = 0) -> None:
@@ -19,9 +21,10 @@ def main(out: Path, n_items: int = 40, n_users: int = 60, seed: int = 0) -> None
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "items.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["item_id", "category", "price"])  # no titles: training then needs no text encoder
+        w.writerow(["item_id", "title", "category", "price"])
         for j in range(n_items):
-            w.writerow([f"i{j}", CATS[j % 4], 5 + j])
+            kind = NOUNS[j % 4][(j // 4) % len(NOUNS[j % 4])]
+            w.writerow([f"i{j}", f"{kind} no. {j}", CATS[j % 4], 5 + j])
     with open(out / "events.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["event_id", "user_id", "item_id", "event_type", "ts"])
