@@ -47,3 +47,16 @@ def test_exact_search_within_a_subset() -> None:
     subset = np.arange(100, 200)
     rows, _ = vi.search_exact(x[150], 5, subset)
     assert rows[0] == 150 and set(rows.tolist()) <= set(subset.tolist())
+
+
+def test_calibrated_floor_lets_about_false_hits_items_through() -> None:
+    from soutui.search.vector import calibrate_min_similarity
+
+    items = _clustered(3000, 64, seed=2)
+    calib, fresh = _clustered(300, 64, seed=3), _clustered(300, 64, seed=4)
+    for false_hits in (1.0, 5.0):
+        floor = calibrate_min_similarity(items, calib, false_hits)
+        above = (fresh @ items.T >= floor).sum(axis=1)  # unseen unrelated queries
+        assert 0.5 * false_hits <= above.mean() <= 2.0 * false_hits, (false_hits, above.mean())
+    assert calibrate_min_similarity(items, calib, 1.0) > calibrate_min_similarity(items, calib, 5.0)
+    assert calibrate_min_similarity(items[:0], calib) == -1.0
