@@ -17,6 +17,10 @@ def test_recommend_is_personalised_and_explained(client) -> None:  # type: ignor
     cats = {it["category"] for it in body["items"]}
     assert cats == {"Beauty > Hair"}, cats  # u1 browses category 1 only
     assert all(it["reason"].startswith("because you") for it in body["items"])
+    # popularity ignores the history, so no history item is named as the reason
+    pop = client.get("/v1/recommend/u1", params={"k": 5, "model": "popularity"}).json()
+    assert pop["model"] == "popularity" and pop["items"]
+    assert all(it["reason"] == "based on your recent activity" for it in pop["items"])
 
 
 def test_unknown_user_gets_trending(client) -> None:  # type: ignore[no-untyped-def]
@@ -132,6 +136,8 @@ def test_search_with_filters_facets_and_reasons(client) -> None:  # type: ignore
     assert [it["price"] for it in f] == sorted((it["price"] for it in f), reverse=True)
     zh = client.get("/v1/search", params={"q": "润肤霜"}).json()["items"]
     assert zh and zh[0]["item_id"] == "i3"
-    assert client.get("/v1/search", params={"q": "x", "min_price": 5, "max_price": 1}).status_code == 422
+    bad = client.get("/v1/search", params={"q": "x", "min_price": 5, "max_price": 1})
+    # the same 422 shape as FastAPI's own parameter errors (one documented schema for every 422)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "min_price"]
     personal = client.get("/v1/search", params={"q": "Product", "user_id": "u1"})
     assert personal.status_code == 200

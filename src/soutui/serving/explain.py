@@ -1,17 +1,18 @@
 """Short human-readable reasons attached to every result ("because you viewed X").
 
-Reasons must be true: "because you viewed X" names the history item closest to the
-recommendation in the model's own item-vector space; without vectors the reason says
-only what is known ("based on your recent activity").
+Reasons must be true: "because you viewed X" names the history item that most raises the
+recommendation in the model's own terms (its item vectors, or its scores; see
+`pair_similarity`); when no history item does, the reason says only what is known
+("based on your recent activity").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from soutui.models.base import Recommender
 from soutui.serving.bundle import Catalogue
 
 VERBS = {"view": "viewed", "click": "viewed", "cart": "added", "purchase": "bought", "search": "searched"}
@@ -24,15 +25,21 @@ def short(title: str, n: int = 48) -> str:
 PairSim = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (items, history) -> (k, h) affinity
 
 
-def pair_similarity(model: Any, vectors: np.ndarray | None) -> PairSim | None:
-    """How strongly each history item points at each result, in the model's own terms:
-    cosine of item vectors, or an item-item similarity matrix (`sim_`, e.g. ItemKNN)."""
+def pair_similarity(model: Recommender, vectors: np.ndarray | None) -> PairSim:
+    """How strongly each history item points at each result, in the model's own terms, through
+    the contract alone: cosine of the model's item vectors when it has them, else the lift of
+    each result's score from a history of just that item over an empty history (for ItemKNN
+    exactly its item-item similarity; 0 for a model that ignores history, e.g. popularity,
+    so no history item is named as the reason)."""
     if vectors is not None:
         return lambda items, hist: vectors[items] @ vectors[hist].T
-    sim = getattr(model, "sim_", None)
-    if sim is not None and hasattr(sim, "tocsr"):
-        return lambda items, hist: np.asarray(sim[hist][:, items].toarray()).T
-    return None
+
+    def lift(items: np.ndarray, hist: np.ndarray) -> np.ndarray:
+        probes = [np.array([h], np.int64) for h in hist.tolist()] + [np.zeros(0, np.int64)]
+        s = np.asarray(model.score(probes), np.float64)[:, items]  # (h + 1, k)
+        return (s[:-1] - s[-1]).T
+
+    return lift
 
 
 def because(
@@ -40,13 +47,13 @@ def because(
     history: np.ndarray,
     history_types: list[str],
     catalogue: Catalogue,
-    affinity: PairSim | None,
+    affinity: PairSim,
     lookback: int = 20,
 ) -> list[str]:
     """For each recommended item, name the recent history item that most explains it."""
     if len(history) == 0:
         return ["trending this week"] * len(items)
-    if affinity is None or not items:
+    if not items:
         return ["based on your recent activity"] * len(items)
     hist = history[-lookback:]
     types = history_types[-lookback:]

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from soutui.serving import schemas as S
-from soutui.serving.deps import Category, FastJSON, K, Service
+from soutui.serving.deps import Category, FastJSON, K, Service, invalid
 
 router = APIRouter(tags=["search"])
 
@@ -32,8 +32,8 @@ def search(
 ) -> Response:
     """Keyword + semantic product search with filters, sort, facets; personalised when user_id is given."""
     if min_price is not None and max_price is not None and min_price > max_price:
-        raise HTTPException(422, "min_price must not exceed max_price")
+        raise invalid("min_price", "min_price must not exceed max_price", min_price)
     try:
         return FastJSON(svc.search(q, k, user_id, category, brand, min_price, max_price, in_stock, sort, method))
     except ValueError as exc:  # the engine's own input checks (e.g. a query with no usable text)
-        raise HTTPException(422, str(exc)) from exc
+        raise invalid("q", str(exc), q) from exc
