@@ -17,6 +17,7 @@ similarity on (see soutui.search.vector.calibrate_min_similarity).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -63,6 +64,12 @@ def encode_use(texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
     return _normalise(model.encode(list(texts)))  # type: ignore[attr-defined]
 
 
+def build_threads() -> int:
+    """Threads for embedding a catalogue (offline work): $OMP_NUM_THREADS when set, else up to 4 cores."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else min(4, os.cpu_count() or 1)
+
+
 def encoder_fn(name: str) -> Callable[[Sequence[str]], np.ndarray]:
     """The function that embeds a batch of texts for encoder `name`.
 
@@ -76,7 +83,7 @@ def encoder_fn(name: str) -> Callable[[Sequence[str]], np.ndarray]:
             from soutui.features.onnx_encoder import encode_minilm_onnx
         except ImportError:
             return encode_minilm_torch
-        return encode_minilm_onnx
+        return functools.partial(encode_minilm_onnx, threads=build_threads())
     if name == "minilm-torch":
         return encode_minilm_torch
     raise ValueError(f"unknown text encoder {name!r}; choose one of {ENCODERS}")
