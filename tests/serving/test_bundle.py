@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from serving_shop import API_KEY, build_shop_bundle, make_shop
 
-from soutui.serving.bundle import BundleError, load_bundle, newest_bundle, verify_bundle
+from soutui.serving.bundle import BundleError, Catalogue, load_bundle, newest_bundle, verify_bundle
 
 H = {"X-API-Key": API_KEY}
 
@@ -98,3 +99,12 @@ def test_newest_bundle_is_found(tmp_path: Path) -> None:
     assert newest_bundle(tmp_path) == b
     with pytest.raises(BundleError, match="bundle build"):
         newest_bundle(tmp_path / "none")
+
+
+def test_untitled_items_are_never_shown_as_their_id() -> None:
+    cat = Catalogue.from_frame(pd.DataFrame({
+        "item_id": ["A1", "B2", "C3"], "title": ["Rose lipstick", None, ""],
+        "brand": ["acme", "acme", None], "category": ["Beauty > Lips", "Beauty > Skin > Sunscreen", None],
+    }))  # fmt: skip
+    assert [cat.item_json(i)["title"] for i in range(3)] == ["Rose lipstick", "", ""]
+    assert [cat.label(i) for i in range(3)] == ["Rose lipstick", "acme Sunscreen", "an item"]

@@ -147,7 +147,7 @@ class Catalogue:
     def from_frame(cls, items: pd.DataFrame) -> Catalogue:
         ids = items["item_id"].astype(str).to_numpy(dtype=object)
         col = lambda c: items[c].astype("string").fillna("").tolist() if c in items else [""] * len(items)  # noqa: E731
-        titles = [t or i for t, i in zip(col("title"), ids, strict=True)]
+        titles = col("title")  # '' when unknown: an item is never shown under its bare id
         prices = items["price"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan) if "price" in items else np.full(len(items), np.nan)
         stock = items["in_stock"].astype("boolean").fillna(True).to_numpy(dtype=bool) if "in_stock" in items else np.ones(len(items), bool)
         return cls(ids, titles, col("category"), col("brand"), prices, stock, {str(x): i for i, x in enumerate(ids)})
@@ -167,6 +167,13 @@ class Catalogue:
             if len(self._category_masks) < 1024:
                 self._category_masks[key] = mask
         return mask
+
+    def label(self, i: int) -> str:
+        """How reasons name an item: its title, else brand and leaf category, else 'an item'."""
+        if self.titles[i]:
+            return self.titles[i]
+        leaf = self.categories[i].split(">")[-1].strip()
+        return " ".join(p for p in (self.brands[i], leaf) if p) or "an item"
 
     def item_json(self, i: int) -> dict[str, Any]:
         price = self.prices[i]

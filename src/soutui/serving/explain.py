@@ -65,7 +65,7 @@ def because(
         if sims[row, b] <= 0:
             out.append("based on your recent activity")
         else:
-            out.append(f"because you {VERBS.get(types[b], 'viewed')} {short(catalogue.titles[int(hist[b])])}")
+            out.append(f"because you {VERBS.get(types[b], 'viewed')} {short(catalogue.label(int(hist[b])))}")
     return out
 
 
@@ -74,7 +74,7 @@ def trending_reason(category: str | None) -> str:
 
 
 def similar_reason(catalogue: Catalogue, item: int) -> str:
-    return f"similar to {short(catalogue.titles[item])}"
+    return f"similar to {short(catalogue.label(item))}"
 
 
 def search_reason(query: str, given: str | None) -> str:

@@ -51,7 +51,7 @@ class EventAck(Out):
 
 class Item(Out):
     item_id: str = Field(min_length=1)
-    title: str = Field(min_length=1, description="never empty: an item without a title shows its id")
+    title: str = Field(description="'' when the catalogue has none (an item is never titled by its bare id)")
     category: str | None
     brand: str | None
     price: float | None = Field(ge=0, description="null when unknown")
