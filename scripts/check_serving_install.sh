@@ -52,6 +52,10 @@ wait "$PIP_PID" || { grep -v "^WARNING: Location" "$WORK/pip.log" >&2; echo "pip
 if "$WORK/venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "FAIL: torch is importable in the core install" >&2; exit 1
 fi
+if out=$("$WORK/venv/bin/soutui" train --model sasrec --dataset tiny-shop 2>&1) \
+  || ! grep -q "pip install 'soutui\[train\]'" <<<"$out"; then
+  echo "FAIL: soutui train on the core install should name the [train] extra; it said: $out" >&2; exit 1
+fi
 
 PORT=$("$WORK/venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 cat >"$WORK/serve.toml" <<EOF

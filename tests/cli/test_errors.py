@@ -72,3 +72,17 @@ def test_unknown_dataset_says_how_to_import_it(tmp_path: Path, capsys: pytest.Ca
     assert main(["evaluate", "--dataset", "my-shop", "--model", "popularity", "--store", store]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "soutui data import generic --name my-shop --events FILE" in err[0]
+
+
+def test_missing_training_extra_says_what_to_install() -> None:
+    """On the core install (no torch), training commands tell the user which extra to install."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from soutui.cli import main; sys.exit(main(['train', '--model', 'sasrec', '--dataset', 'x']))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "soutui: error: `soutui train` needs torch, which the core install leaves out; "
+        "install the [train] extra: pip install 'soutui[train]'"
+    ]

