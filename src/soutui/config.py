@@ -120,6 +120,8 @@ def _class_at(cls: type, loc: tuple[Any, ...]) -> Any:
     """The dataclass that sits at the path `loc` of nested fields under `cls`."""
     here: Any = cls
     for name in loc:
+        if isinstance(name, int):  # an index into a list of dataclasses: `here` is already the item type
+            continue
         tp = typing.get_type_hints(here)[name]
         here = next((t for t in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(t)), tp)
     return here
