@@ -30,6 +30,7 @@ def settings(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundl
         api_key=API_KEY,
         event_log=str(tmp_path / "events.jsonl"),
         flush_interval_s=0.0,
+        demo=True,  # reads open, as the tests of the read endpoints assume; test_privacy_live checks the read key
     )
 
 

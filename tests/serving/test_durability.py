@@ -22,7 +22,7 @@ def test_acked_events_survive_kill_9(tmp_path: Path, shop: tuple[pd.DataFrame, p
     store = make_home(tmp_path, shop)
     cfg = write_config(
         tmp_path / "serve.toml", port=free_port(), bundle=str(shop_bundle), store=store,
-        event_log=str(tmp_path / "events.jsonl"), flush_interval_s=3600.0, api_key=API_KEY,
+        event_log=str(tmp_path / "events.jsonl"), flush_interval_s=3600.0, api_key=API_KEY, demo=True,
     )
     proc, url = start_server(cfg)
     acked = []
@@ -61,13 +61,14 @@ def test_write_endpoints_refused_without_key(tmp_path: Path, shop: tuple[pd.Data
 
     env_key = os.environ.pop("SOUTUI_API_KEY", None)
     try:
-        s = ServeSettings(bundle=str(shop_bundle), store=make_home(tmp_path, shop), event_log=str(tmp_path / "e.jsonl"))
+        s = ServeSettings(bundle=str(shop_bundle), store=make_home(tmp_path, shop), event_log=str(tmp_path / "e.jsonl"),
+                          demo=True)
         with TestClient(create_app(s)) as c:
             batch = {"events": [{"event_id": "x", "user_id": "u", "item_id": "i1", "event_type": "view"}]}
             r = c.post("/v1/events", json=batch)
             assert r.status_code == 403 and "SOUTUI_API_KEY" in r.json()["detail"]
-            assert c.get("/v1/recommend/u1").status_code == 200  # reads stay open
-        dev = ServeSettings(bundle=str(shop_bundle), store=s.store, event_log=s.event_log, insecure_dev=True)
+            assert c.get("/v1/recommend/u1").status_code == 200  # reads stay open (demo mode)
+        dev = ServeSettings(bundle=str(shop_bundle), store=s.store, event_log=s.event_log, insecure_dev=True, demo=True)
         with TestClient(create_app(dev)) as c:
             assert c.post("/v1/events", json=batch).status_code == 200
     finally:
@@ -86,7 +87,7 @@ NO_TORCH = textwrap.dedent(
     from fastapi.testclient import TestClient
     from soutui.serving.app import create_app
     from soutui.serving.settings import ServeSettings
-    s = ServeSettings(bundle=sys.argv[1], store=sys.argv[2], event_log=sys.argv[3], api_key="k")
+    s = ServeSettings(bundle=sys.argv[1], store=sys.argv[2], event_log=sys.argv[3], api_key="k", demo=True)
     with TestClient(create_app(s)) as c:
         r = c.get("/v1/recommend/u1"); assert r.status_code == 200 and r.json()["items"], r.text
         item = r.json()["items"][0]["item_id"]

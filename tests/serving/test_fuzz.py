@@ -27,7 +27,7 @@ from soutui.serving.settings import ServeSettings
 def api_schema(tmp_path_factory: pytest.TempPathFactory, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundle: Path):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("fuzz")
     s = ServeSettings(bundle=str(shop_bundle), bundles_dir=str(tmp / "nobundles"), store=make_home(tmp, shop),
-                      api_key=API_KEY, event_log=str(tmp / "e.jsonl"), flush_interval_s=0.0)
+                      api_key=API_KEY, event_log=str(tmp / "e.jsonl"), flush_interval_s=0.0, demo=True)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(s))
 
 

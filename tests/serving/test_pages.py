@@ -19,7 +19,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, shop: tuple[pd.DataFrame, p
     tmp = tmp_path_factory.mktemp("pages")
     cfg = write_config(tmp / "serve.toml", port=free_port(), bundle=str(shop_bundle), bundles_dir=str(shop_bundle.parent),
                        store=make_home(tmp, shop),
-                       event_log=str(tmp / "e.jsonl"), api_key=API_KEY)
+                       event_log=str(tmp / "e.jsonl"), api_key=API_KEY, demo=True)
     proc, url = start_server(cfg)
     yield url
     proc.terminate()

@@ -43,6 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         bundles_dir=str(bundle.parent),
         store=make_home(tmp, (items, events)),
         event_log=str(tmp / "e.jsonl"),
+        demo=True,
         api_key=API_KEY,
     )
     proc, url = start_server(cfg, timeout=120)
@@ -117,6 +118,6 @@ def test_chinese_search_box_gives_the_api_answer(page: Any, server: str) -> None
     page.screenshot(path=str(ARTIFACTS / "storefront-zh-search.png"), full_page=True)
     # back to English: everything follows
     page.select_option("#lang", "en")
-    page.wait_for_selector("#results .card")
+    page.wait_for_function("(document.querySelector('#results h2') || {}).textContent?.startsWith('Results for')")
     assert page.inner_text("#search-btn") == "Search"
     assert page.inner_text("#results h2").startswith("Results for “口红”")

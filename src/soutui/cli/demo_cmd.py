@@ -131,6 +131,6 @@ def _serve(args: argparse.Namespace, bundle: Path, home: Path) -> int:
         print(f"soutui: API key for write endpoints (X-API-Key) is in {key_file}")
     ns = argparse.Namespace(
         host=args.host, port=args.port, bundle=str(bundle), store=args.store, config=None,
-        insecure_dev=False, watch=None,
+        insecure_dev=False, watch=None, demo=True,  # reads open: a demo on loopback, not a shop
     )  # fmt: skip
     return serve(ns)

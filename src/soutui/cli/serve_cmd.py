@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--bundle", default=None, help="bundle dir (default: newest under $SOUTUI_HOME/bundles)")
     p.add_argument("--config", default=None, help="TOML file: a [serve] table or flat keys (all keys: soutui/defaults.toml)")
     p.add_argument("--insecure-dev", action="store_true", help="enable write endpoints without an API key")
+    p.add_argument("--demo", action="store_true", help="demo mode: read + admin endpoints open without a key")
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="poll for newer bundles")
     add_store_arg(p)
     p.set_defaults(func=serve)
@@ -47,6 +48,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
     overrides = {
         "host": args.host, "port": args.port, "bundle": args.bundle, "store": args.store,
         "watch_interval_s": args.watch, "insecure_dev": True if args.insecure_dev else None,
+        "demo": True if args.demo else None,
     }
     return dataclasses.replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -67,7 +69,13 @@ def serve(args: argparse.Namespace) -> int:
     svc = app.state.service
     if not settings.writes_enabled:
         print("soutui: write endpoints (events, reload) are DISABLED: set SOUTUI_API_KEY or pass --insecure-dev")
+    if settings.demo:
+        print("soutui: DEMO mode: read and admin endpoints are open without a key")
+    elif not (settings.read_key or settings.api_key):
+        print("soutui: read endpoints are DISABLED: set SOUTUI_READ_KEY (or SOUTUI_API_KEY), or pass --demo")
     print(f"soutui: serving bundle {svc.bundle.version} ({svc.store_status})")
+    for reason in svc.skipped_bundles:
+        print(f"soutui: skipped a newer bundle: {reason}")
     print(f"soutui: storefront  http://{settings.host}:{settings.port}/")
     print(f"soutui: dashboard   http://{settings.host}:{settings.port}/admin   API docs: /docs")
     # The loaded bundle + histories are ~0.4M long-lived objects; a full cyclic GC over them

@@ -1,7 +1,8 @@
 """The FastAPI app factory: builds the service once, puts it on `app.state`, includes the routers.
 
-Read endpoints are open; write endpoints (events, admin reload) need X-API-Key and
-are disabled when the server has no key (unless started with --insecure-dev).
+Read and admin endpoints need the read key (or the write key) in X-API-Key unless the
+server runs in explicit demo mode; write endpoints (events, reload, forgetting) need the
+write key and are disabled when the server has none (unless started with --insecure-dev).
 Errors are 4xx with a message saying what to fix; a 500 is a bug.
 """
 
@@ -13,6 +14,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -35,14 +38,15 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
     app = FastAPI(
         title="soutui",
         version=__version__,
-        description="搜推 soutui: e-commerce search and recommendation API. Read endpoints are open; "
-        "writes need the X-API-Key header.",
+        description="搜推 soutui: e-commerce search and recommendation API. Reads need the read key and "
+        "writes the write key, both in the X-API-Key header (reads are open in demo mode).",
         lifespan=_lifespan,
     )
     app.state.service, app.state.metrics = svc, metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Unavailable, _unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid)
     for router in ROUTERS:
         app.include_router(router)
     if STATIC.is_dir():
@@ -63,6 +67,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
+
+
+class _AsciiJSON(JSONResponse):
+    """JSON with non-ASCII escaped: a 422 echoes the bad input, which may hold a lone surrogate
+    that UTF-8 cannot encode (the default renderer then fails with a 500)."""
+
+    def render(self, content: object) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _AsciiJSON({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

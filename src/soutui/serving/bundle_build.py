@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from soutui.data.sequences import LeaveOneOut, SequenceData
+from soutui.data.store import StoreError, open_store
 from soutui.models.base import Recommender
 from soutui.serving.bundle import FORMAT_VERSION, MANIFEST, checksum_tree
 
@@ -152,6 +153,7 @@ def build_from_dataset(
     from soutui.evaluation.protocol import RankingProtocol, evaluate_full_ranking
     from soutui.models.registry import model_class
 
+    read_at = int(time.time())  # users forgotten before this are not in the data read now
     items, events = load_dataset(dataset, store_url=store_url)
     data = SequenceData.from_events(events, items)
     split = leave_one_out(data)
@@ -183,7 +185,25 @@ def build_from_dataset(
         default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
         evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
         extra = _bundle_extra(evaluation, catalogue, data, with_search, progress)
-        return write_bundle(out_root, dataset, catalogue, serving, default, evaluation, extra, onnx_models=onnx)
+        path = write_bundle(out_root, dataset, catalogue, serving, default, evaluation, extra, onnx_models=onnx)
+    _clear_pending_forget(dataset, store_url, read_at, progress)
+    return path
+
+
+def _clear_pending_forget(dataset: str, store_url: str | None, read_at: int, progress: ProgressFn) -> None:
+    """The new bundle was built without the users forgotten before `read_at`: their rebuild is done."""
+    try:
+        store = open_store(store_url)
+    except StoreError as exc:  # e.g. busy: the rows stay pending, which only means one more rebuild
+        progress(f"could not mark forgotten users as rebuilt ({exc}); the next build will")
+        return
+    try:
+        if dataset.replace("-", "_") in store.datasets():
+            n = store.clear_pending_forget(dataset, read_at)
+            if n:
+                progress(f"{n} forgotten user(s) are no longer in any model of the new bundle")
+    finally:
+        store.close()
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

@@ -52,6 +52,22 @@ async def require_key(settings: Settings, x_api_key: Annotated[str | None, Heade
 
 Writer = Depends(require_key)
 
+
+async def require_read_key(settings: Settings, x_api_key: Annotated[str | None, Header(max_length=256)] = None) -> None:
+    """Read and admin endpoints: open only in explicit demo mode, else the read key (or the write key)."""
+    if settings.demo:
+        return
+    keys = [k for k in (settings.read_key, settings.api_key) if k]
+    if not keys:
+        raise HTTPException(403, "read endpoints need a key: start the server with SOUTUI_READ_KEY (or "
+                                 "SOUTUI_API_KEY) set, or with --demo for a demo")
+    given = (x_api_key or "").encode()
+    if not any(hmac.compare_digest(given, k.encode()) for k in keys):
+        raise HTTPException(401, "missing or wrong X-API-Key header (read endpoints need the read key)")
+
+
+Reader = Depends(require_read_key)
+
 K = Annotated[int, Query(ge=1, le=100, description="how many results")]
 Category = Annotated[str | None, Query(max_length=200, description="only items in this category (any level)")]
 ModelName = Annotated[str | None, Query(max_length=64, description="recommender to use; default: the bundle's")]
@@ -66,6 +82,7 @@ def invalid(param: str, message: str, value: Any) -> RequestValidationError:
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": S.Problem}}
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": S.Problem}, 403: {"model": S.Problem}}
+READ_ERRORS = WRITE_ERRORS  # the same two answers: no key configured (403), a missing or wrong key (401)
 
 
 class FastJSON(Response):

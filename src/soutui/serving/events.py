@@ -3,7 +3,9 @@
 An event batch is acknowledged only after its lines are written and fsync'd to the
 log, so a `kill -9` right after the 2xx loses nothing; the log is replayed into the
 store (which dedupes on event_id) at start and copied there in the background. The
-store file is opened only briefly, so other soutui commands can still use it.
+store file is opened only briefly, so other soutui commands can still use it. A re-import of
+the dataset under a running server replaces its events, so the sync then copies the whole
+log in again; forgetting a user compacts the log, so a replay cannot restore them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from soutui.data.store import open_store
 log = logging.getLogger(__name__)
 
 INTERACTIONS = ("view", "click", "cart", "purchase")
+FUTURE_SLACK_S = 86_400  # like the importer: one day of clock skew, no more
+RECHECK_S = 30.0  # an idle server looks for a re-import of its dataset this often
 
 
 class EventLog:
@@ -40,16 +44,21 @@ class EventLog:
     def replay(self) -> list[dict[str, Any]]:
         """Every complete record in the log (a torn last line from a crash is skipped)."""
         records: list[dict[str, Any]] = []
+        for rec in self.replay_all():
+            if rec.get("event_id") not in self.seen:
+                self.seen.add(rec["event_id"])
+                records.append(rec)
+        return records
+
+    def replay_all(self) -> list[dict[str, Any]]:
+        """Every complete record in the log, duplicates included; `seen` is left alone."""
+        records: list[dict[str, Any]] = []
         with open(self.path, "rb") as fh:
             for line in fh:
                 try:
-                    rec = json.loads(line)
+                    records.append(json.loads(line))
                 except json.JSONDecodeError:
                     log.warning("skipping a torn line in %s", self.path)
-                    continue
-                if rec.get("event_id") not in self.seen:
-                    self.seen.add(rec["event_id"])
-                    records.append(rec)
         return records
 
     def append(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,6 +78,35 @@ class EventLog:
                 self.seen |= ids
             return fresh
 
+    def drop_user(self, user_id: str) -> set[str]:
+        """Compact the log without `user_id`'s records (forgetting: replay must not restore them).
+
+        The survivors go to a new file, fsync'd, then atomically replace the log, so a crash
+        leaves either the old log or the compacted one. Returns the dropped event ids."""
+        with self._lock:
+            self._fh.close()
+            kept: list[bytes] = []
+            dropped: set[str] = set()
+            with open(self.path, "rb") as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a torn line: replay skips it anyway
+                    if isinstance(rec, dict) and str(rec.get("user_id")) == user_id:
+                        dropped.add(str(rec.get("event_id")))
+                    else:
+                        kept.append(line if line.endswith(b"\n") else line + b"\n")
+            tmp = self.path.with_name(self.path.name + ".compact")
+            with open(tmp, "wb") as out:
+                out.write(b"".join(kept))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the server's life
+            self.seen -= dropped
+            return dropped
+
     def close(self) -> None:
         self._fh.close()
 
@@ -76,10 +114,16 @@ class EventLog:
 class StoreSync:
     """Copies logged events into the store in the background (idempotent: the store dedupes)."""
 
-    def __init__(self, store_url: str | None, dataset: str, interval_s: float) -> None:
+    def __init__(
+        self, store_url: str | None, dataset: str, interval_s: float, event_log: EventLog | None = None
+    ) -> None:
         self.store_url, self.dataset, self.interval_s = store_url, dataset, interval_s
+        self.log = event_log  # re-read in full when the dataset was re-imported under the server
+        self.imported: str | None = None  # the dataset's import stamp when last synced
+        self._checked = time.monotonic()
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.io_lock = threading.Lock()  # one store write at a time (forgetting holds it too)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.warned = False
@@ -87,6 +131,11 @@ class StoreSync:
     def add(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
             self._pending.extend(records)
+
+    def drop_user(self, user_id: str) -> None:
+        """Forget the user's events not yet copied (the caller holds `io_lock`)."""
+        with self._lock:
+            self._pending = [r for r in self._pending if str(r.get("user_id")) != user_id]
 
     def start(self) -> None:
         if self.interval_s > 0:
@@ -98,14 +147,26 @@ class StoreSync:
             self.flush()
 
     def flush(self) -> int:
+        with self.io_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             batch, self._pending = self._pending, []
-        if not batch:
+        check = self.log is not None and time.monotonic() - self._checked > RECHECK_S
+        if not batch and not check:
             return 0
         try:
             store = open_store(self.store_url)
             try:
-                return store.append_events(self.dataset, pd.DataFrame(batch))
+                stamp = import_stamp(store, self.dataset)
+                self._checked = time.monotonic()
+                if self.log is not None and self.imported is not None and stamp != self.imported:
+                    # re-imported while we serve: the import replaced the synced live events; restore them
+                    log.info("dataset %s was re-imported; copying the event log into it again", self.dataset)
+                    batch = self.log.replay_all() + batch
+                self.imported = stamp
+                return store.append_events(self.dataset, pd.DataFrame(batch)) if batch else 0
             finally:
                 store.close()
         except Exception as exc:  # store busy or missing: the log still holds the events
@@ -152,8 +213,9 @@ class Histories:
 
     def add_many(self, rows: list[tuple[str, str, str, int]]) -> None:
         with self._lock:
+            horizon = now_s() + FUTURE_SLACK_S  # an event dated 2100 must not empty the trending window
             if rows:
-                self.latest_ts = max(self.latest_ts, max(r[3] for r in rows))
+                self.latest_ts = max(self.latest_ts, max((r[3] for r in rows if r[3] <= horizon), default=0))
             cutoff = self.latest_ts - self.window_s
             for user, item, etype, ts in rows:
                 dq = self.recent.get(user)
@@ -165,6 +227,20 @@ class Histories:
                 self.all_counts[item] += 1
                 if ts >= cutoff or ts == 0:
                     self.counts[item] += 1
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's history, purchases and their share of the item counts; returns events dropped."""
+        with self._lock:
+            dq = self.recent.pop(user_id, None) or deque()
+            self.purchased.pop(user_id, None)
+            cutoff = self.latest_ts - self.window_s
+            for item, _, ts in dq:
+                self.all_counts[item] -= 1
+                if ts >= cutoff or ts == 0:
+                    self.counts[item] -= 1
+            self.all_counts += Counter()  # drops the counts that fell to zero
+            self.counts += Counter()
+            return len(dq)
 
     def add_records(self, records: list[dict[str, Any]]) -> None:
         rows = [
@@ -193,3 +269,12 @@ class Histories:
 
 def now_s() -> int:
     return int(time.time())
+
+
+def import_stamp(store: Any, dataset: str) -> str | None:
+    """What changes when the dataset is (re-)imported: its metadata (import time, report)."""
+    try:
+        meta = store.meta(dataset)
+    except Exception:
+        return None
+    return json.dumps(meta, sort_keys=True) if meta else None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Id = Field(min_length=1, max_length=128)
+FUTURE_SLACK_S = 86_400  # live events may be at most a day ahead of the server clock (as at import)
 
 
 class Out(BaseModel):
@@ -27,7 +29,16 @@ class EventIn(BaseModel):
     event_type: Literal["view", "click", "cart", "purchase", "search"]
     query: str | None = Field(default=None, max_length=512)
     session_id: str | None = Field(default=None, max_length=128)
-    ts: int | None = Field(default=None, ge=0, le=4_102_444_800, description="unix seconds; default: now")
+    ts: int | None = Field(default=None, ge=0, le=4_102_444_800, description="unix seconds; default: now; at most a day ahead")
+
+    @field_validator("ts")
+    @classmethod
+    def _not_future(cls, v: int | None) -> int | None:
+        """Like the importer: more than a day ahead of the server's clock is a bad clock or a forgery."""
+        if v is not None and v > time.time() + FUTURE_SLACK_S:
+            raise ValueError(f"ts {v} is more than a day in the future (server time {int(time.time())}); "
+                             "send unix seconds, or leave ts out for now")
+        return v
 
     @model_validator(mode="after")
     def _item_or_query(self) -> EventIn:
@@ -117,10 +128,14 @@ class ReloadRequest(BaseModel):
     bundle: str | None = Field(default=None, max_length=4096, description="bundle dir; default: the newest")
 
 
+class ForgetResponse(Out):
+    deleted: dict[str, int] = Field(description="what was deleted now, by place (store tables, event log, live history)")
+    pending_rebuild: bool = Field(description="models and indexes learned from the user until the next bundle")
+
+
 class ReloadResponse(Out):
     bundle: str
     previous: str
-    path: str
 
 
 class Problem(BaseModel):
@@ -128,12 +143,14 @@ class Problem(BaseModel):
 
 
 class BundleInfo(Out):
-    path: str
+    """No filesystem path: none leaves the server."""
+
     version: str
     default_recommender: str
     manifest: dict[str, Any] = Field(description="the bundle's manifest.json")
     store: str = Field(description="where the served histories came from")
     writes_enabled: bool
+    skipped: list[str] = Field(description="newer bundles not served, each with the reason (e.g. corrupt)")
 
 
 class RouteStats(Out):

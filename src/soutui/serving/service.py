@@ -19,7 +19,8 @@ import numpy as np
 from soutui.data.store import open_store
 from soutui.serving import explain, rules
 from soutui.serving.bundle import BundleError, LoadedBundle, find_bundles, load_bundle, newest_bundle
-from soutui.serving.events import EventLog, Histories, StoreSync, now_s
+from soutui.serving.events import EventLog, Histories, StoreSync, import_stamp, now_s
+from soutui.serving.privacy import LivePrivacy, redact_paths
 from soutui.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class ResultCache:
             if len(self._d) > self.size:
                 self._d.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
     def stats(self) -> dict[str, int]:
         return {"entries": len(self._d), "hits": self.hits, "misses": self.misses}
 
@@ -71,12 +76,12 @@ class RecService:
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        path = Path(settings.bundle) if settings.bundle else newest_bundle(settings.bundles_path())
-        self.bundle: LoadedBundle = load_bundle(path, settings.recommender)
+        self.bundle, self.skipped_bundles = load_serving_bundle(settings)
         self.histories = Histories(max_len=settings.max_history, trending_days=settings.trending_days)
         self.log = EventLog(settings.event_log_path(self.bundle.dataset))
-        self.sync = StoreSync(settings.store or None, self.bundle.dataset, settings.flush_interval_s)
+        self.sync = StoreSync(settings.store or None, self.bundle.dataset, settings.flush_interval_s, self.log)
         self.store_status = "not loaded"
+        self.privacy = LivePrivacy.for_dataset(None, settings.pseudonym_key_file)
         self.search_cache = ResultCache(settings.search_cache_size)
         self._load_events()
         self._refresh_bundle_state(self.bundle)
@@ -98,6 +103,8 @@ class RecService:
             return
         try:
             if self.bundle.dataset.replace("-", "_") in store.datasets():
+                self.privacy = LivePrivacy.for_dataset(store.meta(self.bundle.dataset), self.settings.pseudonym_key_file)
+                self.sync.imported = import_stamp(store, self.bundle.dataset)
                 if logged:
                     import pandas as pd
 
@@ -170,7 +177,7 @@ class RecService:
         name = model or b.default
         if name not in b.models:
             raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")
-        hist, times, types, purchased = self._user_history(b, user_id)
+        hist, times, types, purchased = self._user_history(b, self.privacy.read_user(user_id, self.histories.recent))
         excl = self.settings.rules.exclude_purchased if exclude_purchased is None else exclude_purchased
         allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category, purchased if excl else None)
         if len(hist):
@@ -253,7 +260,7 @@ class RecService:
         filters = SearchFilters(category=category, brand=brand, min_price=min_price, max_price=max_price, in_stock=in_stock)
         history = None
         if user_id:
-            recent, _ = self.histories.user(user_id)
+            recent, _ = self.histories.user(self.privacy.read_user(user_id, self.histories.recent))
             history = [e[0] for e in recent] or None
         hits, facets = b.search.search(
             q, k=2 * k if drop_out else k, filters=filters, sort=sort, method=method or self.settings.search_method, user_history=history
@@ -286,7 +293,11 @@ class RecService:
 
     # --- writes ------------------------------------------------------------------
     def ingest(self, records: list[dict[str, Any]]) -> tuple[int, int]:
-        """Durably log new events, then update live state; returns (accepted, duplicates)."""
+        """Durably log new events, then update live state; returns (accepted, duplicates).
+
+        Ids are pseudonymised and PII masked first, so neither the log, the store nor the
+        histories ever hold the raw values."""
+        records = [self.privacy.event(r) for r in records]
         for r in records:
             r["ts"] = r.get("ts") or now_s()
         fresh = self.log.append(records)  # fsync'd before we return, hence before the ack
@@ -319,7 +330,7 @@ class RecService:
                 gc.unfreeze()
                 gc.collect()
                 gc.freeze()
-            return {"bundle": new.version, "previous": previous, "path": str(new.path)}
+            return {"bundle": new.version, "previous": previous}
 
     def newer_bundle(self) -> Path | None:
         found = find_bundles(self.settings.bundles_path())
@@ -331,9 +342,57 @@ class RecService:
                 return found[-1]
         return None
 
+    def forget(self, raw_user_id: str) -> dict[str, Any]:
+        """Delete one user now: the event log (compacted), the store (with an audit row and a
+        pending-rebuild row), the live histories, trending counts and the search cache.
+
+        Models and indexes of the served bundle hold no user ids; what they learned from the
+        user leaves with the next bundle built (see docs/privacy.md)."""
+        stored = self.privacy.user(raw_user_id)
+        counts = {"events": 0, "quarantine": 0, "users": 0}
+        with self.sync.io_lock:  # no store sync may re-insert the user's events meanwhile
+            self.sync.drop_user(stored)
+            store = open_store(self.settings.store or None)  # busy: StoreError, nothing deleted yet
+            try:
+                if self.bundle.dataset.replace("-", "_") in store.datasets():
+                    counts = store.forget_user(self.bundle.dataset, stored, also=(raw_user_id.strip(),))
+            finally:
+                store.close()
+            logged = len(self.log.drop_user(stored))
+        live = self.histories.forget(stored)
+        b = self.bundle
+        b.trending = self.histories.trending_vector(b.catalogue.index, len(b.catalogue))
+        self.search_cache.clear()
+        log.info("forgot one user: %d store event(s), %d logged, %d live", counts["events"], logged, live)
+        return {"deleted": {**counts, "event_log": logged, "live_history": live}, "pending_rebuild": True}
+
     def close(self) -> None:
         self.sync.stop()
         self.log.close()
+
+
+def load_serving_bundle(settings: ServeSettings) -> tuple[LoadedBundle, list[str]]:
+    """The bundle to serve and the newer ones skipped (each with its reason).
+
+    A named bundle is loaded or refused. Otherwise the newest *valid* bundle under
+    bundles_dir is served: one corrupt newer bundle must not keep the shop offline."""
+    if settings.bundle:
+        return load_bundle(Path(settings.bundle), settings.recommender), []
+    found = find_bundles(settings.bundles_path())
+    if not found:
+        newest_bundle(settings.bundles_path())  # raises, saying how to build one
+    skipped: list[str] = []
+    for path in reversed(found):
+        try:
+            bundle = load_bundle(path, settings.recommender)
+        except BundleError as exc:
+            skipped.append(f"{path.name}: {redact_paths(str(exc))}")
+            log.warning("skipping bundle %s", skipped[-1])
+            continue
+        if skipped:
+            log.warning("serving %s, the newest valid bundle (%d newer skipped)", bundle.version, len(skipped))
+        return bundle, skipped
+    raise BundleError(f"no valid bundle under {settings.bundles_path()}: " + "; ".join(skipped))
 
 
 def _warm_up(b: LoadedBundle) -> None:

@@ -46,6 +46,9 @@ class ServeSettings:
     store: str = ""  # store URL; empty = the default DuckDB store
     api_key: str = ""  # required for write endpoints (or set SOUTUI_API_KEY)
     insecure_dev: bool = False  # allow write endpoints without a key (loopback development only)
+    read_key: str = ""  # key for read and admin endpoints (or set SOUTUI_READ_KEY); the write key reads too
+    demo: bool = False  # explicit demo mode: read and admin endpoints open without a key (`soutui demo`)
+    pseudonym_key_file: str = ""  # key for live user ids; empty = $SOUTUI_PSEUDONYM_KEY (see docs/privacy.md)
     event_log: str = ""  # fsync'd append-only log; empty = $SOUTUI_HOME/events/<dataset>.jsonl
     recommender: str = ""  # override the bundle's default recommender
     search_method: str = "ltr"  # SearchEngine method used when a request does not name one
@@ -63,6 +66,8 @@ class ServeSettings:
             raise ConfigError("max_history must be >= 1")
         if not self.api_key:
             self.api_key = os.environ.get("SOUTUI_API_KEY", "")
+        if not self.read_key:
+            self.read_key = os.environ.get("SOUTUI_READ_KEY", "")
 
     @property
     def writes_enabled(self) -> bool:

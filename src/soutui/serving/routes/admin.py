@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse, Response
 
 from soutui.serving import schemas as S
 from soutui.serving.bundle import BundleError
-from soutui.serving.deps import NOT_FOUND, WRITE_ERRORS, MetricsDep, Service, Writer
+from soutui.serving.deps import NOT_FOUND, READ_ERRORS, WRITE_ERRORS, MetricsDep, Reader, Service, Writer
+from soutui.serving.privacy import redact_paths
 
 router = APIRouter()
 
@@ -30,22 +31,23 @@ def prometheus(metrics: MetricsDep) -> Response:
     return Response(metrics.export(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/v1/admin/bundle", response_model=S.BundleInfo, tags=["admin"])
+@router.get("/v1/admin/bundle", response_model=S.BundleInfo, tags=["admin"], dependencies=[Reader], responses=READ_ERRORS)
 def bundle_info(svc: Service) -> dict[str, Any]:
-    """The manifest of the bundle being served (model versions, checksums, metrics)."""
+    """The manifest of the bundle being served (model versions, checksums, metrics); no filesystem path."""
     b = svc.bundle
-    return {"path": str(b.path), "version": b.version, "default_recommender": b.default,
-            "manifest": b.manifest, "store": svc.store_status, "writes_enabled": svc.settings.writes_enabled}
+    return {"version": b.version, "default_recommender": b.default, "manifest": b.manifest,
+            "store": redact_paths(svc.store_status), "writes_enabled": svc.settings.writes_enabled,
+            "skipped": svc.skipped_bundles}
 
 
-@router.get("/v1/admin/evaluation", response_model=dict[str, Any], tags=["admin"])
+@router.get("/v1/admin/evaluation", response_model=dict[str, Any], tags=["admin"], dependencies=[Reader], responses=READ_ERRORS)
 def evaluation(svc: Service) -> dict[str, Any]:
     """The last evaluation table stored in the bundle."""
     return svc.bundle.evaluation
 
 
-@router.get("/v1/admin/plots/{name}", tags=["admin"], response_class=FileResponse,
-            responses={**NOT_FOUND, 200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}})
+@router.get("/v1/admin/plots/{name}", tags=["admin"], response_class=FileResponse, dependencies=[Reader],
+            responses={**NOT_FOUND, **READ_ERRORS, 200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}})
 def plot(svc: Service, name: Annotated[str, PathParam(max_length=100)]) -> FileResponse:
     b = svc.bundle
     allowed = {Path(p).name: p for p in b.evaluation.get("plots", [])}
@@ -54,7 +56,7 @@ def plot(svc: Service, name: Annotated[str, PathParam(max_length=100)]) -> FileR
     return FileResponse(b.path / allowed[name])
 
 
-@router.get("/v1/admin/stats", response_model=S.Stats, tags=["admin"])
+@router.get("/v1/admin/stats", response_model=S.Stats, tags=["admin"], dependencies=[Reader], responses=READ_ERRORS)
 def stats(svc: Service, metrics: MetricsDep) -> dict[str, Any]:
     """Live request rate and latency percentiles per route (the dashboard polls this)."""
     return {**metrics.stats(), "bundle": svc.bundle.version, "users": len(svc.histories.recent),
@@ -68,6 +70,6 @@ def reload(svc: Service, metrics: MetricsDep, body: S.ReloadRequest | None = Non
     try:
         out = svc.reload(body.bundle if body else None)
     except (BundleError, OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the path
-        raise HTTPException(409, f"bundle refused, still serving {svc.bundle.version}: {exc}") from exc
+        raise HTTPException(409, redact_paths(f"bundle refused, still serving {svc.bundle.version}: {exc}")) from exc
     metrics.set_bundle(svc.bundle.version)
     return out

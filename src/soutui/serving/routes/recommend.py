@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from soutui.serving import schemas as S
-from soutui.serving.deps import NOT_FOUND, Category, FastJSON, K, ModelName, Service
+from soutui.serving.deps import NOT_FOUND, READ_ERRORS, Category, FastJSON, K, ModelName, Reader, Service
 
-router = APIRouter(tags=["recommend"])
+router = APIRouter(tags=["recommend"], dependencies=[Reader], responses=READ_ERRORS)
 
 
 @router.get("/v1/recommend/{user_id}", response_model=S.RecommendResponse, responses=NOT_FOUND)

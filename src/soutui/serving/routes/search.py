@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from soutui.serving import schemas as S
-from soutui.serving.deps import Category, FastJSON, K, Service, invalid
+from soutui.serving.deps import READ_ERRORS, Category, FastJSON, K, Reader, Service, invalid
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], dependencies=[Reader], responses=READ_ERRORS)
 
 
 @router.get("/v1/search", response_model=S.SearchResponse, responses={503: {"model": S.Problem}})
