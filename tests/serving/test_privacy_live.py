@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -155,3 +156,30 @@ def test_reimport_keeps_synced_live_events(settings: ServeSettings, shop: tuple[
         ids = _events_in_store(settings.store)["event_id"].tolist()
         assert {"live-0", "live-1", "live-2", "live-3"} <= set(ids) and ids.count("live-0") == 1
         assert c.get("/v1/recommend/shopper").json()["history_length"] == 4
+
+
+@pytest.mark.browser
+def test_pages_send_the_read_key(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundle: Path) -> None:
+    """Outside demo mode the storefront and dashboard send the key given once as `?key=`."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium is not installed (apt-get install -y chromium fonts-wqy-microhei)")
+    from playwright.sync_api import sync_playwright
+    from serving_shop import free_port, make_home, start_server, write_config
+
+    cfg = write_config(tmp_path / "serve.toml", port=free_port(), bundle=str(shop_bundle), store=make_home(tmp_path, shop),
+                       event_log=str(tmp_path / "e.jsonl"), api_key=API_KEY, read_key="page-read-key")  # fmt: skip
+    proc, url = start_server(cfg)
+    try:
+        assert httpx.get(url + "/v1/trending").status_code == 401
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(url + "/?key=page-read-key")
+            page.wait_for_selector("#trending .card")
+            page.goto(url + "/admin")  # the key was kept in localStorage
+            page.wait_for_selector("#stats table")
+            assert page.inner_text("#version").startswith("shop-")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

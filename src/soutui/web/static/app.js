@@ -3,11 +3,15 @@
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const state = { user: localStorage.getItem("soutui.user") || "", lastQuery: "" };
+// Reads need the read key unless the server runs in demo mode: a `?key=` in the address is kept in localStorage.
+const urlKey = new URLSearchParams(location.search).get("key");
+if (urlKey) localStorage.setItem("soutui.key", urlKey);
+const authed = (url) => fetch(url, { headers: { "X-API-Key": localStorage.getItem("soutui.key") || "" } });
 
 async function api(path, params = {}) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
-  const r = await fetch(url);
+  const r = await authed(url);
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : r.statusText);
   return body;
