@@ -6,7 +6,8 @@
 # 2. In a fresh venv: `pip install .` WITHOUT extras; check that `import torch` fails there.
 # 3. Start `soutui serve` from the fresh venv on that bundle and ask /v1/recommend for a
 #    user with history; the answer must come from the ONNX SASRec ("model": "sasrec").
-#    /v1/search must answer too, by every method (the index carries its query encoder).
+#    /v1/search must answer too, by every method (the index carries its query encoder), and
+#    Chinese queries must find the English-titled products (multilingual encoder, numpy only).
 # Prints both install sizes (du of site-packages). Usage: scripts/check_serving_install.sh [WORKDIR to keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +70,7 @@ KEY=check-install-key  # the API key opens read endpoints too
   >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
 "$WORK/venv/bin/python" - "$PORT" "$SERVER_PID" "$KEY" <<'EOF' || { echo "--- server log"; tail -30 "$WORK/serve.log"; exit 1; }
-import json, sys, time, urllib.request
+import json, sys, time, urllib.parse, urllib.request
 port, pid, key = sys.argv[1:4]
 base = f"http://127.0.0.1:{port}"
 
@@ -99,6 +100,10 @@ for method in ("bm25", "dense", "hybrid", "ltr"):
     titles = [h["title"] for h in res["items"]]
     assert titles and "shampoo" in titles[0], (method, titles)
     print(f"search {method}: {titles}")
+for query, word in (("洗发水", "shampoo"), ("防晒霜", "sunscreen")):  # Chinese queries, English titles
+    titles = [h["title"] for h in get(f"/v1/search?q={urllib.parse.quote(query)}&k=3")["items"]]
+    assert titles and word in titles[0], (query, titles)
+    print(f"search {query}: {titles}")
 EOF
 
 size() { du -sm "$1"/lib/python3*/site-packages | cut -f1; }
