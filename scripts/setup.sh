@@ -15,7 +15,10 @@ apt_install() {
     exit 1
   fi
   local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: as root, run: apt-get install -y $*" >&2; exit 1; }
+    sudo="sudo"
+  fi
   echo "setup: apt-get install $*"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
