@@ -22,6 +22,7 @@ from serving_shop import API_KEY
 from soutui.data.privacy import pseudonym
 from soutui.data.store import open_store
 from soutui.serving.app import create_app
+from soutui.serving.events import Histories
 from soutui.serving.settings import ServeSettings
 
 H = {"X-API-Key": API_KEY}
@@ -114,6 +115,15 @@ def test_future_events_are_refused(client: TestClient) -> None:
     soon = int(time.time()) + 3600  # clock skew under a day is accepted, as at import
     ok = {"events": [{"event_id": "f-2", "user_id": "u", "item_id": "i1", "event_type": "view", "ts": soon}]}
     assert client.post("/v1/events", json=ok, headers=H).json()["accepted"] == 1
+
+
+def test_a_far_future_event_already_logged_does_not_take_over_trending() -> None:
+    """An old log (or store) may hold one event dated 2100: it must not move the trending window."""
+    h = Histories(max_len=50, trending_days=7)
+    now = int(time.time())
+    h.add_many([(f"u{j}", "i1", "view", now - 60) for j in range(5)] + [("x", "i2", "view", 4_102_000_000)])
+    vec = h.trending_vector({"i1": 0, "i2": 1}, 2)
+    assert vec[0] > vec[1]
 
 
 def test_newest_corrupt_bundle_is_skipped(settings: ServeSettings, shop_bundle: Path, tmp_path: Path) -> None:
