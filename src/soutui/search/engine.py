@@ -292,9 +292,13 @@ class SearchEngine:
         return rows[keep], s[keep]
 
     def candidates(
-        self, q: ParsedQuery, mask: np.ndarray | None, dense_encoders: list[str] | None = None
+        self,
+        q: ParsedQuery,
+        mask: np.ndarray | None,
+        dense_encoders: list[str] | None = None,
+        cosines: bool = True,
     ) -> feats.Candidates:
-        """Union of keyword top-N and each encoder's top-N, with ranks, cosines and RRF."""
+        """Union of keyword top-N and each encoder's top-N, with ranks, RRF and (for LTR) cosines."""
         lists = {"keyword": self._keyword(q, mask, self.config.keyword_candidates)}
         encs = list(self.vectors) if dense_encoders is None else dense_encoders
         for enc in encs:
@@ -306,7 +310,11 @@ class SearchEngine:
             rk = np.zeros(len(fused_rows), np.int64)
             rk[by_row[np.searchsorted(fused_rows, rows, sorter=by_row)]] = np.arange(1, len(rows) + 1)
             ranks[name] = rk
-        cos = {enc: self.vectors[enc].similarity(self.embed_query(q, enc), fused_rows) for enc in encs}
+        cos = (
+            {enc: self.vectors[enc].similarity(self.embed_query(q, enc), fused_rows) for enc in encs}
+            if cosines
+            else {}
+        )
         return feats.Candidates(fused_rows, ranks, cos, fused)
 
     # ------------------------------------------------------------------ ranking
@@ -328,7 +336,7 @@ class SearchEngine:
             )
             return Ranked(rows, s.astype(np.float64), rows, q)
         if method == "hybrid" or self.ranker is None:
-            cand = self.candidates(q, mask, [self.primary_encoder(q)])
+            cand = self.candidates(q, mask, [self.primary_encoder(q)], cosines=False)  # RRF needs no cosines
             return Ranked(cand.rows, cand.rrf, self._matched(cand), q, cand)
         cand = self.candidates(q, mask)
         if len(cand.rows) == 0:
