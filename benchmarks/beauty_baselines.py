@@ -17,6 +17,7 @@ from soutui.evaluation.report import (
     leaky_popularity,
     load_sequences,
 )
+from soutui.training.trainer import LoopTrainer
 
 PUBLISHED_POPREC = {"HR@10": 0.0152, "NDCG@10": 0.0068}  # S3-Rec (CIKM 2020) full-ranking table
 
@@ -30,9 +31,15 @@ def main() -> None:
     models = tuple(m for m in args.models.split(",") if m)
     out: dict = {"dataset": args.dataset, "results": []}
     for exclude in (False, True):
-        res = evaluate_baselines(args.dataset, models=models, exclude_history=exclude, ks=(10, 20))
+        res = evaluate_baselines(
+            args.dataset,
+            models=models,
+            exclude_history=exclude,
+            ks=(10, 20),
+            trainer=LoopTrainer(progress=False),
+        )
         out["results"] += res
-    data, _ = load_sequences(args.dataset)
+    data, _ = load_sequences(args.dataset, encoder="none")
     out["leaky_popularity"] = leaky_popularity(data, ks=(10, 20))
     out["published_poprec"] = PUBLISHED_POPREC
     if args.json:
