@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_shop import API_KEY
 
-from soutui.data.privacy import pseudonym
+from soutui.data.privacy import PrivacyError, pseudonym
 from soutui.data.store import open_store
 from soutui.serving.app import create_app
 from soutui.serving.events import Histories
@@ -67,6 +67,28 @@ def test_live_events_are_pseudonymised_and_masked(
     ev = _events_in_store(settings.store).set_index("event_id")
     assert ev.loc["p-1", "user_id"] == alias
     assert ev.loc["p-3", "query"] == "lipstick for [EMAIL] call [PHONE] id [ID]"
+
+
+def test_pseudonymised_dataset_needs_the_key_to_serve(
+    settings: ServeSettings, shop: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw ids must never be mixed with pseudonyms: no key, no server (a one-line error)."""
+    monkeypatch.delenv("SOUTUI_PSEUDONYM_KEY", raising=False)
+    store = open_store(settings.store)
+    try:
+        store.write_dataset("shop", {"items": shop[0], "events": shop[1]}, meta={"pseudonymised": "true"})
+    finally:
+        store.close()
+    with pytest.raises(PrivacyError, match="SOUTUI_PSEUDONYM_KEY"):
+        create_app(settings)
+
+
+def test_serve_demo_flag() -> None:
+    from soutui.cli import build_parser
+    from soutui.cli.serve_cmd import settings_from_args
+
+    assert settings_from_args(build_parser().parse_args(["serve", "--demo"])).demo
+    assert not settings_from_args(build_parser().parse_args(["serve"])).demo
 
 
 def test_identity_without_pseudonymisation(settings: ServeSettings) -> None:
