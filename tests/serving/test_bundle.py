@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from serving_shop import API_KEY, build_shop_bundle, make_shop
@@ -108,3 +109,20 @@ def test_untitled_items_are_never_shown_as_their_id() -> None:
     }))  # fmt: skip
     assert [cat.item_json(i)["title"] for i in range(3)] == ["Rose lipstick", "", ""]
     assert [cat.label(i) for i in range(3)] == ["Rose lipstick", "acme Sunscreen", "an item"]
+
+
+def test_itemknn_affinity_fast_path_equals_the_contracts_score_lift(shop: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """Explanations read ItemKNN's similarity matrix directly; it must equal the contract's
+    reference definition (the score lift of a one-item history), which popularity gets as 0."""
+    from soutui.data.sequences import SequenceData
+    from soutui.models.base import Recommender
+    from soutui.models.itemknn import ItemKNN
+    from soutui.models.popularity import Popularity
+
+    data = SequenceData.from_events(shop[1], shop[0])
+    knn, pop = ItemKNN().fit(data), Popularity().fit(data)
+    items, hist = np.arange(0, data.n_items, 3), data.sequences[1][-6:]
+    fast = knn.item_affinity(items, hist)
+    assert fast.shape == (len(items), len(hist)) and (fast > 0).any()
+    np.testing.assert_allclose(fast, Recommender.item_affinity(knn, items, hist), atol=1e-9)
+    np.testing.assert_allclose(pop.item_affinity(items, hist), 0.0, atol=1e-9)

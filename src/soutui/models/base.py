@@ -122,6 +122,15 @@ class Recommender(ABC):
             scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
         return top_k(scores, k)
 
+    def item_affinity(self, items: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """(len(items), len(history)): how much each history item raises each item's score in
+        this model's own terms (<= 0: no link), so an explanation can name the history item
+        behind a recommendation. Default: the score lift of a one-item history over an empty
+        one (0 for a model that ignores history); models with a cheaper exact form override it."""
+        probes = [np.array([h], np.int64) for h in np.asarray(history).tolist()] + [np.zeros(0, np.int64)]
+        s = np.asarray(self.score(probes), np.float64)[:, np.asarray(items, np.int64)]  # (h + 1, k)
+        return (s[:-1] - s[-1]).T
+
     def item_vectors(self) -> np.ndarray | None:
         """Item embeddings (I, D) if the model has them; used for similar items and ANN."""
         return None

@@ -179,6 +179,12 @@ class ItemKNN(Recommender):
         scores = (self.history_matrix(histories) @ self.sim_).toarray()
         return scores + self.prior_[None, :]
 
+    def item_affinity(self, items: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """The base class's score lift, read straight off the similarity matrix (a one-item
+        history has weight 1): sim[h, i] for each history item h and item i."""
+        sub = self.sim_.tocsr()[np.asarray(history, np.int64)][:, np.asarray(items, np.int64)]
+        return np.asarray(sub.toarray(), np.float64).T
+
     def neighbour_table(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each item's top-k neighbours as dense (I+1, k) tables (row 0 and missing
         neighbours = padding 0), item index i at row / value i + 1: the layout of SASRec's

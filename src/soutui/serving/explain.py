@@ -26,20 +26,13 @@ PairSim = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (items, history) -> 
 
 
 def pair_similarity(model: Recommender, vectors: np.ndarray | None) -> PairSim:
-    """How strongly each history item points at each result, in the model's own terms, through
-    the contract alone: cosine of the model's item vectors when it has them, else the lift of
-    each result's score from a history of just that item over an empty history (for ItemKNN
-    exactly its item-item similarity; 0 for a model that ignores history, e.g. popularity,
+    """How strongly each history item points at each result, in the model's own terms:
+    cosine of the served item vectors when given, else the model's `item_affinity` (for
+    ItemKNN its item-item similarity; 0 for a model that ignores history, e.g. popularity,
     so no history item is named as the reason)."""
     if vectors is not None:
         return lambda items, hist: vectors[items] @ vectors[hist].T
-
-    def lift(items: np.ndarray, hist: np.ndarray) -> np.ndarray:
-        probes = [np.array([h], np.int64) for h in hist.tolist()] + [np.zeros(0, np.int64)]
-        s = np.asarray(model.score(probes), np.float64)[:, items]  # (h + 1, k)
-        return (s[:-1] - s[-1]).T
-
-    return lift
+    return model.item_affinity
 
 
 def because(
