@@ -126,3 +126,35 @@ def test_itemknn_affinity_fast_path_equals_the_contracts_score_lift(shop: tuple[
     assert fast.shape == (len(items), len(hist)) and (fast > 0).any()
     np.testing.assert_allclose(fast, Recommender.item_affinity(knn, items, hist), atol=1e-9)
     np.testing.assert_allclose(pop.item_affinity(items, hist), 0.0, atol=1e-9)
+
+
+def test_itemknn_single_history_fast_path_equals_the_sparse_product(shop: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """The served one-history score (bincount over similarity rows) = the batch path (sparse product)."""
+    from soutui.data.sequences import SequenceData
+    from soutui.models.itemknn import ItemKNN
+
+    data = SequenceData.from_events(shop[1], shop[0])
+    knn = ItemKNN().fit(data)
+    hists = [data.sequences[u] for u in range(12)] + [np.array([3, 3, 5], np.int64), np.zeros(0, np.int64)]
+    batch = knn.score(hists)  # > 1 history: the sparse product
+    for row, h in enumerate(hists):
+        np.testing.assert_allclose(knn.score([h])[0], batch[row], rtol=1e-12, atol=1e-15)
+
+
+def test_top_k_equals_a_full_sort_with_ties_and_non_finite_scores() -> None:
+    """The served top-k (block maxima, then a small sort) against the plain reference: a stable
+    full sort by score, finite scores only, ties to the lower index."""
+    from soutui.models.base import top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 5000))
+        s = rng.integers(0, int(rng.integers(1, 50)), n).astype(np.float64)  # many ties
+        if trial % 3 == 0:
+            s[rng.choice(n, n // 4 + 1)] = rng.choice([np.inf, -np.inf, np.nan])
+        k = int(rng.integers(1, 120))
+        finite = np.flatnonzero(np.isfinite(s))
+        ref = finite[np.lexsort((finite, -s[finite]))][:k]
+        got, vals = top_k(s, k, block=int(rng.choice([4, 16, 128])))
+        assert got.tolist() == ref.tolist(), (trial, n, k)
+        np.testing.assert_array_equal(vals, s[ref])

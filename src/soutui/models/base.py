@@ -178,12 +178,38 @@ class Recommender(ABC):
     def _load_state(self, path: Path) -> None: ...
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k largest finite scores, best first."""
-    finite = np.isfinite(scores)
-    k = min(k, int(finite.sum()))
-    if k <= 0:
+def top_k(scores: np.ndarray, k: int, block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k largest finite scores, best first; equal scores go to the
+    lower index (also at the k-th place, so the answer is deterministic).
+
+    For small k on a long vector (a request's scores over the catalogue) it looks only at the
+    k blocks of `block` scores with the highest maxima: any block holding one of the k best
+    has a maximum no lower than the k-th best block maximum (else k larger scores would exist
+    elsewhere). That skips a full partition of the catalogue per request.
+    """
+    scores = np.asarray(scores)
+    n = len(scores)
+    if k <= 0 or n == 0:
         return np.zeros(0, np.int64), np.zeros(0)
-    part = np.argpartition(-np.where(finite, scores, -np.inf), k - 1)[:k]
-    order = part[np.lexsort((part, -scores[part]))]
-    return order.astype(np.int64), scores[order]
+    cand = _top_candidates(scores, k, block)
+    vals = scores[cand]
+    finite = np.isfinite(vals)
+    cand, vals = cand[finite], vals[finite]
+    order = np.lexsort((cand, -vals))[:k]
+    return cand[order].astype(np.int64), vals[order]
+
+
+def _top_candidates(scores: np.ndarray, k: int, block: int) -> np.ndarray:
+    """Indices that surely include the k largest finite scores (and every score tied with the k-th)."""
+    n = len(scores)
+    n_blocks = n // block
+    if n_blocks <= 2 * k:
+        return np.arange(n)
+    head = scores[: n_blocks * block].reshape(n_blocks, block)
+    bmax = head.max(axis=1)  # (n_blocks,)
+    if np.isnan(bmax).any() or np.isposinf(bmax).any():  # a NaN / +inf must not stand for its block
+        bmax = np.where(np.isfinite(head), head, -np.inf).max(axis=1)
+    kth = np.partition(bmax, n_blocks - k)[n_blocks - k]
+    chosen = np.flatnonzero(bmax >= kth)
+    idx = (chosen[:, None] * block + np.arange(block)[None, :]).ravel()
+    return np.concatenate([idx, np.arange(n_blocks * block, n)])

@@ -176,14 +176,33 @@ class ItemKNN(Recommender):
     def score(
         self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
     ) -> np.ndarray:
+        if len(histories) == 1:  # the served path: one history, no sparse-matrix set-up per request
+            h = np.asarray(histories[0], dtype=np.int64)[-self.max_history :]
+            w = np.power(0.5, np.arange(len(h) - 1, -1, -1, dtype=np.float64) / self.history_half_life)
+            r, c, v = self._rows(h)
+            return (np.bincount(c, weights=w[r] * v, minlength=self.n_items_) + self.prior_)[None, :]
         scores = (self.history_matrix(histories) @ self.sim_).toarray()
         return scores + self.prior_[None, :]
+
+    def _rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored entry of the similarity rows `items`, as (position in `items`, neighbour, value)."""
+        sim = self.sim_
+        starts = sim.indptr[items]
+        lens = sim.indptr[items + 1] - starts
+        pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        return np.repeat(np.arange(len(items)), lens), sim.indices[pos], sim.data[pos]
 
     def item_affinity(self, items: np.ndarray, history: np.ndarray) -> np.ndarray:
         """The base class's score lift, read straight off the similarity matrix (a one-item
         history has weight 1): sim[h, i] for each history item h and item i."""
-        sub = self.sim_.tocsr()[np.asarray(history, np.int64)][:, np.asarray(items, np.int64)]
-        return np.asarray(sub.toarray(), np.float64).T
+        items = np.asarray(items, np.int64)
+        r, c, v = self._rows(np.asarray(history, np.int64))
+        column = np.full(self.n_items_, -1, np.int64)
+        column[items] = np.arange(len(items))
+        keep = column[c] >= 0
+        out = np.zeros((len(history), len(items)))
+        np.add.at(out, (r[keep], column[c[keep]]), v[keep])
+        return out.T
 
     def neighbour_table(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each item's top-k neighbours as dense (I+1, k) tables (row 0 and missing
