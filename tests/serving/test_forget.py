@@ -102,3 +102,32 @@ def test_forget_by_raw_id_without_pseudonyms(settings: ServeSettings) -> None:
         assert c.get("/v1/recommend/u1").json()["history_length"] == 0
         assert c.delete("/v1/users/u1").status_code == 401  # the write key is required
     assert '"u1"' not in Path(settings.event_log).read_text()
+
+
+def test_cli_forget_reaches_the_server(settings: ServeSettings) -> None:
+    """`soutui data forget` beside a running server, and while it is down: the server forgets the
+    user on its next store sync, and a restart does not replay them from its event log."""
+    from soutui.cli import main
+
+    def events(user: str) -> dict[str, list[dict[str, str]]]:
+        return {"events": [{"event_id": f"{user}-{j}", "user_id": user, "item_id": f"i{j}", "event_type": "view"}
+                           for j in (1, 5)]}  # fmt: skip
+
+    forget = ["data", "forget", "--dataset", "shop", "--store", settings.store, "--user"]
+    with TestClient(create_app(settings)) as c:
+        svc = c.app.state.service  # type: ignore[attr-defined]
+        c.post("/v1/events", json=events("cli-user"), headers=H)
+        c.post("/v1/events", json=events("down-user"), headers=H)
+        svc.sync.flush()
+        assert main([*forget, "cli-user"]) == 0  # the server is running
+        c.post("/v1/events", json=events("someone-else"), headers=H)
+        svc.sync.flush()  # the next sync sees the store's forget request
+        assert c.get("/v1/recommend/cli-user").json()["history_length"] == 0
+        assert c.get("/v1/recommend/down-user").json()["history_length"] == 2
+    assert main([*forget, "down-user"]) == 0  # the server is down; its log still holds the user
+    with TestClient(create_app(settings)) as c:
+        for user in ("cli-user", "down-user"):
+            assert c.get(f"/v1/recommend/{user}").json()["history_length"] == 0
+        assert c.get("/v1/recommend/someone-else").json()["history_length"] == 2
+    logged = Path(settings.event_log).read_text()
+    assert "cli-user" not in logged and "down-user" not in logged and "someone-else" in logged

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ class StoreSync:
         self.store_url, self.dataset, self.interval_s = store_url, dataset, interval_s
         self.log = event_log  # re-read in full when the dataset was re-imported under the server
         self.imported: str | None = None  # the dataset's import stamp when last synced
+        # called with the open store on each sync; returns users forgotten there by another process
+        self.on_check: Callable[[Any], set[str]] | None = None
         self._checked = time.monotonic()
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -159,6 +162,9 @@ class StoreSync:
         try:
             store = open_store(self.store_url)
             try:
+                gone = self.on_check(store) if self.on_check else set()
+                if gone:  # `soutui data forget` ran meanwhile: their waiting events go too
+                    batch = [r for r in batch if str(r.get("user_id")) not in gone]
                 stamp = import_stamp(store, self.dataset)
                 self._checked = time.monotonic()
                 if self.log is not None and self.imported is not None and stamp != self.imported:

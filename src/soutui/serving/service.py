@@ -7,6 +7,7 @@ swaps the reference mid-request never mixes two bundles in one answer.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import threading
 import time
@@ -82,6 +83,8 @@ class RecService:
         self.sync = StoreSync(settings.store or None, self.bundle.dataset, settings.flush_interval_s, self.log)
         self.store_status = "not loaded"
         self.privacy = LivePrivacy.for_dataset(None, settings.pseudonym_key_file)
+        self._forgets_seen: set[tuple[str, str]] = set()  # store forget requests already honoured here
+        self.sync.on_check = self._store_forgets
         self.search_cache = ResultCache(settings.search_cache_size)
         self._load_events()
         self._refresh_bundle_state(self.bundle)
@@ -105,6 +108,8 @@ class RecService:
             if self.bundle.dataset.replace("-", "_") in store.datasets():
                 self.privacy = LivePrivacy.for_dataset(store.meta(self.bundle.dataset), self.settings.pseudonym_key_file)
                 self.sync.imported = import_stamp(store, self.bundle.dataset)
+                gone = self._store_forgets(store)  # forgotten while the server was down: not replayed
+                logged = [r for r in logged if str(r.get("user_id")) not in gone]
                 if logged:
                     import pandas as pd
 
@@ -358,13 +363,37 @@ class RecService:
                     counts = store.forget_user(self.bundle.dataset, stored, also=(raw_user_id.strip(),))
             finally:
                 store.close()
-            logged = len(self.log.drop_user(stored))
+            logged, live = self._forget_live(stored)
+        log.info("forgot one user: %d store event(s), %d logged, %d live", counts["events"], logged, live)
+        return {"deleted": {**counts, "event_log": logged, "live_history": live}, "pending_rebuild": True}
+
+    def _forget_live(self, stored: str) -> tuple[int, int]:
+        """Drop a (stored) user from what this server holds; returns (logged events, live events)."""
+        self.sync.drop_user(stored)
+        logged = len(self.log.drop_user(stored))
         live = self.histories.forget(stored)
         b = self.bundle
         b.trending = self.histories.trending_vector(b.catalogue.index, len(b.catalogue))
         self.search_cache.clear()
-        log.info("forgot one user: %d store event(s), %d logged, %d live", counts["events"], logged, live)
-        return {"deleted": {**counts, "event_log": logged, "live_history": live}, "pending_rebuild": True}
+        return logged, live
+
+    def _store_forgets(self, store: Any) -> set[str]:
+        """Users forgotten in the store by another process (`soutui data forget`): forget them here
+        too, so neither this server's memory nor a replay of its log brings them back. The store
+        keeps only a salted hash per request, so each user this server knows is hashed with it."""
+        rows = [r for r in store.pending_forget(self.bundle.dataset)
+                if (r["salt"], r["subject_hash"]) not in self._forgets_seen]  # fmt: skip
+        if not rows:
+            return set()
+        users = set(self.histories.recent) | {str(r.get("user_id")) for r in self.log.replay_all()}
+        gone: set[str] = set()
+        for r in rows:
+            self._forgets_seen.add((r["salt"], r["subject_hash"]))
+            salt = r["salt"]
+            gone |= {u for u in users if hashlib.sha256((salt + u).encode()).hexdigest() == r["subject_hash"]}
+        for user in gone:
+            self._forget_live(user)
+        return gone
 
     def close(self) -> None:
         self.sync.stop()
