@@ -188,7 +188,8 @@ class SearchEngine:
                 vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search
             )
             words = _encode_queries(calibration_words(enc), enc, config, packaged)
-            floor[enc] = calibrate_min_similarity(vecs, words, config.dense_false_hits)
+            hittable = vecs[vecs.any(axis=1)]  # untitled items (zero vectors) can never be hits
+            floor[enc] = calibrate_min_similarity(hittable, words, config.dense_false_hits)
         engine = cls(out, config, catalog, vectors, None, floor)
         engine.save(build_seconds=time.time() - t0)
         return engine
