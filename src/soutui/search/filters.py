@@ -41,11 +41,9 @@ class SearchFilters:
             return None
         m = np.ones(len(cat), bool)
         if self.category is not None:
-            c = self.category.strip().lower()
-            cats = _lower(cat, "categories")
-            m &= (cats == c) | np.char.startswith(cats, c + CATEGORY_SEP.lower())
+            m &= _value_mask(cat, "categories", self.category.strip().lower())
         if self.brand is not None:
-            m &= _lower(cat, "brands") == self.brand.strip().lower()
+            m &= _value_mask(cat, "brands", self.brand.strip().lower())
         with np.errstate(invalid="ignore"):
             if self.min_price is not None:
                 m &= cat.prices >= self.min_price
@@ -62,6 +60,26 @@ def _lower(cat: Catalog, column: str) -> np.ndarray:
     if column not in cache:
         cache[column] = np.char.lower(np.asarray(getattr(cat, column), dtype=str))
     return cache[column]
+
+
+MASK_CACHE = 1024  # per catalogue: category / brand masks are reused across requests
+
+
+def _value_mask(cat: Catalog, column: str, value: str) -> np.ndarray:
+    """Rows whose `column` equals `value` (categories: or lies under it), cached per catalogue (read-only)."""
+    cache: dict[tuple[str, str], np.ndarray] = cat.__dict__.setdefault("_mask_cache", {})
+    key = (column, value)
+    hit = cache.get(key)
+    if hit is None:
+        col = _lower(cat, column)
+        hit = col == value
+        if column == "categories":
+            hit |= np.char.startswith(col, value + CATEGORY_SEP.lower())
+        hit.flags.writeable = False
+        if len(cache) >= MASK_CACHE:
+            cache.clear()
+        cache[key] = hit
+    return hit
 
 
 def _bucket(p: float) -> str | None:
