@@ -1,0 +1,191 @@
+"""Checks for the labs' exercises: each says what is wrong with an answer, in Chinese and English.
+
+A check prints a tick when the answer is right. When it is wrong it prints what is wrong
+and returns False; under SOUTUI_COURSE_STRICT=1 (CI runs the labs with the solutions filled
+in) it raises instead, so a broken solution or a changed engine fails the build.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Problem = tuple[str, str]  # (zh, en)
+
+
+class CheckFailed(AssertionError):
+    """An exercise's answer is wrong (raised only in strict mode)."""
+
+
+class Verdict:
+    """True when the answer passed; shows nothing as a cell's last value (the printed lines say it)."""
+
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.ok})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def report(problems: Sequence[Problem]) -> Verdict:
+    if not problems:
+        print("✓ 正确 / correct")
+        return Verdict(True)
+    text = "\n".join(f"✗ {zh}\n  {en}" for zh, en in problems)
+    if os.environ.get("SOUTUI_COURSE_STRICT") == "1":
+        raise CheckFailed(text)
+    print(text)
+    return Verdict(False)
+
+
+def _number(answer: Any, what: Problem) -> float | None:
+    try:
+        return float(answer)
+    except (TypeError, ValueError):
+        return None
+
+
+def close_to(answer: Any, expected: float, name: Problem, rel: float = 1e-3) -> list[Problem]:
+    """One number within `rel` relative error of `expected`."""
+    value = _number(answer, name)
+    if value is None:
+        return [(f"{name[0]}应当是一个数，现在是 {answer!r}", f"{name[1]} should be a number, got {answer!r}")]
+    if not np.isclose(value, expected, rtol=rel, atol=1e-12):
+        hint = "大了" if value > expected else "小了"
+        hint_en = "too large" if value > expected else "too small"
+        return [(f"{name[0]} = {value:.6g}，{hint}（差 {abs(value / expected - 1):.1%}）",
+                 f"{name[1]} = {value:.6g} is {hint_en} (off by {abs(value / expected - 1):.1%})")]
+    return []
+
+
+# ---- lab 01: setup and a first result ------------------------------------------------------
+
+
+def lab01_density(answer: Any, stats: dict[str, float]) -> Verdict:
+    expected = stats["interactions"] / (stats["users"] * stats["items"])
+    problems = close_to(answer, expected, ("密度", "density"), rel=0.01)
+    value = _number(answer, ("", ""))
+    if problems and value is not None and np.isclose(value, stats["interactions"] / stats["users"], rtol=0.01):
+        problems.append(("这是每个用户的平均交互数，不是密度：还要除以商品数",
+                         "that is interactions per user, not density: divide by the number of items too"))
+    return report(problems)
+
+
+def lab01_fresh_top10(answer: Any, history: np.ndarray, scores: np.ndarray) -> Verdict:
+    problems: list[Problem] = []
+    items = np.asarray(list(answer) if answer is not None else [], dtype=np.int64)
+    if len(items) != 10:
+        problems.append((f"需要 10 个商品，现在有 {len(items)} 个", f"need 10 items, got {len(items)}"))
+    seen = sorted(set(items.tolist()) & set(np.asarray(history).tolist()))
+    if seen:
+        problems.append((f"{len(seen)} 个商品用户已经买过：{seen[:5]}", f"{len(seen)} items are already in the history: {seen[:5]}"))
+    if len(set(items.tolist())) != len(items):
+        problems.append(("列表里有重复商品", "the list repeats an item"))
+    if not problems:
+        masked = scores.astype(np.float64).copy()
+        masked[np.asarray(history, dtype=np.int64)] = -np.inf
+        best = np.sort(masked)[::-1][:10]
+        got = np.sort(masked[items])[::-1]
+        if not np.allclose(got, best):
+            problems.append(("这不是得分最高的 10 个新商品（按分数从高到低排序了吗？）",
+                             "these are not the 10 best-scored new items (did you sort by score, highest first?)"))
+    return report(problems)
+
+
+# ---- lab 02: data processing ---------------------------------------------------------------
+
+
+def lab02_dedupe(answer: Any, raw: pd.DataFrame, keys: Sequence[str]) -> Verdict:
+    if not isinstance(answer, pd.DataFrame):
+        return report([("答案应当是一个 DataFrame", f"the answer should be a DataFrame, got {type(answer).__name__}")])
+    expected = raw.drop_duplicates(subset=list(keys), keep="first")
+    problems: list[Problem] = []
+    dupes = int(answer.duplicated(subset=list(keys)).sum())
+    if dupes:
+        problems.append((f"还剩 {dupes} 行重复（按 {list(keys)} 判断）", f"{dupes} duplicate rows remain (by {list(keys)})"))
+    if len(answer) < len(expected):
+        problems.append((f"删多了：应保留 {len(expected)} 行，只剩 {len(answer)} 行（只按部分列判断重复？）",
+                         f"too many rows dropped: keep {len(expected)}, you kept {len(answer)} (deduplicated on fewer columns?)"))
+    if not problems and not answer.index.equals(expected.index):
+        problems.append(("应保留每组重复中的第一行（keep='first'）", "keep the first row of each duplicate group (keep='first')"))
+    return report(problems)
+
+
+def lab02_fill_ts(answer: Any, events: pd.DataFrame) -> Verdict:
+    if not isinstance(answer, pd.Series):
+        return report([("答案应当是一个 Series（补全后的时间戳）", "the answer should be a Series (the filled timestamps)")])
+    medians = events.groupby("item_id")["timestamp"].transform("median")
+    expected = events["timestamp"].fillna(medians)
+    problems: list[Problem] = []
+    left = int(answer.isna().sum())
+    if left > int(expected.isna().sum()):
+        problems.append((f"还有 {left} 个缺失值", f"{left} timestamps are still missing"))
+    known = events["timestamp"].notna()
+    if len(answer) != len(events):
+        problems.append(("长度变了：不要删行，只补值", "the length changed: fill values, do not drop rows"))
+    elif not np.allclose(answer[known].to_numpy(float), events.loc[known, "timestamp"].to_numpy(float)):
+        problems.append(("已知的时间戳被改动了", "timestamps that were known have changed"))
+    elif not left and not np.allclose(answer.to_numpy(float), expected.to_numpy(float), equal_nan=True):
+        problems.append(("缺失值应当用同一商品时间戳的中位数填补，而不是全局值",
+                         "fill with the median timestamp of the same item, not a global value"))
+    return report(problems)
+
+
+# ---- lab 03: splits and metrics ------------------------------------------------------------
+
+
+def lab03_ndcg(answer: Any, k: int) -> Verdict:
+    """`answer` is the learner's function ndcg(ranks, k) over 0-based ranks."""
+    from soutui.evaluation.metrics import ndcg_from_ranks
+
+    ranks = np.array([0, 1, 2, 9, 10, 50])
+    try:
+        got = answer(ranks, k)
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    problems = close_to(got, ndcg_from_ranks(ranks, k), ("NDCG", "NDCG"), rel=1e-6)
+    if problems:
+        one = answer(np.array([0]), k)
+        if np.isclose(float(one), 1 / np.log2(3)):
+            problems.append(("排名从 0 开始：第一名的折扣是 1/log2(0+2) = 1", "ranks are 0-based: the first place is discounted by 1/log2(0+2) = 1"))
+        if np.isclose(float(answer(np.array([k]), k)), 1 / np.log2(k + 2)):
+            problems.append((f"排名 {k}（第 {k + 1} 位）已经在前 {k} 名之外，应当得 0", f"rank {k} (place {k + 1}) is outside the top {k}: it scores 0"))
+    return report(problems)
+
+
+def lab03_honest_counts(answer: Any, train_counts: np.ndarray, all_counts: np.ndarray) -> Verdict:
+    counts = np.asarray(answer, dtype=np.float64) if answer is not None else np.zeros(0)
+    if counts.shape != train_counts.shape:
+        return report([(f"形状应为 {train_counts.shape}，现在是 {counts.shape}", f"shape should be {train_counts.shape}, got {counts.shape}")])
+    if np.array_equal(counts, all_counts):
+        return report([("这是在全部交互上数的：其中包括了验证和测试商品（泄漏）",
+                        "these count every interaction, validation and test items included (the leak)")])
+    diff = int((counts != train_counts).sum())
+    return report([] if diff == 0 else [(f"{diff} 个商品的计数不对：只数训练部分（去掉每个用户最后两个）",
+                                          f"{diff} items have wrong counts: count the training part only (drop each user's last two)")])
+
+
+def lab03_sampled_hr(answer: Any, cand_scores: np.ndarray) -> Verdict:
+    """`answer(s)` is the learner's sampled HR@10 over (users, 1 + negatives) scores, target in column 0."""
+    s = np.asarray(cand_scores, dtype=np.float64)
+    rank = (s[:, 1:] >= s[:, :1]).sum(axis=1)
+    try:
+        got = answer(s)
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    problems = close_to(got, float((rank < 10).mean()), ("采样 HR@10", "sampled HR@10"), rel=1e-9)
+    if problems and np.isclose(float(got), float(((s[:, 1:] > s[:, :1]).sum(axis=1) < 10).mean())):
+        problems.append(("并列的负样本要算在目标前面（用 >=，不是 >）", "tied negatives count above the target (use >=, not >)"))
+    if problems and np.isclose(float(got), float((rank <= 10).mean())):
+        problems.append(("名次从 0 开始：前 10 名是 rank < 10", "ranks are 0-based: the top 10 is rank < 10"))
+    return report(problems)

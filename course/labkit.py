@@ -1,0 +1,67 @@
+"""What every lab needs before its first step: the mode, a home, the data and the CLI.
+
+FAST mode (SOUTUI_COURSE_FAST=1, what CI runs) keeps the same code path with small budgets
+and a throw-away SOUTUI_HOME; full mode uses the learner's own SOUTUI_HOME and the budgets
+behind the figures of docs/ and the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+COURSE = Path(__file__).resolve().parent
+FAST = os.environ.get("SOUTUI_COURSE_FAST", "0") == "1"
+
+
+def setup() -> Path:
+    """Pick SOUTUI_HOME (a temp dir in fast mode) and return the real-data folder."""
+    if FAST:
+        os.environ["SOUTUI_HOME"] = tempfile.mkdtemp(prefix="soutui-course-")
+        # the text-embedding cache is shared with the test suite: the first run on a machine pays
+        # for encoding the catalogue (minutes on 2 cores), later runs read it back
+        os.environ.setdefault("SOUTUI_CACHE", str(Path(tempfile.gettempdir()) / "soutui-test-cache"))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return data_dir()
+
+
+def data_dir() -> Path:
+    """$SOUTUI_DATA_DIR, else the shared/data folder beside the repository."""
+    env = os.environ.get("SOUTUI_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [COURSE.parent.parent / "shared" / "data", COURSE.parent / "shared" / "data"]
+    for path in candidates:
+        if (path / "amazon-beauty").is_dir():
+            return path
+    raise FileNotFoundError("no amazon-beauty data: set SOUTUI_DATA_DIR to the folder holding amazon-beauty/")
+
+
+def budget(fast: T, full: T) -> T:
+    """The fast-mode value in CI, the full value otherwise (same code path, smaller numbers)."""
+    return fast if FAST else full
+
+
+def _executable() -> str:
+    beside = Path(sys.executable).parent / "soutui"
+    found = str(beside) if beside.exists() else shutil.which("soutui")
+    if not found:
+        raise FileNotFoundError("the soutui command is not installed: pip install -e '.[train,course]'")
+    return found
+
+
+def soutui(*args: str, echo: bool = True) -> dict[str, Any]:
+    """Run `soutui ARGS --json` and return its JSON answer (the CLI is the most stable surface)."""
+    cmd = [_executable(), *args, "--json"]
+    if echo:
+        print("$ soutui " + " ".join(args) + " --json")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(f"soutui {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]

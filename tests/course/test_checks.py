@@ -1,0 +1,94 @@
+"""The exercise checks accept the right answer and say what is wrong with typical mistakes."""
+
+from __future__ import annotations
+
+import checks
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def lenient(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOUTUI_COURSE_STRICT", raising=False)
+
+
+STATS = {"users": 22363.0, "items": 12101.0, "interactions": 198502.0}
+
+
+def test_density(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks.lab01_density(198502 / (22363 * 12101), STATS)
+    assert not checks.lab01_density(198502 / 22363, STATS)
+    assert "divide by the number of items" in capsys.readouterr().out
+    assert not checks.lab01_density("a lot", STATS)
+
+
+def test_strict_mode_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOUTUI_COURSE_STRICT", "1")
+    with pytest.raises(checks.CheckFailed, match="too large"):
+        checks.lab01_density(0.5, STATS)
+
+
+def test_fresh_top10(capsys: pytest.CaptureFixture[str]) -> None:
+    scores = np.arange(30, dtype=float)
+    history = np.array([29, 28])
+    assert checks.lab01_fresh_top10(list(range(27, 17, -1)), history, scores)
+    assert not checks.lab01_fresh_top10(list(range(29, 19, -1)), history, scores)
+    assert "already in the history" in capsys.readouterr().out
+    assert not checks.lab01_fresh_top10(list(range(18, 28)) [:9], history, scores)
+    assert "need 10 items" in capsys.readouterr().out
+    assert not checks.lab01_fresh_top10(list(range(10)), history, scores)
+    assert "not the 10 best-scored" in capsys.readouterr().out
+
+
+def test_dedupe(capsys: pytest.CaptureFixture[str]) -> None:
+    raw = pd.DataFrame({"u": [1, 1, 1, 2], "i": [5, 5, 6, 5], "t": [0, 0, 0, 1]})
+    assert checks.lab02_dedupe(raw.drop_duplicates(), raw, ["u", "i", "t"])
+    assert not checks.lab02_dedupe(raw, raw, ["u", "i", "t"])
+    assert "1 duplicate rows remain" in capsys.readouterr().out
+    assert not checks.lab02_dedupe(raw.drop_duplicates(subset=["u"]), raw, ["u", "i", "t"])
+    assert "too many rows dropped" in capsys.readouterr().out
+    assert not checks.lab02_dedupe(raw.drop_duplicates(keep="last"), raw, ["u", "i", "t"])
+    assert "keep the first row" in capsys.readouterr().out
+
+
+def test_fill_ts(capsys: pytest.CaptureFixture[str]) -> None:
+    ev = pd.DataFrame({"item_id": [1, 1, 1, 2, 2], "timestamp": [10.0, 20.0, None, 100.0, None]})
+    right = pd.Series([10.0, 20.0, 15.0, 100.0, 100.0])
+    assert checks.lab02_fill_ts(right, ev)
+    assert not checks.lab02_fill_ts(ev["timestamp"].fillna(ev["timestamp"].median()), ev)
+    assert "same item" in capsys.readouterr().out
+    assert not checks.lab02_fill_ts(ev["timestamp"], ev)
+    assert "still missing" in capsys.readouterr().out
+
+
+def test_ndcg(capsys: pytest.CaptureFixture[str]) -> None:
+    def right(r: np.ndarray, k: int) -> float:
+        return float(np.where(r < k, 1 / np.log2(r + 2.0), 0.0).mean())
+
+    def one_based(r: np.ndarray, k: int) -> float:
+        return float(np.where(r < k, 1 / np.log2(r + 3.0), 0.0).mean())
+
+    def inclusive(r: np.ndarray, k: int) -> float:
+        return float(np.where(r <= k, 1 / np.log2(r + 2.0), 0.0).mean())
+
+    assert checks.lab03_ndcg(right, 10)
+    assert not checks.lab03_ndcg(one_based, 10)
+    assert "ranks are 0-based" in capsys.readouterr().out
+    assert not checks.lab03_ndcg(inclusive, 10)
+    assert "outside the top 10" in capsys.readouterr().out
+
+
+def test_honest_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    train, every = np.array([3, 1, 0]), np.array([4, 2, 1])
+    assert checks.lab03_honest_counts(train.copy(), train, every)
+    assert not checks.lab03_honest_counts(every.copy(), train, every)
+    assert "validation and test items included" in capsys.readouterr().out
+
+
+def test_sampled_hr(capsys: pytest.CaptureFixture[str]) -> None:
+    s = np.zeros((2, 101))
+    s[0, 0], s[1, 0] = 1.0, 0.0  # user 0: target alone on top; user 1: tied with every negative
+    assert checks.lab03_sampled_hr(lambda x: float(((x[:, 1:] >= x[:, :1]).sum(1) < 10).mean()), s)
+    assert not checks.lab03_sampled_hr(lambda x: float(((x[:, 1:] > x[:, :1]).sum(1) < 10).mean()), s)
+    assert "use >=, not >" in capsys.readouterr().out
