@@ -18,7 +18,7 @@ test-all:
 	.venv/bin/python -m pytest -q -m "not gpu"
 
 lint:
-	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff check src tests benchmarks scripts course
 	.venv/bin/mypy src/soutui
 
 check-install:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install soutui into ./.venv with every extra (idempotent), on a fresh Debian/Ubuntu machine too.
+# Install soutui into ./.venv with every extra (train, dev, bench, course; idempotent), on a fresh
+# Debian/Ubuntu machine too, so `make test` runs every default test (the course tests included).
 # Pass --browser to also install Chromium for the page tests.
 #
 # System packages (apt) are installed only when missing: python3-venv (venv + ensurepip),
@@ -48,5 +49,5 @@ fi
 # torch is pinned in the [train] extra (torch==2.13.0, the CPU wheel); installing it first keeps
 # pip from resolving any other package to a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[train,dev,bench]"
+.venv/bin/python -m pip install -q -e ".[train,dev,bench,course]"
 echo "soutui installed in .venv ($(.venv/bin/soutui --version))"
