@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from soutui.cli.common import add_store_arg, print_json, print_table
@@ -23,15 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dataset", default="amazon-beauty", help="dataset name (imported on first use)")
     p.add_argument(
         "--model",
-        default="popularity",
+        default=None,
         choices=[*MODELS, "all"],
-        help="model to evaluate; 'all' = every baseline",
+        help="model to evaluate (default popularity, or the one in --checkpoint); 'all' = every baseline",
     )
     p.add_argument("--all-baselines", action="store_true", help="same as --model all")
     p.add_argument("--checkpoint", default=None, help="saved model directory to evaluate instead of fitting")
     p.add_argument("--split", default="loo", choices=sorted(SPLITS), help="loo = leave-one-out (default)")
     p.add_argument("--exclude-history", action="store_true", help="never rank items already in the history")
     p.add_argument("--ks", default="5,10,20", help="cut-offs, comma separated (default 5,10,20)")
+    p.add_argument("--head-weight", type=float, default=None, metavar="W",
+                   help="score with the co-occurrence head at weight W (0 = the transformer alone; models "
+                   "without a head refuse)")  # fmt: skip
     p.add_argument("--params", default=None, help="model parameters as JSON, e.g. '{\"shrink\": 100}'")
     add_store_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,11 +68,15 @@ def run(args: argparse.Namespace) -> int:
 
     ks = parse_ks(args.ks)
     params = parse_params(args.params)
-    progress = not args.json and sys.stderr.isatty()
+    progress = True  # bars and epoch lines go to stderr, --json or not
     trainer = LoopTrainer(progress=progress)  # for models that train with the shared loop
     every = args.all_baselines or args.model == "all"
-    if every and (args.checkpoint or params):
-        raise ConfigError("--checkpoint and --params apply to one model; drop them or pick a --model")
+    model_name = args.model or ("" if args.checkpoint else "popularity")
+    variant = {"head_weight": args.head_weight} if args.head_weight is not None else None
+    if every and (args.checkpoint or params or variant):
+        raise ConfigError(
+            "--checkpoint, --params and --head-weight apply to one model; drop them or pick a --model"
+        )
     if every:
         results = evaluate_baselines(
             args.dataset, split=args.split, exclude_history=args.exclude_history, ks=ks, store=args.store,
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         results = [
             evaluate_model(
                 args.dataset,
-                args.model,
+                model_name,
                 checkpoint=args.checkpoint,
                 split=args.split,
                 exclude_history=args.exclude_history,
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 params=params,
                 progress=progress,
                 trainer=trainer,
+                variant=variant,
             )  # fmt: skip
         ]
     if args.json:

@@ -180,13 +180,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from soutui.search import evaluation
     from soutui.search.engine import SearchEngine
 
+    _, events = load_dataset(args.dataset, store_url=args.store)
+    if events is None or not {"query", "relevance", "item_id"} <= set(events) or events.dropna(subset=["query", "relevance", "item_id"]).empty:  # fmt: skip
+        raise UserError(
+            f"dataset {args.dataset!r} has no relevance judgments (query, item, grade): nothing to evaluate search on"
+        )
     index = Path(args.index) if args.index else default_index_dir(args.dataset)
     if not (index / "manifest.json").exists():
         raise UserError(f"no index at {index}; run `soutui index build --dataset {args.dataset}` first")
     engine = SearchEngine.load(index)
     if args.method == "ltr" and engine.ranker is None:
         raise UserError(f"index {index} has no trained ranker; build it from a dataset with relevance labels")
-    _, events = load_dataset(args.dataset, store_url=args.store)
     _, test = evaluation.split(evaluation.qrels_from_events(events))
     res = evaluation.evaluate(engine, test, args.method)
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from soutui.cli.common import add_store_arg, print_json, print_table
@@ -62,10 +63,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     params = load_params(args.config, args.overrides)
     model_class(args.model)(**params)  # check the parameters before loading any data
-    prep = prepare(args.dataset, store_url=args.store, progress=not args.json)
+    # progress (tqdm bars, one line per epoch with loss and validation NDCG@10) goes to stderr,
+    # so --json keeps stdout for the record alone
+    prep = prepare(args.dataset, store_url=args.store, progress=True)
     rec = run_training(
-        args.dataset, args.model, params, args.output, args.resume, not args.no_onnx, prep, not args.json
+        args.dataset, args.model, params, args.output, args.resume, not args.no_onnx, prep, True
     )
+    for warning in rec.get("warnings", []):
+        print(f"soutui: warning: {warning}", file=sys.stderr)
     if args.json:
         print_json(rec)
     else:
@@ -82,7 +87,16 @@ def _print_record(rec: dict[str, Any]) -> None:
             {"split": part, **{k: m.get(k) for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "users")}}
         )
     print_table(rows, ["split", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "users"])
+    for name, ab in (rec.get("ablations") or {}).items():
+        print(f"{name} ({ab['variant']}): valid NDCG@10 {ab['valid'].get('NDCG@10')}, "
+              f"test NDCG@10 {ab['test'].get('NDCG@10')}")  # fmt: skip
     tr = rec.get("training") or {}
+    if "head_weight" in tr:
+        print(f"co-occurrence head weight {tr['head_weight']:g} (chosen on validation)")
+    if tr.get("content_used"):
+        print(
+            "content used: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in tr["content_used"].items())
+        )
     print(f"train {rec['time']['train_s']} s, {tr.get('epoch', '?')} epochs (best {tr.get('best_epoch', '?')}, "
           f"stopped: {tr.get('stopped', '?')}), {rec['interactions_per_s']} interactions/s")  # fmt: skip
 

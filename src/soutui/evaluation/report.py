@@ -61,8 +61,12 @@ def evaluate_sequences(
     progress: bool = False,
     dataset: str = "",
     trainer: Trainer | None = None,
+    variant: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Split `data`, fit (or load `checkpoint`), rank every item for VALID and TEST users."""
+    """Split `data`, fit (or load `checkpoint`), rank every item for VALID and TEST users;
+    `variant`: score as that variant of the model (e.g. {"head_weight": 0}, see Recommender.variant)."""
+    if data.n_users == 0 or not data.n_interactions:
+        raise ConfigError(f"dataset {dataset or '(given)'!r} has no interactions to evaluate on")
     parts = make_split(data, split)
     start = time.perf_counter()
     if checkpoint:
@@ -79,13 +83,17 @@ def evaluate_sequences(
         model = fit_model(model_name, parts, content, params, trainer)
         train_seconds = round(time.perf_counter() - start, 3)
     protocol = RankingProtocol(split=SPLITS[split], exclude_history=exclude_history)
-    metrics = {
-        part.name: evaluate_full_ranking(model, part, data.n_items, ks, exclude_history, progress=progress)
-        for part in (parts.valid, parts.test)
-    }
+    with model.variant(**(variant or {})):
+        metrics = {
+            part.name: evaluate_full_ranking(
+                model, part, data.n_items, ks, exclude_history, progress=progress
+            )
+            for part in (parts.valid, parts.test)
+        }
     return {
         "dataset": dataset,
         "model": model.name,
+        "variant": variant or {},
         "protocol": {
             "split": split,
             "candidates": protocol.candidates,
@@ -115,7 +123,10 @@ def load_sequences(
 
     items, events = load_dataset(dataset, store_url=store, progress=progress)
     if events is None or not len(events):
-        raise ConfigError(f"dataset {dataset!r} has no events to evaluate on")
+        raise ConfigError(
+            f"dataset {dataset!r} has no interactions (events) to evaluate on; "
+            "recommendation needs user events (search judgments alone are not enough)"
+        )
     data = SequenceData.from_events(events, items)
     titles = titles_for(items, data.item_ids) if encoder != "none" else None
     text = embed_texts(titles, encoder, progress=progress) if titles is not None else None
@@ -134,15 +145,17 @@ def evaluate_model(
     params: dict[str, Any] | None = None,
     progress: bool = False,
     trainer: Trainer | None = None,
+    variant: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One model on one dataset, full ranking on valid and test (see `evaluate_sequences`)."""
-    if model_name not in MODELS:
+    """One model on one dataset, full ranking on valid and test (see `evaluate_sequences`);
+    `model_name` "" = whichever model `checkpoint` holds."""
+    if model_name not in MODELS and not (checkpoint and model_name == ""):
         raise ConfigError(f"unknown model {model_name!r}; choose one of {sorted(MODELS)} or 'all'")
     data, content = load_sequences(dataset, store, progress)
     return evaluate_sequences(
         data, model_name, content=content, split=split, checkpoint=checkpoint,
         exclude_history=exclude_history, ks=ks, params=params, progress=progress, dataset=dataset,
-        trainer=trainer,
+        trainer=trainer, variant=variant,
     )  # fmt: skip
 
 

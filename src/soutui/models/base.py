@@ -14,14 +14,16 @@ soutui.models.fitting for why it is injected).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 
+from soutui.config import ConfigError
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import ItemContent
 from soutui.models.fitting import BatchFn, PartsFn, TrainConfig, TrainOutcome
@@ -42,9 +44,15 @@ class Trainer(Protocol):
         n_batches: int,
         cfg: TrainConfig,
         valid: EvalSplit | None,
+        *,
+        spent_s: float = 0.0,
+        after_validations: float = 0.0,
     ) -> TrainOutcome:
         """Train `net` in place with the one epoch loop; early-stop on `valid` NDCG@10 of
-        `model.score` (full ranking, pessimistic ties) and leave the best weights in `net`."""
+        `model.score` (full ranking, pessimistic ties) and leave the best weights in `net`.
+
+        `cfg.max_minutes` caps the whole fit: `spent_s` seconds the fit spent before the loop,
+        and `after_validations` validation-sized passes it runs after, are kept within it."""
         ...
 
     def validate(self, model: Recommender, valid: EvalSplit) -> float:
@@ -67,6 +75,8 @@ class Recommender(ABC):
     """Base class: subclasses implement `fit`, `score`, `_save_state`, `_load_state`."""
 
     name: ClassVar[str] = "base"
+    # settings `variant` accepts (e.g. SASRec: head_weight); empty = the model has no variants
+    VARIANTS: ClassVar[dict[str, str]] = {}
 
     n_items_: int
     trainer: Trainer | None = None  # set with use_trainer; only models with an epoch loop read it
@@ -121,6 +131,29 @@ class Recommender(ABC):
         if exclude is not None and len(exclude):
             scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
         return top_k(scores, k)
+
+    @contextlib.contextmanager
+    def variant(self, **settings: float) -> Iterator[Self]:
+        """Score as a variant of this model inside the block (e.g. SASRec `head_weight=0`: the
+        transformer without its co-occurrence head), restored on exit. Settings the model does
+        not list in VARIANTS are a ConfigError (a user can ask for them from the CLI)."""
+        unknown = sorted(set(settings) - set(self.VARIANTS))
+        if unknown:
+            offer = ", ".join(f"{k} ({v})" for k, v in self.VARIANTS.items()) or "none"
+            raise ConfigError(
+                f"model {self.name!r} has no variant setting {', '.join(unknown)}; it supports: {offer}"
+            )
+        with self._variant(settings):
+            yield self
+
+    def _variant(self, settings: dict[str, float]) -> contextlib.AbstractContextManager[None]:
+        """Apply `settings` (keys already checked against VARIANTS) for the block."""
+        return contextlib.nullcontext()
+
+    def ablations(self) -> dict[str, dict[str, float]]:
+        """Named variants worth reporting beside the model itself (name -> `variant` settings),
+        e.g. SASRec's {"transformer_alone": {"head_weight": 0.0}}; evaluated by `soutui train`."""
+        return {}
 
     def item_affinity(self, items: np.ndarray, history: np.ndarray) -> np.ndarray:
         """(len(items), len(history)): how much each history item raises each item's score in

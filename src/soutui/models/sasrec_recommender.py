@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,38 @@ class ContentConfig:
     use_timestamps: bool = True  # feed event times (only matters when model use_time=True)
     cold_item_reset: bool = True  # items unseen in training score by content alone
     valid_users: int = 0  # cap validation users for early stopping (0 = all); seeded sample
-    cooc_alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # head weights tried
+    # head weights tried on validation (roughly geometric; 0 = the transformer alone, always tried)
+    cooc_alphas: tuple[float, ...] = (
+        0.0,
+        0.25,
+        0.5,
+        1.0,
+        1.5,
+        2.0,
+        3.0,
+        4.0,
+        6.0,
+        8.0,
+        12.0,
+        16.0,
+        24.0,
+        32.0,
+    )
 
 
 COOC_NOTE = "co-occurrence head weight chosen on VALIDATION NDCG@10 (transformer alone = weight 0)"
+
+
+def head_weight_warning(found: dict[float, float], chosen: float) -> str | None:
+    """A warning when the chosen head weight is the largest tried: the best may lie beyond the grid.
+    (0 is always tried and no weight is negative, so choosing 0 means the head does not help.)"""
+    top = max(found)
+    if chosen == top and top > 0:
+        return (
+            f"co-occurrence head weight {chosen:g} is the largest tried (grid {sorted(found)}): "
+            "a larger one may score better on validation; widen it with --set cooc_alphas=[...]"
+        )
+    return None
 
 
 def split_params(params: dict[str, Any]) -> tuple[SASRecConfig, TrainConfig, ContentConfig]:
@@ -68,6 +97,7 @@ class SASRecRecommender(Recommender):
     """Content-aware causal transformer; see soutui.models.sasrec for the network."""
 
     name = "sasrec"
+    VARIANTS = {"head_weight": "co-occurrence head weight; 0 = the transformer alone"}
 
     def __init__(self, **params: Any):
         self.net_cfg, self.train_cfg, self.content_cfg = split_params(params)
@@ -77,6 +107,7 @@ class SASRecRecommender(Recommender):
         self.item_ids_: np.ndarray | None = None
         self.cold_reset_valid_: tuple[float, float] | None = None  # valid NDCG@10 before/after
         self.cooc_valid_: dict[float, float] | None = None  # head weight -> valid NDCG@10
+        self.content_used_: dict[str, bool] | None = None  # which item content the fit fed the network
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -85,11 +116,33 @@ class SASRecRecommender(Recommender):
         if self.training_ is None:
             return None
         info = self.training_.as_dict()
+        info["content_used"] = self.content_used_
         if self.cold_reset_valid_ is not None:
             info["cold_reset_valid"] = list(self.cold_reset_valid_)
         if self.cooc_valid_ is not None:
+            chosen = float(self._net().cooc_alpha)
+            info["head_weight"] = chosen
             info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_}
+            info["transformer_alone_valid_ndcg10"] = self.cooc_valid_.get(0.0)
+            warning = head_weight_warning(self.cooc_valid_, chosen)
+            info["warnings"] = [warning] if warning else []
         return info
+
+    def ablations(self) -> dict[str, dict[str, float]]:
+        net = self._net()
+        if net.cooc_idx is None or float(net.cooc_alpha) == 0.0:
+            return {}
+        return {"transformer_alone": {"head_weight": 0.0}}
+
+    def _variant(self, settings: dict[str, float]) -> contextlib.AbstractContextManager[None]:
+        if "head_weight" not in settings:
+            return contextlib.nullcontext()
+        weight = float(settings["head_weight"])
+        if weight != 0.0 and self._net().cooc_idx is None:
+            raise ConfigError(
+                "this sasrec model has no co-occurrence head (cooc_neighbors=0): only head_weight=0"
+            )
+        return self.cooc_weight(weight)
 
     # --- building -----------------------------------------------------------------------
     def _build(self, n_items: int, content: ItemContent) -> SASRec:
@@ -144,12 +197,14 @@ class SASRecRecommender(Recommender):
     ) -> Self:
         """Train with early stopping on validation NDCG@10 (full ranking, history not excluded),
         then make the two choices read on validation: the cold-item reset and the head weight."""
+        started = time.perf_counter()
         trainer = self._trainer()
         content = (content or ItemContent()).check(train.n_items)
         torch.manual_seed(self.train_cfg.seed)
         self.n_items_ = train.n_items
         self.item_ids_ = np.asarray(train.item_ids)
         self.net_ = self._build(train.n_items, content)
+        self.content_used_ = self._content_used(content, train)
         counts = np.bincount(
             np.concatenate(train.sequences) if train.sequences else np.zeros(0, np.int64),
             minlength=train.n_items,
@@ -160,7 +215,12 @@ class SASRecRecommender(Recommender):
             self.net_.bias.data[1:] = pop - pop.mean()  # start from the popularity prior
         gen, n_batches = self._batches(train)
         vsplit = self._valid_sample(valid)
-        self.training_ = outcome = trainer.train(self, self.net_, gen, n_batches, self.train_cfg, vsplit)
+        if self.net_.cooc_idx is not None:
+            self._install_neighbours(train)
+        self.training_ = outcome = trainer.train(
+            self, self.net_, gen, n_batches, self.train_cfg, vsplit,
+            spent_s=time.perf_counter() - started, after_validations=self._after_validations(counts),
+        )  # fmt: skip
         self.net_.to("cpu").eval()
         if self.content_cfg.cold_item_reset and outcome.stopped:
             before = {k: v.clone() for k, v in self.net_.state_dict().items()}
@@ -171,8 +231,28 @@ class SASRecRecommender(Recommender):
                 if after < outcome.best_metric:
                     self.net_.load_state_dict(before)
         if self.net_.cooc_idx is not None and outcome.stopped:
-            self._fit_cooccurrence(train, vsplit)
+            self._choose_head_weight(vsplit)
         return self
+
+    def _content_used(self, content: ItemContent, train: SequenceData) -> dict[str, bool]:
+        """Which item content the network is fed (for the run record)."""
+        net = self._net()
+        return {
+            "titles": net.items.text_proj is not None,
+            "attributes": net.items.attr_emb is not None,
+            "time": bool(
+                net.cfg.use_time and self.content_cfg.use_timestamps and train.timestamps is not None
+            ),
+        }
+
+    def _after_validations(self, counts: np.ndarray) -> float:
+        """Validation-sized passes the fit runs after training (the time budget reserves them):
+        the cold-item reset check, and the head-weight choice (one pass + blending every weight)."""
+        net = self._net()
+        has_content = net.items.text_proj is not None or net.items.attr_emb is not None
+        cold = float(self.content_cfg.cold_item_reset and has_content and bool((counts == 0).any()))
+        head = 1.0 + 0.1 * len(self.content_cfg.cooc_alphas) if net.cooc_idx is not None else 0.0
+        return cold + head
 
     def _valid_sample(self, valid: EvalSplit | None) -> EvalSplit | None:
         """The validation users early stopping reads: all, or a seeded sample of `valid_users`."""
@@ -184,15 +264,19 @@ class SASRecRecommender(Recommender):
         pick = np.random.default_rng(self.train_cfg.seed).choice(len(valid), n, replace=False)
         return valid.take(np.sort(pick))
 
-    def _fit_cooccurrence(self, train: SequenceData, vsplit: EvalSplit | None) -> None:
-        """Install item-to-item neighbours from the TRAINING sequences; the trainer reads the
-        head's weight on validation NDCG@10 (weight 0 = the transformer alone is a candidate)."""
+    def _install_neighbours(self, train: SequenceData) -> None:
+        """The co-occurrence head's item-to-item neighbours, from the TRAINING sequences."""
         net = self._net()
         knn = ItemKNN(neighbors=net.cfg.cooc_neighbors, history_half_life=net.cfg.cooc_half_life).fit(train)
         idx, val = knn.neighbour_table(net.cfg.cooc_neighbors)
         net.set_cooccurrence(torch.from_numpy(idx), torch.from_numpy(val))
-        alphas = self.content_cfg.cooc_alphas
-        if vsplit is None or not alphas:
+
+    def _choose_head_weight(self, vsplit: EvalSplit | None) -> None:
+        """The trainer reads the head's weight on validation NDCG@10 (weight 0, the transformer
+        alone, is always a candidate; ties go to the smaller weight)."""
+        net = self._net()
+        alphas = tuple(sorted({0.0, *map(float, self.content_cfg.cooc_alphas)}))
+        if vsplit is None or not self.content_cfg.cooc_alphas:
             return
         found = self._trainer().blend_weights(self._score_parts, vsplit, alphas)
         self.cooc_valid_ = found

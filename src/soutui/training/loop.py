@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class TrainState:
     stopped: str = ""  # why training ended: patience / epochs / time
     device: str = "cpu"  # where it trained
     threads: int = 0  # torch intra-op threads on CPU (0 = not set)
+    valid_seconds: float = 0.0  # wall time of the last validation (what the time budget reserves)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,14 +123,21 @@ def _run_epoch(
     state: TrainState,
     device: torch.device,
     clock: tuple[float, float],
-) -> float:
-    """One epoch of optimizer steps (seeded from (seed, epoch)); returns the mean loss."""
+    stop_at: float = math.inf,
+) -> tuple[float, bool]:
+    """One epoch of optimizer steps (seeded from (seed, epoch)); returns (mean loss, cut short):
+    no batch starts unless it should end before `stop_at` seconds on the run's wall clock."""
     rng = seed_epoch(cfg.seed, state.epoch)
     net.train()
     total, count = 0.0, 0
+    started = time.perf_counter()
     bar = tqdm(batches(rng), total=n_batches, desc=f"epoch {state.epoch + 1}", disable=not cfg.progress,
-               leave=False)  # fmt: skip
+               leave=False, file=sys.stderr)  # fmt: skip
     for b, batch in enumerate(bar):
+        now = time.perf_counter()
+        if now - clock[0] + (now - started) / max(count, 1) > stop_at:
+            bar.close()
+            return total / max(count, 1), True
         if cfg.lr_schedule != "constant":
             frac = budget_fraction(
                 cfg, state.epoch + b / max(n_batches, 1), time.perf_counter() - clock[0],
@@ -147,7 +156,7 @@ def _run_epoch(
         total += float(loss.detach())
         count += 1
         bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1)
+    return total / max(count, 1), False
 
 
 def _validate(
@@ -160,7 +169,9 @@ def _validate(
 ) -> dict[str, Any] | None:
     """Read the validation metric; returns the best weights so far (patience counted in `state`)."""
     net.eval()
+    t0 = time.perf_counter()
     metric = float(validate())
+    state.valid_seconds = time.perf_counter() - t0
     row["valid"] = round(metric, 6)
     if metric > state.best_metric:
         state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
@@ -171,13 +182,23 @@ def _validate(
     return best
 
 
-def _budget_spent(cfg: TrainConfig, state: TrainState) -> str:
-    """Why the budget ends training after this epoch ('' = keep going)."""
-    if cfg.max_minutes > 0 and state.seconds > cfg.max_minutes * 60:
+def _budget_spent(cfg: TrainConfig, state: TrainState, stop_at: float, batch_s: float) -> str:
+    """Why the budget ends training after this epoch ('' = keep going); `stop_at`: the wall
+    second after which no batch may end (the time budget less what is reserved after it)."""
+    if state.seconds + batch_s > stop_at:
         return "time"
     if cfg.max_cpu_minutes > 0 and state.cpu_seconds > cfg.max_cpu_minutes * 60:
         return "cpu-time"
     return "epochs" if state.epoch >= cfg.epochs else ""
+
+
+def stop_second(cfg: TrainConfig, state: TrainState, spent_s: float, after_validations: float) -> float:
+    """The wall second (on the loop's clock) after which no training batch may end, so that
+    the loop's last validation, the `after_validations` validation-sized passes the fit runs
+    after the loop and the `spent_s` it ran before all fit in `max_minutes` (inf: no budget)."""
+    if cfg.max_minutes <= 0:
+        return math.inf
+    return cfg.max_minutes * 60 - spent_s - (1 + after_validations) * state.valid_seconds
 
 
 def train(
@@ -189,10 +210,17 @@ def train(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     stop_after_epochs: int | None = None,
+    spent_s: float = 0.0,
+    after_validations: float = 0.0,
 ) -> TrainState:
     """Train `net` in place; on return it holds the best-validation weights.
 
     With `validate=None` there is no early stopping: the last epoch's weights are kept.
+
+    `max_minutes` caps the whole fit's wall time: `spent_s` (before the loop) + the loop +
+    `after_validations` validation passes the caller runs afterwards (choices made on
+    validation). With a budget the loop times one validation before training, and stops in
+    the middle of an epoch rather than overrun (that epoch is validated and counted).
 
     `stop_after_epochs` simulates an interruption (tests): the loop returns after that
     many epochs of this call, leaving last.pt behind for `resume=True`.
@@ -211,14 +239,21 @@ def train(
         net.to(device)
     state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
     clock = (time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)  # wall, CPU starts
+    if cfg.max_minutes > 0 and validate is not None and not state.valid_seconds:
+        t0 = time.perf_counter()
+        net.eval()
+        validate()  # times one validation: the budget reserves what comes after training
+        state.valid_seconds = time.perf_counter() - t0
     done_here = 0
     while state.epoch < cfg.epochs and not state.stopped:
-        loss = _run_epoch(net, opt, batches, n_batches, cfg, state, device, clock)
+        stop_at = stop_second(cfg, state, spent_s, after_validations)
+        loss, cut = _run_epoch(net, opt, batches, n_batches, cfg, state, device, clock, stop_at)
         state.epoch += 1
+        state.stopped = "time" if cut else ""
         row: dict[str, float] = {"epoch": state.epoch, "loss": round(loss, 5)}
         if validate is None:
             best = None  # keep the current weights
-        elif state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+        elif state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs or cut:
             best = _validate(net, validate, cfg, state, row, best)
         state.seconds = time.perf_counter() - clock[0]
         state.cpu_seconds = time.process_time() - clock[1]
@@ -226,9 +261,12 @@ def train(
         state.history.append(row)
         if cfg.progress:
             tqdm.write(
-                f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
+                f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
+                file=sys.stderr,
             )
-        state.stopped = state.stopped or _budget_spent(cfg, state)
+        stop_at = stop_second(cfg, state, spent_s, after_validations)
+        batch_s = state.seconds / max(state.epoch * n_batches, 1)
+        state.stopped = state.stopped or _budget_spent(cfg, state, stop_at, batch_s)
         if checkpoint_dir is not None:
             save_checkpoint(checkpoint_dir, net, opt, state, best)
         done_here += 1

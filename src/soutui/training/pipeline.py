@@ -121,16 +121,29 @@ def build_model(model: str, params: dict[str, Any], trainer: Trainer | None = No
     return model_class(model)(**params).use_trainer(trainer or LoopTrainer())
 
 
-def evaluate_splits(rec: Recommender, prep: Prepared, test: bool = True) -> dict[str, dict[str, float]]:
+def evaluate_splits(
+    rec: Recommender, prep: Prepared, test: bool = True, exclude_history: bool = True, progress: bool = False
+) -> dict[str, dict[str, float]]:
     from soutui.evaluation.protocol import evaluate_full_ranking
 
     n = prep.data.n_items
-    out = {"valid": evaluate_full_ranking(rec, prep.split.valid, n, KS)}
+    out = {"valid": evaluate_full_ranking(rec, prep.split.valid, n, KS, progress=progress)}
     if test:
-        out["test"] = evaluate_full_ranking(rec, prep.split.test, n, KS)
-        out["test_excluding_history"] = evaluate_full_ranking(
-            rec, prep.split.test, n, KS, exclude_history=True
-        )
+        out["test"] = evaluate_full_ranking(rec, prep.split.test, n, KS, progress=progress)
+        if exclude_history:
+            out["test_excluding_history"] = evaluate_full_ranking(
+                rec, prep.split.test, n, KS, exclude_history=True, progress=progress
+            )
+    return out
+
+
+def evaluate_ablations(rec: Recommender, prep: Prepared) -> dict[str, dict[str, Any]]:
+    """Valid and test figures (same protocol) of each variant the model names in `ablations()`,
+    e.g. SASRec's transformer alone (head weight 0)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, settings in rec.ablations().items():
+        with rec.variant(**settings):
+            out[name] = {"variant": settings, **evaluate_splits(rec, prep, exclude_history=False)}
     return out
 
 
@@ -205,9 +218,12 @@ def run_training(
     if onnx:
         rec.export_served(run_dir)
     t1 = time.perf_counter()
-    metrics = evaluate_splits(rec, prep)
+    metrics = evaluate_splits(rec, prep, progress=progress)
+    ablations = evaluate_ablations(rec, prep)
     times = {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t1, 1),
              "finished": dt.datetime.now().isoformat(timespec="seconds")}  # fmt: skip
     record = make_record(run_dir, dataset, model, params, prep, metrics, rec.training_report(), times)
+    record["ablations"] = ablations
+    record["warnings"] = list((record["training"] or {}).get("warnings", []))
     write_record(run_dir, record)
     return record

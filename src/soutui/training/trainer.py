@@ -46,6 +46,9 @@ class LoopTrainer:
         n_batches: int,
         cfg: TrainConfig,
         valid: EvalSplit | None,
+        *,
+        spent_s: float = 0.0,
+        after_validations: float = 0.0,
     ) -> TrainOutcome:
         from soutui.training import loop
 
@@ -53,7 +56,10 @@ class LoopTrainer:
             cfg = replace(cfg, progress=self.progress)
         validate = (lambda: self.validate(model, valid)) if valid is not None and len(valid) else None
         ckpt = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
-        return loop.train(net, batches, n_batches, validate, cfg, ckpt, self.resume, self.stop_after_epochs)
+        return loop.train(
+            net, batches, n_batches, validate, cfg, ckpt, self.resume, self.stop_after_epochs,
+            spent_s=spent_s, after_validations=after_validations,
+        )  # fmt: skip
 
     def validate(self, model: Recommender, valid: EvalSplit) -> float:
         ranks, _ = target_ranks(model, valid)
