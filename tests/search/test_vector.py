@@ -6,6 +6,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pytest
 
 from soutui.search.vector import VectorIndex
 
@@ -60,3 +61,25 @@ def test_calibrated_floor_lets_about_false_hits_items_through() -> None:
         assert 0.5 * false_hits <= above.mean() <= 2.0 * false_hits, (false_hits, above.mean())
     assert calibrate_min_similarity(items, calib, 1.0) > calibrate_min_similarity(items, calib, 5.0)
     assert calibrate_min_similarity(items[:0], calib) == -1.0
+
+
+@pytest.mark.parametrize("share", [0.05, 0.2, 0.6])
+def test_filtered_hnsw_agrees_with_the_exact_scan_of_the_subset(share: float) -> None:
+    x = _clustered(6000, 64, 0)
+    queries = _clustered(50, 64, 1)
+    vi = VectorIndex.build(x)
+    mask = np.random.default_rng(5).random(len(x)) < share
+    subset = np.flatnonzero(mask)
+    hits = 0
+    for q in queries:
+        rows, scores = vi.search_filtered(q, 10, mask, exact_limit=0)  # force the HNSW path
+        assert mask[rows].all() and (np.diff(scores) <= 1e-6).all()
+        hits += len(set(rows.tolist()) & set(vi.search_exact(q, 10, subset)[0].tolist()))
+    assert hits / (10 * len(queries)) >= 0.95
+    # small subsets take the exact path, which is the reference itself
+    small = np.zeros(len(x), bool)
+    small[:50] = True
+    assert (
+        vi.search_filtered(queries[0], 5, small)[0].tolist()
+        == vi.search_exact(queries[0], 5, np.arange(50))[0].tolist()
+    )

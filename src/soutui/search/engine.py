@@ -54,7 +54,9 @@ class SearchConfig:
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 96
     spelling: bool = True
-    exact_filter_limit: int = 20_000  # filtered subsets this small are scanned exactly
+    exact_filter_limit: int = (
+        20_000  # filtered subsets are never scanned exactly above this (see search_filtered)
+    )
     personal_weight: float = 1.0
     personal_depth: int = 100
     sort_depth: int = 100
@@ -283,12 +285,8 @@ class SearchEngine:
         vi, qv = self.vectors[enc], self.embed_query(q, enc)
         if mask is None:
             rows, s = vi.search(qv, n)
-        elif mask.sum() <= self.config.exact_filter_limit:
-            rows, s = vi.search_exact(qv, n, np.flatnonzero(mask))
         else:
-            rows, s = vi.search(qv, n * 20)
-            keep = mask[rows]
-            rows, s = rows[keep][:n], s[keep][:n]
+            rows, s = vi.search_filtered(qv, n, mask, self.config.exact_filter_limit)
         keep = s >= self.min_similarity[enc]
         return rows[keep], s[keep]
 
