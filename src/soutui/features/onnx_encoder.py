@@ -43,7 +43,7 @@ def onnx_path(quantized: bool = False, cache_dir: str | Path | None = None) -> P
     """Path of the exported graph, exporting (and quantising) on first use."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     fp32 = cache / "minilm-l6-v2.onnx"
-    int8 = cache / "minilm-l6-v2.int8.onnx"
+    int8 = cache / "minilm-l6-v2.fused.int8.onnx"  # attention/LayerNorm fused before quantising
     with _EXPORT_LOCK:
         if not fp32.exists():
             export_onnx(fp32)
@@ -91,11 +91,27 @@ def export_onnx(out: Path) -> Path:
 
 
 def quantize(src: Path, dst: Path) -> Path:
-    """Dynamic int8 weights (MatMul/Gemm): ~4x smaller; activations stay float."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Fuse the BERT graph (attention, LayerNorm, GELU) then quantise weights to int8 (MatMul/Gemm).
 
+    ~4x smaller; activations stay float. Fusing first makes a short query ~15-20 % cheaper
+    than quantising the plain export, with the same embeddings (measured by helper "serving":
+    2.1 -> 1.76 ms per query on one thread).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    fused = dst.with_suffix(".fused-fp32.tmp.onnx")
     tmp = dst.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=12, hidden_size=384, opt_level=1)
+    model.save_model_to_file(str(fused))
+    quantize_dynamic(
+        str(fused),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    fused.unlink()
     tmp.replace(dst)
     return dst
 
