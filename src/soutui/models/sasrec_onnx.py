@@ -66,13 +66,14 @@ def export_onnx(model: Exportable, out_dir: str | Path, quantize: bool = False, 
     if use_time:
         args = (seq, torch.full(seq.shape, -1.0))
         names.append("ts")
-    axes = {n: {0: "batch"} for n in names} | {"scores": {0: "batch"}}
+    # batch and history length both dynamic: a short history is scored at its own length, not padded to max_len
+    axes = {n: {0: "batch", 1: "length"} for n in names} | {"scores": {0: "batch"}}
     with torch.no_grad():
         torch.onnx.export(
             Scorer(), args, str(out / ONNX_FILE), input_names=names, output_names=["scores"],
             dynamic_axes=axes, opset_version=opset, dynamo=False,
         )  # fmt: skip
-    meta = {"max_len": cfg.max_len, "n_items": cfg.n_items, "inputs": names, "opset": opset}
+    meta = {"max_len": cfg.max_len, "n_items": cfg.n_items, "inputs": names, "opset": opset, "dynamic_length": True}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     np.save(out / VECTORS_FILE, np.asarray(model.item_vectors(), dtype=np.float32))
     if quantize:
@@ -110,6 +111,8 @@ class OnnxScorer(Recommender):
         self.max_len: int = int(meta["max_len"])
         self.n_items_ = int(meta["n_items"])
         self.uses_time: bool = "ts" in meta["inputs"]
+        # graphs exported before the length axis was dynamic take exactly max_len columns
+        self.width: int | None = None if meta.get("dynamic_length") else self.max_len
         items = d / "items.json"
         self.item_ids: list[str] | None = json.loads(items.read_text()) if items.exists() else None
         vectors = d / VECTORS_FILE
@@ -137,10 +140,10 @@ class OnnxScorer(Recommender):
         for h in histories:
             if len(h) and (np.min(h) < 0 or np.max(h) >= self.n_items_):
                 raise ValueError(f"history holds item indices outside 0..{self.n_items_ - 1}")
-        feeds = {"seq": pad_left(histories, self.max_len, width=self.max_len)}
+        feeds = {"seq": pad_left(histories, self.max_len, width=self.width)}  # (B, T), T <= max_len
         if self.uses_time:
             ts = timestamps if timestamps is not None else [None] * len(histories)
-            feeds["ts"] = pad_times(list(ts), self.max_len)
+            feeds["ts"] = pad_times(list(ts), feeds["seq"].shape[1])
         (scores,) = self.session.run(["scores"], feeds)
         return np.asarray(scores)
 
