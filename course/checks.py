@@ -189,3 +189,38 @@ def lab03_sampled_hr(answer: Any, cand_scores: np.ndarray) -> Verdict:
     if problems and np.isclose(float(got), float((rank <= 10).mean())):
         problems.append(("名次从 0 开始：前 10 名是 rank < 10", "ranks are 0-based: the top 10 is rank < 10"))
     return report(problems)
+
+
+# ---- lab 04: the seed's MLP ----------------------------------------------------------------
+
+
+def lab04_predict(answer: Any) -> Verdict:
+    """`answer(outputs)` turns (B, 1) logits into (B,) 0/1 predictions."""
+    import torch
+
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [-0.2]])
+    try:
+        got = torch.as_tensor(answer(logits))
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    problems: list[Problem] = []
+    if tuple(got.shape) != (4,):
+        problems.append((f"形状应为 (B,)，现在是 {tuple(got.shape)}（用 [:, 0] 或 squeeze(1)）",
+                         f"shape should be (B,), got {tuple(got.shape)} (use [:, 0] or squeeze(1))"))
+    elif got.tolist() == [0, 0, 0, 0]:
+        problems.append(("全是 0：对只有一列的输出做 torch.max(..., 1) 永远得到下标 0",
+                         "all zeros: torch.max(..., 1) over a single column always returns index 0"))
+    elif got.tolist() != [1, 0, 1, 0]:
+        problems.append((f"预测 {got.tolist()}，应为 [1, 0, 1, 0]：logit > 0 预测 1",
+                         f"predicted {got.tolist()}, expected [1, 0, 1, 0]: a logit > 0 predicts 1"))
+    return report(problems)
+
+
+def lab04_baseline(answer: Any, y_test: np.ndarray) -> Verdict:
+    expected = float((np.asarray(y_test) == 0).mean())
+    problems = close_to(answer, expected, ("永远预测“不买”的准确率", "always-no accuracy"), rel=1e-6)
+    value = _number(answer, ("", ""))
+    if problems and value is not None and np.isclose(value, 1 - expected):
+        problems.append(("这是正样本的比例；永远预测“不买”在负样本上全对",
+                         "that is the share of positives; always predicting no is right on every negative"))
+    return report(problems)

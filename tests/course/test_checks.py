@@ -92,3 +92,20 @@ def test_sampled_hr(capsys: pytest.CaptureFixture[str]) -> None:
     assert checks.lab03_sampled_hr(lambda x: float(((x[:, 1:] >= x[:, :1]).sum(1) < 10).mean()), s)
     assert not checks.lab03_sampled_hr(lambda x: float(((x[:, 1:] > x[:, :1]).sum(1) < 10).mean()), s)
     assert "use >=, not >" in capsys.readouterr().out
+
+
+def test_predict(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    assert checks.lab04_predict(lambda o: (o[:, 0] > 0).long())
+    assert not checks.lab04_predict(lambda o: torch.max(o.data, 1)[1])
+    assert "single column always returns index 0" in capsys.readouterr().out
+    assert not checks.lab04_predict(lambda o: (o > 0).long())
+    assert "shape should be (B,)" in capsys.readouterr().out
+
+
+def test_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    y = np.array([1, 0, 0, 0, 0])
+    assert checks.lab04_baseline(0.8, y)
+    assert not checks.lab04_baseline(0.2, y)
+    assert "share of positives" in capsys.readouterr().out
