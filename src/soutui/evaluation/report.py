@@ -128,6 +128,8 @@ def load_sequences(
             "recommendation needs user events (search judgments alone are not enough)"
         )
     data = SequenceData.from_events(events, items)
+    if data.n_users == 0:  # before the (slow) title embeddings
+        raise ConfigError(f"dataset {dataset!r} has no interactions (user events) to evaluate on")
     titles = titles_for(items, data.item_ids) if encoder != "none" else None
     text = embed_texts(titles, encoder, progress=progress) if titles is not None else None
     return data, ItemContent.from_items(items, data.item_ids, text=text)

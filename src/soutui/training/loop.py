@@ -192,6 +192,14 @@ def _budget_spent(cfg: TrainConfig, state: TrainState, stop_at: float, batch_s: 
     return "epochs" if state.epoch >= cfg.epochs else ""
 
 
+def _time_validation(net: torch.nn.Module, validate: Callable[[], float], state: TrainState) -> None:
+    """Time one validation before training: what a time budget reserves for after it."""
+    t0 = time.perf_counter()
+    net.eval()
+    validate()
+    state.valid_seconds = time.perf_counter() - t0
+
+
 def stop_second(cfg: TrainConfig, state: TrainState, spent_s: float, after_validations: float) -> float:
     """The wall second (on the loop's clock) after which no training batch may end, so that
     the loop's last validation, the `after_validations` validation-sized passes the fit runs
@@ -240,10 +248,7 @@ def train(
     state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
     clock = (time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)  # wall, CPU starts
     if cfg.max_minutes > 0 and validate is not None and not state.valid_seconds:
-        t0 = time.perf_counter()
-        net.eval()
-        validate()  # times one validation: the budget reserves what comes after training
-        state.valid_seconds = time.perf_counter() - t0
+        _time_validation(net, validate, state)
     done_here = 0
     while state.epoch < cfg.epochs and not state.stopped:
         stop_at = stop_second(cfg, state, spent_s, after_validations)
