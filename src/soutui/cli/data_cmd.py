@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         _add_replace(sp)
         sp.set_defaults(func=_import_builtin)
     _register_generic(isub)
+    _register_benchmark_files(isub)
 
     ls = dsub.add_parser("list", help="datasets in the store with their sizes")
     add_store_arg(ls)
@@ -123,6 +124,39 @@ def _register_generic(isub: argparse._SubParsersAction) -> None:  # type: ignore
     g.add_argument("--json", action="store_true")
     _add_replace(g)
     g.set_defaults(func=_import_generic)
+
+
+def _register_benchmark_files(isub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    r = isub.add_parser("recbole", help="RecBole atomic files (.inter, optional .item)")
+    r.add_argument(
+        "--inter", required=True, help="the .inter file (user_id:token item_id:token timestamp:float ...)"
+    )
+    r.add_argument("--item", default=None, help="optional .item file (item_id:token title:token_seq ...)")
+    r.add_argument(
+        "--event-type", default="purchase", choices=EVENT_TYPES[:4], help="type of every interaction"
+    )
+    s = isub.add_parser("s3rec", help="S3-Rec / SASRec sequence file: one `user item item ...` line per user")
+    s.add_argument("--file", required=True, help="the sequence file (e.g. Beauty.txt)")
+    for p in (r, s):
+        p.add_argument("--name", required=True, help="dataset name in the store")
+        p.add_argument("--encoding", default="utf-8", help="text encoding (default utf-8)")
+        add_store_arg(p)
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+        _add_replace(p)
+    r.set_defaults(func=_import_recbole)
+    s.set_defaults(func=_import_s3rec)
+
+
+def _import_recbole(args: argparse.Namespace) -> int:
+    from soutui.data.importers import recbole
+
+    return _write(recbole.build(args.inter, args.name, args.item, args.event_type, args.encoding), args)
+
+
+def _import_s3rec(args: argparse.Namespace) -> int:
+    from soutui.data.importers import s3rec
+
+    return _write(s3rec.build(args.file, args.name, args.encoding), args)
 
 
 def _add_replace(p: argparse.ArgumentParser) -> None:

@@ -139,9 +139,11 @@ def _run_epoch(
             bar.close()
             return total / max(count, 1), True
         if cfg.lr_schedule != "constant":
+            wall = time.perf_counter() - clock[0]
+            if 0 < stop_at < math.inf:  # the schedule ends where training must stop, not at the budget
+                wall *= cfg.max_minutes * 60 / stop_at
             frac = budget_fraction(
-                cfg, state.epoch + b / max(n_batches, 1), time.perf_counter() - clock[0],
-                time.process_time() - clock[1],
+                cfg, state.epoch + b / max(n_batches, 1), wall, time.process_time() - clock[1]
             )  # fmt: skip
             for group in opt.param_groups:
                 group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)

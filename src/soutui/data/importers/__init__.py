@@ -3,7 +3,9 @@
 Each builder reads a dataset folder and returns an `ImportResult` (canonical tables,
 quarantine, report); `import_dataset` finds the folder and writes the result in one
 store transaction. The `generic` importer (the user's own files) lives in
-`importers.generic` and has its own entry point because it takes a column mapping.
+`importers.generic` and has its own entry point because it takes a column mapping; so do
+the benchmark-file importers `importers.recbole` (RecBole atomic .inter / .item files) and
+`importers.s3rec` (S3-Rec `user item item ...` sequence files), which take file paths.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from soutui.data.cleaning import ImportReport
-from soutui.data.importers import amazon_beauty, bestbuy, diginetica, homedepot
+from soutui.data.importers import amazon_beauty, bestbuy, diginetica, homedepot, recbole, s3rec
 from soutui.data.importers.base import DataError, ImportResult, write_result
 from soutui.data.sources import find_data_dir, info
 
@@ -44,4 +46,7 @@ def import_dataset(
     return write_result(build_dataset(source, data_dir, name), store_url)
 
 
-__all__ = ["IMPORTERS", "DataError", "ImportResult", "build_dataset", "import_dataset"]
+# importers of the user's own files, each with its own options (soutui data import <name>)
+FILE_IMPORTERS = {"recbole": recbole.build, "s3rec": s3rec.build}
+
+__all__ = ["FILE_IMPORTERS", "IMPORTERS", "DataError", "ImportResult", "build_dataset", "import_dataset"]
