@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import shutil
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from pygments.lexers import PythonLexer
 
 import bilingual
 
+# a soft line break between two Chinese characters is no space in Chinese (HTML would render one)
+_CJK_BREAK = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef])\n(?=[\u3000-\u9fff\uff00-\uffef])")
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table")
 _FORMAT = HtmlFormatter(noclasses=True, style="friendly", nowrap=False)
 TEXT = {
-    "zh": {"title": "搜推 soutui 课程", "home": "目录", "exercise": "练习", "other": "English", "lang": "zh-CN",
+    "zh": {"title": "搜推 soutui 课程", "home": "目录", "other": "English", "lang": "zh-CN",
            "intro": "在真实数据上用 soutui 学习电商搜索与推荐。每个实验都可以在本地运行，CI 会执行全部实验。"},
-    "en": {"title": "The soutui course", "home": "Contents", "exercise": "Exercise", "other": "中文", "lang": "en",
+    "en": {"title": "The soutui course", "home": "Contents", "other": "中文", "lang": "en",
            "intro": "Learn e-commerce search and recommendation with soutui on real data. "
                     "Every lab runs locally, and CI executes all of them."},
 }
@@ -39,7 +42,6 @@ pre{overflow-x:auto;padding:.6rem;background:#f6f8fa;border-radius:4px;font-size
 .output pre{background:#fff;border:1px solid #eee}
 .output img{max-width:100%}
 .exercise{border:2px solid #e0a030;border-radius:6px;padding:.5rem 1rem;margin:1.5rem 0;background:#fffaf0}
-.exercise .label{font-weight:bold;color:#a06000}
 .error pre{background:#fee}
 table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #ccc;padding:.2rem .5rem}
 """
@@ -66,11 +68,10 @@ def _output_html(out: nbformat.NotebookNode) -> str:
 
 def _cell_html(cell: nbformat.NotebookNode, lang: str) -> str:
     if cell.cell_type == "markdown":
-        body = _MD.render(cell.source)
+        body = _MD.render(_CJK_BREAK.sub("", cell.source))
         ex = bilingual.exercise_id(cell)
         if ex:
-            return (f'<div class="exercise" data-exercise="{html.escape(ex)}">'
-                    f'<span class="label">{TEXT[lang]["exercise"]} {html.escape(ex)}</span>{body}</div>')
+            return f'<div class="exercise" data-exercise="{html.escape(ex)}">{body}</div>'
         return body
     source = cell.metadata.get("learner_source", cell.source)
     code = highlight(source, PythonLexer(), _FORMAT)
