@@ -27,6 +27,7 @@ import json
 import os
 import random
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def real_users(store_url: str | None, dataset: str, n: int, rng: random.Random) 
     """`n` users drawn uniformly from the dataset's users in the store."""
     from soutui.data.store import open_store
 
-    store = open_store(store_url or None)
+    store = open_store(store_url or None, read_only=True)  # the server may hold it too
     try:
         users = sorted(set(store.read(dataset, "events")["user_id"].astype(str)))
     finally:
@@ -72,8 +73,9 @@ def title_queries(items_parquet: Path, n: int, rng: random.Random) -> list[str]:
     return out
 
 
-def request_bytes(host: str, port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+def request_bytes(host: str, port: int, path: str, key: str = "") -> bytes:
+    auth = f"X-API-Key: {key}\r\n" if key else ""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n{auth}\r\n".encode()
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -87,8 +89,9 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 (loopback only, checked)
+def get_json(url: str, key: str = "") -> Any:
+    req = urllib.request.Request(url, headers={"X-API-Key": key} if key else {})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback only, checked)
         return json.loads(r.read())
 
 
@@ -180,7 +183,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(bundle: str, port: int, cpu: int | None, config: str | None) -> subprocess.Popen[bytes]:
+def start_server(
+    bundle: str, port: int, cpu: int | None, config: str | None, read_key: str
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-c",
@@ -195,6 +200,7 @@ def start_server(bundle: str, port: int, cpu: int | None, config: str | None) ->
         cmd += ["--config", config]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("SOUTUI_API_KEY", None)  # read-only load: write endpoints stay disabled
+    env["SOUTUI_READ_KEY"] = read_key  # reads need a key outside demo mode; every request sends it
     pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     proc = subprocess.Popen(cmd, env=env, preexec_fn=pre, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 180
@@ -204,7 +210,7 @@ def start_server(bundle: str, port: int, cpu: int | None, config: str | None) ->
                 f"load_test: the server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
             )
         try:
-            get_json(f"http://127.0.0.1:{port}/healthz")
+            get_json(f"http://127.0.0.1:{port}/healthz", read_key)
             return proc
         except OSError:
             time.sleep(0.5)
@@ -235,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--server-pid", type=int, default=None, help="with --url: the server's pid, to report its CPU"
     )
+    ap.add_argument("--key", default=os.environ.get("SOUTUI_READ_KEY", ""),
+                    help="with --url: the server's read key (default $SOUTUI_READ_KEY)")
+    ap.add_argument("--items", default=None,
+                    help="with --url: the bundle's items.parquet (query pool); default: the bundle dir given by --bundle")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -254,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     if args.bundle:
         port = free_port()
-        proc = start_server(args.bundle, port, server_cpu, args.config)
+        args.key = secrets.token_urlsafe(16)
+        proc = start_server(args.bundle, port, server_cpu, args.config, args.key)
         url = f"http://127.0.0.1:{port}"
     else:
         url = args.url.rstrip("/")
@@ -274,23 +285,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(report["protocol"])
-        print(f"bundle: {report['bundle']} (default recommender: {report['recommender']})")
-        print(
-            f"pinning: {report['pinning']}; load average before/after: {report['load_before']} / {report['load_after']}"
-        )
-        print(
-            f"{'endpoint':<10} {'rate':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>8} {'errors':>6} "
-            f"{'gen lag p99':>11} {'srv cpu ms/req':>14}"
-        )
-        for ep, r in report["results"].items():
-            print(
-                f"{ep:<10} {r['achieved_rate']:>7} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} "
-                f"{r['max_ms']:>8} {r['errors']:>6} {r['generator_lag_p99_ms']:>11} {r['server_cpu_ms_per_req']!s:>14}"
-            )
-            if "search_cache_hit_rate" in r:
-                print(f"{'':<10} search result cache hit rate during the run: {r['search_cache_hit_rate']}")
+        print_report(report)
     return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(report["protocol"])
+    print(f"bundle: {report['bundle']} (default recommender: {report['recommender']}); {report['pinning']}")
+    print(
+        f"{'endpoint':<10} {'rate':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>8} {'errors':>6} "
+        f"{'gen lag p99':>11} {'srv cpu ms/req':>14} {'cache hits':>10} {'load avg 1m':>12}"
+    )
+    for ep, r in report["results"].items():
+        hits = f"{100 * r['search_cache_hit_rate']:.0f} %" if "search_cache_hit_rate" in r else "-"
+        print(
+            f"{ep:<10} {r['achieved_rate']:>6} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} "
+            f"{r['max_ms']:>8} {r['errors']:>6} {r['generator_lag_p99_ms']:>11} {r['server_cpu_ms_per_req']!s:>14} "
+            f"{hits:>10} {r['load_avg_1m']:>12}"
+        )
+    print("cache hits: share of searches answered from the server's result cache during that run; "
+          "load avg 1m: the machine's 1-minute load average at the end of that endpoint's run "
+          f"(cores: {os.cpu_count()}); srv cpu ms/req: server process CPU time / completed requests")
 
 
 def _run(
@@ -303,16 +318,19 @@ def _run(
     rng = random.Random(args.seed)
     u = urlparse(url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
-    info = get_json(url + "/v1/admin/bundle")
-    bundle_path, dataset = Path(info["path"]), info["manifest"]["dataset"]
+    info = get_json(url + "/v1/admin/bundle", args.key)
+    dataset = info["manifest"]["dataset"]
+    items_parquet = Path(args.items) if args.items else Path(args.bundle or info.get("path", "")) / "items.parquet"
+    if not items_parquet.is_file():
+        raise SystemExit(f"load_test: no {items_parquet}; pass --items BUNDLE/items.parquet")
     try:
         users = real_users(args.store, dataset, args.pool, rng)
         user_src = f"{args.pool} draws from the store's users of {dataset}"
     except Exception as exc:  # e.g. the store is locked by another process
-        users = get_json(url + "/v1/demo-users?n=50")["users"]
+        users = get_json(url + "/v1/demo-users?n=50", args.key)["users"]
         user_src = f"50 demo users (store unavailable: {exc})"
-    queries = title_queries(bundle_path / "items.parquet", args.pool, rng)
-    items = [it["item_id"] for it in get_json(url + "/v1/trending?k=100")["items"]]
+    queries = title_queries(items_parquet, args.pool, rng)
+    items = [it["item_id"] for it in get_json(url + "/v1/trending?k=100", args.key)["items"]]
     paths = {
         "recommend": [f"/v1/recommend/{quote(x, safe='')}?k=10" for x in users],
         "search": [f"/v1/search?q={quote(q)}&k=10" for q in queries],
@@ -325,8 +343,8 @@ def _run(
     for ep in args.endpoints.split(","):
         if ep not in paths:
             raise SystemExit(f"load_test: unknown endpoint {ep!r}; choose from {sorted(paths)}")
-        reqs = [request_bytes(host, port, p) for p in paths[ep]]
-        cache0 = get_json(url + "/v1/admin/stats").get("search_cache", {})
+        reqs = [request_bytes(host, port, p, args.key) for p in paths[ep]]
+        cache0 = get_json(url + "/v1/admin/stats", args.key).get("search_cache", {})
         cpu0 = cpu_seconds(pid)
         r = asyncio.run(
             run_endpoint(host, port, reqs, args.rate, args.duration, args.connections, args.timeout)
@@ -336,7 +354,8 @@ def _run(
         r["server_cpu_ms_per_req"] = (
             round((cpu1 - cpu0) * 1000 / r["completed"], 3) if cpu0 is not None and cpu1 is not None else None
         )
-        cache1 = get_json(url + "/v1/admin/stats").get("search_cache", {})
+        cache1 = get_json(url + "/v1/admin/stats", args.key).get("search_cache", {})
+        r["load_avg_1m"] = round(os.getloadavg()[0], 2)
         if ep == "search" and cache1:
             hits, misses = cache1["hits"] - cache0.get("hits", 0), cache1["misses"] - cache0.get("misses", 0)
             r["search_cache_hit_rate"] = round(hits / max(1, hits + misses), 3)
