@@ -6,7 +6,8 @@
 
 Each lab's exercise cells (tag `exercise`, `ex:<id>`) are replaced by the code under
 `# %% ex:<id>` in course/solutions/<lab>.py; the check cell after them then runs with
-SOUTUI_COURSE_STRICT=1, so a wrong solution or a changed engine fails the run. Executed
+SOUTUI_COURSE_STRICT=1, so a wrong solution or a changed engine fails the run.
+`--as-learner` runs the starting code instead: every check must report, and no cell may crash. Executed
 notebooks go to course/_build/, the site to course/_site/{zh,en}/.
 """
 
@@ -64,8 +65,8 @@ def with_solutions(nb: nbformat.NotebookNode, lab: Path) -> nbformat.NotebookNod
     return out
 
 
-def execute(lab: Path, timeout: int) -> tuple[nbformat.NotebookNode, float]:
-    nb = with_solutions(bilingual.read_lab(lab), lab)
+def execute(lab: Path, timeout: int, learner: bool = False) -> tuple[nbformat.NotebookNode, float]:
+    nb = bilingual.read_lab(lab) if learner else with_solutions(bilingual.read_lab(lab), lab)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(LABS)}}).execute()
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labs", help="comma-separated lab numbers, e.g. 01,03 (default: all)")
     ap.add_argument("--no-site", action="store_true", help="execute only, do not build the site")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    ap.add_argument("--as-learner", action="store_true",
+                    help="run the exercises as a learner gets them (no solutions, checks report and go on)")
     ap.add_argument("--build-dir", type=Path, default=BUILD, help="executed notebooks (default course/_build)")
     ap.add_argument("--site-dir", type=Path, default=SITE, help="the site (default course/_site)")
     args = ap.parse_args(argv)
@@ -87,14 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(bad), file=sys.stderr)
         return 1
     os.environ["SOUTUI_COURSE_FAST"] = "0" if args.full else "1"
-    os.environ["SOUTUI_COURSE_STRICT"] = "1"
+    os.environ["SOUTUI_COURSE_STRICT"] = "0" if args.as_learner else "1"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # plots become outputs
     args.build_dir.mkdir(parents=True, exist_ok=True)
     executed = []
     total = time.perf_counter()
     for lab in labs:
-        nb, secs = execute(lab, args.timeout)
+        nb, secs = execute(lab, args.timeout, args.as_learner)
         nbformat.write(nb, args.build_dir / f"{lab.stem}.ipynb")
         executed.append((lab, nb))
         print(f"course: {lab.name} ran in {secs:.1f} s", flush=True)

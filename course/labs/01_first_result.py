@@ -161,8 +161,8 @@ scores = model.score([history])[0]
 fresh = None  # your code here
 
 # %%
-checks.lab01_fresh_top10(fresh, history, scores)
-print(*[f"  {n + 1}. {titles[i][:70]}" for n, i in enumerate(fresh if fresh is not None else [])], sep="\n")
+if checks.lab01_fresh_top10(fresh, history, scores):
+    print(*[f"  {n + 1}. {titles[i][:70]}" for n, i in enumerate(fresh)], sep="\n")
 
 # %% [markdown] tags=["zh"]
 # ## 一次搜索

@@ -160,8 +160,8 @@ keys = ["customer", "sku", "time"]
 deduped = None  # your code here
 
 # %%
-checks.lab02_dedupe(deduped, dirty, keys)
-print("rows removed:", len(dirty) - len(deduped), "| importer's duplicate_row:", imported["quarantined"]["duplicate_row"])
+if checks.lab02_dedupe(deduped, dirty, keys):
+    print("rows removed:", len(dirty) - len(deduped), "| importer's duplicate_row:", imported["quarantined"]["duplicate_row"])
 
 # %% [markdown] tags=["zh"]
 # ## 特征
