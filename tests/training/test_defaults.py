@@ -55,6 +55,11 @@ def test_fit_warns_when_the_head_weight_is_the_largest_tried(split) -> None:  # 
     assert len(report["warnings"]) == 1 and "largest tried" in report["warnings"][0]
     assert report["transformer_alone_valid_ndcg10"] == report["cooc_valid"]["ndcg10_by_weight"][0.0]
     assert report["content_used"] == {"titles": False, "attributes": False, "time": True}
+    undated = split.train.with_sequences(
+        split.train.sequences, [np.zeros(len(s), np.int64) for s in split.train.sequences]
+    )
+    m2 = sasrec(**{**SMALL, "epochs": 1, "cooc_neighbors": 0}).fit(undated, split.valid)
+    assert (m2.training_report() or {})["content_used"]["time"] is False  # all-zero times are no times
 
 
 def test_max_minutes_caps_the_whole_fit_including_validation() -> None:

@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"dataset: {args.dataset}   protocol: {results[0]['protocol']['description']}")
     print(f"stats: {results[0]['dataset_stats']}")
+    if variant:
+        print("variant: " + ", ".join(f"{k}={v:g}" for k, v in variant.items()))
     for part in ("valid", "test"):
         print(f"\n[{part}]")
         rows = summary_rows(results, part, ks)

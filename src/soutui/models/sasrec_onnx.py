@@ -73,7 +73,13 @@ def export_onnx(model: Exportable, out_dir: str | Path, quantize: bool = False, 
             Scorer(), args, str(out / ONNX_FILE), input_names=names, output_names=["scores"],
             dynamic_axes=axes, opset_version=opset, dynamo=False,
         )  # fmt: skip
-    meta = {"max_len": cfg.max_len, "n_items": cfg.n_items, "inputs": names, "opset": opset, "dynamic_length": True}
+    meta = {
+        "max_len": cfg.max_len,
+        "n_items": cfg.n_items,
+        "inputs": names,
+        "opset": opset,
+        "dynamic_length": True,
+    }
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     np.save(out / VECTORS_FILE, np.asarray(model.item_vectors(), dtype=np.float32))
     if quantize:

@@ -77,6 +77,11 @@ def head_weight_warning(found: dict[float, float], chosen: float) -> str | None:
     return None
 
 
+def _dated(data: SequenceData) -> bool:
+    """Whether the sequences carry event times (files without times load as all zeros)."""
+    return data.timestamps is not None and any(len(t) and int(np.max(t)) > 0 for t in data.timestamps)
+
+
 def split_params(params: dict[str, Any]) -> tuple[SASRecConfig, TrainConfig, ContentConfig]:
     """Partition a flat parameter dict into the three typed configs; unknown keys raise."""
     groups: dict[type, dict[str, Any]] = {SASRecConfig: {}, TrainConfig: {}, ContentConfig: {}}
@@ -240,9 +245,7 @@ class SASRecRecommender(Recommender):
         return {
             "titles": net.items.text_proj is not None,
             "attributes": net.items.attr_emb is not None,
-            "time": bool(
-                net.cfg.use_time and self.content_cfg.use_timestamps and train.timestamps is not None
-            ),
+            "time": bool(net.cfg.use_time and self.content_cfg.use_timestamps and _dated(train)),
         }
 
     def _after_validations(self, counts: np.ndarray) -> float:
