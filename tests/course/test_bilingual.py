@@ -7,7 +7,8 @@ from pathlib import Path
 import bilingual
 import pytest
 import run_labs
-from conftest import COURSE
+
+COURSE = Path(__file__).resolve().parents[2] / "course"
 
 LABS = sorted((COURSE / "labs").glob("[0-9][0-9]_*.py"))
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import COURSE
+
+COURSE = Path(__file__).resolve().parents[2] / "course"
 
 
 @pytest.mark.parametrize("lab", ["02", "03"])

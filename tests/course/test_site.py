@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COURSE
+
+COURSE = Path(__file__).resolve().parents[2] / "course"
 
 CHROMIUM = "/usr/bin/chromium"
 LAB = "02_data_processing"  # the quickest lab that has both plots and exercises
