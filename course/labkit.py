@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def soutui(*args: str, echo: bool = True) -> dict[str, Any]:
     """Run `soutui ARGS --json` and return its JSON answer (the CLI is the most stable surface)."""
     cmd = [_executable(), *args, "--json"]
     if echo:
-        print("$ soutui " + " ".join(args) + " --json")
+        print("$ " + shlex.join(["soutui", *args, "--json"]))
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode != 0:
         raise RuntimeError(f"soutui {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
