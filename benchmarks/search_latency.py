@@ -4,7 +4,7 @@ Queries: 300 products drawn at random (seed 0); from each product name a random
 contiguous span of 1-3 words (lower-cased, at least one word with a letter) — the
 kind of short query a shopper types, derived from real names but not whole titles.
 Each query runs through `SearchEngine.search(q, k=10, method=...)` end to end (parse,
-spelling, query embedding with ONNX MiniLM, tantivy, faiss HNSW, fusion/LTR, facets,
+spelling, query embedding with ONNX MiniLM, the BM25 keyword scorer, faiss HNSW, fusion/LTR, facets,
 hits with reasons). Every query is new to the engine (no query-embedding cache hits).
 torch/faiss/onnxruntime/LightGBM all use 1 thread. The ltr row uses the ranker trained
 on Home Depot (transferred) when --ranker points at it; without one, ltr = hybrid.
