@@ -191,14 +191,14 @@ if right:
 # %% [markdown] tags=["zh"]
 # ## 全量排序与采样排序
 #
-# 不少论文只把目标和 100 个随机负样本排序（采样排序）。这样数字会大很多，而且模型之间的差距和顺序都会变。
+# 不少论文只把目标和 100 个随机负样本排序（采样排序）。这样数字会大很多，模型之间的差距也被压缩（Krichene 和 Rendle 在 KDD 2020 上指出，模型的先后顺序甚至可能颠倒）。
 # 下面用热门和 item-kNN 两个模型，在同一批用户上对比两种协议。快速模式只取一部分用户。
 
 # %% [markdown] tags=["en"]
 # ## Full ranking against sampled ranking
 #
-# Many papers rank the target against only 100 random negatives (sampled ranking). The figures grow a lot,
-# and the gaps and even the order between models change. Compare both protocols for popularity and
+# Many papers rank the target against only 100 random negatives (sampled ranking). The figures grow a lot
+# and the gaps between models shrink (Krichene and Rendle, KDD 2020, show that even their order can flip). Compare both protocols for popularity and
 # item-kNN on the same users; the fast mode takes a subset of users.
 
 # %%
