@@ -7,6 +7,7 @@ behind the figures of docs/ and the README.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
@@ -25,7 +26,9 @@ FAST = os.environ.get("SOUTUI_COURSE_FAST", "0") == "1"
 def setup() -> Path:
     """Pick SOUTUI_HOME (a temp dir in fast mode) and return the real-data folder."""
     if FAST:
-        os.environ["SOUTUI_HOME"] = tempfile.mkdtemp(prefix="soutui-course-")
+        home = tempfile.mkdtemp(prefix="soutui-course-")
+        os.environ["SOUTUI_HOME"] = home
+        atexit.register(shutil.rmtree, home, ignore_errors=True)  # the kernel exits at the end of the run
         # the text-embedding cache is shared with the test suite: the first run on a machine pays
         # for encoding the catalogue (minutes on 2 cores), later runs read it back
         os.environ.setdefault("SOUTUI_CACHE", str(Path(tempfile.gettempdir()) / "soutui-test-cache"))
