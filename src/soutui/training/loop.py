@@ -43,7 +43,7 @@ class TrainState:
     stopped: str = ""  # why training ended: patience / epochs / time
     device: str = "cpu"  # where it trained
     threads: int = 0  # torch intra-op threads on CPU (0 = not set)
-    valid_seconds: float = 0.0  # wall time of the last validation (what the time budget reserves)
+    valid_seconds: float = 0.0  # longest validation so far (wall s): what the time budget reserves
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,7 +173,7 @@ def _validate(
     net.eval()
     t0 = time.perf_counter()
     metric = float(validate())
-    state.valid_seconds = time.perf_counter() - t0
+    state.valid_seconds = max(state.valid_seconds, time.perf_counter() - t0)  # a busy machine slows some
     row["valid"] = round(metric, 6)
     if metric > state.best_metric:
         state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
