@@ -108,4 +108,4 @@ EOF
 
 size() { du -sm "$1"/lib/python3*/site-packages | cut -f1; }
 step "OK: the core install serves the ONNX SASRec bundle and its search index without torch"
-echo "site-packages: core install $(size "$WORK/venv") MB; dev venv (.venv, [train,dev,bench]) $(size .venv) MB"
+echo "site-packages: core install $(size "$WORK/venv") MB; dev venv (.venv, all extras) $(size .venv) MB"
