@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Id = Field(min_length=1, max_length=128)
+Id = Field(min_length=1, max_length=128, pattern=r"\S")  # at least one non-blank character
 FUTURE_SLACK_S = 86_400  # live events may be at most a day ahead of the server clock (as at import)
 
 
