@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=8, help="persistent keep-alive connections")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-request timeout (counted as an error)")
     ap.add_argument("--store", default=None, help="store URL holding the dataset's events (users)")
-    ap.add_argument("--pool", type=int, default=4000, help="distinct users / queries drawn")
+    ap.add_argument("--pool", type=int, default=20000, help="distinct users / queries drawn (large: a small pool flatters the search cache)")
     ap.add_argument("--load-cpu", type=int, default=0, help="CPU the generator pins itself to (-1: none)")
     ap.add_argument(
         "--server-cpu", type=int, default=1, help="CPU the started server is pinned to (-1: none)"

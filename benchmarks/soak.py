@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds of the same load before measuring")
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second (open loop)")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--pool", type=int, default=4000, help="distinct users / queries drawn")
+    ap.add_argument("--pool", type=int, default=20000, help="distinct users / queries drawn (large: a small pool flatters the search cache)")
     ap.add_argument("--server-cpu", type=int, default=1, help="CPU the server is pinned to (-1: none)")
     ap.add_argument("--load-cpu", type=int, default=0, help="CPU the generator pins itself to (-1: none)")
     ap.add_argument("--seed", type=int, default=0)
