@@ -224,3 +224,51 @@ def lab04_baseline(answer: Any, y_test: np.ndarray) -> Verdict:
         problems.append(("这是正样本的比例；永远预测“不买”在负样本上全对",
                          "that is the share of positives; always predicting no is right on every negative"))
     return report(problems)
+
+
+# ---- lab 08: deployment and inference ------------------------------------------------------
+
+
+def _top10_share(a: np.ndarray, b: np.ndarray) -> float:
+    top_a, top_b = np.argsort(-a, axis=1)[:, :10], np.argsort(-b, axis=1)[:, :10]
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b, strict=True)]))
+
+
+def lab08_top10_agreement(answer: Any) -> Verdict:
+    """`answer(a, b)` is the learner's mean top-10 overlap share of two (users, items) score matrices."""
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(20, 200))
+    b = a + rng.normal(scale=0.3, size=a.shape) * np.where(a < 0, 3.0, 1.0)  # low scores move more
+    try:
+        got = answer(a, b)
+        same = answer(a, a.copy())
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    problems = close_to(got, _top10_share(a, b), ("前 10 名重合比例", "top-10 agreement"), rel=1e-6)
+    value = _number(got, ("", ""))
+    if problems and value is not None:
+        if np.isclose(value, 10 * _top10_share(-a, -b)):
+            problems.append(("两处不对：argsort 是升序（取到了最低的 10 个），而且要除以 10 变成比例",
+                             "two things: argsort sorts ascending (the 10 lowest were taken), and divide by 10 for a share"))
+        elif _number(same, ("", "")) == 10.0:
+            problems.append(("返回的是重合的个数（0～10），要除以 10 变成比例", "that is a count (0-10): divide by 10 for a share"))
+        elif np.isclose(value, _top10_share(-a, -b)):
+            problems.append(("这是分数最低的 10 个：argsort 是升序，要按分数从高到低取",
+                             "those are the 10 lowest scores: argsort sorts ascending, take the highest first"))
+    return report(problems)
+
+
+def lab08_p95(answer: Any, latencies_s: Sequence[float]) -> Verdict:
+    lat = np.asarray(latencies_s, dtype=np.float64)
+    expected = float(np.percentile(lat, 95) * 1000)
+    problems = close_to(answer, expected, ("p95 延迟（毫秒）", "p95 latency (ms)"), rel=1e-6)
+    value = _number(answer, ("", ""))
+    if problems and value is not None:
+        if np.isclose(value, expected / 1000):
+            problems.append(("单位是秒：乘以 1000 换成毫秒", "that is in seconds: multiply by 1000 for milliseconds"))
+        elif np.isclose(value, lat.mean()) or np.isclose(value, lat.mean() * 1000):
+            problems.append(("这是平均值，不是第 95 百分位（np.percentile(..., 95)）",
+                             "that is the mean, not the 95th percentile (np.percentile(..., 95))"))
+        elif np.isclose(value, np.median(lat) * 1000):
+            problems.append(("这是中位数（p50），要第 95 百分位", "that is the median (p50); the 95th percentile is asked"))
+    return report(problems)

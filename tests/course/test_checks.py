@@ -109,3 +109,32 @@ def test_baseline(capsys: pytest.CaptureFixture[str]) -> None:
     assert checks.lab04_baseline(0.8, y)
     assert not checks.lab04_baseline(0.2, y)
     assert "share of positives" in capsys.readouterr().out
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, descending: bool = True, share: bool = True) -> float:
+    sign = -1 if descending else 1
+    top_a, top_b = np.argsort(sign * a, axis=1)[:, :10], np.argsort(sign * b, axis=1)[:, :10]
+    return float(np.mean([len(set(x) & set(y)) / (10 if share else 1) for x, y in zip(top_a, top_b, strict=True)]))
+
+
+def test_top10_agreement(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks.lab08_top10_agreement(_overlap)
+    assert not checks.lab08_top10_agreement(lambda a, b: _overlap(a, b, share=False))
+    assert "divide by 10" in capsys.readouterr().out
+    assert not checks.lab08_top10_agreement(lambda a, b: _overlap(a, b, descending=False))
+    assert "argsort sorts ascending" in capsys.readouterr().out
+    assert not checks.lab08_top10_agreement(lambda a, b: _overlap(a, b, descending=False, share=False))
+    assert "two things" in capsys.readouterr().out
+    assert not checks.lab08_top10_agreement(lambda a, b: 1 / 0)
+    assert "raised" in capsys.readouterr().out
+
+
+def test_p95(capsys: pytest.CaptureFixture[str]) -> None:
+    lat = list(np.random.default_rng(0).gamma(2.0, 0.002, size=200))
+    assert checks.lab08_p95(np.percentile(lat, 95) * 1000, lat)
+    assert not checks.lab08_p95(np.percentile(lat, 95), lat)
+    assert "multiply by 1000" in capsys.readouterr().out
+    assert not checks.lab08_p95(np.mean(lat), lat)
+    assert "the mean" in capsys.readouterr().out
+    assert not checks.lab08_p95(np.median(lat) * 1000, lat)
+    assert "the median" in capsys.readouterr().out
