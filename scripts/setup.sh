@@ -30,7 +30,8 @@ command -v "$PY" >/dev/null || missing+=(python3)
 if command -v "$PY" >/dev/null && ! "$PY" -c "import ensurepip, venv" 2>/dev/null; then
   missing+=(python3-venv)
 fi
-if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "libgomp.so.1"; then
+# grep reads all of ldconfig's output (no -q): an early exit would SIGPIPE ldconfig and, under pipefail, look like "missing"
+if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep "libgomp.so.1" >/dev/null; then
   missing+=(libgomp1)
 fi
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
