@@ -272,3 +272,60 @@ def lab08_p95(answer: Any, latencies_s: Sequence[float]) -> Verdict:
         elif np.isclose(value, np.median(lat) * 1000):
             problems.append(("这是中位数（p50），要第 95 百分位", "that is the median (p50); the 95th percentile is asked"))
     return report(problems)
+
+
+# ---- lab 07: search ------------------------------------------------------------------------
+
+
+def _rrf(lists: Sequence[Sequence[int]], k: int = 60, start: int = 1, best_first: bool = True) -> list[int]:
+    scores: dict[int, float] = {}
+    for ranked in lists:
+        for rank, item in enumerate(ranked, start=start):
+            scores[int(item)] = scores.get(int(item), 0.0) + 1 / (k + rank)
+    sign = -1 if best_first else 1
+    return sorted(scores, key=lambda item: (sign * scores[item], item))
+
+
+def lab07_rrf(answer: Any) -> Verdict:
+    """`answer(lists, k)` is the learner's reciprocal-rank fusion of best-first item lists."""
+    lists = [[8, 3, 4, 2, 7, 9], [9, 0, 7, 1, 5, 3], [2, 5, 8, 0, 3, 4]]  # 0-based ranks reorder these
+    try:
+        got = [int(x) for x in answer(lists, k=2)]
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    expected = _rrf(lists, k=2)
+    if got == expected:
+        return report([])
+    problems: list[Problem] = [(f"k=2 时融合结果是 {got}，应为 {expected}", f"with k=2 the fusion gives {got}, expected {expected}")]
+    if sorted(got) != sorted(expected):
+        problems.append(("结果应当包含每个列表里出现过的每个商品，且只出现一次", "the result holds every item of every list, once"))
+    elif got in (_rrf(lists, 2, best_first=False), _rrf(lists, 2, start=0, best_first=False)):
+        problems.append(("顺序反了：分数高的排在前面", "the order is reversed: highest score first"))
+    if sorted(got) == sorted(expected) and got in (_rrf(lists, 2, start=0), _rrf(lists, 2, start=0, best_first=False)):
+        problems.append(("名次从 1 开始：enumerate(ranked, start=1)", "ranks start at 1: enumerate(ranked, start=1)"))
+    return report(problems)
+
+
+def lab07_ndcg(answer: Any, reference: Any) -> Verdict:
+    """`answer(ranked, rels)` is the learner's graded NDCG@10; `reference(ranked, rels, k)` soutui's."""
+    rels = {"a": 2.0, "b": 1.0, "c": 0.0, "d": 2.0, "e": 1.0}
+    cases = [["c", "a", "x", "b", "y"], ["a", "d", "b", "e"], ["x", "y"], [*"xyzuvwpqrs", "a"]]
+    try:
+        got = [float(answer(r, rels)) for r in cases]
+        empty = float(answer(["a"], {"a": 0.0}))
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    want = [float(reference(r, rels, 10)) for r in cases]
+    if np.allclose(got, want, atol=1e-9) and empty == 0.0:
+        return report([])
+    problems: list[Problem] = [(f"四个测试排序得到 {np.round(got, 4).tolist()}，应为 {np.round(want, 4).tolist()}",
+                                f"four test rankings give {np.round(got, 4).tolist()}, expected {np.round(want, 4).tolist()}")]
+    if np.allclose(got, [float(reference(r, rels, 10, exponential=False)) for r in cases]):
+        problems.append(("增益要用 2^g − 1，不是 g", "the gain is 2^g - 1, not g"))
+    elif max(got) > 1 + 1e-9:
+        problems.append(("NDCG 不会大于 1：要除以理想 DCG", "NDCG is never above 1: divide by the ideal DCG"))
+    elif got[3] > 0:
+        problems.append(("只看前 10 个位置", "only the first 10 positions count"))
+    if empty != 0.0:
+        problems.append(("没有正增益时理想 DCG 为 0，应返回 0", "with no positive gain the ideal DCG is 0: return 0"))
+    return report(problems)

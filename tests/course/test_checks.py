@@ -138,3 +138,34 @@ def test_p95(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the mean" in capsys.readouterr().out
     assert not checks.lab08_p95(np.median(lat) * 1000, lat)
     assert "the median" in capsys.readouterr().out
+
+
+def _fuse(lists: list[list[int]], k: int = 60, start: int = 1, best_first: bool = True) -> list[int]:
+    scores: dict[int, float] = {}
+    for ranked in lists:
+        for rank, item in enumerate(ranked, start=start):
+            scores[item] = scores.get(item, 0.0) + 1 / (k + rank)
+    return sorted(scores, key=lambda item: ((-1 if best_first else 1) * scores[item], item))
+
+
+def test_rrf(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks.lab07_rrf(_fuse)
+    assert not checks.lab07_rrf(lambda lists, k: _fuse(lists, k, best_first=False))
+    assert "highest score first" in capsys.readouterr().out
+    assert not checks.lab07_rrf(lambda lists, k: _fuse(lists, k, start=0))
+    assert "ranks start at 1" in capsys.readouterr().out
+    assert not checks.lab07_rrf(lambda lists, k: lists[0])
+    assert "every item of every list" in capsys.readouterr().out
+
+
+def test_graded_ndcg(capsys: pytest.CaptureFixture[str]) -> None:
+    from soutui.evaluation.metrics import ndcg_at_k
+
+    assert checks.lab07_ndcg(lambda ranked, rels: ndcg_at_k(ranked, rels, 10), ndcg_at_k)
+    assert not checks.lab07_ndcg(lambda ranked, rels: ndcg_at_k(ranked, rels, 10, exponential=False), ndcg_at_k)
+    assert "2^g - 1" in capsys.readouterr().out
+    assert not checks.lab07_ndcg(lambda ranked, rels: ndcg_at_k(ranked, rels, 11), ndcg_at_k)
+    assert "first 10 positions" in capsys.readouterr().out
+    unnormalised = lambda ranked, rels: sum(2 ** rels.get(i, 0) - 1 for i in ranked[:10])  # noqa: E731
+    assert not checks.lab07_ndcg(unnormalised, ndcg_at_k)
+    assert "divide by the ideal DCG" in capsys.readouterr().out
