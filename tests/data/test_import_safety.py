@@ -122,6 +122,15 @@ def test_judgments_and_search_events_need_no_user(tmp_path: Path) -> None:
     assert views.report.quarantined == {"missing_user": 1}  # a view needs a person
 
 
+def test_search_log_without_an_item_column(tmp_path: Path) -> None:
+    """Searches that led to no click have no item: the log imports without that column, and
+    any non-search row in it is quarantined as missing_item, not refused file-wide."""
+    path = _csv(tmp_path, "query,event_type,ts\nlamp,search,1700000000\nsofa,search,1700000100\n,view,1700000200\n")
+    res = build(_opts(path))
+    assert len(res.tables["events"]) == 2 and set(res.tables["events"]["event_type"]) == {"search"}
+    assert res.report.quarantined == {"missing_item": 1}
+
+
 def test_quarantine_is_pseudonymised_and_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOUTUI_PSEUDONYM_KEY", "k" * 32)
     text = "user_id,session_id,item_id,event_type,ts,query,email\n"

@@ -126,7 +126,7 @@ def _apply_privacy(
 def _check_mapping(raw: pd.DataFrame, opts: GenericOptions) -> dict[str, str]:
     cols = {c: c for c in EVENT_COLUMNS if c in raw.columns} | opts.mapping
     check_columns(raw, list(cols.values()), f"events file {opts.events} (check --map)")
-    if "item_id" not in cols:
+    if "item_id" not in cols and "query" not in cols:
         raise DataError(f"events file {opts.events}: no item column; map one with --map item_id=COLUMN")
     if "event_type" not in cols and not opts.event_type and "relevance" not in cols:
         raise DataError(
@@ -159,6 +159,8 @@ def _canonical_events(
     for canon, col in cols.items():
         if canon not in ("ts", "relevance"):
             ev[canon] = src[col].astype("string").str.strip()
+    if "item_id" not in ev:  # a search log without clicks: non-search rows are quarantined as missing_item
+        ev["item_id"] = pd.Series(pd.NA, index=src.index, dtype="string")
     ev["event_type"] = _event_types(ev, src, opts)
     if "ts" in cols:
         ev["ts"], malformed = parse_ts(src[cols["ts"]])
