@@ -329,3 +329,66 @@ def lab07_ndcg(answer: Any, reference: Any) -> Verdict:
     if empty != 0.0:
         problems.append(("没有正增益时理想 DCG 为 0，应返回 0", "with no positive gain the ideal DCG is 0: return 0"))
     return report(problems)
+
+
+# ---- lab 05: the big model -----------------------------------------------------------------
+
+
+def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = True, scale: bool = True) -> np.ndarray:
+    s = q @ k.T / (np.sqrt(q.shape[1]) if scale else 1.0)
+    if causal:
+        s = np.where(np.tril(np.ones(s.shape, dtype=bool)), s, -np.inf)
+    w = np.exp(s - s.max(axis=1, keepdims=True))
+    return w / w.sum(axis=1, keepdims=True) @ v  # type: ignore[no-any-return]
+
+
+def lab05_attention(answer: Any) -> Verdict:
+    """`answer(q, k, v)` is the learner's causal scaled dot-product attention over (T, d) arrays."""
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.normal(size=(5, 4)) for _ in range(3))
+    try:
+        got = np.asarray(answer(q, k, v), dtype=np.float64)
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    if got.shape != (5, 4):
+        return report([(f"形状应为 (T, d) = (5, 4)，现在是 {got.shape}", f"shape should be (T, d) = (5, 4), got {got.shape}")])
+    if np.allclose(got, _attention(q, k, v)):
+        return report([])
+    problems: list[Problem] = [("结果和因果注意力不一致", "the result differs from causal attention")]
+    if np.allclose(got, _attention(q, k, v, causal=False)) or np.allclose(got, _attention(q, k, v, False, False)):
+        problems.append(("没有遮住未来：j > t 的分数要设为 −∞（np.tril 做掩码）",
+                         "the future is not hidden: set scores with j > t to -inf (np.tril makes the mask)"))
+    elif np.allclose(got, _attention(q, k, v, scale=False)):
+        problems.append(("分数要除以 √d", "divide the scores by sqrt(d)"))
+    elif not np.isfinite(got).all():
+        problems.append(("结果里有 NaN：每行至少保留一个位置（对角线），减去行最大值再取 exp",
+                         "NaN in the result: keep at least the diagonal per row, subtract the row max before exp"))
+    return report(problems)
+
+
+def _xent(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    top = logits.max(axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    return log_z - logits[np.arange(len(targets)), targets]  # type: ignore[no-any-return]
+
+
+def lab05_softmax_loss(answer: Any) -> Verdict:
+    """`answer(logits, targets)` is the learner's mean full-softmax cross-entropy."""
+    rng = np.random.default_rng(6)
+    small, targets = rng.normal(size=(4, 50)), np.array([0, 7, 49, 3])
+    large = small * 400  # scores near 1000: exp overflows without log-sum-exp
+    try:
+        with np.errstate(all="ignore"):
+            got_small, got_large = float(answer(small, targets)), float(answer(large, targets))
+    except Exception as e:  # noqa: BLE001 - the learner's code may fail in any way
+        return report([(f"函数出错：{e!r}", f"the function raised {e!r}")])
+    problems = close_to(got_small, float(_xent(small, targets).mean()), ("交叉熵", "cross-entropy"), rel=1e-6)
+    if problems and np.isclose(got_small, float(_xent(small, targets).sum())):
+        problems.append(("这是总和：要对 batch 取平均", "that is the sum: take the mean over the batch"))
+    if not problems:
+        if not np.isfinite(got_large):
+            problems.append(("分数很大时得到 inf/NaN：先减去每行最大值（log-sum-exp）",
+                             "large scores give inf/NaN: subtract each row's max first (log-sum-exp)"))
+        else:
+            problems += close_to(got_large, float(_xent(large, targets).mean()), ("大分数时的交叉熵", "cross-entropy at large scores"), rel=1e-6)
+    return report(problems)

@@ -169,3 +169,25 @@ def test_graded_ndcg(capsys: pytest.CaptureFixture[str]) -> None:
     unnormalised = lambda ranked, rels: sum(2 ** rels.get(i, 0) - 1 for i in ranked[:10])  # noqa: E731
     assert not checks.lab07_ndcg(unnormalised, ndcg_at_k)
     assert "divide by the ideal DCG" in capsys.readouterr().out
+
+
+def test_causal_attention(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks.lab05_attention(checks._attention)
+    assert not checks.lab05_attention(lambda q, k, v: checks._attention(q, k, v, causal=False))
+    assert "the future is not hidden" in capsys.readouterr().out
+    assert not checks.lab05_attention(lambda q, k, v: checks._attention(q, k, v, scale=False))
+    assert "sqrt(d)" in capsys.readouterr().out
+    assert not checks.lab05_attention(lambda q, k, v: checks._attention(q, k, v)[:, :2])
+    assert "shape should be" in capsys.readouterr().out
+
+
+def test_full_softmax_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    def naive(logits: np.ndarray, targets: np.ndarray) -> float:
+        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return float(-np.log(p[np.arange(len(targets)), targets]).mean())
+
+    assert checks.lab05_softmax_loss(lambda x, t: checks._xent(x, t).mean())
+    assert not checks.lab05_softmax_loss(lambda x, t: checks._xent(x, t).sum())
+    assert "take the mean" in capsys.readouterr().out
+    assert not checks.lab05_softmax_loss(naive)
+    assert "log-sum-exp" in capsys.readouterr().out
