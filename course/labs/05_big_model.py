@@ -62,13 +62,13 @@ print(f"{data.n_users:,} users, {data.n_items:,} items; title vectors {content.t
 # ## 因果自注意力
 #
 # 序列第 t 个位置的输出只能用第 1..t 个商品：训练时模型同时预测每个位置的下一个商品，如果位置 t 能看到
-# t+1，就等于偷看了答案。做法是在注意力分数 $QK^T/\sqrt{d}$ 上，把 j > t 的位置设成 −∞，再按行 softmax。
+# t+1，就等于偷看了答案。做法是在注意力分数 QKᵀ/√d 上，把 j > t 的位置设成 −∞，再按行 softmax。
 
 # %% [markdown] tags=["en"]
 # ## Causal self-attention
 #
 # The output at position t may only use items 1..t: training predicts the next item at every position at
-# once, and if position t could see t+1 it would read the answer. So the attention scores $QK^T/\sqrt{d}$ are
+# once, and if position t could see t+1 it would read the answer. So the attention scores QKᵀ/√d are
 # set to −∞ wherever j > t before the row-wise softmax.
 
 # %% [markdown] tags=["zh", "ex:5.1"]
@@ -101,14 +101,14 @@ if checks.lab05_attention(causal_attention):
 # ## 全量 softmax
 #
 # 模型最后输出每个位置对全部 12,101 个商品的分数，损失是真实下一个商品的交叉熵：
-# $-\log \frac{e^{s_y}}{\sum_i e^{s_i}}$。负采样只和少数随机商品比，评估却要在全部商品里排第几，
+# −log(exp(s_y) / Σᵢ exp(sᵢ))。负采样只和少数随机商品比，评估却要在全部商品里排第几，
 # 全量 softmax 训练的目标和评估一致。分母要用 log-sum-exp 的稳定写法，否则分数一大就溢出。
 
 # %% [markdown] tags=["en"]
 # ## Full softmax
 #
 # The model's last layer scores all 12,101 items at each position, and the loss is the cross-entropy of the
-# true next item: $-\log \frac{e^{s_y}}{\sum_i e^{s_i}}$. Sampled negatives compare against a few random
+# true next item: −log(exp(s_y) / Σᵢ exp(sᵢ)). Sampled negatives compare against a few random
 # items while the evaluation asks for a rank among all items; training with the full softmax asks the same
 # question as the evaluation. The denominator needs the stable log-sum-exp form, or large scores overflow.
 
@@ -141,7 +141,7 @@ if checks.lab05_softmax_loss(full_softmax_loss):
 # 同一个训练流程，每次多开一项：只用商品 ID；加标题（MiniLM 句向量）；加属性；加时间（间隔嵌入和相对时间
 # 注意力偏置）；加共现头（item-kNN 的相似度按验证集选权重加到分数上）。
 #
-# **快速模式**只取 6,000 个用户、每个变体训练 1 轮（d_model 32、1 层、序列长 20），几秒一个，结果主要是噪声，
+# **快速模式**只取 6,000 个用户、每个变体训练 1 轮（d_model 32、1 层、序列长 20），每个十几秒，结果主要是噪声，
 # 顺序可能和完整结果不同，**不是发表的数字**。完整模式用全部用户、默认结构，每个变体 6 分钟 CPU 预算。
 
 # %% [markdown] tags=["en"]
@@ -152,7 +152,7 @@ if checks.lab05_softmax_loss(full_softmax_loss):
 # (item-kNN similarity added to the scores with a weight chosen on validation).
 #
 # The **fast mode** takes 6,000 users and trains each variant 1 epoch (d_model 32, 1 layer, sequences of 20),
-# a few seconds each: its results are mostly noise, may order the variants differently, and **are not the
+# about ten seconds each: its results are mostly noise, may order the variants differently, and **are not the
 # published figures**. The full mode uses every user and the default architecture with a 6 CPU-minute budget
 # per variant.
 
