@@ -12,7 +12,7 @@ import pytest
 COURSE = Path(__file__).resolve().parents[2] / "course"
 
 
-@pytest.mark.parametrize("lab", ["02", "03"])
+@pytest.mark.parametrize("lab", ["02", "03", "07"])
 def test_starting_code_is_reported_not_crashing(lab: str, tmp_path: Path) -> None:
     cmd = [sys.executable, str(COURSE / "run_labs.py"), "--labs", lab, "--as-learner", "--no-site",
            "--build-dir", str(tmp_path)]
