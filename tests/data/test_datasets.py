@@ -117,3 +117,32 @@ def test_cli_import_report_and_quarantine_export(
     )
     err = capsys.readouterr().err
     assert "train.csv" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_load_dataset_reads_beside_another_reader(tmp_path: Path) -> None:
+    """Commands that only read (evaluate beside a running train) must not need the write lock:
+    with another process holding the store, load_dataset still reads it."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from soutui.data.store import open_store
+
+    url = f"duckdb://{tmp_path / 'store.duckdb'}"
+    events = pd.DataFrame({"event_id": ["a", "b"], "user_id": ["u", "u"], "item_id": ["i1", "i2"],
+                           "event_type": ["view", "view"], "ts": [1_700_000_000, 1_700_000_100]})  # fmt: skip
+    writer = open_store(url)
+    writer.write_dataset("shop", {"events": events})
+    writer.close()
+    held = open_store(url, read_only=True)  # e.g. `soutui train` reading its data
+    try:
+        code = (
+            "import sys; from soutui.data.datasets import load_dataset; "
+            "items, ev = load_dataset('shop', store_url=sys.argv[1], progress=False); print(len(ev))"
+        )
+        out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=120)
+    finally:
+        held.close()
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "2"

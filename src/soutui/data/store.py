@@ -180,10 +180,10 @@ class DuckDBStore(Store):
                 raise StoreError(f"no store at {path}; import a dataset first (soutui data import ...)")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.read_only = read_only
+        self.read_only = read_only and path != ":memory:"  # a private in-memory store has no one to share with
         self._con = self._connect()
         self._lock = threading.Lock()
-        if not read_only:
+        if not self.read_only:
             self._con.execute(
                 "CREATE TABLE IF NOT EXISTS soutui_meta (dataset VARCHAR, key VARCHAR, value VARCHAR)"
             )
