@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 COURSE = Path(__file__).resolve().parents[2] / "course"
 
-CHROMIUM = "/usr/bin/chromium"
 LAB = "02_data_processing"  # the quickest lab that has both plots and exercises
 
 pytestmark = pytest.mark.browser
@@ -27,16 +26,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "site"
 
 
-def test_pages_render_offline(site: Path) -> None:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium fonts-wqy-microhei)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
-        )
+def test_pages_render_offline(site: Path, chromium: Any) -> None:
+    with chromium() as browser:
         page = browser.new_page()
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
@@ -50,5 +41,4 @@ def test_pages_render_offline(site: Path) -> None:
             assert word in exercise.inner_text()
             assert page.locator("text=✓ 正确 / correct").count() >= 2  # the checks ran on the solutions
             page.screenshot(path=str(site / f"{lang}.png"), full_page=False)
-        browser.close()
     assert all(u.startswith(("file://", "data:")) for u in requests), [u for u in requests if "file" not in u]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +9,6 @@ import pytest
 from serving_shop import API_KEY, free_port, make_home, start_server, write_config
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -27,19 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, shop: tuple[pd.DataFrame, p
 
 
 @pytest.fixture(scope="module")
-def page(server: str):  # type: ignore[no-untyped-def]
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium fonts-wqy-microhei)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
-        )
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        yield pg
-        browser.close()
+def page(server: str, chromium):  # type: ignore[no-untyped-def]
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1280, "height": 900})
 
 
 def test_search_product_similar_and_reasons(page, server: str) -> None:  # type: ignore[no-untyped-def]

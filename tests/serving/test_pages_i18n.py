@@ -7,7 +7,6 @@ so 口红 ("lipstick") must reach English lipstick titles through the multilingu
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from serving_shop import API_KEY, build_shop_bundle, free_port, make_home, start
 from soutui.data.importers import amazon_beauty
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # catalogue embeddings and the ONNX graph are cached across sessions (shared with tests/search)
@@ -53,24 +51,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(server: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium fonts-wqy-microhei)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-gpu",
-                "--disable-component-update",
-            ],
-        )
-        pg = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
-        yield pg
-        browser.close()
+def page(server: str, chromium: Any) -> Iterator[Any]:
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
 
 
 def test_language_switch_is_remembered_across_reloads(page: Any, server: str) -> None:
