@@ -4,7 +4,8 @@
 # Pass --browser to also install Chromium for the page tests.
 #
 # System packages (apt) are installed only when missing: python3-venv (venv + ensurepip),
-# libgomp1 (OpenMP for LightGBM/faiss), and with --browser chromium + a CJK font.
+# libgomp1 (OpenMP for LightGBM/faiss), postgresql (the store tests start a throwaway server),
+# and with --browser chromium + a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -33,6 +34,10 @@ fi
 # grep reads all of ldconfig's output (no -q): an early exit would SIGPIPE ldconfig and, under pipefail, look like "missing"
 if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep "libgomp.so.1" >/dev/null; then
   missing+=(libgomp1)
+fi
+# PostgreSQL server binaries (initdb, pg_ctl): the store contract tests start a throwaway server
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
 fi
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
   missing+=(chromium fonts-wqy-microhei)

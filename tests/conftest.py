@@ -1,7 +1,8 @@
-"""Fixtures shared by every test folder: the one way the browser tests start Chromium."""
+"""Fixtures shared by every test folder: the one way the browser tests start Chromium, a throwaway PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_server import PgServer, missing_reason, start_server
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (playwright's own browser download is not reachable)
 
@@ -35,3 +37,32 @@ def _chromium() -> Iterator[Any]:
 def chromium() -> Callable[[], AbstractContextManager[Any]]:
     """`with chromium() as browser:` — the launch flags every page test uses."""
     return _chromium
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session (tests/pg_server.py); skipped only when the binaries are absent.
+
+    With SOUTUI_REQUIRE_PG=1 a missing PostgreSQL fails instead of skipping (CI).
+    """
+    reason = missing_reason()
+    if reason:
+        if os.environ.get("SOUTUI_REQUIRE_PG") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh empty database on the session's server: `postgresql://postgres@127.0.0.1:PORT/t_xxxx`."""
+    url = pg_server.create_database()
+    yield url
+    from soutui.data.postgres_store import close_pools
+
+    close_pools()
+    pg_server.drop_database(url.rsplit("/", 1)[1])

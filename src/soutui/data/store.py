@@ -1,413 +1,35 @@
 """Storage behind a URL: an explicit registry of backends, DuckDB embedded by default.
 
-A store holds named datasets; each dataset is the three schema tables plus its
-quarantine. Writing a dataset is one transaction that replaces it whole, so a
-re-import is idempotent and a failed import leaves the store as it was. A write that
-would keep no rows, or drop more than half of the stored events, is refused unless the
-caller says `replace=True`: a broken file must not silently wipe a good dataset.
-
-Every stored event has an id (blank ones get a content hash, `schema.content_ids`), so
-de-duplication of live events never meets a NULL. `forget_user` deletes one user at
-once and rewrites the file, so the deleted values do not linger in free blocks.
+`duckdb:///abs/path.duckdb` (the default, under $SOUTUI_HOME) is one file and one writer;
+`postgresql://user@host:port/db` is the production store many processes write at once
+(docs/production.md). The contract and its errors are in `store_base`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import secrets
-import threading
-import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlparse
 
-import duckdb
-import pandas as pd
+from soutui.config import home_dir
+from soutui.data.duckdb_store import DuckDBStore
+from soutui.data.postgres_store import PostgresStore
+from soutui.data.store_base import (
+    QUARANTINE_COLUMNS,
+    SHRINK_LIMIT,
+    DatasetNotFound,
+    ImportRefused,
+    NameCollision,
+    Store,
+    StoreError,
+    StoreLockedError,
+    check_replacement,
+)
 
-from soutui.config import UserError, home_dir
-from soutui.data.schema import TABLES, conform, content_id_sql, fill_event_ids
-
-QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]
-SHRINK_LIMIT = 0.5  # a re-import keeping fewer than this share of the stored events is refused
-
-
-class StoreError(UserError, ValueError):
-    """A store problem the user can fix (busy, missing, refused write); the message says how."""
-
-
-class DatasetNotFound(StoreError, KeyError):
-    """No dataset of that name in the store (a KeyError too, for callers that catch that)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class StoreLockedError(StoreError):
-    """Another process holds the store open for writing."""
-
-
-class ImportRefused(StoreError):
-    """The new data would wipe or shrink a dataset; pass replace=True (--replace) to do it anyway."""
-
-
-class NameCollision(StoreError):
-    """Two names that normalise to the same stored dataset (`my-shop`, `my_shop`)."""
-
-
-class Store(ABC):
-    """The small interface every storage backend implements."""
-
-    @abstractmethod
-    def write_dataset(
-        self,
-        name: str,
-        tables: dict[str, pd.DataFrame],
-        quarantine: pd.DataFrame | None = None,
-        meta: dict[str, str] | None = None,
-        replace: bool = False,
-        rows_read: dict[str, int] | None = None,
-    ) -> None:
-        """Atomically replace dataset `name` with `tables` (keys: items, users, events).
-
-        Refused (ImportRefused) unless `replace`: no rows kept, or events read but none
-        kept (`rows_read`), or fewer than half of the stored events kept. Always refused: a
-        name that normalises to an existing dataset stored under a different name.
-        """
-
-    @abstractmethod
-    def read(self, name: str, table: str) -> pd.DataFrame:
-        """One table of a dataset (`items`, `users`, `events`, `quarantine`)."""
-
-    @abstractmethod
-    def append_events(self, name: str, events: pd.DataFrame) -> int:
-        """Insert events whose event_id is new; return how many were new (blank ids get content ids)."""
-
-    @abstractmethod
-    def forget_user(self, name: str, user_id: str, also: Sequence[str] = ()) -> dict[str, int]:
-        """Delete user `user_id` (as stored, i.e. the pseudonym) from dataset `name` now.
-
-        Deletes the user's events, users row and every quarantine row holding `user_id` or one
-        of `also` as a value; records an audit row (salted hash, never the id) and a pending
-        rebuild. Returns counts by table.
-        """
-
-    @abstractmethod
-    def pending_forget(self, name: str) -> list[dict[str, Any]]:
-        """Forget requests not yet honoured by a rebuilt bundle (salted hashes, times)."""
-
-    @abstractmethod
-    def clear_pending_forget(self, name: str, before_ts: int) -> int:
-        """A bundle built at `before_ts` honours the requests made before it; returns how many."""
-
-    @abstractmethod
-    def datasets(self) -> list[str]: ...
-
-    @abstractmethod
-    def meta(self, name: str) -> dict[str, str]: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-
-def _check_name(name: str) -> str:
-    if not name.replace("-", "_").replace("_", "").isalnum():
-        raise StoreError(f"dataset name {name!r} must be letters, digits, '-' or '_'")
-    return name.replace("-", "_")
-
-
-def _holder(message: str) -> str:
-    """'PID 123 (soutui train ...)' from a DuckDB lock error, as far as the message and /proc tell."""
-    m = re.search(r"PID (\d+)", message)
-    if not m:
-        return "another process"
-    pid = m.group(1)
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        words = [Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
-                 for i, a in enumerate(argv) if a]  # fmt: skip
-        return f"process {pid} ({' '.join(' '.join(words).split())[:120]})"  # one line, even for `-c` scripts
-    except OSError:
-        return f"process {pid}"
-
-
-def check_replacement(
-    name: str, kept: dict[str, int], rows_read: dict[str, int] | None, stored_events: int | None
-) -> None:
-    """Raise ImportRefused when a write would wipe or shrink dataset `name` (see `Store.write_dataset`)."""
-    events = kept.get("events", 0)
-    read = (rows_read or {}).get("events", 0)
-    hint = "fix the input, or pass --replace to replace the dataset anyway"
-    if read and not events:
-        raise ImportRefused(
-            f"refusing to write dataset {name!r}: the import keeps 0 of {read:,} events read"
-            + (f" (the store keeps its {stored_events:,} events)" if stored_events else "")
-            + f"; {hint}"
-        )
-    if sum(kept.values()) == 0:
-        raise ImportRefused(f"refusing to write dataset {name!r}: the import keeps 0 rows; {hint}")
-    if stored_events and events < SHRINK_LIMIT * stored_events:
-        raise ImportRefused(
-            f"refusing to replace dataset {name!r}: it would drop {stored_events - events:,} of its "
-            f"{stored_events:,} stored events ({1 - events / stored_events:.0%}), keeping {events:,}; {hint}"
-        )
-
-
-def _salted_hash(value: str) -> tuple[str, str]:
-    salt = secrets.token_hex(16)
-    return salt, hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
-
-
-def _holds_value(data: str, values: set[str]) -> bool:
-    """Whether a quarantined row (JSON object text) has one of `values` as a field value."""
-    try:
-        rec = json.loads(data)
-    except (TypeError, ValueError):
-        return any(v in str(data) for v in values)
-    return isinstance(rec, dict) and any(str(v).strip() in values for v in rec.values() if v is not None)
-
-
-class DuckDBStore(Store):
-    """Datasets as tables `<dataset>__<table>` in one DuckDB file (or in memory)."""
-
-    def __init__(self, path: str, read_only: bool = False) -> None:
-        if path != ":memory:":
-            if read_only and not Path(path).is_file():
-                raise StoreError(f"no store at {path}; import a dataset first (soutui data import ...)")
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.read_only = read_only and path != ":memory:"  # a private in-memory store has no one to share with
-        self._con = self._connect()
-        self._lock = threading.Lock()
-        if not self.read_only:
-            self._con.execute(
-                "CREATE TABLE IF NOT EXISTS soutui_meta (dataset VARCHAR, key VARCHAR, value VARCHAR)"
-            )
-            self._con.execute(
-                "CREATE TABLE IF NOT EXISTS soutui_forget_audit (dataset VARCHAR, salt VARCHAR, "
-                "subject_hash VARCHAR, events BIGINT, quarantine BIGINT, users BIGINT, forgotten_at BIGINT)"
-            )
-            self._con.execute(
-                "CREATE TABLE IF NOT EXISTS soutui_pending_forget "
-                "(dataset VARCHAR, salt VARCHAR, subject_hash VARCHAR, requested_at BIGINT)"
-            )
-            for ds in self.datasets():
-                self._repair_ids(ds)
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        try:
-            return duckdb.connect(self.path, read_only=self.read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise StoreError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from exc
-            raise StoreLockedError(
-                f"the store {self.path} is in use by {_holder(str(exc))}; wait for it to finish "
-                "(or stop it), or point this command at another store with --store / $SOUTUI_HOME"
-            ) from exc
-
-    def _table_exists(self, table: str) -> bool:
-        q = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
-        return bool(self._con.execute(q, [table]).fetchall()[0][0])
-
-    def _repair_ids(self, ds: str) -> int:
-        """Stored events without an id (older stores kept NULLs) get their content id, in place."""
-        t = f'"{ds}__events"'
-        blank = "event_id IS NULL"
-        n = self._con.execute(f"SELECT count(*) FROM {t} WHERE {blank}").fetchall()[0][0]
-        if n:
-            self._con.execute(f"UPDATE {t} SET event_id = {content_id_sql()} WHERE {blank}")
-        return int(n)
-
-    def write_dataset(
-        self,
-        name: str,
-        tables: dict[str, pd.DataFrame],
-        quarantine: pd.DataFrame | None = None,
-        meta: dict[str, str] | None = None,
-        replace: bool = False,
-        rows_read: dict[str, int] | None = None,
-    ) -> None:
-        ds = _check_name(name)
-        frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
-        frames["events"] = fill_event_ids(frames["events"])[0]
-        q = quarantine if quarantine is not None else pd.DataFrame(columns=QUARANTINE_COLUMNS)
-        q = q.reindex(columns=QUARANTINE_COLUMNS).astype("string")
-        frames_all: dict[str, pd.DataFrame] = {**frames, "quarantine": q}
-        with self._lock:
-            con = self._con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._check_write(name, ds, {t: len(f) for t, f in frames.items()}, replace, rows_read)
-                for table, df in frames_all.items():
-                    con.register("_incoming", df)
-                    con.execute(f'CREATE OR REPLACE TABLE "{ds}__{table}" AS SELECT * FROM _incoming')
-                    con.unregister("_incoming")
-                con.execute("DELETE FROM soutui_meta WHERE dataset = ?", [ds])
-                for k, v in {**(meta or {}), "name": name}.items():
-                    con.execute("INSERT INTO soutui_meta VALUES (?, ?, ?)", [ds, k, str(v)])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-
-    def _check_write(
-        self, name: str, ds: str, kept: dict[str, int], replace: bool, rows_read: dict[str, int] | None
-    ) -> None:
-        if not self._table_exists(f"{ds}__events"):
-            stored = None
-        else:
-            rows = self._con.execute(
-                "SELECT value FROM soutui_meta WHERE dataset = ? AND key = 'name'", [ds]
-            ).fetchall()
-            row = rows[0] if rows else None
-            if row is not None and row[0] != name:
-                raise NameCollision(
-                    f"dataset name {name!r} collides with the stored dataset {row[0]!r} (both are stored as "
-                    f"{ds!r}); use --name {row[0]} to replace it, or choose another name"
-                )
-            stored = int(self._con.execute(f'SELECT count(*) FROM "{ds}__events"').fetchall()[0][0])
-        if not replace:
-            check_replacement(name, kept, rows_read, stored)
-
-    def read(self, name: str, table: str) -> pd.DataFrame:
-        ds = _check_name(name)
-        if table not in (*TABLES, "quarantine"):
-            raise ValueError(f"unknown table {table!r}")
-        if name not in self.datasets() and ds not in self.datasets():
-            raise DatasetNotFound(
-                f"dataset {name!r} is not in the store {self.path}; import it first "
-                f"(soutui data import {name} ...). Present: {self.datasets() or 'none'}"
-            )
-        with self._lock:
-            df = self._con.execute(f'SELECT * FROM "{ds}__{table}"').df()
-        if table in TABLES:
-            df = df.astype({c: t for c, t in TABLES[table].items() if c in df.columns})
-        return df
-
-    def append_events(self, name: str, events: pd.DataFrame) -> int:
-        ds = _check_name(name)
-        df = fill_event_ids(conform(events, "events"))[0]
-        t = f'"{ds}__events"'
-        with self._lock:
-            con = self._con
-            con.register("_incoming", df)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                self._repair_ids(ds)
-                before = con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-                con.execute(  # anti-join: NULL-safe, unlike NOT IN (SELECT ...)
-                    f"INSERT INTO {t} SELECT DISTINCT ON (i.event_id) i.* FROM _incoming i "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {t} e WHERE e.event_id = i.event_id)"
-                )
-                after = con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("_incoming")
-        return int(after - before)
-
-    def forget_user(self, name: str, user_id: str, also: Sequence[str] = ()) -> dict[str, int]:
-        ds = _check_name(name)
-        if ds not in self.datasets():
-            raise DatasetNotFound(f"dataset {name!r} is not in the store {self.path}")
-        values = {v.strip() for v in (user_id, *also) if v and v.strip()}
-        if not values:
-            raise StoreError("forget_user needs a non-blank user id")
-        with self._lock:
-            con = self._con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                counts = self._delete_user(ds, user_id, values)
-                now = int(time.time())
-                salt, digest = _salted_hash(user_id)
-                con.execute(
-                    "INSERT INTO soutui_forget_audit VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [ds, salt, digest, counts["events"], counts["quarantine"], counts["users"], now],
-                )
-                con.execute("INSERT INTO soutui_pending_forget VALUES (?, ?, ?, ?)", [ds, salt, digest, now])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            self._compact()
-        return counts
-
-    def _delete_user(self, ds: str, user_id: str, values: set[str]) -> dict[str, int]:
-        con = self._con
-        counts = {}
-        for table in ("events", "users"):
-            t = f'"{ds}__{table}"'
-            n = con.execute(f"SELECT count(*) FROM {t} WHERE user_id = ?", [user_id]).fetchall()[0][0]
-            con.execute(f"DELETE FROM {t} WHERE user_id = ?", [user_id])
-            counts[table] = int(n)
-        qt = f'"{ds}__quarantine"'
-        rows = con.execute(f"SELECT rowid, data FROM {qt}").fetchall()
-        hit = [int(r) for r, data in rows if _holds_value(data, values)]
-        if hit:
-            con.execute(f"DELETE FROM {qt} WHERE rowid IN (SELECT unnest(?::BIGINT[]))", [hit])
-        counts["quarantine"] = len(hit)
-        return counts
-
-    def _compact(self) -> None:
-        """Rewrite the file so deleted values leave no trace in freed blocks (DuckDB keeps them)."""
-        if self.path == ":memory:":
-            return
-        fresh = f"{self.path}.compact"
-        for leftover in (fresh, fresh + ".wal"):
-            Path(leftover).unlink(missing_ok=True)
-        db = self._con.execute("SELECT current_database()").fetchall()[0][0]
-        self._con.execute(f"ATTACH '{fresh}' AS soutui_compact")
-        self._con.execute(f'COPY FROM DATABASE "{db}" TO soutui_compact')
-        self._con.execute("DETACH soutui_compact")
-        self._con.close()
-        os.replace(fresh, self.path)
-        Path(self.path + ".wal").unlink(missing_ok=True)
-        self._con = self._connect()
-
-    def pending_forget(self, name: str) -> list[dict[str, Any]]:
-        ds = _check_name(name)
-        if not self._table_exists("soutui_pending_forget"):
-            return []
-        with self._lock:
-            df = self._con.execute(
-                "SELECT subject_hash, salt, requested_at FROM soutui_pending_forget WHERE dataset = ? "
-                "ORDER BY requested_at",
-                [ds],
-            ).df()
-        return [
-            {k: (int(v) if k == "requested_at" else str(v)) for k, v in r.items()}
-            for r in df.to_dict("records")
-        ]
-
-    def clear_pending_forget(self, name: str, before_ts: int) -> int:
-        ds = _check_name(name)
-        with self._lock:
-            q = "FROM soutui_pending_forget WHERE dataset = ? AND requested_at < ?"
-            n = self._con.execute(f"SELECT count(*) {q}", [ds, before_ts]).fetchall()[0][0]
-            self._con.execute(f"DELETE {q}", [ds, before_ts])
-        return int(n)
-
-    def datasets(self) -> list[str]:
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%\\_\\_events' ESCAPE '\\'"
-            ).fetchall()
-        return sorted(r[0][: -len("__events")] for r in rows)
-
-    def meta(self, name: str) -> dict[str, str]:
-        ds = _check_name(name)
-        with self._lock:
-            rows = self._con.execute("SELECT key, value FROM soutui_meta WHERE dataset = ?", [ds]).fetchall()
-        return dict(rows)
-
-    def close(self) -> None:
-        self._con.close()
+__all__ = [
+    "BACKENDS", "QUARANTINE_COLUMNS", "SHRINK_LIMIT", "DatasetNotFound", "DuckDBStore", "ImportRefused",
+    "NameCollision", "PostgresStore", "Store", "StoreError", "StoreLockedError", "check_replacement",
+    "default_store_url", "open_store",
+]  # fmt: skip
 
 
 def _duckdb_from_url(url: str, read_only: bool) -> Store:
@@ -417,7 +39,11 @@ def _duckdb_from_url(url: str, read_only: bool) -> Store:
 
 
 # scheme -> factory; add a backend by adding a line here.
-BACKENDS: dict[str, Callable[[str, bool], Store]] = {"duckdb": _duckdb_from_url}
+BACKENDS: dict[str, Callable[[str, bool], Store]] = {
+    "duckdb": _duckdb_from_url,
+    "postgresql": PostgresStore.from_url,
+    "postgres": PostgresStore.from_url,
+}
 
 
 def default_store_url() -> str:
