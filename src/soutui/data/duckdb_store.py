@@ -107,6 +107,7 @@ class DuckDBStore(Store):
         replace: bool = False,
         rows_read: dict[str, int] | None = None,
     ) -> None:
+        self._check_writable("writing a dataset")
         ds = check_name(name)
         frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
         frames["events"] = fill_event_ids(frames["events"])[0]
@@ -165,9 +166,12 @@ class DuckDBStore(Store):
         return df
 
     def append_events(self, name: str, events: pd.DataFrame) -> int:
+        self._check_writable("appending events")
         ds = check_name(name)
         df = fill_event_ids(conform(events, "events"))[0]
         t = f'"{ds}__events"'
+        if not self._table_exists(f"{ds}__events"):
+            raise DatasetNotFound(f"dataset {name!r} is not in the store {self.path}; import it first")
         with self._lock:
             con = self._con
             con.register("_incoming", df)
@@ -189,6 +193,7 @@ class DuckDBStore(Store):
         return int(after - before)
 
     def forget_user(self, name: str, user_id: str, also: Sequence[str] = ()) -> dict[str, int]:
+        self._check_writable("forgetting a user")
         ds = check_name(name)
         if ds not in self.datasets():
             raise DatasetNotFound(f"dataset {name!r} is not in the store {self.path}")
@@ -262,6 +267,7 @@ class DuckDBStore(Store):
         ]
 
     def clear_pending_forget(self, name: str, before_ts: int) -> int:
+        self._check_writable("clearing forget requests")
         ds = check_name(name)
         with self._lock:
             q = "FROM soutui_pending_forget WHERE dataset = ? AND requested_at < ?"

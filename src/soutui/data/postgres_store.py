@@ -200,6 +200,7 @@ class PostgresStore(Store):
         replace: bool = False,
         rows_read: dict[str, int] | None = None,
     ) -> None:
+        self._check_writable("writing a dataset")
         ds = check_name(name)
         frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
         frames["events"] = fill_event_ids(frames["events"])[0].drop_duplicates("event_id", ignore_index=True)
@@ -280,6 +281,7 @@ class PostgresStore(Store):
         return df.astype({c: types[c] for c in cols})
 
     def append_events(self, name: str, events: pd.DataFrame) -> int:
+        self._check_writable("appending events")
         ds = check_name(name)
         df = fill_event_ids(conform(events, "events"))[0]
         df = df.drop_duplicates("event_id").sort_values("event_id", ignore_index=True)  # one lock order: no deadlock
@@ -303,6 +305,7 @@ class PostgresStore(Store):
         raise StoreError(f"could not append events to {name!r}: repeated deadlocks")
 
     def forget_user(self, name: str, user_id: str, also: Sequence[str] = ()) -> dict[str, int]:
+        self._check_writable("forgetting a user")
         ds = check_name(name)
         values = {v.strip() for v in (user_id, *also) if v and v.strip()}
         with self._con() as con:
@@ -347,6 +350,7 @@ class PostgresStore(Store):
         return [{"subject_hash": str(h), "salt": str(s), "requested_at": int(t)} for h, s, t in rows]
 
     def clear_pending_forget(self, name: str, before_ts: int) -> int:
+        self._check_writable("clearing forget requests")
         ds = check_name(name)
         with self._con() as con:
             cur = con.execute(

@@ -55,6 +55,12 @@ class NameCollision(StoreError):
 class Store(ABC):
     """The small interface every storage backend implements."""
 
+    read_only: bool = False
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(f"the store was opened read-only; {what} needs a read-write open_store(url)")
+
     @abstractmethod
     def write_dataset(
         self,
