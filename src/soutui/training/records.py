@@ -62,6 +62,23 @@ def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def append_record(path: str | Path, record: dict[str, Any]) -> Path:
+    """Append one record as a JSON line (a log of decisions, e.g. every `soutui retrain` gate)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The records appended to `path` (none when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def markdown_table(
     records: Sequence[dict[str, Any]],
     metrics: Sequence[str] = ("NDCG@10", "HR@10"),

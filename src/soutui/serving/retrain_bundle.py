@@ -1,0 +1,222 @@
+"""`soutui retrain` end to end: read the serving bundle, run the gate, publish a new bundle on promotion.
+
+It lives in serving because it reads and writes bundles; the gate itself (window split,
+candidate fit, window metrics, decision) is soutui.training.retrain. A bundle keeps each
+model's trainable form beside its served form (`models/<name>/checkpoint/` for ONNX-served
+SASRec; a `recommender` entry is trainable as it is), so the next retrain can warm-start.
+The new bundle is written with `write_bundle` (atomic rename), so a server running with
+`--watch` picks it up whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from soutui.config import ConfigError, home_dir
+from soutui.data.sequences import SequenceData
+from soutui.features.content import ItemContent, titles_for
+from soutui.models.base import Recommender
+from soutui.models.registry import load_model, model_class
+from soutui.serving.bundle import RUNTIMES, newest_bundle, verify_bundle
+from soutui.serving.bundle_build import (
+    CHECKPOINT_DIR,
+    LIGHT_MODELS,
+    catalogue_in_index_order,
+    write_bundle,
+)
+from soutui.training.records import append_record
+from soutui.training.retrain import RetrainConfig, fit_recipe, run_gate
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class Serving:
+    """The model a bundle serves under `name`, its catalogue ids and (if kept) its trainable form."""
+
+    path: Path
+    manifest: dict[str, Any]
+    name: str
+    model: Recommender
+    item_ids: list[str]
+    trainable: Recommender | None
+
+    @property
+    def version(self) -> str:
+        return f"{self.manifest['dataset']}-{self.manifest['version']}"
+
+
+def read_serving(bundle: Path, name: str | None = None) -> Serving:
+    """Verify `bundle` and load model `name` (default: the bundle's default) in served and trainable form."""
+    manifest = verify_bundle(bundle)
+    name = name or str(manifest["default_recommender"])
+    if name not in manifest["models"]:
+        raise ConfigError(f"bundle {bundle} has no model {name!r}; it has {sorted(manifest['models'])}")
+    entry = manifest["models"][name]
+    model_dir = bundle / entry["dir"]
+    served = RUNTIMES[entry.get("runtime", "recommender")](model_dir, entry)
+    ids = pd.read_parquet(bundle / "items.parquet", columns=["item_id"])["item_id"].astype(str).tolist()
+    trainable: Recommender | None = None
+    if (model_dir / CHECKPOINT_DIR / "model.json").is_file():
+        trainable = load_model(model_dir / CHECKPOINT_DIR)
+    elif entry.get("runtime", "recommender") == "recommender":
+        trainable = served
+    return Serving(bundle, manifest, name, served, ids, trainable)
+
+
+def item_content(items: pd.DataFrame, data: SequenceData, encoder: str, progress: bool) -> ItemContent:
+    """Titles (embedded with `encoder`, cached) and attributes aligned with `data`'s vocabulary."""
+    from soutui.features.embeddings import embed_texts
+
+    titles = titles_for(items, data.item_ids)
+    text = (
+        embed_texts(titles, encoder, progress=progress) if titles is not None and encoder != "none" else None
+    )
+    return ItemContent.from_items(items, data.item_ids, text=text)
+
+
+def decisions_path(dataset: str) -> Path:
+    """Where every retrain decision of `dataset` is appended (JSON lines)."""
+    return home_dir() / "runs" / f"retrain-{dataset}.jsonl"
+
+
+def retrain(
+    dataset: str,
+    cfg: RetrainConfig,
+    params: dict[str, Any] | None = None,
+    model: str | None = None,
+    bundle: str | Path | None = None,
+    bundles_dir: str | Path | None = None,
+    store_url: str | None = None,
+    progress: ProgressFn = print,
+) -> dict[str, Any]:
+    """Gate a retrained candidate against the serving bundle; on promotion, refit on everything and
+    publish a new bundle into `bundles_dir`. Returns the decision (also appended to the records)."""
+    from soutui.data.datasets import load_dataset
+
+    started = time.perf_counter()
+    root = Path(bundles_dir) if bundles_dir else home_dir() / "bundles"
+    serving = read_serving(Path(bundle) if bundle else newest_bundle(root), model)
+    if serving.manifest["dataset"] != dataset:
+        raise ConfigError(f"bundle {serving.path} serves {serving.manifest['dataset']!r}, not {dataset!r}")
+    items, events = load_dataset(dataset, store_url=store_url, progress=False)
+    data = SequenceData.from_events(events, items)
+    progress(f"{dataset}: {data.n_users} users, {data.n_items} items ({data.n_items - len(serving.item_ids)} "
+             f"more than bundle {serving.version}), {data.n_interactions} interactions")  # fmt: skip
+    content = item_content(items, data, cfg.encoder, progress=False)
+    cls = model_class(_class_name(serving))
+    params = {**(serving.trainable.params() if serving.trainable is not None else {}), **(params or {})}
+    previous = serving.trainable if cfg.warm_start else None
+    record = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg)
+    record["_candidate"] = None  # the candidate saw only the events before the window
+    progress(f"gate: candidate NDCG@10={record['candidate']['NDCG@10']:.4f}, serving "
+             f"NDCG@10={record['serving']['NDCG@10']:.4f} on {record['window']['targets']} window events: "
+             + ("PROMOTE" if record["promoted"] else "keep serving"))  # fmt: skip
+    record.update(dataset=dataset, serving_bundle=serving.version, params=params,
+                  serving_saw_window=_saw_window(serving, record["window"]["cutoff"]),
+                  started_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), bundle=None)  # fmt: skip
+    record.pop("_candidate")
+    if record["promoted"]:
+        t0 = time.perf_counter()
+        final = fit_recipe(cls.name, params, data, content, previous)
+        record["time"]["final_fit_s"] = round(time.perf_counter() - t0, 1)
+        path = publish(
+            root,
+            dataset,
+            items,
+            data,
+            serving.name,
+            final,
+            record,
+            with_search=bool(serving.manifest.get("search")),
+        )
+        record["bundle"] = str(path)
+        progress(f"published {path}")
+    record["time"]["total_s"] = round(time.perf_counter() - started, 1)
+    append_record(decisions_path(dataset), record)
+    return record
+
+
+def _class_name(serving: Serving) -> str:
+    """The registry name of the model to retrain (an ONNX entry names the model it was exported from)."""
+    if serving.trainable is not None:
+        return serving.trainable.name
+    return str(serving.manifest["models"][serving.name].get("class", serving.name))
+
+
+def _saw_window(serving: Serving, cutoff: int) -> bool | None:
+    """Whether the serving bundle was built from events inside the window (then its window figure
+    is flattered, which only makes the gate stricter); None when the bundle does not say."""
+    until = serving.manifest.get("data_until")
+    return None if until is None else int(until) >= cutoff
+
+
+def publish(
+    root: Path,
+    dataset: str,
+    items: pd.DataFrame,
+    data: SequenceData,
+    name: str,
+    model: Recommender,
+    decision: dict[str, Any],
+    with_search: bool = True,
+) -> Path:
+    """Write a bundle serving `model` as `name` (the default) beside the light baselines refitted on
+    all events; torch models are served as ONNX with their checkpoint kept for the next warm start."""
+    catalogue = catalogue_in_index_order(items, data.item_ids)
+    models: dict[str, Recommender] = {n: model_class(n)().fit(data) for n in LIGHT_MODELS if n != name}
+    with tempfile.TemporaryDirectory(prefix="soutui-served-") as staged:
+        onnx: dict[str, Callable[[Path], None]] = {}
+        if model.export_served(staged) is not None:  # served in its torch-free form, trainable form beside it
+            model.save(Path(staged) / CHECKPOINT_DIR)
+            onnx[name] = partial(_copy, Path(staged))
+        else:
+            models[name] = model
+        return _write(root, dataset, catalogue, data, models, onnx, name, decision, with_search)
+
+
+def _write(
+    root: Path, dataset: str, catalogue: pd.DataFrame, data: SequenceData, models: dict[str, Recommender],
+    onnx: dict[str, Callable[[Path], None]], name: str, decision: dict[str, Any], with_search: bool,
+) -> Path:  # fmt: skip
+    evaluation = {
+        "dataset": dataset,
+        "protocol": decision["protocol"],
+        "gate": _public(decision),
+        "models": {},
+    }
+    until = int(max((int(t.max()) for t in data.timestamps or [] if len(t)), default=0))
+
+    def extra(tmp: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "data_until": until,
+            "gate": {"candidate": decision["candidate"], "serving": decision["serving"]},
+        }
+        if with_search:
+            from soutui.search.engine import SearchEngine
+
+            pop = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
+            SearchEngine.build(catalogue, tmp / "search", popularity=pop)
+            out["search"] = {"dir": "search"}
+        return out
+
+    return write_bundle(root, dataset, catalogue, models, name, evaluation, extra, onnx_models=onnx)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst)
+
+
+def _public(decision: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in decision.items() if not k.startswith("_")}
