@@ -15,6 +15,7 @@ fails at once with the one line that fixes it. This module stays torch-free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -54,6 +55,16 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads on CPU
     device: str = "auto"  # auto = cuda when available, else cpu
     progress: bool = True
+    # differential privacy (DP-SGD, one user = one privacy unit; see soutui.training.dp)
+    dp_epsilon: float = 0.0  # target epsilon; 0 or inf = not private
+    dp_delta: float = 1e-5  # keep below 1 / number of users
+    dp_clip: float = 1.0  # per-user gradient norm bound
+    dp_steps: int = 0  # planned optimizer steps the noise is calibrated for (0 = epochs x steps/epoch)
+
+    @property
+    def private(self) -> bool:
+        """Whether this run trains with DP-SGD (a finite, positive target epsilon)."""
+        return 0 < self.dp_epsilon < math.inf
 
 
 class TrainOutcome(Protocol):
@@ -75,3 +86,18 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
     return torch.device(name)
+
+
+def poisson_user_batches(n_users: int, batch_size: int, make: Callable[[np.ndarray, np.random.Generator], Batch]
+                         ) -> tuple[BatchFn, int]:  # fmt: skip
+    """Private batches: each step draws every user independently with q = 1 / steps (Poisson
+    sampling, as DP-SGD's accountant assumes), and `make(users, rng)` builds ONE row per drawn
+    user. Returns (one epoch = steps_per_epoch such steps, steps_per_epoch); the expected batch
+    is n_users / steps_per_epoch <= batch_size. A step may draw nobody (an empty batch)."""
+    steps = max(1, math.ceil(n_users / max(1, batch_size)))
+
+    def gen(rng: np.random.Generator) -> Iterator[Batch]:
+        for _ in range(steps):
+            yield make(np.flatnonzero(rng.random(n_users) < 1.0 / steps), rng)
+
+    return gen, steps

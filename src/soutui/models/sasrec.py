@@ -48,6 +48,9 @@ class SASRecConfig:
     n_negatives: int = 1024  # sampled_softmax only
     label_smoothing: float = 0.0
     temperature: float = 1.0  # logits are divided by it in the loss and in scoring
+    # loss over every position, labelled ones picked by masking (fixed shapes, so per-user
+    # gradients can be taken with torch.func.vmap for DP-SGD); set by the wrapper, not the user
+    dense_loss: bool = False
 
 
 def time_buckets(dt_days: torch.Tensor, known: torch.Tensor, n_buckets: int) -> torch.Tensor:
@@ -235,7 +238,12 @@ class SASRec(nn.Module):
         h = self.encode(seq, ts, table)  # (B, T, D)
         if targets is None:
             return self.score_last(seq, h, table), None
-        rows, cols = torch.nonzero(targets > 0, as_tuple=True)  # N labelled positions
+        if self.cfg.dense_loss:  # every position (B*T); unlabelled ones are ignored by the loss
+            B, T = seq.shape
+            rows = torch.arange(B, device=seq.device).repeat_interleave(T)
+            cols = torch.arange(T, device=seq.device).repeat(B)
+        else:
+            rows, cols = torch.nonzero(targets > 0, as_tuple=True)  # N labelled positions
         hn = h[rows, cols]  # (N, D)
         y = targets[rows, cols]  # (N,)
         tau = self.cfg.temperature
@@ -248,7 +256,9 @@ class SASRec(nn.Module):
                 logits = self._add_seen(logits, self._prefix(seq, rows, cols))
             if tau != 1.0:
                 logits = logits / tau
-            loss = F.cross_entropy(logits.float(), y - 1, label_smoothing=self.cfg.label_smoothing)
+            loss = F.cross_entropy(
+                logits.float(), y - 1, label_smoothing=self.cfg.label_smoothing, ignore_index=-1
+            )  # y - 1 = -1 only at unlabelled positions (dense_loss)
             return logits, loss
         # sampled softmax with logQ correction: negatives shared by the batch, drawn by popularity
         neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)

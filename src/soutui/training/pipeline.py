@@ -225,5 +225,7 @@ def run_training(
     record = make_record(run_dir, dataset, model, params, prep, metrics, rec.training_report(), times)
     record["ablations"] = ablations
     record["warnings"] = list((record["training"] or {}).get("warnings", []))
+    if (record["training"] or {}).get("privacy"):  # DP-SGD: achieved epsilon, delta, accountant, unit
+        record["privacy"] = record["training"]["privacy"]
     write_record(run_dir, record)
     return record
