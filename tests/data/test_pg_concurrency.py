@@ -1,0 +1,141 @@
+"""Many processes on one PostgreSQL store: exactly-once ingest, and imports that block no one.
+
+Runs on the session's throwaway server (tests/pg_server.py); skipped only without Debian's
+postgresql binaries.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from soutui.data.store import open_store
+
+N_PROCS = 4
+N_EVENTS = 1_200
+BATCH = 60
+
+
+def _universe() -> list[dict[str, Any]]:
+    """The events every process posts; every 10th has no id, so its content id must agree across processes."""
+    return [
+        {"event_id": None if k % 10 == 0 else f"e{k}", "user_id": f"u{k % 37}", "item_id": f"i{k % 101}",
+         "event_type": "view", "session_id": f"s{k % 53}", "ts": 1_700_000_000 + k}
+        for k in range(N_EVENTS)
+    ]  # fmt: skip
+
+
+def _poster(url: str, seed: int, start: Any, results: Any) -> None:
+    """One process: all of the universe plus repeats, in its own order and batch cuts, through the store API."""
+    rng = random.Random(seed)
+    rows = _universe() + rng.sample(_universe(), N_EVENTS // 4)  # re-posts inside the same process too
+    rng.shuffle(rows)
+    store = open_store(url)
+    start.wait()  # all four begin together
+    new = 0
+    for at in range(0, len(rows), BATCH):
+        new += store.append_events("shop", pd.DataFrame(rows[at : at + BATCH]))
+    store.close()
+    results.put((seed, new))
+
+
+def test_four_processes_post_overlapping_batches_each_event_stored_once(pg_url: str) -> None:
+    store = open_store(pg_url)
+    store.write_dataset("shop", {"events": pd.DataFrame({"event_id": ["seed"], "user_id": ["u"], "ts": [1]})})
+    ctx = mp.get_context("spawn")  # no inherited pool threads or sockets
+    start, results = ctx.Barrier(N_PROCS), ctx.Queue()
+    procs = [ctx.Process(target=_poster, args=(pg_url, seed, start, results)) for seed in range(N_PROCS)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    try:
+        stored = store.read("shop", "events")
+    finally:
+        store.close()
+    assert len(stored) == 1 + N_EVENTS and not stored["event_id"].duplicated().any()
+    assert set(stored["ts"]) == {1} | {1_700_000_000 + k for k in range(N_EVENTS)}  # every event is there
+    assert sum(new for _, new in got) == N_EVENTS  # and each was counted new by exactly one process
+    assert all(new < N_EVENTS for _, new in got), "the processes should have raced, not run one after another"
+
+
+IMPORTER = """
+import sys, time
+import pandas as pd
+from soutui.data.store import open_store
+n = int(sys.argv[2])
+ev = pd.DataFrame({"event_id": [f"new{k}" for k in range(n)], "user_id": "u", "item_id": [f"i{k}" for k in range(n)],
+                   "event_type": "view", "ts": 1_700_000_000})
+store = open_store(sys.argv[1])
+print("writing", flush=True)
+t = time.monotonic()
+store.write_dataset("shop", {"events": ev}, replace=True)
+print(f"done {time.monotonic() - t:.3f}", flush=True)
+"""
+
+
+def _old_events(n: int) -> dict[str, pd.DataFrame]:
+    return {"events": pd.DataFrame({"event_id": [f"old{k}" for k in range(n)], "user_id": "u", "ts": list(range(n))})}
+
+
+def test_import_and_server_do_not_block_each_other(pg_url: str) -> None:
+    """While another process imports a large dataset, reads see the old dataset whole and appends go
+    through, each within a moment; a reader holding a transaction open does not stop the import."""
+    store = open_store(pg_url)
+    store.write_dataset("shop", _old_events(1_000))
+    proc = subprocess.Popen([sys.executable, "-c", IMPORTER, pg_url, "150000"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    waits, seen, k = [], set(), 0
+    try:
+        while proc.poll() is None:
+            t = time.monotonic()
+            ids = store.read("shop", "events")["event_id"]
+            n = int(ids.str.startswith("new").sum())
+            if n == 0:  # reading all of the new dataset takes its own time: not a wait
+                waits.append(time.monotonic() - t)
+            t = time.monotonic()
+            assert store.append_events("shop", pd.DataFrame({"event_id": [f"live{k}"], "user_id": "v", "ts": [k]})) == 1
+            waits.append(time.monotonic() - t)
+            seen.add(n)
+            k += 1
+            time.sleep(0.05)
+        out = proc.stdout.read()
+    finally:
+        proc.kill()
+    import_s = float(out.split()[-1])
+    assert "done" in out and import_s > 1.0, out
+    assert k >= 3, f"only {k} reads+appends ran during a {import_s:.1f} s import"
+    assert max(waits) < 1.0 and max(waits) < import_s / 3, (max(waits), import_s)
+    assert seen <= {0, 150_000} and 0 in seen  # the old dataset, or all of the new one: never a part
+    after = store.read("shop", "events")["event_id"]
+    assert after.str.startswith("new").sum() == 150_000 and not after.str.startswith("old").any()
+    # a reader in the middle of a long transaction (a slow export, say) does not stop an import either
+    with psycopg.connect(pg_url) as reader:
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        before = reader.execute("SELECT count(*) FROM soutui_events").fetchone()
+        t = time.monotonic()
+        store.write_dataset("shop", _old_events(2_000), replace=True)
+        assert time.monotonic() - t < 30
+        assert reader.execute("SELECT count(*) FROM soutui_events").fetchone() == before  # its snapshot holds
+        reader.rollback()
+    assert len(store.read("shop", "events")) == 2_000
+    store.close()
+
+
+def test_concurrent_first_opens_migrate_once(pg_url: str) -> None:
+    """Several processes opening an empty database at once: each migration is applied exactly once."""
+    code = "import sys; from soutui.data.store import open_store; open_store(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_url]) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 3
+    with psycopg.connect(pg_url) as con:
+        versions = [r[0] for r in con.execute("SELECT version FROM soutui_schema_version ORDER BY version")]
+    assert versions == sorted(set(versions)) and versions[0] == 1
