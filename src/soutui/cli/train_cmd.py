@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--resume", action="store_true", help="continue the run in --output (or the latest unfinished run)"
     )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train data-parallel in N processes (PyTorch DDP through torchrun: gloo on CPU, NCCL on "
+                   "GPU); the global batch stays batch_size; rank 0 alone writes the run")  # fmt: skip
     add_store_arg(p)
     p.add_argument("--json", action="store_true", help="print the experiment record as JSON")
     p.set_defaults(func=run_train)
@@ -59,10 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run_train(args: argparse.Namespace) -> int:
     from soutui.models.registry import model_class
+    from soutui.training import distributed
     from soutui.training.pipeline import load_params, prepare, run_training
 
     params = load_params(args.config, args.overrides)
     model_class(args.model)(**params)  # check the parameters before loading any data
+    if distributed.launched_by_torchrun():
+        return _ddp_worker(args, params)
+    if args.nproc is not None:
+        return _launch_ddp(args)
     # progress (tqdm bars, one line per epoch with loss and validation NDCG@10) goes to stderr,
     # so --json keeps stdout for the record alone
     prep = prepare(args.dataset, store_url=args.store, progress=True)
@@ -76,6 +84,84 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         _print_record(rec)
     return 0
+
+
+def _launch_ddp(args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun in --nproc processes, into one run directory chosen here
+    (each rank would otherwise stamp its own)."""
+    import subprocess
+
+    from soutui.training.distributed import torchrun_command
+    from soutui.training.pipeline import default_run_dir, latest_unfinished
+
+    run_dir = args.output or (latest_unfinished(args.dataset, args.model) if args.resume else None)
+    if run_dir is None:
+        if args.resume:
+            raise ConfigError(f"--resume: no unfinished {args.dataset}-{args.model} run; pass --output")
+        run_dir = default_run_dir(args.dataset, args.model)
+    argv = ["train", "--dataset", args.dataset, "--model", args.model, "--output", str(run_dir)]
+    argv += ["--config", args.config] if args.config else []
+    argv += [x for o in args.overrides for x in ("--set", o)]
+    argv += ["--store", args.store] if args.store else []
+    argv += [
+        f for f, on in (("--resume", args.resume), ("--no-onnx", args.no_onnx), ("--json", args.json)) if on
+    ]
+    print(f"soutui: training in {args.nproc} processes (torchrun) into {run_dir}", file=sys.stderr)
+    return subprocess.run(torchrun_command(args.nproc, argv), check=False).returncode
+
+
+def _ddp_worker(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """One torchrun rank: all ranks fit together; rank 0 alone then saves, evaluates and records."""
+    from pathlib import Path
+
+    from soutui.training import distributed
+    from soutui.training.pipeline import build_model, load_params, prepare, run_training
+    from soutui.training.records import write_record
+
+    if not args.output:
+        raise ConfigError("a torchrun rank needs --output (soutui train --nproc N picks it)")
+    run_dir = Path(args.output)
+    if args.resume and (run_dir / "config.toml").exists():  # before rank 0 rewrites it (after main_first)
+        params = load_params(run_dir / "config.toml")
+    group = distributed.init_from_env()
+    try:
+        with group.main_first():  # rank 0 imports / embeds first; the others then read its cache
+            prep = prepare(args.dataset, store_url=args.store, progress=group.is_main)
+        if not group.is_main:
+            trainer = _follower_trainer(run_dir / "ckpt", args.resume)
+            build_model(args.model, params, trainer).fit(
+                prep.split.train, prep.split.valid, content=prep.content
+            )
+            return 0
+        rec = run_training(
+            args.dataset, args.model, params, run_dir, args.resume, not args.no_onnx, prep, True
+        )
+        rec["distributed"] = {"processes": group.world, "backend": "nccl" if group.device != "cpu" else "gloo",
+                              "global_batch": "batch_size rows, split across processes"}  # fmt: skip
+        write_record(run_dir, rec)
+    finally:
+        distributed.shutdown()
+    if args.json:
+        print_json(rec)
+    else:
+        _print_record(rec)
+    return 0
+
+
+def _follower_trainer(ckpt: Any, resume: bool) -> Any:
+    """The trainer of a rank other than 0: it trains in the shared loop (where validation comes
+    from rank 0), but skips the validation passes a model makes after the loop (its weights are
+    dropped: rank 0 saves its own)."""
+    from soutui.training.trainer import LoopTrainer
+
+    class Follower(LoopTrainer):
+        def validate(self, model: Any, valid: Any) -> float:
+            return 0.0
+
+        def blend_weights(self, parts: Any, valid: Any, weights: Any) -> dict[float, float]:
+            return {float(w): 0.0 for w in weights}
+
+    return Follower(checkpoint_dir=ckpt, resume=resume, progress=False)
 
 
 def _print_record(rec: dict[str, Any]) -> None:

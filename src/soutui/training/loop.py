@@ -18,13 +18,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from soutui.models.fitting import Batch, BatchFn, TrainConfig, pick_device
+from soutui.training.distributed import Group, current
+
+if TYPE_CHECKING:
+    from soutui.training.dp import PrivateTraining
 
 __all__ = ["Batch", "TrainConfig", "TrainState", "pick_device", "train"]
 
@@ -44,6 +48,7 @@ class TrainState:
     device: str = "cpu"  # where it trained
     threads: int = 0  # torch intra-op threads on CPU (0 = not set)
     valid_seconds: float = 0.0  # longest validation so far (wall s): what the time budget reserves
+    privacy: dict[str, Any] | None = None  # DP-SGD runs: achieved epsilon, delta, accountant (training/dp.py)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,20 +129,35 @@ def _run_epoch(
     device: torch.device,
     clock: tuple[float, float],
     stop_at: float = math.inf,
+    ranks: Group | None = None,
+    private: PrivateTraining | None = None,
 ) -> tuple[float, bool]:
     """One epoch of optimizer steps (seeded from (seed, epoch)); returns (mean loss, cut short):
-    no batch starts unless it should end before `stop_at` seconds on the run's wall clock."""
+    no batch starts unless it should end before `stop_at` seconds on the run's wall clock.
+    Under DDP (`ranks`) each rank steps on its rows of every batch and all ranks agree on the cut."""
+    ranks = ranks or current()
+    fwd = ranks.model(net)  # DistributedDataParallel under torchrun, `net` itself otherwise
     rng = seed_epoch(cfg.seed, state.epoch)
     net.train()
     total, count = 0.0, 0
     started = time.perf_counter()
-    bar = tqdm(batches(rng), total=n_batches, desc=f"epoch {state.epoch + 1}", disable=not cfg.progress,
-               leave=False, file=sys.stderr)  # fmt: skip
+    bar = tqdm(batches(rng), total=n_batches, desc=f"epoch {state.epoch + 1}", leave=False, file=sys.stderr,
+               disable=not (cfg.progress and ranks.is_main))  # fmt: skip
     for b, batch in enumerate(bar):
         now = time.perf_counter()
-        if now - clock[0] + (now - started) / max(count, 1) > stop_at:
+        if ranks.any(now - clock[0] + (now - started) / max(count, 1) > stop_at):
             bar.close()
             return total / max(count, 1), True
+        if private is not None:  # DP-SGD (training/dp.py): stops at its planned step count
+            if private.exhausted:
+                bar.close()
+                return total / max(count, 1), True
+            total, count = total + private.step(net, _to_device(batch, device)), count + 1
+            continue
+        part = ranks.shard(batch)
+        if part is None:
+            continue
+        batch, weight = part
         if cfg.lr_schedule != "constant":
             wall = time.perf_counter() - clock[0]
             if 0 < stop_at < math.inf:  # the schedule ends where training must stop, not at the budget
@@ -148,10 +168,10 @@ def _run_epoch(
             for group in opt.param_groups:
                 group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
         with _autocast(device):
-            _, loss = net(*_to_device(batch, device))
+            _, loss = fwd(*_to_device(batch, device))
         assert loss is not None
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()  # DDP averages: weight by share of rows
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
@@ -211,6 +231,19 @@ def stop_second(cfg: TrainConfig, state: TrainState, spent_s: float, after_valid
     return cfg.max_minutes * 60 - spent_s - (1 + after_validations) * state.valid_seconds
 
 
+def _private(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, n_batches: int, state: TrainState, group: Group
+) -> PrivateTraining | None:
+    """DP-SGD for a private config (accounting resumed from a checkpoint's step count), else None."""
+    if not cfg.private:
+        return None
+    if group.world > 1:
+        raise ValueError("DP-SGD (dp_epsilon) runs on one process; train it without torchrun")
+    from soutui.training.dp import make_private
+
+    return make_private(opt, cfg, n_batches, steps_done=int((state.privacy or {}).get("steps", 0)))
+
+
 def train(
     net: torch.nn.Module,
     batches: BatchFn,
@@ -243,10 +276,13 @@ def train(
     opt = torch.optim.AdamW(
         net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.adam_beta2)
     )
+    group = current()  # only rank 0 writes checkpoints; validation runs on rank 0, its metric broadcast
+    validate = group.on_main(validate) if validate is not None else None
     state, best = TrainState(), None
     if resume and checkpoint_dir is not None and (checkpoint_dir / "last.pt").exists():
         state, best = load_checkpoint(checkpoint_dir, net, opt)
         net.to(device)
+    private = _private(opt, cfg, n_batches, state, group)
     state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
     clock = (time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)  # wall, CPU starts
     if cfg.max_minutes > 0 and validate is not None and not state.valid_seconds:
@@ -254,9 +290,12 @@ def train(
     done_here = 0
     while state.epoch < cfg.epochs and not state.stopped:
         stop_at = stop_second(cfg, state, spent_s, after_validations)
-        loss, cut = _run_epoch(net, opt, batches, n_batches, cfg, state, device, clock, stop_at)
+        loss, cut = _run_epoch(net, opt, batches, n_batches, cfg, state, device, clock, stop_at, group, private)
         state.epoch += 1
         state.stopped = "time" if cut else ""
+        if private is not None:
+            state.privacy = private.report()
+            state.stopped = "dp_steps" if private.exhausted else state.stopped
         row: dict[str, float] = {"epoch": state.epoch, "loss": round(loss, 5)}
         if validate is None:
             best = None  # keep the current weights
@@ -266,19 +305,20 @@ def train(
         state.cpu_seconds = time.process_time() - clock[1]
         row["seconds"], row["cpu_seconds"] = round(state.seconds, 1), round(state.cpu_seconds, 1)
         state.history.append(row)
-        if cfg.progress:
+        if cfg.progress and group.is_main:
             tqdm.write(
                 f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
                 file=sys.stderr,
             )
         stop_at = stop_second(cfg, state, spent_s, after_validations)
         batch_s = state.seconds / max(state.epoch * n_batches, 1)
-        state.stopped = state.stopped or _budget_spent(cfg, state, stop_at, batch_s)
-        if checkpoint_dir is not None:
+        state.stopped = state.stopped or group.stop_reason(_budget_spent(cfg, state, stop_at, batch_s))
+        if checkpoint_dir is not None and group.is_main:
             save_checkpoint(checkpoint_dir, net, opt, state, best)
         done_here += 1
         if stop_after_epochs is not None and done_here >= stop_after_epochs and not state.stopped:
             return state
+    group.release(net)
     if best is not None:
         net.load_state_dict(best)
     net.eval()
