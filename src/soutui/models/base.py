@@ -26,6 +26,7 @@ import numpy as np
 from soutui.config import ConfigError
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import ItemContent
+from soutui.models.attribution import Attribution, history_attributions, history_weights
 from soutui.models.fitting import BatchFn, PartsFn, TrainConfig, TrainOutcome
 
 if TYPE_CHECKING:
@@ -163,6 +164,21 @@ class Recommender(ABC):
         probes = [np.array([h], np.int64) for h in np.asarray(history).tolist()] + [np.zeros(0, np.int64)]
         s = np.asarray(self.score(probes), np.float64)[:, np.asarray(items, np.int64)]  # (h + 1, k)
         return (s[:-1] - s[-1]).T
+
+    def attribute(
+        self,
+        history: np.ndarray,
+        items: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        *,
+        method: str = "occlusion",
+    ) -> list[list[Attribution]]:
+        """Why each of `items` scores as it does after `history`: one list per item, a
+        `history_item` attribution per history position (strongest first), then whatever
+        else the model can attribute (e.g. `content`). Default, for any model: occlusion or
+        LIME over history subsets (soutui.models.attribution); models with an exact additive
+        form or item content override or extend it."""
+        return history_attributions(history_weights(self, history, items, timestamps, method), history)
 
     def item_vectors(self) -> np.ndarray | None:
         """Item embeddings (I, D) if the model has them; used for similar items and ANN."""

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import ItemContent
+from soutui.models.attribution import Attribution, history_attributions
 from soutui.models.base import Recommender, top_k
 from soutui.models.popularity import item_counts
 
@@ -203,6 +204,27 @@ class ItemKNN(Recommender):
         out = np.zeros((len(history), len(items)))
         np.add.at(out, (r[keep], column[c[keep]]), v[keep])
         return out.T
+
+    def attribute(
+        self,
+        history: np.ndarray,
+        items: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        *,
+        method: str = "occlusion",
+    ) -> list[list[Attribution]]:
+        """Neighbour evidence: the score is a sum over history positions of recency weight x
+        sim[h, item], so each position's own term is its exact share (positions older than
+        `max_history` add nothing). `method="lime"` asks for the generic surrogate instead."""
+        if method != "occlusion":
+            return super().attribute(history, items, timestamps, method=method)
+        history = np.asarray(history, np.int64)
+        h = len(history)
+        kept = min(h, self.max_history)
+        w = np.zeros(h)
+        w[h - kept :] = np.power(0.5, np.arange(kept - 1, -1, -1, dtype=np.float64) / self.history_half_life)
+        terms = self.item_affinity(np.asarray(items, np.int64), history) * w[None, :]  # (k, h)
+        return history_attributions(terms, history)
 
     def neighbour_table(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each item's top-k neighbours as dense (I+1, k) tables (row 0 and missing

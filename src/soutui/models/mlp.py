@@ -26,6 +26,7 @@ from torch import nn
 
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import UNKNOWN, ItemContent
+from soutui.models.attribution import Attribution, content_lift, zeroed
 from soutui.models.base import Recommender
 from soutui.models.fitting import Batch, TrainConfig, TrainOutcome
 from soutui.models.popularity import item_counts
@@ -281,6 +282,28 @@ class MLPRecommender(Recommender):
             return scores.numpy().astype(np.float64)
         finally:
             torch.set_num_threads(threads)
+
+    def attribute(
+        self,
+        history: np.ndarray,
+        items: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        *,
+        method: str = "occlusion",
+    ) -> list[list[Attribution]]:
+        """History items (occlusion or LIME), then the content side: the score each item loses
+        when the title projection, the category/brand/attribute token embeddings or the ID
+        embeddings are zeroed (in both towers)."""
+        rows = super().attribute(history, items, timestamps, method=method)
+        net = self.net_
+        parts: dict[str, Any] = {
+            "ID embedding": lambda: zeroed([net.id_emb.weight]),
+            "attribute vectors": lambda: zeroed([net.tok_emb.weight]),
+        }
+        if net.text_proj is not None:
+            parts["title vectors"] = lambda: zeroed([net.text_proj.weight, net.text_proj.bias])
+        lifts = content_lift(self, history, items, timestamps, parts)
+        return [r + c for r, c in zip(rows, lifts, strict=True)]
 
     def item_vectors(self) -> np.ndarray | None:
         with torch.no_grad():

@@ -23,12 +23,13 @@ import pandas as pd
 from soutui.config import MissingFileError, from_dict, to_dict
 from soutui.features.embeddings import calibration_words, embed_texts, encode_use
 from soutui.features.onnx_encoder import PackagedEncoder, encode_minilm_onnx, encode_query
+from soutui.models.attribution import Attribution
 from soutui.search import features as feats
 from soutui.search.catalog import Catalog
 from soutui.search.filters import SORTS, SearchFilters, facets, sort_rows
 from soutui.search.fusion import rrf
 from soutui.search.keyword import KeywordScorer
-from soutui.search.ltr import LTRRanker
+from soutui.search.ltr import LTRRanker, feature_label
 from soutui.search.personalize import blend, personal_signal
 from soutui.search.query import ParsedQuery, parse_query
 from soutui.search.spelling import SpellCorrector
@@ -403,6 +404,39 @@ class SearchEngine:
             for r, s in zip(rows[:k], scores[:k], strict=True)
         ]
         return hits, facets(self.catalog, ranked.matched)
+
+    def explain(
+        self, query: str, item_ids: list[str], method: str = "ltr", filters: SearchFilters | None = None
+    ) -> list[list[Attribution]]:
+        """Per-feature shares of each item's relevance score for `query`, strongest first:
+        LightGBM TreeSHAP (`pred_contrib`) for the learned ranker, each retriever's exact
+        1 / (k + rank) term for hybrid RRF, the single retrieval score for bm25 / dense. An
+        item the query did not retrieve gets an empty list."""
+        q = self.parse(query)
+        mask = (filters or SearchFilters()).mask(self.catalog)
+        rows = [self.row_of.get(str(i), -1) for i in item_ids]
+        if method in ("bm25", "dense"):
+            ranked = self.rank(q, method, filters)
+            score = dict(zip(ranked.rows.tolist(), ranked.scores.tolist(), strict=True))
+            name = "keyword match (BM25)" if method == "bm25" else "meaning match"
+            return [[Attribution("feature", name, score[r])] if r in score else [] for r in rows]
+        if self.ranker is not None and method == "ltr":
+            cand = self.candidates(q, mask)
+            x = feats.compute(q, cand, self.catalog, self.bm_title, self.bm_text)
+            table = self.ranker.contributions(x)[:, :-1]  # (C, F); the last column is the expected score
+            names = [feature_label(f) for f in feats.FEATURES]
+        else:
+            cand = self.candidates(q, mask, [self.primary_encoder(q)], cosines=False)
+            names = [("keyword search rank" if n == "keyword" else f"semantic search rank ({n})") for n in cand.ranks]
+            rk = np.stack(list(cand.ranks.values()), 1)  # (C, retrievers)
+            table = np.where(rk > 0, 1.0 / (self.config.rrf_k + np.maximum(rk, 1)), 0.0)
+        at = {int(r): p for p, r in enumerate(cand.rows.tolist())}
+        out: list[list[Attribution]] = []
+        for r in rows:
+            p = at.get(r)
+            terms = [] if p is None else [Attribution("feature", n, float(w)) for n, w in zip(names, table[p], strict=True) if w]
+            out.append(sorted(terms, key=lambda a: -abs(a.weight)))
+        return out
 
     # ------------------------------------------------------------------ presentation
     def reason(self, row: int, q: ParsedQuery) -> str:

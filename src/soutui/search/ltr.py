@@ -21,6 +21,43 @@ def gain_to_grade(gain: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(gain, np.float64) * GRADES_PER_UNIT), 0, None).astype(np.int32)
 
 
+# what each feature means, in words a shopper or a merchant can read (explanations, dashboard)
+FEATURE_LABELS: dict[str, str] = {
+    "bm25_title": "keyword match in the title",
+    "bm25_text": "keyword match in the description",
+    "bm25_title_rel": "title match vs the best candidate",
+    "kw_rank": "keyword search rank",
+    "cos_minilm": "meaning match (MiniLM)",
+    "cos_minilm_rel": "meaning match vs the best (MiniLM)",
+    "rank_minilm": "semantic search rank (MiniLM)",
+    "cos_use": "meaning match (multilingual USE)",
+    "cos_use_rel": "meaning match vs the best (USE)",
+    "rank_use": "semantic search rank (USE)",
+    "rrf": "combined retrieval rank",
+    "q_coverage": "query words found in the title",
+    "q_coverage_text": "query words found in the text",
+    "q_idf_coverage": "rare query words found in the title",
+    "title_coverage": "share of the title the query covers",
+    "exact_phrase": "exact phrase in the title",
+    "last_token": "last query word in the title",
+    "first_token": "first query word in the title",
+    "bigram_frac": "word pairs in the title",
+    "numeric_match": "numbers (sizes, models) match",
+    "trigram_jaccard": "spelling similarity",
+    "n_query_tokens": "query length",
+    "title_len": "title length",
+    "n_fixes": "spelling corrections",
+    "brand_match": "brand named in the query",
+    "category_match": "category named in the query",
+    "log_price": "price",
+    "log_popularity": "popularity",
+}
+
+
+def feature_label(name: str) -> str:
+    return FEATURE_LABELS.get(name, name.replace("_", " "))
+
+
 @dataclass
 class LTRParams:
     num_leaves: int = 31
@@ -81,6 +118,14 @@ class LTRRanker:
         if self.booster_ is None:
             raise ValueError("the ranker is not trained; call fit() or load a trained model")
         return np.asarray(self.booster_.predict(x, num_threads=1), np.float64)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """(n, len(FEATURES) + 1) TreeSHAP contributions (LightGBM `pred_contrib`): column f is
+        feature f's share of each row's score, the last column the model's expected score;
+        each row sums to `predict(x)`."""
+        if self.booster_ is None:
+            raise ValueError("the ranker is not trained; call fit() or load a trained model")
+        return np.asarray(self.booster_.predict(x, num_threads=1, pred_contrib=True), np.float64)
 
     def importance(self) -> dict[str, float]:
         assert self.booster_ is not None

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: ServeSettings, service: RecService | None = None) -> FastAPI:
     """Build the app; loads the bundle now so a bad one fails before the server listens."""
     svc = service or RecService(settings)
-    metrics = Metrics()
+    metrics = Metrics(monitor=svc.monitor)
     metrics.set_bundle(svc.bundle.version)
     app = FastAPI(
         title="soutui",

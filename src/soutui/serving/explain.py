@@ -1,4 +1,5 @@
-"""Short human-readable reasons attached to every result ("because you viewed X").
+"""Short human-readable reasons attached to every result ("because you viewed X"), and the
+checked explanations `explain=true` adds (attributions, reason written from the strongest).
 
 Reasons must be true: "because you viewed X" names the history item that most raises the
 recommendation in the model's own terms (its item vectors, or its scores; see
@@ -9,9 +10,11 @@ recommendation in the model's own terms (its item vectors, or its scores; see
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from soutui.models.attribution import Attribution, strongest
 from soutui.models.base import Recommender
 from soutui.serving.bundle import Catalogue
 
@@ -75,3 +78,132 @@ def search_reason(query: str, given: str | None) -> str:
 
 
 PINNED_REASON = "featured by the shop"
+
+
+# --- checked explanations (explain=true): attributions + a reason written from the strongest -------
+ZH_VERBS = {"viewed": "看过", "added": "加购了", "bought": "买过", "searched": "搜过"}
+CONTENT_ZH = {"title vectors": "标题", "attribute vectors": "类目和属性", "ID embedding": "购买行为"}
+FEATURE_ZH = {
+    "keyword match in the title": "标题关键词匹配",
+    "keyword match in the description": "描述关键词匹配",
+    "title match vs the best candidate": "标题匹配（相对最佳）",
+    "keyword search rank": "关键词检索排名",
+    "meaning match (MiniLM)": "语义匹配（MiniLM）",
+    "meaning match vs the best (MiniLM)": "语义匹配相对最佳（MiniLM）",
+    "semantic search rank (MiniLM)": "语义检索排名（MiniLM）",
+    "meaning match (multilingual USE)": "语义匹配（多语言 USE）",
+    "meaning match vs the best (USE)": "语义匹配相对最佳（USE）",
+    "semantic search rank (USE)": "语义检索排名（USE）",
+    "combined retrieval rank": "融合检索排名",
+    "query words found in the title": "标题包含查询词",
+    "query words found in the text": "正文包含查询词",
+    "rare query words found in the title": "标题包含少见查询词",
+    "share of the title the query covers": "查询覆盖标题的比例",
+    "exact phrase in the title": "标题含完整短语",
+    "last query word in the title": "标题含最后一个查询词",
+    "first query word in the title": "标题含第一个查询词",
+    "word pairs in the title": "标题含相邻词组",
+    "numbers (sizes, models) match": "数字（尺寸、型号）匹配",
+    "spelling similarity": "拼写相似度",
+    "query length": "查询长度",
+    "title length": "标题长度",
+    "spelling corrections": "拼写纠正",
+    "brand named in the query": "查询中提到品牌",
+    "category named in the query": "查询中提到类目",
+    "price": "价格",
+    "popularity": "热度",
+    "keyword match (BM25)": "关键词匹配（BM25）",
+    "meaning match": "语义匹配",
+}
+FALLBACK = ("based on your recent activity", "根据你最近的浏览")
+LOOKBACK = 20  # history positions explained (the most recent), as `because`
+
+
+def sentence(top: Attribution | None, verb: str = "viewed") -> tuple[str, str]:
+    """(English, Chinese) reason written from the strongest attribution."""
+    if top is None:
+        return FALLBACK
+    if top.kind == "history_item":
+        return (
+            f"because you {verb} {short(top.name)}",
+            f"因为你{ZH_VERBS.get(verb, '看过')} {short(top.name)}",
+        )
+    if top.kind == "content":
+        return f"mostly for its {top.name}", f"主要因为它的{CONTENT_ZH.get(top.name, top.name)}"
+    return f"ranked mainly by {top.name}", f"主要依据：{FEATURE_ZH.get(top.name, top.name)}"
+
+
+def note(attrs: list[Attribution], reason: tuple[str, str], method: str) -> dict[str, Any]:
+    """The `explanation` object of one result."""
+    return {
+        "method": method,
+        "reason": reason[0],
+        "reason_zh": reason[1],
+        "attributions": [a.as_dict() for a in attrs],
+    }
+
+
+def plain(reason: str, zh: str) -> dict[str, Any]:
+    """An explanation with nothing to attribute (trending lists, pinned items)."""
+    return note([], (reason, zh), "none")
+
+
+def for_history(
+    model: Recommender,
+    history: np.ndarray,
+    times: np.ndarray,
+    history_types: list[str],
+    items: list[int],
+    catalogue: Catalogue,
+    method: str = "occlusion",
+) -> list[dict[str, Any]]:
+    """Explanations of `items` recommended after `history`: the model's own attributions
+    (`Recommender.attribute`) over the last LOOKBACK events, history items named by title,
+    the reason written from the strongest positive history item (else the strongest of all)."""
+    hist, ts, types = history[-LOOKBACK:], times[-LOOKBACK:], history_types[-LOOKBACK:]
+    if not items:
+        return []
+    rows = model.attribute(hist, np.asarray(items, np.int64), ts, method=method)
+    out = []
+    for row in rows:
+        named = [_named(a, catalogue) for a in row]
+        top = strongest(named, "history_item") or strongest(named)
+        verb = (
+            VERBS.get(types[top.position], "viewed")
+            if top is not None and top.position is not None
+            else "viewed"
+        )
+        out.append(note(named, sentence(top, verb), method))
+    return out
+
+
+def for_similar(
+    model: Recommender, item: int, items: list[int], catalogue: Catalogue
+) -> list[dict[str, Any]]:
+    """Why each of `items` is like `item`: attributions of a one-item history [item]."""
+    if not items:
+        return []
+    rows = model.attribute(np.array([item], np.int64), np.asarray(items, np.int64))
+    out = []
+    for row in rows:
+        named = [_named(a, catalogue) for a in row]
+        top = strongest(named, "history_item")
+        reason = (
+            (f"similar to {short(top.name)}", f"和 {short(top.name)} 相似")
+            if top is not None
+            else (f"similar to {short(catalogue.label(item))}", f"和 {short(catalogue.label(item))} 相似")
+        )
+        out.append(note(named, reason, "occlusion"))
+    return out
+
+
+def for_search(rows: list[list[Attribution]], method: str) -> list[dict[str, Any]]:
+    """Explanations of search hits from the engine's per-feature attributions."""
+    how = {"ltr": "treeshap", "hybrid": "rrf"}.get(method, method)
+    return [note(r, sentence(strongest(r)) if r else FALLBACK, how) for r in rows]
+
+
+def _named(a: Attribution, catalogue: Catalogue) -> Attribution:
+    if a.kind == "history_item" and a.item is not None:
+        return Attribution(a.kind, catalogue.label(a.item), a.weight, a.item, a.position)
+    return a

@@ -1,5 +1,8 @@
 """Request metrics: Prometheus counters/histograms plus a rolling window for the dashboard.
 
+Model monitoring (per model and experiment arm, drift, coverage, bundle age) comes from
+serving/monitoring.py's `Monitor`, registered here as a collector, so /metrics is one registry.
+
 A plain ASGI middleware (no BaseHTTPMiddleware task overhead) labels each request
 with its route template, so /v1/items/{item_id} is one series, not one per item.
 """
@@ -8,17 +11,22 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from soutui.serving.monitoring import Monitor
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
-    def __init__(self, window_s: float = 60.0) -> None:
+    def __init__(self, window_s: float = 60.0, monitor: Monitor | None = None) -> None:
         self.registry = CollectorRegistry()
+        if monitor is not None:
+            self.registry.register(monitor)  # its collect() computes the monitoring gauges at scrape time
         self.requests = Counter("soutui_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
         self.latency = Histogram(
             "soutui_request_seconds", "request latency", ["route"], buckets=BUCKETS, registry=self.registry

@@ -69,10 +69,24 @@ class Item(Out):
     in_stock: bool
 
 
+class AttributionOut(Out):
+    kind: Literal["history_item", "feature", "content"]
+    name: str = Field(description="the history item's title, the feature or the content part, in words")
+    weight: float = Field(description="its share of the score, in the score's own units (occlusion, LIME, TreeSHAP)")
+
+
+class Explanation(Out):
+    method: str = Field(description="occlusion | lime | treeshap | rrf | bm25 | dense | none")
+    reason: str = Field(min_length=1, description="written from the strongest attribution")
+    reason_zh: str = Field(min_length=1, description="the same reason in Chinese")
+    attributions: list[AttributionOut] = Field(description="strongest first (by |weight|) per kind")
+
+
 class ResultItem(Item):
     score: float = Field(description="the list's own score scale; comparable within one answer only")
     reason: str = Field(min_length=1, description="why this item is shown, in words")
     pinned: bool
+    explanation: Explanation | None = Field(default=None, description="only with explain=true")
 
 
 class RecommendResponse(Out):

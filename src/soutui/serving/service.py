@@ -21,6 +21,7 @@ from soutui.data.store import open_store
 from soutui.serving import explain, rules
 from soutui.serving.bundle import BundleError, LoadedBundle, find_bundles, load_bundle, newest_bundle
 from soutui.serving.events import EventLog, Histories, StoreSync, import_stamp, now_s
+from soutui.serving.monitoring import Monitor
 from soutui.serving.privacy import LivePrivacy, redact_paths
 from soutui.serving.settings import ServeSettings
 
@@ -86,6 +87,8 @@ class RecService:
         self._forgets_seen: set[tuple[str, str]] = set()  # store forget requests already honoured here
         self.sync.on_check = self._store_forgets
         self.search_cache = ResultCache(settings.search_cache_size)
+        self.monitor = Monitor(settings.monitoring)  # drift, coverage, ingest lag, bundle age (/metrics, /admin)
+        self.monitor.set_reference(self.bundle, None)
         self._load_events()
         self._refresh_bundle_state(self.bundle)
         _warm_up(self.bundle)
@@ -115,6 +118,7 @@ class RecService:
 
                     store.append_events(self.bundle.dataset, pd.DataFrame(logged))
                 events = store.read(self.bundle.dataset, "events")
+                self.monitor.set_reference(self.bundle, events)  # the training window: events up to the bundle's build
                 self.log.seen.update(events["event_id"].astype(str).tolist())
                 self.histories.load_frame(events)
                 self.store_status = f"loaded {len(events)} events from the store"
@@ -307,6 +311,7 @@ class RecService:
             r["ts"] = r.get("ts") or now_s()
         fresh = self.log.append(records)  # fsync'd before we return, hence before the ack
         self.histories.add_records(fresh)
+        self.monitor.ingested(fresh)
         b = self.bundle
         for r in fresh:
             i = b.catalogue.index.get(str(r.get("item_id")))
@@ -328,6 +333,7 @@ class RecService:
             self._refresh_bundle_state(new)
             _warm_up(new)
             old, self.bundle = self.bundle, new
+            self.monitor.bundle_changed(new)
             previous = old.version
             log.info("bundle %s replaced %s", new.version, previous)
             if gc.get_freeze_count():  # `soutui serve` froze the startup heap: let the old bundle go, freeze the new

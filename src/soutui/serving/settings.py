@@ -36,6 +36,40 @@ class RulesConfig:
 
 
 @dataclass
+class MonitoringConfig:
+    """Windows and alert thresholds of the model monitor (see serving/monitoring.py, docs/monitoring.md).
+
+    A threshold of 0 switches its alert off."""
+
+    max_bundle_age_h: float = 168.0  # alert "stale_model" when the served bundle is older (hours)
+    max_psi: float = 0.25  # alert "drift_*" when a PSI (event-type mix, item popularity) exceeds this
+    min_coverage: float = 0.01  # alert "low_coverage" when less of the catalogue was served in the window
+    max_ingest_lag_s: float = 300.0  # alert "ingest_lag" when the median event-time-to-accept lag exceeds this
+    coverage_window_s: int = 3600  # window of catalogue coverage and Gini of served items
+    drift_window_s: int = 3600  # live window compared with the training window
+    min_drift_events: int = 200  # judge drift only with at least this many live events in the window
+    min_lists: int = 100  # judge coverage only with at least this many lists served in the window
+    popularity_bins: int = 10  # item-popularity PSI bins (equal training-event mass) + one for new items
+    history_points: int = 240  # points kept for the /admin plots
+    history_interval_s: float = 30.0  # at most one plot point per this many seconds
+
+    def __post_init__(self) -> None:
+        for name in ("max_bundle_age_h", "max_psi", "min_coverage", "max_ingest_lag_s", "history_interval_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"monitoring.{name} must be >= 0, got {getattr(self, name)}")
+        if self.min_coverage > 1:
+            raise ConfigError(f"monitoring.min_coverage is a share of the catalogue, in [0, 1], got {self.min_coverage}")
+        for name in ("coverage_window_s", "drift_window_s", "popularity_bins", "history_points"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"monitoring.{name} must be >= 1, got {getattr(self, name)}")
+
+    def thresholds(self) -> dict[str, float]:
+        return {"stale_model": self.max_bundle_age_h, "drift_event_type": self.max_psi,
+                "drift_item_popularity": self.max_psi, "low_coverage": self.min_coverage,
+                "ingest_lag": self.max_ingest_lag_s}
+
+
+@dataclass
 class ServeSettings:
     """Everything `soutui serve` needs; defaults are safe for a loopback demo."""
 
@@ -58,6 +92,7 @@ class ServeSettings:
     trending_days: int = 7
     search_cache_size: int = 4096  # LRU of finished answers to searches without user_id (0 = off)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

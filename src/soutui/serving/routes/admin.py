@@ -63,6 +63,13 @@ def stats(svc: Service, metrics: MetricsDep) -> dict[str, Any]:
             "search_cache": svc.search_cache.stats()}
 
 
+@router.get("/v1/admin/monitoring", response_model=dict[str, Any], tags=["admin"], dependencies=[Reader], responses=READ_ERRORS)
+def monitoring(svc: Service) -> dict[str, Any]:
+    """Bundle age, catalogue coverage and Gini per model and arm, drift (PSI), ingest lag, the alerts
+    judged against the serve config's thresholds, and recent points for the plots (docs/monitoring.md)."""
+    return svc.monitor.report()
+
+
 @router.post("/v1/admin/reload", response_model=S.ReloadResponse, dependencies=[Writer], tags=["admin"],
              responses={409: {"model": S.Problem}, **WRITE_ERRORS})
 def reload(svc: Service, metrics: MetricsDep, body: S.ReloadRequest | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ its threadpool and the event loop keeps accepting requests meanwhile.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -28,19 +29,28 @@ def recommend(
     model: ModelName = None,
 ) -> Response:
     """Personalised list from the user's latest history; users without history get trending."""
-    return FastJSON(svc.recommend(user_id, k, category, exclude_purchased, diverse, model))
+    start = time.perf_counter()
+    out = svc.recommend(user_id, k, category, exclude_purchased, diverse, model)
+    svc.monitor.served_response("recommend", out, time.perf_counter() - start)
+    return FastJSON(out)
 
 
 @router.get("/v1/similar/{item_id}", response_model=S.SimilarResponse, responses=NOT_FOUND)
 def similar(svc: Service, item_id: Annotated[str, S.Id], k: K = 10, model: ModelName = None) -> Response:
     """Items like this one (for a product page)."""
-    return FastJSON(svc.similar(item_id, k, model))
+    start = time.perf_counter()
+    out = svc.similar(item_id, k, model)
+    svc.monitor.served_response("similar", out, time.perf_counter() - start)
+    return FastJSON(out)
 
 
 @router.get("/v1/trending", response_model=S.TrendingResponse)
 def trending(svc: Service, k: K = 10, category: Category = None, diverse: bool = False) -> Response:
     """Most interacted-with items in the recent window, live-updated by new events."""
-    return FastJSON(svc.trending(k, category, diverse))
+    start = time.perf_counter()
+    out = svc.trending(k, category, diverse)
+    svc.monitor.served_response("trending", out, time.perf_counter() - start)
+    return FastJSON(out)
 
 
 @router.get("/v1/demo-users", response_model=S.DemoUsers, tags=["catalogue"])

@@ -29,11 +29,12 @@ def search(
     in_stock: bool | None = None,
     sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
     method: Literal["ltr", "hybrid", "bm25", "dense"] | None = None,
+    explain: Annotated[bool, Query(description="add each hit's per-feature contributions (TreeSHAP for ltr)")] = False,
 ) -> Response:
     """Keyword + semantic product search with filters, sort, facets; personalised when user_id is given."""
     if min_price is not None and max_price is not None and min_price > max_price:
         raise invalid("min_price", "min_price must not exceed max_price", min_price)
     try:
-        return FastJSON(svc.search(q, k, user_id, category, brand, min_price, max_price, in_stock, sort, method))
+        return FastJSON(svc.search(q, k, user_id, category, brand, min_price, max_price, in_stock, sort, method, explain))
     except ValueError as exc:  # the engine's own input checks (e.g. a query with no usable text)
         raise invalid("q", str(exc), q) from exc
