@@ -360,9 +360,8 @@ class Monitor:
             "served": self.served_stats(now), "drift": self.drift(now),
             "ingest_lag_s": lags[len(lags) // 2] if lags else None,
             "since_last_event_s": None if self.last_event_s is None else now - self.last_event_s,
-            "thresholds": self.cfg.thresholds(),
-            "minimums": {"drift_events": self.cfg.min_drift_events, "lists": self.cfg.min_lists},
-            "window_s": {"coverage": self.cfg.coverage_window_s, "drift": self.cfg.drift_window_s},
+            "thresholds": self.cfg.thresholds(), "window_s": {"coverage": self.cfg.coverage_window_s,
+                                                               "drift": self.cfg.drift_window_s},
         }
         rep["alerts"] = alerts(rep, self.cfg)
         self._remember(rep)

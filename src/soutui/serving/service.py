@@ -132,10 +132,6 @@ class RecService:
         finally:
             store.close()
 
-    def adopt(self, b: LoadedBundle) -> None:
-        """Give another loaded bundle (an experiment arm) this server's live state and rules."""
-        self._refresh_bundle_state(b)
-
     def _refresh_bundle_state(self, b: LoadedBundle) -> None:
         cat = b.catalogue
         b.trending = self.histories.trending_vector(cat.index, len(cat))
@@ -185,9 +181,9 @@ class RecService:
         exclude_purchased: bool | None = None,
         diverse: bool = False,
         model: str | None = None,
-        bundle: LoadedBundle | None = None,
+        explain_results: bool = False,
     ) -> dict[str, Any]:
-        b = bundle or self.bundle  # another bundle: an experiment arm (serving/experiments.py)
+        b = self.bundle
         name = model or b.default
         if name not in b.models:
             raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")
@@ -209,12 +205,19 @@ class RecService:
             reasons = explain.because(items, hist, types, b.catalogue, affinity)
         else:
             reasons = [explain.trending_reason(category)] * len(items)
+        notes = None
+        if explain_results:  # attributions in the model's own terms; the reason from the strongest
+            notes = (
+                explain.for_history(b.models[name], hist, times, types, items, b.catalogue)
+                if len(hist)
+                else [explain.plain(r, "热门推荐") for r in reasons]
+            )
         return {
             "user_id": user_id,
             "model": source,
             "bundle": b.version,
             "history_length": int(len(hist)),
-            "items": self._results(b, picked, reasons),
+            "items": self._results(b, picked, reasons, notes),
         }
 
     def trending(self, k: int = 10, category: str | None = None, diverse: bool = False) -> dict[str, Any]:
@@ -227,7 +230,9 @@ class RecService:
         reasons = [explain.trending_reason(category)] * len(picked)
         return {"bundle": b.version, "items": self._results(b, picked, reasons)}
 
-    def similar(self, item_id: str, k: int = 10, model: str | None = None) -> dict[str, Any]:
+    def similar(
+        self, item_id: str, k: int = 10, model: str | None = None, explain_results: bool = False
+    ) -> dict[str, Any]:
         b = self.bundle
         i = b.catalogue.index.get(item_id)
         if i is None:
@@ -245,7 +250,8 @@ class RecService:
             scores[cand] = cand_scores
         picked = rules.select(scores, allowed, k, self.settings.rules, b.catalogue)
         reasons = [explain.similar_reason(b.catalogue, i)] * len(picked)
-        return {"item_id": item_id, "model": name, "bundle": b.version, "items": self._results(b, picked, reasons)}
+        notes = explain.for_similar(m, i, [p[0] for p in picked], b.catalogue) if explain_results else None
+        return {"item_id": item_id, "model": name, "bundle": b.version, "items": self._results(b, picked, reasons, notes)}
 
     def search(
         self,
@@ -259,13 +265,14 @@ class RecService:
         in_stock: bool | None = None,
         sort: str = "relevance",
         method: str | None = None,
+        explain_results: bool = False,
     ) -> dict[str, Any]:
         b = self.bundle
         if b.search is None:
             raise Unavailable(f"bundle {b.version} has no search index; rebuild it with search enabled")
         from soutui.search.engine import SearchFilters
 
-        key = None if user_id else (b.version, q, k, category, brand, min_price, max_price, in_stock, sort, method)
+        key = None if user_id else (b.version, q, k, category, brand, min_price, max_price, in_stock, sort, method, explain_results)
         cached = self.search_cache.get(key) if key else None
         if cached is not None:
             return cached
@@ -290,18 +297,29 @@ class RecService:
             }
             row.update(score=round(float(h.score), 6), reason=explain.search_reason(q, getattr(h, "reason", None)), pinned=False)
             items.append(row)
+        if explain_results:  # per-feature shares of the relevance score (TreeSHAP for the learned ranker)
+            how = method or self.settings.search_method
+            rows = b.search.explain(q, [str(h.item_id) for h in hits], how, filters)
+            for row, note in zip(items, explain.for_search(rows, how), strict=True):
+                row["explanation"] = note
         out = {"query": q, "bundle": b.version, "items": items, "facets": _plain(facets)}
         if key:
             self.search_cache.put(key, out)
         return out
 
-    def _results(self, b: LoadedBundle, picked: list[tuple[int, float, bool]], reasons: list[str]) -> list[dict[str, Any]]:
+    def _results(
+        self, b: LoadedBundle, picked: list[tuple[int, float, bool]], reasons: list[str],
+        notes: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
         out = []
-        for (i, score, pinned), reason in zip(picked, reasons, strict=True):
+        for n, ((i, score, pinned), reason) in enumerate(zip(picked, reasons, strict=True)):
             row = b.catalogue.item_json(i)
             row["score"] = round(score, 6) if np.isfinite(score) else 0.0
             row["reason"] = explain.PINNED_REASON if pinned else reason
             row["pinned"] = pinned
+            if notes is not None:  # explain=true: the reason is the one written from the strongest attribution
+                row["explanation"] = explain.plain(explain.PINNED_REASON, "店铺精选") if pinned else notes[n]
+                row["reason"] = row["explanation"]["reason"]
             out.append(row)
         return out
 

@@ -14,35 +14,37 @@ from fastapi.responses import Response
 
 from soutui.serving import schemas as S
 from soutui.serving.deps import NOT_FOUND, READ_ERRORS, Category, FastJSON, K, ModelName, Reader, Service
-from soutui.serving.routes.experiments import ExperimentsDep
 
 router = APIRouter(tags=["recommend"], dependencies=[Reader], responses=READ_ERRORS)
+Explain = Annotated[bool, Query(description="add each result's attributions and a reason written from the strongest")]
 
 
 @router.get("/v1/recommend/{user_id}", response_model=S.RecommendResponse, responses=NOT_FOUND)
 def recommend(
     svc: Service,
-    exps: ExperimentsDep,
     user_id: Annotated[str, S.Id],
     k: K = 10,
     category: Category = None,
     exclude_purchased: Annotated[bool | None, Query(description="default from the rules config")] = None,
     diverse: Annotated[bool, Query(description="spread results over categories / item space")] = False,
     model: ModelName = None,
+    explain: Explain = False,
 ) -> Response:
-    """Personalised list from the user's latest history; users without history get trending. A user
-    in an online experiment gets its list, tagged with `experiment` (send its `impression_id` with events)."""
+    """Personalised list from the user's latest history; users without history get trending.
+    `explain=true` adds each result's attributions."""
     start = time.perf_counter()
-    out = exps.recommend(user_id, k, category, exclude_purchased, diverse, model)  # an experiment's or the plain answer
+    out = svc.recommend(user_id, k, category, exclude_purchased, diverse, model, explain_results=explain)
     svc.monitor.served_response("recommend", out, time.perf_counter() - start)
     return FastJSON(out)
 
 
 @router.get("/v1/similar/{item_id}", response_model=S.SimilarResponse, responses=NOT_FOUND)
-def similar(svc: Service, item_id: Annotated[str, S.Id], k: K = 10, model: ModelName = None) -> Response:
-    """Items like this one (for a product page)."""
+def similar(
+    svc: Service, item_id: Annotated[str, S.Id], k: K = 10, model: ModelName = None, explain: Explain = False
+) -> Response:
+    """Items like this one (for a product page); `explain=true` adds each result's attributions."""
     start = time.perf_counter()
-    out = svc.similar(item_id, k, model)
+    out = svc.similar(item_id, k, model, explain_results=explain)
     svc.monitor.served_response("similar", out, time.perf_counter() - start)
     return FastJSON(out)
 
