@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import entropy
@@ -109,6 +110,26 @@ def test_served_window_forgets_old_slices() -> None:
     assert c == Counter({"a": 2, "b": 1}) and lists == 2
     c, lists = w.counts(now=1065.0)[("m", "none")]  # the slice of t=1000 is older than 60 s
     assert c == Counter({"a": 1}) and lists == 1
+
+
+def test_served_window_running_total_equals_the_sum_of_its_slices() -> None:
+    rng = np.random.default_rng(1)
+    w = ServedWindow(window_s=120, slots=6)  # 20 s slices
+    log: list[tuple[float, list[str]]] = []
+    t = 0.0
+    for step in range(600):
+        t += float(rng.exponential(1.5))  # about 3 windows in all, with quiet gaps
+        items = [f"i{j}" for j in rng.integers(0, 30, size=int(rng.integers(0, 6)))]
+        key = ("m", "none") if step % 3 else ("m", "b")
+        w.add(key, items, t)
+        log.append((t, items) if key == ("m", "none") else (t, []))
+        if step % 37 == 0:
+            oldest = int(t // 20) - 6 + 1
+            want = Counter(i for ts, its in log if int(ts // 20) >= oldest for i in its)
+            c, _ = w.counts(t).get(("m", "none"), (Counter(), 0))
+            assert c == want
+    c, lists = w.counts(t + 1000)[("m", "none")]  # everything expired
+    assert c == Counter() and lists == 0
 
 
 def test_live_window_evicts_and_caps() -> None:
@@ -238,3 +259,40 @@ def test_served_is_cheap_on_the_hot_path() -> None:
         m.served("recommend", "itemknn", None, items, 0.001)
     per_list_us = (time.perf_counter() - t0) / 2000 * 1e6
     assert per_list_us < 250, per_list_us  # measured ~10-20 us on a quiet machine
+
+
+# --- /admin in a real browser ---------------------------------------------------------------
+
+@pytest.mark.browser
+def test_admin_says_stale_and_drifted_in_english_and_chinese(
+    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundle: Path, chromium  # type: ignore[no-untyped-def]
+) -> None:
+    import httpx
+    from serving_shop import free_port, make_home, start_server, write_config
+
+    cfg = write_config(tmp_path / "serve.toml", port=free_port(), bundle=str(shop_bundle), store=make_home(tmp_path, shop),
+                       event_log=str(tmp_path / "e.jsonl"), api_key=API_KEY, demo=True)
+    with cfg.open("a") as fh:  # a stale bundle (any age is too old) and drift judged from 20 live events
+        fh.write("[monitoring]\nmax_bundle_age_h = 1e-9\nmin_drift_events = 20\n")
+    proc, url = start_server(cfg)
+    try:
+        ev = [{"event_id": f"p{j}", "user_id": f"u{j % 5}", "item_id": "i1", "event_type": "cart"} for j in range(30)]
+        assert httpx.post(url + "/v1/events", json={"events": ev}, headers=H, timeout=10).json()["accepted"] == 30
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(url + "/admin")
+            page.evaluate("localStorage.setItem('soutui.lang', 'en')")
+            page.reload()
+            page.wait_for_selector("#mon-verdicts li.firing")
+            text = page.inner_text("#mon-verdicts")
+            assert "The model is stale" in text and "The data has drifted" in text
+            assert "Coverage is judged once 100 lists" in text  # no lists served yet: not judged
+            page.select_option("#lang", "zh")
+            page.wait_for_function("document.querySelector('#mon-verdicts').innerText.includes('模型已过时')")
+            assert "数据已漂移" in page.inner_text("#mon-verdicts")
+            artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            page.screenshot(path=str(artifacts / "dashboard-monitoring-zh.png"), full_page=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -139,13 +139,16 @@ def count_events(events: pd.DataFrame, until_s: float | None) -> tuple[Counter[s
 class ServedWindow:
     """Per-(model, arm) item counts over the last `window_s`, in `slots` time slices.
 
-    Memory is bounded by slots x distinct items served per slice (at most the catalogue);
-    a slice older than the window is dropped whole, so no per-request eviction work."""
+    Memory is bounded by slots x distinct items served per slice (at most the catalogue).
+    A running total per key is kept up to date: a slice that leaves the window is
+    subtracted once (O(its distinct items), once per slice length), so reading the window
+    costs a copy of the total, not a sum over the slices."""
 
     def __init__(self, window_s: float, slots: int = 12) -> None:
         self.slot_s, self.slots = window_s / slots, slots
-        self._ring: dict[tuple[str, str], list[tuple[int, Counter[str]]]] = {}
-        self._lists: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self._ring: dict[tuple[str, str], list[tuple[int, Counter[str], int]]] = {}  # (slot, items, lists)
+        self._total: dict[tuple[str, str], Counter[str]] = {}
+        self._lists: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def add(self, key: tuple[str, str], items: Sequence[str], now: float) -> None:
@@ -153,14 +156,30 @@ class ServedWindow:
         with self._lock:
             ring = self._ring.get(key)
             if ring is None:
-                ring = self._ring[key] = [(-1, Counter()) for _ in range(self.slots)]
-                self._lists[key] = [(-1, 0)] * self.slots
+                ring = self._ring[key] = [(-1, Counter(), 0) for _ in range(self.slots)]
+                self._total[key], self._lists[key] = Counter(), 0
             j = slot % self.slots
             if ring[j][0] != slot:
-                ring[j] = (slot, Counter())
-                self._lists[key][j] = (slot, 0)
-            ring[j][1].update(items)
-            self._lists[key][j] = (slot, self._lists[key][j][1] + 1)
+                self._expire(key, j)
+                ring[j] = (slot, Counter(), 0)
+            stamp, c, n = ring[j]
+            c.update(items)
+            ring[j] = (stamp, c, n + 1)
+            self._total[key].update(items)
+            self._lists[key] += 1
+
+    def _expire(self, key: tuple[str, str], j: int) -> None:
+        """Take slice j out of the key's running total (the caller holds the lock)."""
+        _, old, n = self._ring[key][j]
+        total = self._total[key]
+        for item, c in old.items():
+            left = total[item] - c
+            if left > 0:
+                total[item] = left
+            else:
+                del total[item]
+        self._lists[key] -= n
+        self._ring[key][j] = (-1, Counter(), 0)
 
     def counts(self, now: float) -> dict[tuple[str, str], tuple[Counter[str], int]]:
         """(item counts, lists served) per key over the window ending at `now`."""
@@ -168,12 +187,10 @@ class ServedWindow:
         out: dict[tuple[str, str], tuple[Counter[str], int]] = {}
         with self._lock:
             for key, ring in self._ring.items():
-                total: Counter[str] = Counter()
-                for stamp, c in ring:
-                    if stamp >= oldest:
-                        total.update(c)
-                lists = sum(n for stamp, n in self._lists[key] if stamp >= oldest)
-                out[key] = (total, lists)
+                for j, (stamp, _, n) in enumerate(ring):
+                    if 0 <= stamp < oldest or (stamp < 0 and n):
+                        self._expire(key, j)
+                out[key] = (Counter(self._total[key]), self._lists[key])
         return out
 
 
@@ -360,8 +377,9 @@ class Monitor:
             "served": self.served_stats(now), "drift": self.drift(now),
             "ingest_lag_s": lags[len(lags) // 2] if lags else None,
             "since_last_event_s": None if self.last_event_s is None else now - self.last_event_s,
-            "thresholds": self.cfg.thresholds(), "window_s": {"coverage": self.cfg.coverage_window_s,
-                                                               "drift": self.cfg.drift_window_s},
+            "thresholds": self.cfg.thresholds(),
+            "minimums": {"drift_events": self.cfg.min_drift_events, "lists": self.cfg.min_lists},
+            "window_s": {"coverage": self.cfg.coverage_window_s, "drift": self.cfg.drift_window_s},
         }
         rep["alerts"] = alerts(rep, self.cfg)
         self._remember(rep)
