@@ -5,6 +5,7 @@
 #
 # System packages (apt) are installed only when missing: python3-venv (venv + ensurepip),
 # libgomp1 (OpenMP for LightGBM/faiss), postgresql (the store tests start a throwaway server),
+# prometheus (the monitoring test scrapes the server with it),
 # and with --browser chromium + a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,8 @@ fi
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+# Prometheus server: the monitoring test scrapes a real `soutui serve` with it (tests/serving/test_prometheus.py)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
   missing+=(chromium fonts-wqy-microhei)
 fi

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "soutui.cli.search_cmd",
     "soutui.cli.serve_cmd",
     "soutui.cli.demo_cmd",
+    "soutui.cli.experiment_cmd",
     "soutui.cli.explain_cmd",
 )
 

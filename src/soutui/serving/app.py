@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from soutui import __version__
+from soutui.serving.experiments import Experiments
 from soutui.serving.metrics import Metrics, MetricsMiddleware
 from soutui.serving.routes import ROUTERS
 from soutui.serving.routes.pages import STATIC
@@ -43,6 +44,7 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
         lifespan=_lifespan,
     )
     app.state.service, app.state.metrics = svc, metrics
+    app.state.experiments = Experiments(settings, svc)  # A/B and interleaving on /v1/recommend
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Unavailable, _unavailable)
@@ -63,6 +65,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if task:
         task.cancel()
     svc.close()
+    app.state.experiments.close()
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -29,6 +29,9 @@ class EventIn(BaseModel):
     event_type: Literal["view", "click", "cart", "purchase", "search"]
     query: str | None = Field(default=None, max_length=512)
     session_id: str | None = Field(default=None, max_length=128)
+    impression_id: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "the `experiment.impression_id` of the list the item was chosen from: the click, cart or "
+        "purchase is credited to the experiment arm that showed it"))
     ts: int | None = Field(default=None, ge=0, le=4_102_444_800, description="unix seconds; default: now; at most a day ahead")
 
     @field_validator("ts")
@@ -86,6 +89,16 @@ class ResultItem(Item):
     score: float = Field(description="the list's own score scale; comparable within one answer only")
     reason: str = Field(min_length=1, description="why this item is shown, in words")
     pinned: bool
+    arm: Literal["a", "b"] | None = Field(default=None, description="interleaving experiments: the arm that placed this item")
+
+
+class ExperimentTag(Out):
+    """Present when the answer is part of an online experiment (docs/experiments.md)."""
+
+    name: str
+    kind: Literal["ab", "interleave"]
+    impression_id: str = Field(description="send it with the click / cart / purchase events of these items")
+    arm: Literal["a", "b"] | None = Field(description="ab: the arm shown; interleave: null (each item names its arm)")
     explanation: Explanation | None = Field(default=None, description="only with explain=true")
 
 
@@ -95,6 +108,7 @@ class RecommendResponse(Out):
     bundle: str
     history_length: int = Field(ge=0)
     items: list[ResultItem] = Field(max_length=100)
+    experiment: ExperimentTag | None = None
 
 
 class TrendingResponse(Out):
@@ -189,3 +203,9 @@ class Stats(Out):
     bundle: str
     users: int = Field(ge=0, description="users with a live history")
     search_cache: CacheStats
+
+
+class ExperimentsReport(Out):
+    experiments: list[dict[str, Any]] = Field(description="per experiment: arms with impressions, CTR@k, cart and "
+                                              "purchase rates; b - a with 95 % CI and p-value; the winner at 5 %")
+    unmatched_claims: int = Field(ge=0, description="events naming an impression that is unknown or not theirs")

@@ -132,6 +132,10 @@ class RecService:
         finally:
             store.close()
 
+    def adopt(self, b: LoadedBundle) -> None:
+        """Give another loaded bundle (an experiment arm) this server's live state and rules."""
+        self._refresh_bundle_state(b)
+
     def _refresh_bundle_state(self, b: LoadedBundle) -> None:
         cat = b.catalogue
         b.trending = self.histories.trending_vector(cat.index, len(cat))
@@ -181,9 +185,10 @@ class RecService:
         exclude_purchased: bool | None = None,
         diverse: bool = False,
         model: str | None = None,
+        bundle: LoadedBundle | None = None,
         explain_results: bool = False,
     ) -> dict[str, Any]:
-        b = self.bundle
+        b = bundle or self.bundle  # another bundle: an experiment arm (serving/experiments.py)
         name = model or b.default
         if name not in b.models:
             raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")

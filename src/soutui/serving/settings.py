@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from soutui.config import ConfigError, home_dir
 
@@ -70,6 +71,41 @@ class MonitoringConfig:
 
 
 @dataclass
+class ArmConfig:
+    """One side of an experiment: a model of the served bundle, or a model of another bundle."""
+
+    model: str = ""  # model name; empty = the bundle's default recommender
+    bundle: str = ""  # another bundle dir (same dataset); empty = the served bundle
+
+
+@dataclass
+class ExperimentConfig:
+    """An online experiment on /v1/recommend (see serving/experiments.py and docs/experiments.md).
+
+    `ab`: each enrolled user sees one arm, chosen by a salted hash of the user id.
+    `interleave`: each enrolled user sees the team-draft interleaving of both arms' lists."""
+
+    name: str
+    kind: Literal["ab", "interleave"]
+    a: ArmConfig
+    b: ArmConfig
+    traffic: float = 1.0  # share of users enrolled (experiments take disjoint slices of one hash)
+    b_share: float = 0.5  # ab only: share of enrolled users who see arm b
+    salt: str = ""  # ab assignment salt; empty = the experiment name (change it to re-shuffle users)
+    k: int = 10  # the list length CTR@k refers to
+
+    def __post_init__(self) -> None:
+        if not self.name.strip() or len(self.name) > 64:
+            raise ConfigError("experiments: a name needs 1..64 characters")
+        if not 0.0 < self.traffic <= 1.0:
+            raise ConfigError(f"experiment {self.name}: traffic must be in (0, 1], got {self.traffic}")
+        if not 0.0 < self.b_share < 1.0:
+            raise ConfigError(f"experiment {self.name}: b_share must be in (0, 1), got {self.b_share}")
+        if not 1 <= self.k <= 100:
+            raise ConfigError(f"experiment {self.name}: k must be 1..100")
+
+
+@dataclass
 class ServeSettings:
     """Everything `soutui serve` needs; defaults are safe for a loopback demo."""
 
@@ -93,8 +129,15 @@ class ServeSettings:
     search_cache_size: int = 4096  # LRU of finished answers to searches without user_id (0 = off)
     rules: RulesConfig = field(default_factory=RulesConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    experiments: list[ExperimentConfig] = field(default_factory=list)
+    experiment_log: str = ""  # impressions + credited events; empty = $SOUTUI_HOME/events/<dataset>.experiments.jsonl
 
     def __post_init__(self) -> None:
+        names = [e.name for e in self.experiments]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"experiments: names must be unique, got {names}")
+        if sum(e.traffic for e in self.experiments) > 1.0 + 1e-9:
+            raise ConfigError("experiments: traffic shares add up to more than 1 (a user is in at most one experiment)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1..65535, got {self.port}")
         if self.max_history < 1:
@@ -113,3 +156,8 @@ class ServeSettings:
 
     def event_log_path(self, dataset: str) -> Path:
         return Path(self.event_log) if self.event_log else home_dir() / "events" / f"{dataset}.jsonl"
+
+    def experiment_log_path(self, dataset: str) -> Path:
+        if self.experiment_log:
+            return Path(self.experiment_log)
+        return home_dir() / "events" / f"{dataset}.experiments.jsonl"

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from soutui.serving import schemas as S
 from soutui.serving.deps import NOT_FOUND, READ_ERRORS, Category, FastJSON, K, ModelName, Reader, Service
+from soutui.serving.routes.experiments import ExperimentsDep
 
 router = APIRouter(tags=["recommend"], dependencies=[Reader], responses=READ_ERRORS)
 Explain = Annotated[bool, Query(description="add each result's attributions and a reason written from the strongest")]
@@ -22,6 +23,7 @@ Explain = Annotated[bool, Query(description="add each result's attributions and 
 @router.get("/v1/recommend/{user_id}", response_model=S.RecommendResponse, responses=NOT_FOUND)
 def recommend(
     svc: Service,
+    exps: ExperimentsDep,
     user_id: Annotated[str, S.Id],
     k: K = 10,
     category: Category = None,
@@ -30,10 +32,14 @@ def recommend(
     model: ModelName = None,
     explain: Explain = False,
 ) -> Response:
-    """Personalised list from the user's latest history; users without history get trending.
-    `explain=true` adds each result's attributions."""
+    """Personalised list from the user's latest history; users without history get trending. A user
+    in an online experiment gets its list, tagged with `experiment` (send its `impression_id` with events).
+    `explain=true` adds each result's attributions (the plain model's list, outside experiments)."""
     start = time.perf_counter()
-    out = svc.recommend(user_id, k, category, exclude_purchased, diverse, model, explain_results=explain)
+    if explain:
+        out = svc.recommend(user_id, k, category, exclude_purchased, diverse, model, explain_results=True)
+    else:
+        out = exps.recommend(user_id, k, category, exclude_purchased, diverse, model)  # an experiment's or the plain answer
     svc.monitor.served_response("recommend", out, time.perf_counter() - start)
     return FastJSON(out)
 

@@ -53,6 +53,71 @@ async function pollStats() {
   } catch (e) { $("#stats").textContent = t("admin.stats_down", { msg: e.message }); }
 }
 
+// --- model health (GET /v1/admin/monitoring): plain-words verdicts, plots of the server's recent points ---
+// at most `d` decimals, and three significant digits for small values (a test threshold of 1e-9 h stays 1e-9)
+const fmt = (v, d = 2) => (v === null || v === undefined ? "–" : Math.abs(+v) >= 10 ** -d || +v === 0 ? String(+(+v).toFixed(d)) : String(+(+v).toPrecision(3)));
+
+function verdicts(rep) {
+  const a = Object.fromEntries(rep.alerts.map((x) => [x.name, x]));
+  const d = rep.drift, all = rep.served.find((r) => r.model === "all");
+  const lim = (x, f = (v) => fmt(v)) => (x.threshold > 0 ? f(x.threshold) : t("mon.off"));
+  const out = [];
+  const age = a.stale_model;
+  if (age.value !== null) out.push([age.firing ? "firing" : "", t(age.firing ? "mon.stale" : "mon.fresh", { value: fmt(age.value, 1), limit: lim(age, (v) => fmt(v, 0)) })]);
+  if (!d.enough) out.push(["waiting", t("mon.drift_wait", { min: rep.minimums.drift_events, n: d.live_events })]);
+  else {
+    for (const name of ["drift_event_type", "drift_item_popularity"]) {
+      if (a[name].firing) out.push(["firing", t(name === "drift_event_type" ? "mon.drift_event_type" : "mon.drift_item_popularity", { value: fmt(a[name].value), limit: lim(a[name]) })]);
+    }
+    if (!a.drift_event_type.firing && !a.drift_item_popularity.firing) out.push(["", t("mon.no_drift", { types: fmt(d.event_type), items: fmt(d.item_popularity), limit: lim(a.drift_event_type), n: d.live_events })]);
+  }
+  const cov = a.low_coverage;
+  if (cov.value === null) out.push(["waiting", t("mon.coverage_wait", { min: rep.minimums.lists, n: all ? all.lists : 0 })]);
+  else out.push([cov.firing ? "firing" : "", t(cov.firing ? "mon.low_coverage" : "mon.coverage_ok", { value: fmt(100 * cov.value, 1), limit: lim(cov, (v) => fmt(100 * v, 1)) })]);
+  const lag = a.ingest_lag;
+  if (lag.value === null) out.push(["waiting", t("mon.lag_wait")]);
+  else out.push([lag.firing ? "firing" : "", t(lag.firing ? "mon.lag" : "mon.lag_ok", { value: fmt(lag.value, 1), limit: lim(lag, (v) => fmt(v, 0)) })]);
+  if (!rep.alerts.some((x) => x.firing)) out.unshift(["", t("mon.all_ok")]);
+  return out;
+}
+
+// one small line chart: several series from the history points, a dashed line at the threshold
+function drawSeries(id, points, series, limit) {
+  const c = $(id), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  g.font = "11px sans-serif";
+  const vals = points.flatMap((p) => series.map(([k]) => p[k])).filter((v) => v !== null && v !== undefined);
+  if (!vals.length) { g.fillStyle = "#667085"; g.fillText(t("mon.no_points"), 4, 24); return; }
+  const max = Math.max(1e-9, ...vals, limit > 0 ? limit * 1.1 : 0);
+  const x = (i) => (points.length < 2 ? c.width / 2 : (i / (points.length - 1)) * (c.width - 8) + 4);
+  const y = (v) => c.height - 4 - (v / max) * (c.height - 30);
+  if (limit > 0) {
+    g.strokeStyle = "#b42318"; g.setLineDash([4, 3]); g.beginPath(); g.moveTo(0, y(limit)); g.lineTo(c.width, y(limit)); g.stroke(); g.setLineDash([]);
+  }
+  series.forEach(([k, label, color], j) => {
+    g.strokeStyle = color; g.fillStyle = color; g.lineWidth = 2; g.beginPath();
+    let started = false;
+    points.forEach((p, i) => { const v = p[k]; if (v === null || v === undefined) return; started ? g.lineTo(x(i), y(v)) : g.moveTo(x(i), y(v)); started = true; });
+    g.stroke();
+    if (points.length === 1 && started) { g.beginPath(); g.arc(x(0), y(points[0][k]), 3, 0, 2 * Math.PI); g.fill(); }
+    g.fillText(`${label} ${fmt(points[points.length - 1][k], 3)}`, 4 + j * 150, 11);
+  });
+  if (limit > 0) { g.fillStyle = "#b42318"; g.fillText(`${t("mon.limit")} ${fmt(limit, 2)}`, c.width - 70, 24); }
+}
+
+async function pollMonitoring() {
+  try {
+    const rep = await (await authed("/v1/admin/monitoring")).json();
+    $("#mon-verdicts").innerHTML = verdicts(rep).map(([cls, text]) => `<li class="${cls}">${esc(text)}</li>`).join("");
+    const th = rep.thresholds, h = rep.history;
+    drawSeries("#mon-served", h, [["coverage", t("mon.plot_coverage"), "#2e90fa"], ["gini", t("mon.plot_gini"), "#e4572e"]], th.low_coverage);
+    drawSeries("#mon-drift", h, [["psi_event_type", t("mon.plot_psi_types"), "#7a5af8"], ["psi_item_popularity", t("mon.plot_psi_items"), "#e4572e"]], th.drift_event_type);
+    drawSeries("#mon-age", h, [["bundle_age_h", t("mon.plot_age"), "#2e9e5b"]], th.stale_model);
+    drawSeries("#mon-lag", h, [["ingest_lag_s", t("mon.plot_lag"), "#b54708"]], th.ingest_lag);
+    $("#mon-served-table").innerHTML = table(rep.served, ["model", "arm", "lists", "items_served", "coverage", "gini"]);
+  } catch (e) { $("#mon-verdicts").innerHTML = `<li class="waiting">${esc(t("mon.stats_down", { msg: e.message }))}</li>`; }
+}
+
 $("#reload-btn").addEventListener("click", async () => {
   let key = localStorage.getItem("soutui.key");
   if (!key) { key = prompt(t("admin.key_prompt")) || ""; localStorage.setItem("soutui.key", key); }
@@ -63,7 +128,9 @@ $("#reload-btn").addEventListener("click", async () => {
   loadBundle();
 });
 
-setupLangSwitch("admin.doc_title", () => { loadBundle(); pollStats(); });
+setupLangSwitch("admin.doc_title", () => { loadBundle(); pollStats(); pollMonitoring(); });
 loadBundle();
 pollStats();
 setInterval(pollStats, 2000);
+pollMonitoring();
+setInterval(pollMonitoring, 10000);
