@@ -10,6 +10,7 @@ import multiprocessing as mp
 import random
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -139,3 +140,32 @@ def test_concurrent_first_opens_migrate_once(pg_url: str) -> None:
     with psycopg.connect(pg_url) as con:
         versions = [r[0] for r in con.execute("SELECT version FROM soutui_schema_version ORDER BY version")]
     assert versions == sorted(set(versions)) and versions[0] == 1
+
+
+def test_import_racing_a_live_append_of_the_same_event_keeps_it_once(pg_url: str) -> None:
+    """A live append (here held open by hand) commits an event id the import also writes: the
+    import's fast COPY fails on the duplicate and falls back to INSERT ... ON CONFLICT, keeping it once."""
+    store = open_store(pg_url)
+    store.write_dataset("shop", _old_events(10))
+    new = {"events": pd.DataFrame({"event_id": [f"new{k}" for k in range(20)], "user_id": "u", "ts": list(range(20))})}
+    with psycopg.connect(pg_url) as live:  # a transaction left open, like an append in flight
+        live.execute("INSERT INTO soutui_events (dataset, event_id, user_id, ts) VALUES ('shop', 'new5', 'live', 99)")
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                store.write_dataset("shop", new, replace=True)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        importer = threading.Thread(target=run)
+        importer.start()
+        time.sleep(1.0)
+        assert importer.is_alive(), "the import should wait for the open append, not finish around it"
+        live.commit()
+        importer.join(timeout=60)
+    assert not importer.is_alive() and not errors, errors
+    events = store.read("shop", "events")
+    store.close()
+    assert sorted(events["event_id"]) == sorted(f"new{k}" for k in range(20))  # once each, no old rows
+    assert events.set_index("event_id").loc["new5", "user_id"] == "live"  # the committed append was kept

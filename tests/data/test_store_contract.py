@@ -91,6 +91,35 @@ def test_round_trip_keeps_rows_order_dtypes_and_meta(url: str) -> None:
         store.close()
 
 
+TRICKY = ["", " padded ", 'say "hi", then\ttab', "line\nbreak\r\n", "back\\slash \\N", "NULL", "逗号，引号“”", "a,b;c|d"]
+
+
+def test_awkward_strings_and_numbers_survive_the_round_trip(url: str) -> None:
+    n = len(TRICKY)
+    items = pd.DataFrame(
+        {"item_id": [f"x{k}" for k in range(n)], "title": TRICKY, "description": TRICKY[::-1],
+         "price": [0.1, 1e-9, 123456789.123456, -0.0, 1e300, None, 2.5, 3.0],
+         "in_stock": [True, False, None, True, False, None, True, True]}
+    )  # fmt: skip
+    events = _events([f"e{k}" for k in range(n)]).assign(
+        query=TRICKY, ts=[0, -1, 2**62, 1, 2, 3, 4, 5], relevance=[0.5, None, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    )
+    store = open_store(url)
+    try:
+        store.write_dataset("shop", {"items": items, "events": events})
+        got = store.read("shop", "items")
+        assert got["title"].tolist() == TRICKY and got["description"].tolist() == TRICKY[::-1]
+        assert got["price"].tolist()[:5] == [0.1, 1e-9, 123456789.123456, -0.0, 1e300] and got["price"].iloc[5] is pd.NA
+        assert got["in_stock"].iloc[:2].tolist() == [True, False] and got["in_stock"].iloc[2] is pd.NA
+        ev = store.read("shop", "events")
+        assert ev["query"].tolist() == TRICKY and ev["ts"].tolist() == [0, -1, 2**62, 1, 2, 3, 4, 5]
+        assert store.append_events("shop", events.assign(event_id=[f"f{k}" for k in range(n)])) == n
+        appended = store.read("shop", "events").set_index("event_id")["query"]  # append order is not kept
+        assert [appended[f"f{k}"] for k in range(n)] == TRICKY
+    finally:
+        store.close()
+
+
 def test_unknown_dataset_table_and_bad_names(url: str) -> None:
     _write_shop(url)
     store = open_store(url)
@@ -210,8 +239,15 @@ def test_forget_user_deletes_everywhere_and_keeps_only_a_hash(url: str) -> None:
 
 
 def test_read_only_open_reads_and_refuses_writes(url: str) -> None:
-    with pytest.raises(StoreError, match="import a dataset first"):
-        open_store(url, read_only=True)  # nothing written yet
+    try:  # nothing written yet: no DuckDB file to open, or a database without datasets
+        empty = open_store(url, read_only=True)
+    except StoreError as exc:
+        assert url.startswith("duckdb") and "import a dataset first" in str(exc)
+    else:
+        assert empty.datasets() == [] and empty.meta("my-shop") == {} and empty.pending_forget("my-shop") == []
+        with pytest.raises(DatasetNotFound):
+            empty.read("my-shop", "events")
+        empty.close()
     _write_shop(url)
     reader = open_store(url, read_only=True)
     try:
