@@ -8,9 +8,13 @@ import gc
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from soutui.cli.common import add_store_arg, print_json
 from soutui.config import from_dict, load_toml
+
+if TYPE_CHECKING:
+    from soutui.serving.settings import ServeSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--insecure-dev", action="store_true", help="enable write endpoints without an API key")
     p.add_argument("--demo", action="store_true", help="demo mode: read + admin endpoints open without a key")
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="poll for newer bundles")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes sharing live state (N > 1 needs --store postgresql://...)")
     add_store_arg(p)
     p.set_defaults(func=serve)
 
@@ -48,7 +54,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
     overrides = {
         "host": args.host, "port": args.port, "bundle": args.bundle, "store": args.store,
         "watch_interval_s": args.watch, "insecure_dev": True if args.insecure_dev else None,
-        "demo": True if args.demo else None,
+        "demo": True if args.demo else None, "workers": args.workers,
     }
     return dataclasses.replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -65,6 +71,8 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
+    if settings.workers > 1:
+        return _serve_workers(settings)
     app = create_app(settings)  # a BundleError is a UserError: main prints it as one line
     svc = app.state.service
     if not settings.writes_enabled:
@@ -83,13 +91,40 @@ def serve(args: argparse.Namespace) -> int:
     # (RecService.reload re-freezes after swapping bundles).
     gc.collect()
     gc.freeze()
+    uvicorn.run(app, **_uvicorn_options(settings))
+    return 0
+
+
+def _uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
-        loop="uvloop" if fast else "asyncio", http="httptools" if fast else "h11",
+    return {
+        "host": settings.host, "port": settings.port, "access_log": False, "log_level": "warning",
+        "loop": "uvloop" if fast else "asyncio", "http": "httptools" if fast else "h11",
         # the server binds loopback by default; no proxy header rewriting or extra headers per response
-        proxy_headers=False, server_header=False, date_header=False,
-    )
+        "proxy_headers": False, "server_header": False, "date_header": False,
+    }
+
+
+def _serve_workers(settings: ServeSettings) -> int:
+    """N uvicorn worker processes on one socket; each builds the app itself (`worker_app`) from the
+    settings handed over in the environment, and they share live state through PostgreSQL
+    (serving/shared_state.py). uvicorn replaces a worker that dies."""
+    import json
+    import os
+
+    import uvicorn
+
+    from soutui.serving.app import SETTINGS_ENV
+
+    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    if not settings.writes_enabled:
+        print("soutui: write endpoints (events, reload) are DISABLED: set SOUTUI_API_KEY or pass --insecure-dev")
+    if settings.demo:
+        print("soutui: DEMO mode: read and admin endpoints are open without a key")
+    print(f"soutui: {settings.workers} workers sharing live state through the store's database")
+    print(f"soutui: storefront  http://{settings.host}:{settings.port}/")
+    print(f"soutui: dashboard   http://{settings.host}:{settings.port}/admin   API docs: /docs", flush=True)
+    uvicorn.run("soutui.serving.app:worker_app", factory=True, workers=settings.workers, **_uvicorn_options(settings))
     return 0
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -30,6 +34,8 @@ from soutui.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
+SETTINGS_ENV = "SOUTUI_SERVE_SETTINGS"  # `soutui serve --workers N` hands each worker its settings as JSON here
+
 
 def create_app(settings: ServeSettings, service: RecService | None = None) -> FastAPI:
     """Build the app; loads the bundle now so a bad one fails before the server listens."""
@@ -45,7 +51,10 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
     )
     app.state.service, app.state.metrics = svc, metrics
     app.state.experiments = Experiments(settings, svc)  # A/B and interleaving on /v1/recommend
+    svc.on_reload = metrics.set_bundle
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.workers > 1:
+        app.add_middleware(WorkerHeader)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Unavailable, _unavailable)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -54,6 +63,39 @@ def create_app(settings: ServeSettings, service: RecService | None = None) -> Fa
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app factory each of `soutui serve --workers N`'s processes calls (uvicorn `factory=True`)."""
+    from soutui.config import from_dict
+
+    settings = from_dict(ServeSettings, json.loads(os.environ[SETTINGS_ENV]), where="serve")
+    app = create_app(settings)
+    svc: RecService = app.state.service
+    print(f"soutui: worker {os.getpid()} serving bundle {svc.bundle.version} ({svc.store_status})", flush=True)
+    gc.collect()  # as `soutui serve` does for one process: keep the loaded bundle out of GC scans
+    gc.freeze()
+    return app
+
+
+class WorkerHeader:
+    """Pure ASGI middleware: names the worker process in `X-Soutui-Worker` (which worker answered)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.header = (b"x-soutui-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,10 @@
 
 An event batch is acknowledged only after its lines are written and fsync'd to the
 log, so a `kill -9` right after the 2xx loses nothing; the log is replayed into the
-store (which dedupes on event_id) at start and copied there in the background. The
+store (which dedupes on event_id) at start and copied there in the background. Several
+server workers share one log: each append holds an exclusive `flock` on a sidecar lock
+file, follows the log to a new inode after another worker compacted it, and starts on a
+fresh line after a worker killed mid-write left a torn one. The
 store file is opened only briefly, so other soutui commands can still use it. A re-import of
 the dataset under a running server replaces its events, so the sync then copies the whole
 log in again; forgetting a user compacts the log, so a replay cannot restore them.
@@ -10,6 +13,7 @@ log in again; forgetting a user compacts the log, so a replay cannot restore the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -39,7 +43,8 @@ class EventLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the server's life
+        self._fh = open(self.path, "ab+")  # noqa: SIM115 - held open for the server's life (+: reads its last byte)
+        self._flock = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115 - across processes
         self.seen: set[str] = set()
 
     def replay(self) -> list[dict[str, Any]]:
@@ -73,11 +78,36 @@ class EventLog:
                     fresh.append(r)
             if fresh:
                 data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in fresh)
-                self._fh.write(data)
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
+                fcntl.flock(self._flock, fcntl.LOCK_EX)  # other workers append to the same file
+                try:
+                    self._follow()
+                    if self._fh.tell() > 0 and os.pread(self._fh.fileno(), 1, self._fh.tell() - 1) != b"\n":
+                        data = b"\n" + data  # a worker killed mid-write left a torn line: do not extend it
+                    self._fh.write(data)
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+                finally:
+                    fcntl.flock(self._flock, fcntl.LOCK_UN)
                 self.seen |= ids
             return fresh
+
+    def remember(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Mark records another worker logged as seen; returns those not seen before."""
+        with self._lock:
+            fresh = [r for r in records if r.get("event_id") not in self.seen]
+            self.seen.update(r["event_id"] for r in fresh)
+            return fresh
+
+    def _follow(self) -> None:
+        """Reopen the log if another worker replaced it (compaction), and seek to its end."""
+        try:
+            replaced = os.stat(self.path).st_ino != os.fstat(self._fh.fileno()).st_ino
+        except FileNotFoundError:
+            replaced = True
+        if replaced:
+            self._fh.close()
+            self._fh = open(self.path, "ab+")  # noqa: SIM115 - held open for the server's life (+: reads its last byte)
+        self._fh.seek(0, os.SEEK_END)
 
     def drop_user(self, user_id: str) -> set[str]:
         """Compact the log without `user_id`'s records (forgetting: replay must not restore them).
@@ -85,31 +115,39 @@ class EventLog:
         The survivors go to a new file, fsync'd, then atomically replace the log, so a crash
         leaves either the old log or the compacted one. Returns the dropped event ids."""
         with self._lock:
-            self._fh.close()
-            kept: list[bytes] = []
-            dropped: set[str] = set()
-            with open(self.path, "rb") as fh:
-                for line in fh:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a torn line: replay skips it anyway
-                    if isinstance(rec, dict) and str(rec.get("user_id")) == user_id:
-                        dropped.add(str(rec.get("event_id")))
-                    else:
-                        kept.append(line if line.endswith(b"\n") else line + b"\n")
-            tmp = self.path.with_name(self.path.name + ".compact")
-            with open(tmp, "wb") as out:
-                out.write(b"".join(kept))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the server's life
-            self.seen -= dropped
-            return dropped
+            fcntl.flock(self._flock, fcntl.LOCK_EX)
+            try:
+                return self._compact_without(user_id)
+            finally:
+                fcntl.flock(self._flock, fcntl.LOCK_UN)
+
+    def _compact_without(self, user_id: str) -> set[str]:
+        self._fh.close()
+        kept: list[bytes] = []
+        dropped: set[str] = set()
+        with open(self.path, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn line: replay skips it anyway
+                if isinstance(rec, dict) and str(rec.get("user_id")) == user_id:
+                    dropped.add(str(rec.get("event_id")))
+                else:
+                    kept.append(line if line.endswith(b"\n") else line + b"\n")
+        tmp = self.path.with_name(self.path.name + ".compact")
+        with open(tmp, "wb") as out:
+            out.write(b"".join(kept))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "ab+")  # noqa: SIM115 - held open for the server's life (+: reads its last byte)
+        self.seen -= dropped
+        return dropped
 
     def close(self) -> None:
         self._fh.close()
+        self._flock.close()
 
 
 class StoreSync:

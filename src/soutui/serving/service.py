@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from soutui.serving.events import EventLog, Histories, StoreSync, import_stamp, 
 from soutui.serving.monitoring import Monitor
 from soutui.serving.privacy import LivePrivacy, redact_paths
 from soutui.serving.settings import ServeSettings
+from soutui.serving.shared_state import SharedState, channel_for, is_postgres, records_from
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +91,19 @@ class RecService:
         self.search_cache = ResultCache(settings.search_cache_size)
         self.monitor = Monitor(settings.monitoring)  # drift, coverage, ingest lag, bundle age (/metrics, /admin)
         self.monitor.set_reference(self.bundle, None)
+        self.on_reload: Callable[[str], None] | None = None  # the app's metrics follow reloads other workers ask for
+        # workers on a PostgreSQL store share live state; listen before loading, so nothing falls in between
+        self.shared = SharedState(settings.store, channel_for(self.bundle.dataset)) if is_postgres(settings.store) else None
+        if self.shared:
+            self.shared.start()
         self._load_events()
         self._refresh_bundle_state(self.bundle)
         _warm_up(self.bundle)
         self.reload_lock = threading.Lock()
         self.started = time.time()
         self.sync.start()
+        if self.shared:
+            self.shared.open_gate(self._on_shared)
 
     # --- startup ---------------------------------------------------------------
     def _load_events(self) -> None:
@@ -338,6 +347,13 @@ class RecService:
         for r in records:
             r["ts"] = r.get("ts") or now_s()
         fresh = self.log.append(records)  # fsync'd before we return, hence before the ack
+        self._apply_live(fresh)
+        self.sync.add(fresh)
+        if self.shared and fresh:
+            self.shared.publish_events(fresh)  # before the ack: every worker sees it within ms
+        return len(fresh), len(records) - len(fresh)
+
+    def _apply_live(self, fresh: list[dict[str, Any]]) -> None:
         self.histories.add_records(fresh)
         self.monitor.ingested(fresh)
         b = self.bundle
@@ -345,11 +361,33 @@ class RecService:
             i = b.catalogue.index.get(str(r.get("item_id")))
             if i is not None and r.get("event_type") in ("view", "click", "cart", "purchase"):
                 b.trending[i] += 1.0
-        self.sync.add(fresh)
-        return len(fresh), len(records) - len(fresh)
 
-    def reload(self, path: str | None = None) -> dict[str, Any]:
-        """Load and verify a bundle, then swap it in; on any error the current one keeps serving."""
+    def _on_shared(self, msg: dict[str, Any]) -> None:
+        """Apply what another worker announced (see serving/shared_state.py)."""
+        kind = msg.get("k")
+        if kind == "events":  # logged (and synced to the store) by the worker that accepted them
+            self._apply_live(self.log.remember(records_from(msg.get("r") or [])))
+        elif kind == "reload" and msg.get("bundle") != self.bundle.version:
+            try:
+                self.reload(str(msg["path"]), announce=False)
+            except (BundleError, OSError, ValueError) as exc:
+                log.warning("reload asked by another worker refused, still serving %s: %s", self.bundle.version, exc)
+                return
+            if self.on_reload:
+                self.on_reload(self.bundle.version)
+        elif kind == "forget":
+            with self.sync.io_lock:
+                self._forget_live(str(msg["u"]))
+
+    def reload(self, path: str | None = None, announce: bool = True) -> dict[str, Any]:
+        """Load and verify a bundle, then swap it in; on any error the current one keeps serving.
+        With shared state, the other workers are told to load the same bundle (`announce`)."""
+        out = self._reload(path)
+        if announce and self.shared:
+            self.shared.publish("reload", path=str(self.bundle.path), bundle=self.bundle.version)
+        return out
+
+    def _reload(self, path: str | None) -> dict[str, Any]:
         with self.reload_lock:
             target = Path(path) if path else newest_bundle(self.settings.bundles_path())
             new = load_bundle(target, self.settings.recommender if self.settings.recommender else "")
@@ -398,6 +436,8 @@ class RecService:
             finally:
                 store.close()
             logged, live = self._forget_live(stored)
+        if self.shared:
+            self.shared.publish("forget", u=stored)
         log.info("forgot one user: %d store event(s), %d logged, %d live", counts["events"], logged, live)
         return {"deleted": {**counts, "event_log": logged, "live_history": live}, "pending_rebuild": True}
 
@@ -430,6 +470,8 @@ class RecService:
         return gone
 
     def close(self) -> None:
+        if self.shared:
+            self.shared.close()
         self.sync.stop()
         self.log.close()
 

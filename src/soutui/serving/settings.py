@@ -127,6 +127,7 @@ class ServeSettings:
     watch_interval_s: float = 0.0  # > 0: poll bundles_dir and load a newer bundle automatically
     trending_days: int = 7
     search_cache_size: int = 4096  # LRU of finished answers to searches without user_id (0 = off)
+    workers: int = 1  # worker processes; > 1 needs a postgresql:// store (shared state, see docs/production.md)
     rules: RulesConfig = field(default_factory=RulesConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     experiments: list[ExperimentConfig] = field(default_factory=list)
@@ -142,6 +143,13 @@ class ServeSettings:
             raise ConfigError(f"port must be 1..65535, got {self.port}")
         if self.max_history < 1:
             raise ConfigError("max_history must be >= 1")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.store.split("://", 1)[0] not in ("postgresql", "postgres"):
+            raise ConfigError(
+                f"--workers {self.workers} needs a store that many processes write: pass --store "
+                "postgresql://user@host/db (the embedded DuckDB store allows one writer; see docs/production.md)"
+            )
         if not self.api_key:
             self.api_key = os.environ.get("SOUTUI_API_KEY", "")
         if not self.read_key:

@@ -1,0 +1,262 @@
+"""Many serving workers (issue 13 §2): `soutui serve --workers 2 --store postgresql://...` as real
+processes on a real PostgreSQL server (tests/pg_server.py), plus the pieces they rest on: the
+LISTEN/NOTIFY bus (serving/shared_state.py) and one event log appended by several processes.
+
+Which worker answered is read from the `X-Soutui-Worker` header (its pid); every request opens a
+new connection, so the kernel hands requests to both workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from pg_server import PgServer
+from serving_shop import API_KEY, build_shop_bundle, free_port, start_server, write_config
+
+from soutui.config import ConfigError
+from soutui.data.store import open_store
+from soutui.serving.events import EventLog
+from soutui.serving.settings import ServeSettings
+from soutui.serving.shared_state import PAYLOAD_LIMIT, SharedState, records_from
+
+H = {"X-API-Key": API_KEY}
+WORKER = "x-soutui-worker"
+
+
+# --- the pieces ----------------------------------------------------------------------
+
+
+def test_more_than_one_worker_needs_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="postgresql://"):
+        ServeSettings(workers=2, store=f"duckdb://{tmp_path / 's.duckdb'}")
+    with pytest.raises(ConfigError, match="postgresql://"):
+        ServeSettings(workers=2)  # the default store is DuckDB too
+    assert ServeSettings(workers=2, store="postgresql://u@h/db").workers == 2
+    with pytest.raises(ConfigError, match="workers"):
+        ServeSettings(workers=0)
+
+
+def test_bus_delivers_every_event_of_a_big_batch_to_the_other_worker_only(pg_url: str) -> None:
+    a, b = SharedState(pg_url, "soutui_t"), SharedState(pg_url, "soutui_t")
+    got_a: list[dict[str, Any]] = []
+    got_b: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_b(msg: dict[str, Any]) -> None:
+        got_b.append(msg)
+        if sum(len(m.get("r", [])) for m in got_b if m["k"] == "events") >= 1000:
+            done.set()
+
+    try:
+        a.start()
+        b.start()
+        b.publish("reload", path="/x", bundle="early")  # arrives before a opens its gate: buffered, not lost
+        time.sleep(0.3)
+        a.open_gate(got_a.append)
+        b.open_gate(on_b)
+        records = [{"event_id": f"e{i:0>120}", "user_id": f"u{i}", "item_id": "用品" * 40, "event_type": "view",
+                    "ts": 1_700_000_000 + i} for i in range(1000)]  # fmt: skip
+        assert len(json.dumps(records)) > 20 * PAYLOAD_LIMIT  # must travel in many NOTIFY chunks
+        assert a.publish_events(records)
+        assert done.wait(10), f"only {sum(len(m.get('r', [])) for m in got_b)} of 1000 events arrived"
+    finally:
+        a.close()
+        b.close()
+    assert [m["k"] for m in got_a] == ["reload"]  # b's early message; a never receives its own
+    assert records_from([r for m in got_b for r in m.get("r", [])]) == records
+
+
+def _append_batches(path: str, worker: int, n: int) -> None:
+    log = EventLog(Path(path))
+    for b in range(n):
+        log.append([{"event_id": f"w{worker}-b{b}-{j}", "user_id": f"u{worker}", "item_id": "i1"} for j in range(5)])
+    log.close()
+
+
+def test_processes_share_one_event_log_across_compaction_and_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"event_id": "torn", "user_id"')  # a worker killed mid-write
+    ctx = multiprocessing.get_context("fork")  # fast: the children only need EventLog
+    procs = [ctx.Process(target=_append_batches, args=(str(path), w, 40)) for w in range(3)]
+    for p in procs:
+        p.start()
+    compactor = EventLog(path)
+    for _ in range(5):  # forgetting compacts (replaces) the file while the others append
+        compactor.drop_user("nobody")
+        time.sleep(0.05)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    compactor.close()
+    ids = [r["event_id"] for r in EventLog(path).replay_all()]
+    assert len(ids) == len(set(ids)) == 3 * 40 * 5  # none lost to the old inode, none glued to the torn line
+
+
+# --- real servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def light_bundle(tmp_path_factory: pytest.TempPathFactory, shop: tuple[pd.DataFrame, pd.DataFrame]) -> Path:
+    """The shop without a search index: each worker loads it in well under a second."""
+    return build_shop_bundle(tmp_path_factory.mktemp("bundles"), *shop, search=False)
+
+
+def _shop_database(pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame]) -> str:
+    url = pg_server.create_database()
+    store = open_store(url)
+    try:
+        store.write_dataset("shop", {"items": shop[0], "events": shop[1]})
+    finally:
+        store.close()
+    return url
+
+
+def _serve(tmp_path: Path, store: str, bundle: Path, **extra: Any) -> tuple[Any, str, list[int]]:
+    cfg = write_config(
+        tmp_path / "serve.toml", port=free_port(), bundle=str(bundle), bundles_dir=str(bundle.parent), store=store,
+        event_log=str(tmp_path / "events.jsonl"), api_key=API_KEY, demo=True, workers=2, **extra,
+    )  # fmt: skip
+    proc, url = start_server(cfg, timeout=120)
+    try:
+        return proc, url, _workers(url, 2)
+    except BaseException:
+        _stop(proc)
+        raise
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame],
+    light_bundle: Path,
+) -> Iterator[tuple[str, list[int]]]:
+    """`soutui serve --workers 2 --store postgresql://...`: (base URL, the two worker pids)."""
+    db = _shop_database(pg_server, shop)
+    proc, url, pids = _serve(tmp_path_factory.mktemp("two-workers"), db, light_bundle)
+    try:
+        yield url, pids
+    finally:
+        _stop(proc)
+
+
+def _workers(url: str, n: int, timeout: float = 90.0) -> list[int]:
+    """Poll /healthz on new connections until `n` distinct workers have answered."""
+    seen: set[int] = set()
+    deadline = time.time() + timeout
+    while len(seen) < n and time.time() < deadline:
+        try:
+            seen.add(int(httpx.get(url + "/healthz", timeout=5).headers[WORKER]))
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    assert len(seen) >= n, f"only workers {seen} answered in {timeout} s"
+    return sorted(seen)
+
+
+def _stop(proc: Any) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def _post(url: str, batch: list[dict[str, Any]]) -> int:
+    """Post until acknowledged (a batch is idempotent by event_id); returns the worker that acked."""
+    for _ in range(100):
+        try:
+            r = httpx.post(url + "/v1/events", json={"events": batch}, headers=H, timeout=20)
+            if r.status_code == 200:
+                return int(r.headers[WORKER])
+        except httpx.HTTPError:
+            pass  # the worker holding this connection was just killed
+        time.sleep(0.05)
+    raise AssertionError("batch never acknowledged")
+
+
+def test_an_event_acked_by_one_worker_changes_the_other_workers_answer_within_1_s(
+    two_workers: tuple[str, list[int]],
+) -> None:
+    url, pids = two_workers
+    lags: list[float] = []
+    for target in pids * 2:  # both directions, twice
+        for k in range(200):  # posted until it lands on `target` (a fresh user each try)
+            user = f"rt-{target}-{len(lags)}-{k}"
+            ev = {"event_id": f"{user}-e", "user_id": user, "item_id": "i6", "event_type": "view"}
+            if _post(url, [ev]) == target:
+                break
+        else:
+            pytest.fail(f"worker {target} never acked an event")
+        acked = time.monotonic()
+        while True:  # until the other worker answers; an answer asked 1 s after the ack must show the event
+            sent = time.monotonic()
+            r = httpx.get(url + f"/v1/recommend/{user}", timeout=5)
+            assert r.status_code == 200, r.text
+            if int(r.headers[WORKER]) == target:
+                assert r.json()["history_length"] == 1
+                continue
+            if r.json()["history_length"] == 1:
+                lags.append(sent - acked)
+                break
+            assert sent - acked < 1.0, "the other worker did not see the event within 1 s"
+            assert sent - acked < 30.0, "the other worker never answered"
+    assert len(lags) == 4, lags
+
+
+def test_kill_9_of_one_worker_of_two_loses_no_acknowledged_event(
+    tmp_path: Path, pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame], light_bundle: Path
+) -> None:
+    db = _shop_database(pg_server, shop)
+    proc, url, _ = _serve(tmp_path, db, light_bundle, flush_interval_s=3600.0)  # acked = in the log only
+    acked: dict[str, int] = {}  # event id -> worker that acked it
+    victim = -1
+    try:
+        for b in range(8):
+            batch = [{"event_id": f"k9-{b}-{j}", "user_id": "survivor", "item_id": f"i{(4 * j + 2) % 40}",
+                      "event_type": "view"} for j in range(5)]  # fmt: skip
+            by = _post(url, batch)
+            acked.update({e["event_id"]: by for e in batch})
+            if b == 3:  # the worker that acked the last batch dies with no shutdown hook
+                victim = by
+                os.kill(victim, signal.SIGKILL)
+        assert victim in acked.values()
+        live = _workers(url, 2)  # the survivor and uvicorn's replacement for the victim
+        assert victim not in live
+        for pid in live:  # every worker, the replacement included, holds all 40 acked events
+            for _ in range(200):
+                r = httpx.get(url + "/v1/recommend/survivor", timeout=5)
+                if int(r.headers[WORKER]) == pid:
+                    assert r.json()["history_length"] == 40
+                    break
+            else:
+                pytest.fail(f"worker {pid} never answered")
+    finally:
+        _stop(proc)
+    store = open_store(db)
+    try:
+        ids = store.read("shop", "events")["event_id"].astype(str)
+    finally:
+        store.close()
+    counts = ids[ids.str.startswith("k9-")].value_counts()
+    assert set(counts.index) == set(acked) and (counts == 1).all()
+
+
+def test_a_bundle_reload_reaches_every_worker(
+    tmp_path: Path, two_workers: tuple[str, list[int]], shop: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Runs last on the shared server (it swaps the bundle): asked of one worker, done by both."""
+    url, pids = two_workers
+    newer = build_shop_bundle(tmp_path / "bundles", *shop, version="workers-v2", search=False)
+    r = httpx.post(url + "/v1/admin/reload", json={"bundle": str(newer)}, headers=H, timeout=60)
+    assert r.status_code == 200 and r.json()["bundle"] == "shop-workers-v2", r.text
+    t0, versions = time.monotonic(), {}
+    while set(versions) != set(pids) or set(versions.values()) != {"shop-workers-v2"}:
+        assert time.monotonic() - t0 < 30, versions
+        h = httpx.get(url + "/healthz", timeout=5)
+        versions[int(h.headers[WORKER])] = h.json()["bundle"]
