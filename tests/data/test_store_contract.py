@@ -335,3 +335,42 @@ def test_postgres_unreachable_is_one_clear_error(pg_server: PgServer) -> None:
     with pytest.raises(StoreError, match="Connection refused") as err:
         open_store("postgresql://bob:secret@127.0.0.1:1/db")
     assert "secret" not in str(err.value) and "bob:***@" in str(err.value)  # no password in messages
+
+
+CSV = """user,sku,action,time
+alice,A,view,1614593000
+alice,B,buy,1614593100
+bob,A,click,1614593200
+bob,,view,1614593300
+carol,C,view,1614593400
+"""
+
+
+def test_data_commands_take_the_store_url(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`soutui data import/list/stats/quarantine/forget --store URL` on either backend."""
+    import json
+
+    from soutui.cli import main
+
+    events = tmp_path / "events.csv"
+    events.write_text(CSV)
+    store = ["--store", url]
+    assert main(["data", "list", "--json", *store]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # an empty store lists nothing (no error)
+    assert main(["data", "import", "generic", "--name", "my-shop", "--events", str(events), "--no-pseudonymize",
+                 "--map", "user_id=user,item_id=sku,event_type=action,ts=time", "--json", *store]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["data", "list", "--json", *store]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(d["dataset"], d["events"], d["quarantined"]) for d in listed] == [("my_shop", 4, 1)]
+    assert main(["data", "stats", "my-shop", "--json", *store]) == 0
+    assert json.loads(capsys.readouterr().out)["users"] == 3
+    assert main(["data", "quarantine", "my-shop", *store]) == 0
+    assert '"bob"' in capsys.readouterr().out
+    assert main(["data", "forget", "--dataset", "my-shop", "--user", "bob", "--json", *store]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == {"events": 1, "users": 1, "quarantine": 1}
+    reader = open_store(url, read_only=True)
+    try:
+        assert sorted(set(reader.read("my-shop", "events")["user_id"])) == ["alice", "carol"]
+    finally:
+        reader.close()

@@ -12,7 +12,8 @@ def add_store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         default=None,
-        help="store URL (default: duckdb://$SOUTUI_HOME/soutui.duckdb, SOUTUI_HOME defaults to ./.soutui)",
+        help="store URL (default: duckdb://$SOUTUI_HOME/soutui.duckdb, SOUTUI_HOME defaults to ./.soutui; "
+        "production: postgresql://user@host:port/db, see docs/production.md)",
     )
 
 
