@@ -201,3 +201,14 @@ def test_an_arm_from_another_bundle(exp_settings: ServeSettings, shop_bundle: Pa
     assert all(g["experiment"]["arm"] == "b" and g["model"] == "itemknn" for g in got.values())
     rep = report_from_log(Path(s.experiment_log), "ob")[0]
     assert rep["arms"]["b"]["bundle"] == shop_bundle.name
+
+
+def test_dashboard_panel_strings_exist_in_both_languages() -> None:
+    import re
+
+    js = (Path(__file__).resolve().parents[2] / "src/soutui/web/static/admin_experiments.js").read_text(encoding="utf-8")
+    tables = {lang: set(re.findall(r'"([\w.]+)":', body))
+              for lang, body in re.findall(r"Object\.assign\(STRINGS\.(en|zh), \{(.*?)\n\}\);", js, re.S)}
+    assert tables["en"] == tables["zh"] and len(tables["en"]) > 15
+    used = set(re.findall(r'\bt\("([\w.]+)"', js)) | {f"exp.{m}" for m in ("ctr", "cart_rate", "purchase_rate")}
+    assert used <= tables["en"], used - tables["en"]
