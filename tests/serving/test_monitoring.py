@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 import tomllib
 from collections import Counter
@@ -296,3 +297,18 @@ def test_admin_says_stale_and_drifted_in_english_and_chinese(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_dashboard_and_alert_rules_name_only_metrics_the_server_exports(watched) -> None:  # type: ignore[no-untyped-def]
+    """A misspelt metric in docs/grafana-dashboard.json or the rules of docs/monitoring.md would only
+    draw an empty panel; here every name they use must be a sample of /metrics."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    watched.get("/v1/recommend/u1")
+    watched.get("/v1/trending", params={"category": "no such category"})  # an empty list
+    watched.post("/v1/events", json={"events": [{"event_id": "d1", "user_id": "u1", "item_id": "i2", "event_type": "view"}]},
+                 headers=H)
+    exported = {s.name for f in text_string_to_metric_families(watched.get("/metrics").text) for s in f.samples}
+    dash = (docs / "grafana-dashboard.json").read_text(encoding="utf-8")
+    rules = (docs / "monitoring.md").read_text(encoding="utf-8").split("# soutui-alerts.yml", 1)[1]
+    used = set(re.findall(r"\bsoutui_[a-z_]+", dash)) | set(re.findall(r"\bsoutui_[a-z_]+", rules))
+    assert len(used) >= 14 and used <= exported, sorted(used - exported)

@@ -3,6 +3,8 @@ and the metrics come back through Prometheus's HTTP API (/api/v1/query)."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import time
@@ -15,6 +17,8 @@ import pytest
 from serving_shop import API_KEY, free_port, make_home, start_server, write_config
 
 PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None, reason="the prometheus binary is absent (Debian: apt-get install prometheus; scripts/setup.sh does)"
@@ -42,6 +46,23 @@ def _wait_for(prom: str, expr: str, deadline: float) -> list[dict[str, Any]]:
     raise AssertionError(f"Prometheus never returned {expr!r}")
 
 
+def _alert_rules(out: Path) -> Path:
+    """The alerting rules of docs/monitoring.md, as the file a reader would copy."""
+    text = (DOCS / "monitoring.md").read_text(encoding="utf-8")
+    m = re.search(r"```yaml\n# soutui-alerts.yml\n(.*?)```", text, re.S)
+    assert m, "docs/monitoring.md lost its alerting rules block"
+    out.write_text(m.group(1))
+    return out
+
+
+def _dashboard_queries() -> list[str]:
+    """Every PromQL expression of docs/grafana-dashboard.json, Grafana's variables set to match all."""
+    dash = json.loads((DOCS / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"]["query"].removeprefix("label_values(").rsplit(",", 1)[0] for v in dash["templating"]["list"]]
+    return [re.sub(r"\$(job|model|arm)\b", ".*", e) for e in exprs]
+
+
 def test_prometheus_scrapes_soutui_and_answers_a_query(
     tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundle: Path
 ) -> None:
@@ -53,9 +74,13 @@ def test_prometheus_scrapes_soutui_and_answers_a_query(
     server, url = start_server(cfg)
     started = time.time()
     prom_port = free_port()
+    rules = _alert_rules(tmp_path / "soutui-alerts.yml")
+    assert PROMTOOL is not None
+    check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
     prom_cfg = tmp_path / "prometheus.yml"
     prom_cfg.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\n"
         "scrape_configs:\n  - job_name: soutui\n    metrics_path: /metrics\n"
         f"    static_configs:\n      - targets: ['{url.removeprefix('http://')}']\n"
     )
@@ -78,6 +103,15 @@ def test_prometheus_scrapes_soutui_and_answers_a_query(
         assert 0 < float(age[0]["value"][1]) < 3600
         cov = _wait_for(prom_url, 'soutui_catalogue_coverage{model="itemknn"}', deadline)
         assert 0 < float(cov[0]["value"][1]) <= 1
+        for expr in _dashboard_queries():  # valid PromQL that Prometheus evaluates (status "success")
+            _query(prom_url, expr)
+        while time.time() < deadline:  # the rules load and evaluate without error
+            groups = httpx.get(prom_url + "/api/v1/rules", timeout=5).json()["data"]["groups"]
+            health = [r["health"] for g in groups for r in g["rules"]]
+            if health and "unknown" not in health:
+                break
+            time.sleep(0.3)
+        assert len(health) == 6 and set(health) == {"ok"}, groups
     finally:
         prom.terminate()
         server.terminate()
