@@ -56,11 +56,11 @@ class RetrainConfig:
 
     def __post_init__(self) -> None:
         if self.window_days <= 0 and self.window_frac <= 0:
-            raise ConfigError("retrain: set window_days > 0 or window_frac in (0, 1)")
+            raise ConfigError("set window_days > 0 or window_frac in (0, 1)")
         if not 0 <= self.window_frac < 1:
-            raise ConfigError(f"retrain: window_frac must be in [0, 1), got {self.window_frac}")
+            raise ConfigError(f"window_frac must be in [0, 1), got {self.window_frac}")
         if self.margin < 0:
-            raise ConfigError(f"retrain: margin must be >= 0, got {self.margin}")
+            raise ConfigError(f"margin must be >= 0, got {self.margin}")
 
 
 def retrain_config(values: dict[str, Any] | None = None) -> RetrainConfig:
