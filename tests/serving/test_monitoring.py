@@ -141,6 +141,19 @@ def test_live_window_evicts_and_caps() -> None:
     assert w.evict(120.0) == 2 and +w.types == Counter({"view": 2}) and +w.bins == Counter({"0": 1, "new": 1})
 
 
+def test_experiment_arms_label_the_lists() -> None:
+    from soutui.serving.monitoring import Monitor
+
+    m = Monitor(MonitoringConfig())
+    items = [{"item_id": "i1"}, {"item_id": "i2"}]
+    m.served_response("recommend", {"model": "itemknn", "items": items}, 0.001)
+    m.served_response("recommend", {"model": "itemknn", "items": items, "experiment": {"name": "e", "arm": "b"}}, 0.001)
+    m.served_response("recommend", {"model": "interleaved", "items": items, "experiment": {"name": "e", "arm": None}}, 0.001)
+    got = {tuple(s.labels[k] for k in ("model", "arm")): s.value for f in m.lists.collect() for s in f.samples
+           if s.name == "soutui_lists_total"}
+    assert got == {("itemknn", "none"): 1, ("itemknn", "e:b"): 1, ("interleaved", "e:interleaved"): 1}
+
+
 # --- config ---------------------------------------------------------------------------
 
 def test_monitoring_config_rejects_unknown_keys_and_bad_values() -> None:
@@ -203,6 +216,26 @@ def test_served_lists_give_coverage_gini_and_per_model_counts(watched) -> None: 
     assert _metric(text, "soutui_catalogue_coverage", model="itemknn", arm="none") == pytest.approx(len(served) / 40)
     assert 0 < _metric(text, "soutui_bundle_age_seconds", bundle=rep["bundle"]) < 3600
     assert _metric(text, "soutui_alert_threshold", alert="ingest_lag") == 300
+
+
+def test_ab_experiment_lists_are_counted_per_arm(settings: ServeSettings) -> None:
+    from fastapi.testclient import TestClient
+
+    from soutui.serving.app import create_app
+
+    arms = {"a": {"model": "popularity"}, "b": {"model": "itemknn"}}
+    settings.experiments = from_dict(ServeSettings, {"experiments": [{"name": "split", "kind": "ab", **arms}]}).experiments
+    seen: Counter[str] = Counter()
+    with TestClient(create_app(settings)) as c:
+        for u in range(20):
+            body = c.get(f"/v1/recommend/u{u}", params={"k": 5}).json()
+            seen[f"{body['experiment']['name']}:{body['experiment']['arm']}/{body['model']}"] += 1
+        text = c.get("/metrics").text
+    assert set(seen) == {"split:a/popularity", "split:b/itemknn"}  # both arms drawn among 20 users
+    for key, n in seen.items():
+        arm, model = key.split("/")
+        assert _metric(text, "soutui_lists_total", endpoint="recommend", model=model, arm=arm) == n
+        assert _metric(text, "soutui_catalogue_coverage", model=model, arm=arm) > 0
 
 
 def test_empty_lists_are_counted(watched) -> None:  # type: ignore[no-untyped-def]

@@ -320,10 +320,11 @@ class Monitor:
         self.window.add((model, arm), items, time.time())
 
     def served_response(self, endpoint: str, out: dict[str, Any], seconds: float) -> None:
-        """`served` from a list response: its `model` (default "trending"), its arm as
-        "<experiment>:<arm>" when it carries `experiment` and `arm`, and its items' ids."""
-        exp, arm = out.get("experiment"), out.get("arm")
-        label = f"{exp}:{arm}" if exp and arm else (str(arm) if arm else None)
+        """`served` from a list response: its `model` (default "trending"), its items' ids, and the
+        arm label "<experiment>:<arm>" when it came from an online experiment (its `experiment`
+        field, see serving/experiments.py; an interleaved list is "<experiment>:interleaved")."""
+        exp = out.get("experiment")
+        label = f"{exp.get('name')}:{exp.get('arm') or 'interleaved'}" if isinstance(exp, dict) else None
         self.served(endpoint, str(out.get("model") or "trending"), label,
                     [str(r["item_id"]) for r in out.get("items", ())], seconds)
 
