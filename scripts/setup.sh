@@ -59,4 +59,9 @@ fi
 # pip from resolving any other package to a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[train,dev,bench,course]"
+# federated training (soutui federated): flwr without its own pins, which would downgrade fastapi,
+# starlette, uvicorn and protobuf under the server; then the runtime pieces pyproject's [federated] lists
+.venv/bin/python -m pip install -q --no-deps "flwr==1.42.0"
+.venv/bin/python -m pip install -q "grpcio>=1.70,<2" "grpcio-health-checking>=1.70,<2" "cryptography>=50,<51" \
+  "pycryptodome>=3.18,<4" "iterators>=0.0.2,<0.0.3" "tomli>=2,<3"
 echo "soutui installed in .venv ($(.venv/bin/soutui --version))"

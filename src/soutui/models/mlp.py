@@ -28,10 +28,12 @@ from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import UNKNOWN, ItemContent
 from soutui.models.attribution import Attribution, content_lift, zeroed
 from soutui.models.base import Recommender
-from soutui.models.fitting import Batch, TrainConfig, TrainOutcome
+from soutui.models.fitting import Batch, TrainConfig, TrainOutcome, poisson_user_batches
 from soutui.models.popularity import item_counts
 
 MAX_TOKENS = 16  # category + brand + attributes kept per item
+# learned from user data outside DP-SGD, so off when training privately (docs/privacy.md)
+DP_OFF = ["item popularity feature (zeroed)", "early stopping on validation: the last step's weights are kept"]
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -178,6 +180,11 @@ class MLPRecommender(Recommender):
         patience: int = 2,
         valid_users: int = 2000,
         seed: int = 0,
+        dp_epsilon: float = 0.0,
+        dp_delta: float = 1e-5,
+        dp_clip: float = 1.0,
+        dp_steps: int = 0,
+        max_cpu_minutes: float = 0.0,
     ) -> None:
         if min(dim, hidden, id_dim, max_history, epochs, batch_size, n_negatives) < 1:
             raise ValueError("dim, hidden, id_dim, max_history, epochs, batch_size, n_negatives must be >= 1")
@@ -185,15 +192,23 @@ class MLPRecommender(Recommender):
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.dropout, self.n_negatives, self.use_text = dropout, n_negatives, use_text
         self.patience, self.valid_users, self.seed = patience, valid_users, seed
+        self.dp_epsilon, self.dp_delta, self.dp_clip, self.dp_steps = dp_epsilon, dp_delta, dp_clip, dp_steps
+        self.max_cpu_minutes = max_cpu_minutes  # CPU-time budget of the fit (0 = epochs alone)
         self.training_: TrainOutcome | None = None
 
     def params(self) -> dict[str, Any]:
         keys = ("dim", "hidden", "id_dim", "max_history", "epochs", "batch_size", "lr", "weight_decay",
-                "dropout", "n_negatives", "use_text", "patience", "valid_users", "seed")  # fmt: skip
+                "dropout", "n_negatives", "use_text", "patience", "valid_users", "seed",
+                "dp_epsilon", "dp_delta", "dp_clip", "dp_steps", "max_cpu_minutes")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def training_report(self) -> dict[str, Any] | None:
-        return None if self.training_ is None else self.training_.as_dict()
+        if self.training_ is None:
+            return None
+        info = self.training_.as_dict()
+        if info.get("privacy"):
+            info["privacy"]["off_in_dp_mode"] = DP_OFF
+        return info
 
     def train_config(self) -> TrainConfig:
         """The shared loop's settings for this model: plain Adam-like steps, no clipping,
@@ -201,7 +216,8 @@ class MLPRecommender(Recommender):
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
             patience=self.patience, seed=self.seed, grad_clip=0.0, adam_beta2=0.999, threads=1,
-            device="cpu", progress=False,
+            device="cpu", progress=False, dp_epsilon=self.dp_epsilon, dp_delta=self.dp_delta,
+            dp_clip=self.dp_clip, dp_steps=self.dp_steps, max_cpu_minutes=self.max_cpu_minutes,
         )  # fmt: skip
 
     def fit(
@@ -213,7 +229,10 @@ class MLPRecommender(Recommender):
         content = (content or ItemContent()).check(train.n_items)
         self.n_items_ = train.n_items
         tokens, n_tokens = item_tokens(content, train.n_items)
+        private = self.train_config().private
         numeric = item_numeric(content, item_counts(train))
+        if private:
+            numeric[:, 0] = 0.0  # the popularity column counts users' events outside DP-SGD
         text = content.text if self.use_text and content.text is not None else None
         torch.manual_seed(self.seed)
         self.net_ = TwoTowerNet(
@@ -226,7 +245,7 @@ class MLPRecommender(Recommender):
         if valid is not None and self.valid_users and len(valid) > self.valid_users:
             pick = np.random.default_rng(self.seed).permutation(len(valid))[: self.valid_users]
             vsplit = valid.take(np.sort(pick))
-        use_valid = vsplit if vsplit is not None and len(vsplit) and self.patience > 0 else None
+        use_valid = vsplit if vsplit is not None and len(vsplit) and self.patience > 0 and not private else None
         threads = torch.get_num_threads()
         try:
             self.training_ = trainer.train(self, self.net_, gen, n_batches, self.train_config(), use_valid)
@@ -249,18 +268,29 @@ class MLPRecommender(Recommender):
         offs = np.arange(-self.max_history, 0)
         bs, n_items, n_neg = self.batch_size, self.n_items_, self.n_negatives
 
+        def rows(sel: np.ndarray, rng: np.random.Generator) -> Batch:
+            p, s = pos[sel], start[sel]
+            idx = p[:, None] + offs[None, :]  # (B, L) flat positions of the prefix
+            m = idx >= s[:, None]
+            hist = np.where(m, flat[np.clip(idx, 0, None)], 0)
+            n_prefix = p - s
+            counts = np.log1p(np.stack([n_prefix, np.minimum(n_prefix, self.max_history)], 1))
+            cand = np.concatenate([flat[p][:, None], rng.integers(0, n_items, (len(sel), n_neg))], axis=1)
+            return hist, m.astype(np.float32), counts.astype(np.float32), cand
+
+        if self.train_config().private:  # one (prefix -> next) pair per Poisson-drawn user
+            first = np.flatnonzero(np.r_[True, start[1:] != start[:-1]])  # each user's first sample
+            per_user = np.diff(np.r_[first, len(start)])
+
+            def one_per_user(users: np.ndarray, rng: np.random.Generator) -> Batch:
+                return rows(first[users] + (rng.random(len(users)) * per_user[users]).astype(np.int64), rng)
+
+            return poisson_user_batches(len(first), bs, one_per_user)
+
         def gen(rng: np.random.Generator) -> Iterator[Batch]:
             order = rng.permutation(len(pos))
             for b in range(0, len(order), bs):
-                sel = order[b : b + bs]
-                p, s = pos[sel], start[sel]
-                idx = p[:, None] + offs[None, :]  # (B, L) flat positions of the prefix
-                m = idx >= s[:, None]
-                hist = np.where(m, flat[np.clip(idx, 0, None)], 0)
-                n_prefix = p - s
-                counts = np.log1p(np.stack([n_prefix, np.minimum(n_prefix, self.max_history)], 1))
-                cand = np.concatenate([flat[p][:, None], rng.integers(0, n_items, (len(sel), n_neg))], axis=1)
-                yield hist, m.astype(np.float32), counts.astype(np.float32), cand
+                yield rows(order[b : b + bs], rng)
 
         return gen, (len(pos) + bs - 1) // bs
 

@@ -27,14 +27,18 @@ from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import ItemContent
 from soutui.models.attribution import Attribution, content_lift, zeroed
 from soutui.models.base import Recommender
-from soutui.models.fitting import Batch, TrainConfig, TrainOutcome, pick_device
+from soutui.models.fitting import Batch, TrainConfig, TrainOutcome, pick_device, poisson_user_batches
 from soutui.models.itemknn import ItemKNN
 from soutui.models.sasrec import SASRec, SASRecConfig
 from soutui.models.sasrec_features import attribute_table, pad_left, pad_times, training_windows
 from soutui.models.sasrec_onnx import export_onnx
+from soutui.models.sasrec_warm import warm_start_net
 
 # network fields derived from the data, never set by the user
-DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item")
+DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item", "dense_loss")
+# trained on user data outside DP-SGD, so switched off when training privately (docs/privacy.md)
+DP_OFF = ["co-occurrence head", "popularity prior of the item bias", "cold-item reset",
+          "choices on validation (early stopping, head weight): the last step's weights are kept"]  # fmt: skip
 
 
 @dataclass
@@ -114,6 +118,8 @@ class SASRecRecommender(Recommender):
         self.cold_reset_valid_: tuple[float, float] | None = None  # valid NDCG@10 before/after
         self.cooc_valid_: dict[float, float] | None = None  # head weight -> valid NDCG@10
         self.content_used_: dict[str, bool] | None = None  # which item content the fit fed the network
+        self.warm_from_: SASRecRecommender | None = None  # set by warm_start: the next fit starts from it
+        self.warm_report_: dict[str, Any] | None = None  # what the warm start carried over
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -123,6 +129,10 @@ class SASRecRecommender(Recommender):
             return None
         info = self.training_.as_dict()
         info["content_used"] = self.content_used_
+        if info.get("privacy"):
+            info["privacy"]["off_in_dp_mode"] = DP_OFF
+        if self.warm_report_ is not None:
+            info["warm_start"] = self.warm_report_
         if self.cold_reset_valid_ is not None:
             info["cold_reset_valid"] = list(self.cold_reset_valid_)
         if self.cooc_valid_ is not None:
@@ -152,7 +162,7 @@ class SASRecRecommender(Recommender):
 
     # --- building -----------------------------------------------------------------------
     def _build(self, n_items: int, content: ItemContent) -> SASRec:
-        cfg = dataclasses.replace(self.net_cfg, n_items=n_items)
+        cfg = dataclasses.replace(self.net_cfg, n_items=n_items, dense_loss=self.train_cfg.private)
         text = content.text if self.content_cfg.use_text else None
         attrs = content.attributes if self.content_cfg.use_attrs else None
         table = None
@@ -168,6 +178,16 @@ class SASRecRecommender(Recommender):
             net.items.attrs.copy_(torch.from_numpy(table))
         return net
 
+    def warm_start(self, previous: Recommender) -> Self:
+        """The next fit starts from `previous` (a fitted SASRec, e.g. the serving bundle's): weights
+        copied, item rows matched by id, new items content-initialised (soutui.models.sasrec_warm)."""
+        if not isinstance(previous, SASRecRecommender) or previous.net_ is None or previous.item_ids_ is None:
+            raise ConfigError(
+                f"sasrec can only warm-start from a fitted sasrec checkpoint with items.json, not {previous.name!r}"
+            )
+        self.warm_from_ = previous
+        return self
+
     # --- training -----------------------------------------------------------------------
     def _batches(self, train: SequenceData) -> tuple[Any, int]:
         L = self.net_cfg.max_len
@@ -181,6 +201,15 @@ class SASRecRecommender(Recommender):
         lengths = np.array([len(x) for x in xs])
         bs = self.train_cfg.batch_size
 
+        def rows(idx: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
+            seq = pad_left([xs[i] for i in idx], L)
+            tgt = pad_left([ys[i] for i in idx], L, width=seq.shape[1])
+            ts = pad_times([tss[i] for i in idx], seq.shape[1]) if tss is not None else None
+            return seq, tgt, ts
+
+        if self.train_cfg.private:  # one row per user (its last max_len + 1 items), users Poisson-drawn
+            return poisson_user_batches(len(xs), bs, rows)
+
         def gen(rng: np.random.Generator) -> Iterator[Batch]:
             order = rng.permutation(len(xs))
             # sort inside chunks of 50 batches by length so padding stays small, then shuffle batches
@@ -190,11 +219,7 @@ class SASRecRecommender(Recommender):
                 c = c[np.argsort(lengths[c], kind="stable")]
                 batches += [c[i : i + bs] for i in range(0, len(c), bs)]
             for bi in rng.permutation(len(batches)):
-                b = batches[bi]
-                seq = pad_left([xs[i] for i in b], L)
-                tgt = pad_left([ys[i] for i in b], L, width=seq.shape[1])
-                ts = pad_times([tss[i] for i in b], seq.shape[1]) if tss is not None else None
-                yield seq, tgt, ts
+                yield rows(batches[bi])
 
         return gen, (len(xs) + bs - 1) // bs
 
@@ -206,6 +231,7 @@ class SASRecRecommender(Recommender):
         started = time.perf_counter()
         trainer = self._trainer()
         content = (content or ItemContent()).check(train.n_items)
+        private = self._check_private()
         torch.manual_seed(self.train_cfg.seed)
         self.n_items_ = train.n_items
         self.item_ids_ = np.asarray(train.item_ids)
@@ -217,18 +243,27 @@ class SASRecRecommender(Recommender):
         )
         pop = torch.from_numpy(np.log((counts + 1.0) / (counts + 1.0).sum())).float()
         self.net_.logq[1:] = pop  # sampling distribution for sampled softmax
-        if self.net_.bias is not None:
+        if self.net_.bias is not None and not private:
             self.net_.bias.data[1:] = pop - pop.mean()  # start from the popularity prior
+        if self.warm_from_ is not None:  # keep what the previous model learned (soutui.models.sasrec_warm)
+            if private:
+                raise ConfigError(
+                    "sasrec: a DP-SGD fit cannot warm-start from a model trained outside its privacy "
+                    "accounting; retrain from scratch (soutui retrain --cold)"
+                )
+            prev, old_ids = self.warm_from_, self.warm_from_.item_ids_
+            assert old_ids is not None  # checked by warm_start
+            self.warm_report_ = warm_start_net(self.net_, prev._net(), list(old_ids), list(train.item_ids))
         gen, n_batches = self._batches(train)
-        vsplit = self._valid_sample(valid)
-        if self.net_.cooc_idx is not None:
+        vsplit = None if private else self._valid_sample(valid)
+        if self.net_.cooc_idx is not None and not private:
             self._install_neighbours(train)
         self.training_ = outcome = trainer.train(
             self, self.net_, gen, n_batches, self.train_cfg, vsplit,
             spent_s=time.perf_counter() - started, after_validations=self._after_validations(counts),
         )  # fmt: skip
         self.net_.to("cpu").eval()
-        if self.content_cfg.cold_item_reset and outcome.stopped:
+        if self.content_cfg.cold_item_reset and outcome.stopped and not private:
             before = {k: v.clone() for k, v in self.net_.state_dict().items()}
             if self._reset_cold_items(counts) and vsplit is not None:
                 # a choice made on VALIDATION only: keep the reset unless it lowers NDCG@10
@@ -236,9 +271,16 @@ class SASRecRecommender(Recommender):
                 self.cold_reset_valid_ = (outcome.best_metric, after)
                 if after < outcome.best_metric:
                     self.net_.load_state_dict(before)
-        if self.net_.cooc_idx is not None and outcome.stopped:
+        if self.net_.cooc_idx is not None and outcome.stopped and not private:
             self._choose_head_weight(vsplit)
         return self
+
+    def _check_private(self) -> bool:
+        """Whether this fit is DP-SGD (then everything in DP_OFF stays off); refuses what it cannot
+        make private: sampled softmax draws negatives from item popularity."""
+        if self.train_cfg.private and self.net_cfg.loss != "full_ce":
+            raise ConfigError("sasrec: dp_epsilon needs loss='full_ce' (sampled softmax draws by popularity)")
+        return self.train_cfg.private
 
     def _content_used(self, content: ItemContent, train: SequenceData) -> dict[str, bool]:
         """Which item content the network is fed (for the run record)."""
@@ -375,7 +417,6 @@ class SASRecRecommender(Recommender):
             parts["attribute vectors"] = lambda: zeroed([enc.attr_emb.weight])
         lifts = content_lift(self, history, items, timestamps, parts)
         return [r + c for r, c in zip(rows, lifts, strict=True)]
-
 
     # --- persistence --------------------------------------------------------------------
     def _save_state(self, path: Path) -> None:

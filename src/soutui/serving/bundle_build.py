@@ -24,6 +24,9 @@ from soutui.models.base import Recommender
 from soutui.serving.bundle import FORMAT_VERSION, MANIFEST, checksum_tree
 
 ProgressFn = Callable[[str], None]
+# inside a served model's directory: its trainable form (e.g. SASRec's PyTorch checkpoint beside the
+# ONNX scorer), which the server never reads and `soutui retrain` warm-starts from
+CHECKPOINT_DIR = "checkpoint"
 
 
 def write_bundle(
@@ -82,6 +85,9 @@ def write_bundle(
             manifest["metrics"] = {
                 n: r.get("test", {}) for n, r in evaluation.get("models", {}).items() if isinstance(r, dict)
             }
+        privacy = _privacy(models, evaluation)
+        if privacy:  # models trained with DP-SGD: achieved epsilon, delta, accountant, unit
+            manifest["privacy"] = privacy
         if extra is not None:
             manifest.update(extra(tmp))
         manifest["files"] = checksum_tree(tmp)
@@ -91,6 +97,26 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _privacy(models: dict[str, Recommender], evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """{model name: its training record's "privacy"} for the models trained with DP-SGD."""
+    found = {n: r["privacy"] for n, r in (evaluation or {}).get("models", {}).items()
+             if isinstance(r, dict) and r.get("privacy")}  # fmt: skip
+    for name, m in models.items():
+        p = (m.training_report() or {}).get("privacy")
+        if p:
+            found[name] = p
+    return found
+
+
+def checkpoint_privacy(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The "privacy" a saved model's training.json records (None: not trained with DP-SGD)."""
+    path = Path(checkpoint) / "training.json"
+    if not path.exists():
+        return None
+    p = json.loads(path.read_text()).get("privacy")
+    return p if isinstance(p, dict) else None
 
 
 def catalogue_in_index_order(items: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
@@ -227,11 +253,13 @@ def _served_sasrec(
             "train it on this dataset"
         )
     sasrec_onnx.export_onnx(model, staged)  # type: ignore[arg-type]  # (+ item_vectors.npy)
+    model.save(staged / CHECKPOINT_DIR)  # the trainable form, for `soutui retrain`'s warm start
     served = sasrec_onnx.OnnxScorer(staged, threads=max(1, os.cpu_count() or 1))
     out: dict[str, Any] = {
         "valid": evaluate_full_ranking(served, split.valid, n_items),
         "test": evaluate_full_ranking(served, split.test, n_items),
         "pytorch_test": evaluate_full_ranking(model, split.test, n_items),
+        **({"privacy": p} if (p := checkpoint_privacy(checkpoint)) else {}),
         "note": "valid/test: the served ONNX scorer (checkpoint as trained, not refitted); "
         "pytorch_test: the same checkpoint in PyTorch, for reference",
     }
@@ -272,5 +300,6 @@ def sasrec_onnx_writer(model: Recommender) -> Callable[[Path], None]:
         from soutui.models import sasrec_onnx
 
         sasrec_onnx.export_onnx(model, path)  # type: ignore[arg-type]
+        model.save(path / CHECKPOINT_DIR)
 
     return write

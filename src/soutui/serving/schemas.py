@@ -89,6 +89,7 @@ class ResultItem(Item):
     score: float = Field(description="the list's own score scale; comparable within one answer only")
     reason: str = Field(min_length=1, description="why this item is shown, in words")
     pinned: bool
+    explanation: Explanation | None = Field(default=None, description="only with explain=true")
     arm: Literal["a", "b"] | None = Field(default=None, description="interleaving experiments: the arm that placed this item")
 
 
@@ -99,7 +100,6 @@ class ExperimentTag(Out):
     kind: Literal["ab", "interleave"]
     impression_id: str = Field(description="send it with the click / cart / purchase events of these items")
     arm: Literal["a", "b"] | None = Field(description="ab: the arm shown; interleave: null (each item names its arm)")
-    explanation: Explanation | None = Field(default=None, description="only with explain=true")
 
 
 class RecommendResponse(Out):
@@ -179,6 +179,11 @@ class BundleInfo(Out):
     store: str = Field(description="where the served histories came from")
     writes_enabled: bool
     skipped: list[str] = Field(description="newer bundles not served, each with the reason (e.g. corrupt)")
+    privacy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="per model trained with DP-SGD: achieved epsilon, delta, accountant, unit (user); "
+        "empty = no model was trained privately",
+    )
 
 
 class RouteStats(Out):

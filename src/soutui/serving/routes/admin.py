@@ -37,7 +37,7 @@ def bundle_info(svc: Service) -> dict[str, Any]:
     b = svc.bundle
     return {"version": b.version, "default_recommender": b.default, "manifest": b.manifest,
             "store": redact_paths(svc.store_status), "writes_enabled": svc.settings.writes_enabled,
-            "skipped": svc.skipped_bundles}
+            "skipped": svc.skipped_bundles, "privacy": b.manifest.get("privacy", {})}
 
 
 @router.get("/v1/admin/evaluation", response_model=dict[str, Any], tags=["admin"], dependencies=[Reader], responses=READ_ERRORS)

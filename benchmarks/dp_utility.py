@@ -1,0 +1,116 @@
+"""DP utility curve (issue 12 §2): test NDCG@10 / HR@10 at epsilon in {1, 4, 8, inf} for SASRec and the MLP.
+
+Every run gets the same wall-clock budget (`--minutes`, 1 thread); a private run plans `--steps`
+DP-SGD steps (noise solved for its epsilon over them) and stops there or at the budget, whichever
+comes first; its achieved epsilon (RDP accountant) is printed. eps = inf is ordinary training in the
+same budget (early stopping on validation as usual). Test: leave-one-out, full ranking over all
+items, pessimistic ties, on a seeded sample of `--test-users` test users (all when 0).
+
+    .venv/bin/python benchmarks/dp_utility.py --minutes 20 --steps 2000 --plot docs/dp_utility.png --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from soutui.cli.common import print_table
+from soutui.evaluation.protocol import evaluate_full_ranking
+from soutui.training.pipeline import build_model, prepare
+
+SMALL = {"sasrec": {"d_model": 32, "n_heads": 2, "n_layers": 2, "max_len": 20, "batch_size": 128, "lr": 2e-3},
+         "mlp": {"batch_size": 256, "epochs": 20}}  # fmt: skip
+
+
+def one_run(prep: Any, model: str, eps: float, args: argparse.Namespace, test: Any) -> dict[str, Any]:
+    params: dict[str, Any] = dict(SMALL[model])
+    if model == "sasrec":
+        params |= {"progress": False, "threads": 1, "use_attrs": False}
+    if math.isinf(eps):  # ordinary training: a CPU-time budget (fair on a shared machine)
+        params |= {"max_cpu_minutes": args.cpu_minutes, "epochs": 200}
+    else:  # DP-SGD: the planned steps are the budget (noise calibrated for them)
+        params |= {"dp_epsilon": eps, "dp_delta": args.delta, "dp_clip": args.clip, "dp_steps": args.steps,
+                   "epochs": 10_000 if model == "sasrec" else 200}  # fmt: skip
+    rec = build_model(model, params)
+    t0 = time.perf_counter()
+    rec.fit(prep.split.train, prep.split.valid, content=prep.content)
+    train_s = time.perf_counter() - t0
+    m = evaluate_full_ranking(rec, test, prep.data.n_items, (10,))
+    report = rec.training_report() or {}
+    p = report.get("privacy") or {}
+    return {"model": model, "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
+            "steps": p.get("steps"), "noise": p.get("noise_multiplier"), "NDCG@10": m["NDCG@10"],
+            "HR@10": m["HR@10"], "train_s": round(train_s, 1), "cpu_s": report.get("cpu_seconds"),
+            "stopped": report.get("stopped")}  # fmt: skip
+
+
+def plot(rows: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in sorted({r["model"] for r in rows}):
+        rs = [r for r in rows if r["model"] == model]
+        xs = [str(r["epsilon_target"]) for r in rs]
+        ax.plot(xs, [r["NDCG@10"] for r in rs], marker="o", label=f"{model} NDCG@10")
+        ax.plot(xs, [r["HR@10"] for r in rs], marker="x", linestyle="--", label=f"{model} HR@10")
+    ax.set_xlabel("target epsilon (delta fixed; inf = not private)")
+    ax.set_ylabel("test metric (sampled users, full ranking)")
+    ax.set_title("DP-SGD utility on Amazon Beauty (reduced budget)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", default="amazon-beauty")
+    ap.add_argument("--models", default="sasrec,mlp")
+    ap.add_argument("--eps", default="1,4,8,inf")
+    ap.add_argument("--cpu-minutes", type=float, default=20.0, help="CPU-time budget of a non-private run")
+    ap.add_argument("--steps", type=int, default=2000, help="planned DP-SGD steps per private run")
+    ap.add_argument("--delta", type=float, default=1e-5)
+    ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--test-users", type=int, default=0)
+    ap.add_argument("--encoder", default="none", help="title encoder (none = IDs + attributes only)")
+    ap.add_argument("--plot", default=None)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    prep = prepare(args.dataset, encoder=args.encoder, progress=False)
+    test = prep.split.test
+    if args.test_users and len(test) > args.test_users:
+        test = test.take(np.sort(np.random.default_rng(0).choice(len(test), args.test_users, replace=False)))
+    rows = []
+    for model in args.models.split(","):
+        for eps in (float(e) for e in args.eps.split(",")):
+            rows.append(one_run(prep, model, eps, args, test))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    for model in {r["model"] for r in rows}:
+        base = next(
+            (r["NDCG@10"] for r in rows if r["model"] == model and math.isinf(r["epsilon_target"])), None
+        )
+        for r in rows:
+            if r["model"] == model and base:
+                r["ndcg_vs_nonprivate"] = round(r["NDCG@10"] / base, 3)
+    if args.plot:
+        plot(rows, args.plot)
+    if args.json:
+        print(json.dumps({"protocol": vars(args), "rows": rows}, indent=1, default=str))
+    else:
+        print_table(
+            rows, ["model", "epsilon_target", "epsilon", "steps", "NDCG@10", "HR@10", "ndcg_vs_nonprivate"]
+        )
+
+
+if __name__ == "__main__":
+    main()

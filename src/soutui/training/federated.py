@@ -1,0 +1,224 @@
+"""Federated SASRec on Flower: users split across N clients, local training, FedAvg on a server.
+
+What runs: a Flower server (flwr's gRPC server, FedAvg) on a loopback port and N Flower
+clients, each holding only its own users' sequences. Flower's simulation mode needs Ray,
+which is not installed here; the server and clients are Flower's own (legacy gRPC) server
+and client APIs, talking over real gRPC on 127.0.0.1, the clients in threads of this process.
+
+Each round a client receives the global weights, trains SASRec on its users with the same
+model and epoch loop as `soutui train` (SASRecRecommender.fit with an injected trainer that
+starts from the global weights: GlobalStart) and returns its trainable parameters, its user
+count (FedAvg's weight) and its mean training loss. Nothing else leaves a client: no event,
+no user or item id, no buffer computed from its data (tests/training/test_federated.py reads
+the gRPC messages a client sends). The initial weights come from the server, built from the
+public catalogue (item count, titles, attributes) only.
+
+Data-dependent parts that would pool raw statistics are off: the co-occurrence head and the
+cold-item reset. Optional client-level DP: Flower's DifferentialPrivacyServerSideFixedClipping
+(each client's update clipped to `dp_clip`, Gaussian noise `dp_noise x dp_clip` added to the
+sum; central DP, the server is trusted). Secure aggregation (SecAgg+) exists in Flower only for
+its ServerApp/ClientApp workflows, not for these server/client APIs, so it is not offered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from soutui.data.sequences import SequenceData
+from soutui.models.base import Recommender
+from soutui.models.fitting import BatchFn, TrainConfig, TrainOutcome
+from soutui.training.pipeline import Prepared, build_model, evaluate_splits
+from soutui.training.trainer import LoopTrainer
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no network calls home
+
+from flwr.client import NumPyClient  # noqa: E402
+from flwr.common import FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays  # noqa: E402
+from flwr.compat.client.app import start_client  # noqa: E402
+from flwr.compat.server.app import start_server  # noqa: E402
+from flwr.server import ServerConfig  # noqa: E402
+from flwr.server.client_proxy import ClientProxy  # noqa: E402
+from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy  # noqa: E402
+
+# what federated SASRec turns off: parts that would need pooled raw statistics
+FED_PARAMS = {"cooc_neighbors": 0, "cold_item_reset": False, "progress": False}
+
+
+@dataclass
+class FederatedConfig:
+    clients: int = 4
+    rounds: int = 5
+    local_epochs: int = 1
+    seed: int = 0
+    dp_noise: float = 0.0  # client-level DP noise multiplier (0 = off)
+    dp_clip: float = 1.0  # client update norm bound (with dp_noise)
+    params: dict[str, Any] = field(default_factory=dict)  # SASRec parameters (as `soutui train --set`)
+
+
+def partition_users(data: SequenceData, clients: int, seed: int = 0) -> list[SequenceData]:
+    """Users split at random into `clients` disjoint parts (shops or regions), each its own SequenceData."""
+    if clients < 1 or clients > data.n_users:
+        raise ValueError(f"clients must be between 1 and the number of users ({data.n_users}), got {clients}")
+    order = np.random.default_rng(seed).permutation(data.n_users)
+    return [_users(data, np.sort(part)) for part in np.array_split(order, clients)]
+
+
+def _users(data: SequenceData, rows: np.ndarray) -> SequenceData:
+    ts = None if data.timestamps is None else [data.timestamps[u] for u in rows]
+    return SequenceData(
+        data.item_ids, data.user_ids[rows], [data.sequences[u] for u in rows], ts, data.item_index
+    )
+
+
+class GlobalStart(LoopTrainer):
+    """The shared loop, started from the global weights: the client's fit builds its network as
+    `soutui train` does, then trains from the server's parameters, not from a fresh init."""
+
+    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+        super().__init__(progress=False)
+        self.weights = weights
+
+    def train(self, model: Recommender, net: torch.nn.Module, batches: BatchFn, n_batches: int,
+              cfg: TrainConfig, valid: Any, *, spent_s: float = 0.0, after_validations: float = 0.0
+              ) -> TrainOutcome:  # fmt: skip
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                p.copy_(self.weights[name])
+        return super().train(model, net, batches, n_batches, cfg, None)
+
+
+def trainable(net: torch.nn.Module) -> list[np.ndarray]:
+    """What a client sends: the trainable parameters, in the network's order (no buffers)."""
+    return [p.detach().cpu().float().numpy() for p in net.parameters()]
+
+
+class SASRecClient(NumPyClient):
+    """One Flower client: its users' sequences stay here; it sends parameters, a count and a loss."""
+
+    def __init__(self, part: SequenceData, prep: Prepared, params: dict[str, Any], names: list[str]) -> None:
+        self.part, self.content, self.params, self.names = part, prep.content, params, names
+        self.n_trained = sum(len(s) >= 2 for s in part.sequences)
+
+    def fit(self, parameters: list[np.ndarray], config: dict[str, Scalar]
+            ) -> tuple[list[np.ndarray], int, dict[str, Scalar]]:  # fmt: skip
+        torch.set_num_threads(1)
+        weights = {n: torch.from_numpy(np.asarray(a)) for n, a in zip(self.names, parameters, strict=True)}
+        rec = build_model("sasrec", self.params, GlobalStart(weights)).fit(
+            self.part, None, content=self.content
+        )
+        report = rec.training_report() or {}
+        loss = float(report["history"][-1]["loss"]) if report.get("history") else 0.0
+        return trainable(rec._net()), self.n_trained, {"loss": loss}  # type: ignore[attr-defined]
+
+
+class RecordingFedAvg(FedAvg):
+    """FedAvg that keeps the aggregated weights and counts the bytes each round moves."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.latest: Parameters | None = kwargs.get("initial_parameters")
+        self.rounds: list[dict[str, Any]] = []
+
+    def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
+                      failures: list[Any]) -> tuple[Parameters | None, dict[str, Scalar]]:  # fmt: skip
+        up = [sum(len(t) for t in res.parameters.tensors) for _, res in results]
+        down = sum(len(t) for t in self.latest.tensors) if self.latest is not None else 0
+        agg, metrics = super().aggregate_fit(server_round, results, failures)
+        if agg is not None:
+            self.latest = agg
+        losses = [float(res.metrics.get("loss", 0.0)) for _, res in results]
+        self.rounds.append({"round": server_round, "clients": len(results), "failures": len(failures),
+                            "bytes_up": int(sum(up)), "bytes_up_per_client": int(np.mean(up)) if up else 0,
+                            "bytes_down": int(down * len(results)), "loss": round(float(np.mean(losses)), 5)
+                            if losses else None})  # fmt: skip
+        return agg, metrics
+
+
+def _mean_loss(results: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
+    """Training loss averaged over clients, weighted by their user counts."""
+    total = sum(n for n, _ in results)
+    return {"loss": sum(n * float(m.get("loss", 0.0)) for n, m in results) / max(total, 1)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _strategy(cfg: FederatedConfig, initial: Parameters) -> tuple[Strategy, RecordingFedAvg]:
+    n = cfg.clients
+    fedavg = RecordingFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_evaluate_clients=0,
+                             min_available_clients=n, initial_parameters=initial,
+                             fit_metrics_aggregation_fn=_mean_loss)  # fmt: skip
+    if cfg.dp_noise <= 0:
+        return fedavg, fedavg
+    dp = DifferentialPrivacyServerSideFixedClipping(fedavg, noise_multiplier=cfg.dp_noise,
+                                                    clipping_norm=cfg.dp_clip, num_sampled_clients=n)  # fmt: skip
+    return dp, fedavg
+
+
+def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -> dict[str, Any]:
+    """Train SASRec over `cfg.clients` Flower clients for `cfg.rounds` FedAvg rounds; evaluate the
+    global model (full ranking, leave-one-out) and report bytes per round."""
+    logging.getLogger("flwr").setLevel(logging.INFO if progress else logging.ERROR)
+    torch.set_num_threads(1)
+    params = {**cfg.params, **FED_PARAMS, "epochs": cfg.local_epochs, "seed": cfg.seed}
+    parts = partition_users(prep.split.train, cfg.clients, cfg.seed)
+    server_model = build_model("sasrec", params)
+    net = server_model._build(prep.data.n_items, prep.content)  # type: ignore[attr-defined]  # public content only
+    names = [n for n, _ in net.named_parameters()]
+    fedavg_outer, fedavg = _strategy(cfg, ndarrays_to_parameters(trainable(net)))
+    address = f"127.0.0.1:{_free_port()}"
+    clients = [SASRecClient(p, prep, params, names) for p in parts]
+    threads = [threading.Thread(target=start_client, daemon=True, kwargs={
+        "server_address": address, "client": c.to_client(), "insecure": True, "max_retries": 30,
+        "max_wait_time": 60.0})for c in clients]  # fmt: skip
+
+    def launch() -> None:
+        time.sleep(0.5)  # the server binds first; clients retry until it answers
+        for t in threads:
+            t.start()
+
+    threading.Thread(target=launch, daemon=True).start()
+    t0 = time.perf_counter()
+    start_server(server_address=address, config=ServerConfig(num_rounds=cfg.rounds), strategy=fedavg_outer)
+    train_s = time.perf_counter() - t0
+    for t in threads:
+        t.join(timeout=30)
+    assert fedavg.latest is not None
+    with torch.no_grad():
+        for p, a in zip(net.parameters(), parameters_to_ndarrays(fedavg.latest), strict=True):
+            p.copy_(torch.from_numpy(a))
+    server_model.net_ = net.eval()  # type: ignore[attr-defined]
+    server_model.n_items_ = prep.data.n_items
+    if progress:
+        print(f"federated: {cfg.rounds} rounds over {cfg.clients} clients in {train_s:.1f}s; evaluating",
+              file=sys.stderr)  # fmt: skip
+    metrics = evaluate_splits(server_model, prep, exclude_history=False)
+    return {
+        "dataset": prep.dataset, "model": "sasrec", "federated": {
+            "framework": "flower (flwr legacy gRPC server + clients on loopback)", "strategy": "FedAvg",
+            "clients": cfg.clients, "rounds": cfg.rounds, "local_epochs": cfg.local_epochs,
+            "users_per_client": [int(p.n_users) for p in parts],
+            "client_dp": {"noise_multiplier": cfg.dp_noise, "clipping_norm": cfg.dp_clip,
+                          "mechanism": "flwr DifferentialPrivacyServerSideFixedClipping"} if cfg.dp_noise > 0 else None,
+            "secure_aggregation": False,
+        },
+        "params": params, "metrics": metrics, "rounds": fedavg.rounds,
+        "param_shapes": [list(p.shape) for p in net.parameters()],
+        "bytes_per_round": int(np.mean([r["bytes_up"] + r["bytes_down"] for r in fedavg.rounds])),
+        "time": {"train_s": round(train_s, 1)},
+        "protocol": "leave-one-out; full ranking over all items; pessimistic ties; global model after the "
+        "last round, no early stopping",
+    }  # fmt: skip
