@@ -96,6 +96,10 @@ def test_warm_start_refuses_another_network(previous) -> None:  # type: ignore[n
         )
     with pytest.raises(ConfigError, match="cannot warm-start sasrec: items.text_proj"):
         sasrec(**{**TINY, "epochs": 0}).warm_start(previous).fit(data, content=ItemContent())  # no titles now
+    with pytest.raises(ConfigError, match="DP-SGD fit cannot warm-start"):
+        sasrec(**{**TINY, "epochs": 0, "dp_epsilon": 8.0}).warm_start(previous).fit(
+            data, content=text_for(list(data.item_ids))
+        )
     with pytest.raises(ConfigError, match="only warm-start from a fitted sasrec"):
         sasrec(**TINY).warm_start(Popularity().fit(data))
 

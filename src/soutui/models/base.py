@@ -72,6 +72,22 @@ def missing_trainer(model_name: str) -> RuntimeError:
     )
 
 
+class CandidateScorer(Protocol):
+    """A model whose score is a dense inner product `query . index_vectors()[i]` plus sparse terms
+    that touch only a few "near" items per history (e.g. SASRec's seen bias and co-occurrence
+    head): an item outside them scores exactly its inner product."""
+
+    def index_vectors(self) -> np.ndarray:
+        """(I, E) float32 rows an inner-product index is built over."""
+        ...
+
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(queries (B, E), near items (B, M) as catalogue indices or -1, their exact scores (B, M))."""
+        ...
+
+
 class Recommender(ABC):
     """Base class: subclasses implement `fit`, `score`, `_save_state`, `_load_state`."""
 
@@ -104,6 +120,12 @@ class Recommender(ABC):
     def use_trainer(self, trainer: Trainer) -> Self:
         """Inject the training layer (epoch loop, validation); models without a loop ignore it."""
         self.trainer = trainer
+        return self
+
+    def warm_start(self, previous: Recommender) -> Self:
+        """Let the next `fit` start from `previous`, a fitted model of the same kind whose item
+        vocabulary may be older (a retrain after new events and new items). Default: nothing to
+        carry over (a model without learned weights refits as fast as it would warm-start)."""
         return self
 
     def _trainer(self) -> Trainer:
@@ -182,6 +204,11 @@ class Recommender(ABC):
 
     def item_vectors(self) -> np.ndarray | None:
         """Item embeddings (I, D) if the model has them; used for similar items and ANN."""
+        return None
+
+    def candidate_scorer(self) -> CandidateScorer | None:
+        """The model's scores split for an inner-product index, so a large catalogue is scored
+        on retrieved candidates only (soutui.serving.ann); None: score every item."""
         return None
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
