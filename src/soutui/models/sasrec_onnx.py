@@ -28,6 +28,8 @@ ONNX_FILE = "sasrec.onnx"
 INT8_FILE = "sasrec.int8.onnx"
 META_FILE = "sasrec.onnx.json"
 VECTORS_FILE = "item_vectors.npy"
+RETRIEVAL_FILE = "sasrec.retrieval.onnx"  # (seq[, ts]) -> query vector + the sparse terms' items, exact
+INDEX_FILE = "item_index.npy"  # (I, D+1) [item vector, bias]: query . row = the dense part of the score
 
 
 class Exportable(Protocol):
@@ -84,7 +86,60 @@ def export_onnx(model: Exportable, out_dir: str | Path, quantize: bool = False, 
     np.save(out / VECTORS_FILE, np.asarray(model.item_vectors(), dtype=np.float32))
     if quantize:
         quantize_int8(out / ONNX_FILE, out / INT8_FILE)
+    export_retrieval(net, out, names, args, opset)
     return out / ONNX_FILE
+
+
+def export_retrieval(net: Any, out: Path, names: list[str], args: tuple[Any, ...], opset: int = 17) -> Path:
+    """The two-tower form of the same scores, for catalogues too large to score in full.
+
+    SASRec's score is a dense part, (h . v_i + b_i) / tau, which an inner-product index can
+    retrieve (query = [h, 1] / tau against rows [v_i, b_i] of item_index.npy), plus sparse
+    terms that only lift items in the history (seen bias) or among the history items'
+    co-occurrence neighbours. The graph returns the query, those "near" items (catalogue
+    indices, -1 = none) and their exact full scores; an item outside them scores exactly its
+    dense part. Tested against SASRec.score_last (tests/serving/test_ann.py)."""
+    import torch
+
+    class Retrieval(torch.nn.Module):
+        table: torch.Tensor
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net.eval()  # the exporter leaves modules in the mode it found them: the table needs eval
+            with torch.no_grad():  # a constant: a request gathers its rows instead of re-encoding the catalogue
+                self.register_buffer("table", net.item_table().detach().clone())
+
+        def forward(self, seq: torch.Tensor, ts: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            n, table = self.net, self.table  # (I+1, D)
+            h = n.encode(seq, ts, table)[:, -1] * n.scale  # (B, D)
+            tau = n.cfg.temperature
+            query = torch.cat([h, torch.ones_like(h[:, :1])], 1) / tau  # (B, D+1)
+            near = seq if n.cooc_idx is None else torch.cat([seq, n.cooc_idx[seq].reshape(seq.shape[0], -1)], 1)
+            s = (h.unsqueeze(1) * table[near]).sum(-1)  # (B, M) dense part at the near items
+            if n.bias is not None:
+                s = s + n.bias[near]
+            if n.seen_w is not None:  # times each near item occurs in the history
+                s = s + n.seen_w * (near.unsqueeze(2) == seq.unsqueeze(1)).sum(2).to(s.dtype)
+            s = s / tau
+            if n.cooc_idx is not None:
+                full = n.cooc_scores(seq)  # (B, I)
+                s = s + n.cooc_alpha * full.gather(1, (near - 1).clamp(min=0))
+            return query, near - 1, s
+
+    with torch.no_grad():
+        axes = {k: {0: "batch", 1: "length"} for k in names} | {
+            "query": {0: "batch"}, "near": {0: "batch", 1: "near"}, "near_scores": {0: "batch", 1: "near"}
+        }  # fmt: skip
+        graph = Retrieval().eval()
+        torch.onnx.export(
+            graph, args, str(out / RETRIEVAL_FILE), input_names=names,
+            output_names=["query", "near", "near_scores"], dynamic_axes=axes, opset_version=opset, dynamo=False,
+        )  # fmt: skip
+        table = graph.table[1:].float()
+        bias = net.bias[1:].float() if net.bias is not None else torch.zeros(len(table))
+        np.save(out / INDEX_FILE, torch.cat([table, bias.unsqueeze(1)], 1).numpy().astype(np.float32))
+    return out / RETRIEVAL_FILE
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
@@ -156,6 +211,13 @@ class OnnxScorer(Recommender):
     def item_vectors(self) -> np.ndarray | None:
         return self.vectors_
 
+    def candidate_scorer(self) -> OnnxRetrieval | None:
+        """The two-tower form of this scorer (None for an export that predates it)."""
+        d = self.model_dir
+        if not (d / RETRIEVAL_FILE).exists() or not (d / INDEX_FILE).exists():
+            return None
+        return OnnxRetrieval(d, self.max_len, self.uses_time, self.width, self.threads)
+
     @classmethod
     def load(cls, path: str | Path) -> Self:
         return cls(path)
@@ -170,3 +232,34 @@ class OnnxScorer(Recommender):
 
     def _load_state(self, path: Path) -> None:
         raise NotImplementedError("sasrec-onnx loads in its constructor: OnnxScorer(model_dir)")
+
+
+class OnnxRetrieval:
+    """SASRec's scores split for an inner-product index (see export_retrieval); implements
+    models.base.CandidateScorer with ONNX Runtime only."""
+
+    def __init__(self, model_dir: Path, max_len: int, uses_time: bool, width: int | None, threads: int = 1):
+        import onnxruntime as ort
+
+        self.max_len, self.uses_time, self.width = max_len, uses_time, width
+        self.index_path = model_dir / INDEX_FILE
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(model_dir / RETRIEVAL_FILE), opts, providers=["CPUExecutionProvider"]
+        )
+
+    def index_vectors(self) -> np.ndarray:
+        return np.load(self.index_path, mmap_mode="r")
+
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query (B, E), near items (B, M) catalogue indices or -1, their exact scores (B, M))."""
+        feeds = {"seq": pad_left(histories, self.max_len, width=self.width)}
+        if self.uses_time:
+            ts = timestamps if timestamps is not None else [None] * len(histories)
+            feeds["ts"] = pad_times(list(ts), feeds["seq"].shape[1])
+        query, near, near_scores = self.session.run(["query", "near", "near_scores"], feeds)
+        return np.asarray(query, np.float32), np.asarray(near), np.asarray(near_scores)

@@ -203,6 +203,7 @@ class LoadedBundle:
     pinned: list[int] = field(default_factory=list)
     boosted: list[int] = field(default_factory=list)
     any_out_of_stock: bool = True  # False: the in-stock rule can drop nothing, so search asks for k, not 2k
+    retrievers: dict[str, Any] = field(default_factory=dict)  # model -> serving.ann.AnnRetriever (large catalogues)
 
     @property
     def version(self) -> str:
