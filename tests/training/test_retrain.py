@@ -22,9 +22,11 @@ from soutui.features.content import ItemContent  # noqa: E402
 from soutui.models.itemknn import ItemKNN  # noqa: E402
 from soutui.models.popularity import Popularity  # noqa: E402
 from soutui.training.retrain import (  # noqa: E402
+    MISS,
     cutoff_time,
     decide,
     last_event_holdout,
+    paired_difference,
     retrain_config,
     run_gate,
     split_at,
@@ -154,6 +156,10 @@ def test_gate_promotes_a_better_candidate_and_refuses_a_worse_one() -> None:
     good = run_gate(data, None, (stale, ids), None, "itemknn", {}, cfg)
     assert good["promoted"] and good["candidate"]["NDCG@10"] > good["serving"]["NDCG@10"]
     assert good["window"]["targets"] > 0 and good["time"]["candidate_fit_s"] >= 0
+    lo, hi = good["difference"]["ci95"]
+    assert lo <= good["difference"]["ndcg10_diff"] <= hi and good["difference"]["ndcg10_diff"] > 0
+    want = good["candidate"]["NDCG@10"] - good["serving"]["NDCG@10"]
+    assert good["difference"]["ndcg10_diff"] == pytest.approx(want, abs=1e-5)
     strong = ItemKNN().fit(data)  # saw the window itself: unbeatable by a popularity candidate
     bad = run_gate(data, None, (strong, ids), None, "popularity", {}, cfg)
     assert not bad["promoted"] and "<" in bad["reason"]
@@ -174,6 +180,58 @@ def test_gate_warm_starts_sasrec_on_a_grown_catalogue(previous) -> None:  # type
     assert rec["candidate_epochs"] == 2
     assert rec["serving"]["targets_known"] == rec["serving"]["targets"]  # no window event buys new5
     json.dumps({k: v for k, v in rec.items() if k != "_candidate"})  # the record is plain JSON
+
+
+def test_paired_difference_matches_a_hand_computed_paired_t_interval() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    cand = rng.integers(0, 30, 400)
+    serv = np.where(rng.random(400) < 0.5, cand, rng.integers(0, 30, 400))
+    serv[:20] = MISS  # targets the serving model cannot score
+    gain = lambda r: np.where(r < 10, 1 / np.log2(np.minimum(r, 10) + 2), 0.0)  # noqa: E731
+    d = gain(cand) - gain(serv)
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    out = paired_difference(cand, serv)
+    assert out["ndcg10_diff"] == pytest.approx(d.mean(), abs=1e-6)
+    assert out["ci95"] == pytest.approx([d.mean() - half, d.mean() + half], abs=1e-6)
+    assert 0 < out["p_value"] < 1
+    same = paired_difference(cand, cand)
+    assert same["ndcg10_diff"] == 0 and same["p_value"] == 1.0
+    far = paired_difference(
+        np.zeros(100, np.int64), np.full(100, MISS)
+    )  # candidate always first, serving never
+    assert far["ndcg10_diff"] == 1.0 and far["p_value"] < 1e-6
+
+
+def test_retrain_waits_for_a_store_a_writer_holds(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from soutui.data.store import StoreLockedError, open_store
+    from soutui.serving.retrain_bundle import read_events
+
+    items, events = _shop()
+    path = tmp_path / "store.duckdb"
+    store = open_store(f"duckdb://{path}")
+    store.write_dataset("shop", {"items": items, "events": events})
+    store.close()
+    hold = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(3)"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError):
+            read_events("shop", f"duckdb://{path}", 0.3, lambda msg: None)
+        said: list[str] = []
+        t0 = time.monotonic()
+        _, got = read_events("shop", f"duckdb://{path}", 30, said.append)
+        assert time.monotonic() - t0 > 1.0 and len(got) == len(events)  # read once the writer let go
+        assert said and "store busy" in said[0]
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 # --- end to end: store with live events and new items, a bundle with a SASRec checkpoint ------------------

@@ -103,14 +103,12 @@ def retrain(
 ) -> dict[str, Any]:
     """Gate a retrained candidate against the serving bundle; on promotion, refit on everything and
     publish a new bundle into `bundles_dir`. Returns the decision (also appended to the records)."""
-    from soutui.data.datasets import load_dataset
-
     started = time.perf_counter()
     root = Path(bundles_dir) if bundles_dir else home_dir() / "bundles"
     serving = read_serving(Path(bundle) if bundle else newest_bundle(root), model)
     if serving.manifest["dataset"] != dataset:
         raise ConfigError(f"bundle {serving.path} serves {serving.manifest['dataset']!r}, not {dataset!r}")
-    items, events = load_dataset(dataset, store_url=store_url, progress=False)
+    items, events = read_events(dataset, store_url, cfg.store_wait_s, progress)
     data = SequenceData.from_events(events, items)
     progress(f"{dataset}: {data.n_users} users, {data.n_items} items ({data.n_items - len(serving.item_ids)} "
              f"more than bundle {serving.version}), {data.n_interactions} interactions")  # fmt: skip
@@ -146,6 +144,26 @@ def retrain(
     record["time"]["total_s"] = round(time.perf_counter() - started, 1)
     append_record(decisions_path(dataset), record)
     return record
+
+
+def read_events(
+    dataset: str, store_url: str | None, wait_s: float, progress: ProgressFn
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(items, events) from the store. A running server opens the store for a moment every
+    flush to append live events; if this read lands in one, wait and retry for up to `wait_s`."""
+    from soutui.data.datasets import load_dataset
+    from soutui.data.store import StoreLockedError
+
+    deadline, pause = time.monotonic() + wait_s, 0.2
+    while True:
+        try:
+            return load_dataset(dataset, store_url=store_url, progress=False)
+        except StoreLockedError as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            progress(f"store busy ({exc}); retrying in {pause:.1f}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _class_name(serving: Serving) -> str:
