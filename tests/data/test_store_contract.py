@@ -149,6 +149,8 @@ def test_blank_ids_and_idempotent_appends(url: str) -> None:
         assert store.append_events("shop", _events(["d", "d"], user="u3")) == 1  # twice in one batch: once
         ids = store.read("shop", "events")["event_id"]
         assert len(ids) == 7 and not ids.duplicated().any()
+        items = store.read("shop", "items")  # written empty: no rows, the schema's columns and dtypes
+        assert len(items) == 0 and dict(items.dtypes.astype(str)) == TABLES["items"]
     finally:
         store.close()
 

@@ -34,6 +34,8 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool
 
@@ -154,8 +156,9 @@ def close_pools() -> None:
 atexit.register(close_pools)
 
 
-# COPY as CSV, written and parsed by pandas in C: NULL is an unquoted \N, every value quoted, so an
-# empty string stays an empty string (only a value that is literally "\N" would read back as NULL).
+# COPY as CSV, written by pandas and parsed by pyarrow (no Python loop per row): every value quoted,
+# NULL as \N, so an empty string stays an empty string. Reads tell the quoted string "\N" from NULL;
+# an import stores a value that is exactly "\N" as NULL (FORCE_NULL: pandas quotes its NULL marker too).
 _CSV_OPTS = "FORMAT csv, NULL '\\N'"
 
 
@@ -163,20 +166,26 @@ def _to_csv(df: pd.DataFrame) -> bytes:
     return df.to_csv(index=False, header=False, na_rep="\\N", quoting=csv.QUOTE_ALL, lineterminator="\n").encode()
 
 
+_ARROW = {"string": pa.string(), "Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_()}
+_PANDAS = {pa.string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
+           pa.bool_(): pd.BooleanDtype()}  # fmt: skip
+
+
 def _from_csv(data: bytes, table: str) -> pd.DataFrame:
+    """PostgreSQL's CSV (every value quoted, NULL an unquoted \\N) as a frame of the schema's dtypes."""
     cols = _COLUMNS[table]
     types = TABLES.get(table, dict.fromkeys(QUARANTINE_COLUMNS, "string"))
     if not data:
         return pd.DataFrame({c: pd.Series(dtype=types[c]) for c in cols})
-    df = pd.read_csv(
-        io.BytesIO(data), header=None, names=cols, dtype="string", na_values=["\\N"], keep_default_na=False
-    )
-    for c in cols:
-        if types[c] == "boolean":
-            df[c] = df[c].map({"t": True, "f": False}).astype("boolean")
-        elif types[c] != "string":
-            df[c] = df[c].astype(types[c])
-    return df
+    parsed = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=cols),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: _ARROW[types[c]] for c in cols}, null_values=["\\N"], strings_can_be_null=True,
+            quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
+        ),
+    )  # fmt: skip
+    return parsed.to_pandas(types_mapper=_PANDAS.get)
 
 
 class PostgresStore(Store):
