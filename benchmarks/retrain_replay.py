@@ -5,7 +5,7 @@ Protocol (issue 11 §1):
   (the fit `soutui retrain` uses: every event but each user's last, early-stopped on those last ones).
 - The rest is fed in as live events, one simulated week at a time. Each week is scored before
   any model sees it: every event of the week is a target whose history is all of the user's
-  earlier events (the gate's protocol, soutui.training.retrain.window_metrics): full ranking over
+  earlier events (the gate's protocol, soutui.training.retrain.window_ranks): full ranking over
   each model's own catalogue, pessimistic ties, history not excluded; a target outside a model's
   catalogue (an item first bought after that model was trained) counts as a miss.
 - After each week, two models are retrained on everything so far: `warm` starts from the previous
@@ -14,6 +14,8 @@ Protocol (issue 11 §1):
 - The catalogue at a time is the items bought before it (Beauty's item table has no listing dates),
   so every week brings new items.
 - Every fit gets the same wall-clock budget (`--minutes-per-retrain`, the model's max_minutes).
+- `paired_ndcg10`: warm - never, warm - scratch, scratch - never over every replayed target, with a
+  95 % interval and a paired t-test p-value (soutui.training.retrain.paired_difference).
 
 The full protocol (every week to the end of the data, a full budget per fit) takes many hours;
 `--max-weeks` and `--minutes-per-retrain` cut it down, and the output says which was run.
@@ -40,7 +42,14 @@ from soutui.features.content import ItemContent, titles_for
 from soutui.features.embeddings import embed_texts
 from soutui.models.base import Recommender
 from soutui.training.pipeline import parse_overrides
-from soutui.training.retrain import PROTOCOL, fit_recipe, split_at, window_metrics
+from soutui.training.retrain import (
+    PROTOCOL,
+    fit_recipe,
+    metrics_of,
+    paired_difference,
+    split_at,
+    window_ranks,
+)
 from soutui.training.trainer import LoopTrainer
 
 DAY = 86400
@@ -100,6 +109,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     log(f"initial fit on {int((events['ts'] < start).sum())} events: {first_s:.0f}s")
     models = {"never": first, "warm": first, "scratch": first}
     rows: list[dict[str, Any]] = []
+    ranks: dict[str, list[np.ndarray]] = {name: [] for name in models}  # per-target ranks, every week
     for w in range(weeks):
         t, t_end = start + w * args.week_days * DAY, start + (w + 1) * args.week_days * DAY
         data = upto(events, t_end)
@@ -111,7 +121,9 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
             "targets": len(window.targets),
         }
         for name, (model, ids) in models.items():
-            row[name] = window_metrics(model, ids, data, window) if len(window.targets) else None
+            r = window_ranks(model, ids, data, window)
+            ranks[name].append(r)
+            row[name] = metrics_of(r, len(ids)) if len(window.targets) else None
         rows.append(row)
         log(json.dumps({k: (v["NDCG@10"] if isinstance(v, dict) else v) for k, v in row.items()}))
         if w + 1 < weeks:  # retrain on everything up to the end of this week
@@ -120,7 +132,12 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
             row["warm_epochs"] = (models["warm"][0].training_report() or {}).get("epoch")
             row["scratch_epochs"] = (models["scratch"][0].training_report() or {}).get("epoch")
             log(f"week {w + 1} retrains: warm {row['warm_fit_s']:.0f}s, scratch {row['scratch_fit_s']:.0f}s")
-    return summarise(args, rows, first_s, weeks)
+    out = summarise(args, rows, first_s, weeks)
+    pooled = {n: np.concatenate(r) if r else np.zeros(0, np.int64) for n, r in ranks.items()}
+    # paired over the same targets of every replayed week (week 1 included, where all three are one model)
+    out["paired_ndcg10"] = {f"{a} - {b}": paired_difference(pooled[a], pooled[b])
+                            for a, b in (("warm", "never"), ("warm", "scratch"), ("scratch", "never"))}  # fmt: skip
+    return out
 
 
 def summarise(

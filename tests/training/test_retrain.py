@@ -300,3 +300,17 @@ def test_soutui_retrain_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     out = capsys.readouterr().out
     assert "candidate NDCG@10" in out and "not promoted" in out
     assert len(decisions_path("shop").read_text().splitlines()) == 2
+
+
+def test_soutui_retrain_rejects_a_config_with_an_unknown_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from soutui.cli import main
+
+    bad = tmp_path / "retrain.toml"
+    bad.write_text("[retrain]\nwindow_days = 3\nmargn = 0.01\n")
+    assert main(["retrain", "--dataset", "shop", "--config", str(bad)]) == 2
+    assert "margn" in capsys.readouterr().err
+    bad.write_text("[retrain]\nmargin = -0.5\n")
+    assert main(["retrain", "--dataset", "shop", "--config", str(bad)]) == 2
+    assert "margin must be >= 0" in capsys.readouterr().err
