@@ -38,10 +38,38 @@ function card(it) {
     <div class="title">${esc(name)}</div>
     <div class="meta">${esc(it.brand || "")}${it.brand && it.category ? " · " : ""}${esc(it.category || "")}</div>
     <div>${price} ${stockBadge(it)}</div>
-    <div class="reason">${esc(translateReason(it.reason))}</div></a>`;
+    <div class="reason">${esc(translateReason(it.reason))}</div>
+    <button type="button" class="why" data-why="${esc(it.item_id)}">${esc(t("why.button"))}</button></a>`;
 }
 
-function block(title, items, id, empty = t("block.empty")) {
+// "why this?": the same list asked again with explain=true; the card's attributions as a small bar chart.
+const sources = {};
+function whyChart(ex) {
+  if (!ex || !ex.attributions.length) return `<div class="whybox">${esc(ex ? (currentLang() === "zh" ? ex.reason_zh : ex.reason) : t("why.none"))}</div>`;
+  const top = ex.attributions.filter((a) => a.weight !== 0).slice(0, 6);
+  const max = Math.max(...top.map((a) => Math.abs(a.weight)), 1e-12);
+  const bars = top.map((a) => `<div class="bar-row" title="${esc(t(`why.kind_${a.kind}`))}">
+      <span class="bar-label">${esc(a.name)}</span>
+      <span class="bar ${a.weight < 0 ? "neg" : ""} ${a.kind}" style="width:${Math.round((Math.abs(a.weight) / max) * 100)}%"></span>
+      <span class="bar-val">${a.weight.toFixed(3)}</span></div>`).join("");
+  return `<div class="whybox"><b>${esc(t("why.title"))}</b> ${esc(currentLang() === "zh" ? ex.reason_zh : ex.reason)}${bars}</div>`;
+}
+
+async function why(btn) {
+  const card = btn.closest(".card");
+  const open = card.querySelector(".whybox");
+  if (open) { open.remove(); return; }
+  const src = sources[btn.closest("section").id];
+  if (!src) return;
+  try {
+    const res = await api(src.path, { ...src.params, explain: "true" });
+    const row = res.items.find((r) => r.item_id === btn.dataset.why);
+    btn.insertAdjacentHTML("afterend", whyChart(row && row.explanation));
+  } catch (e) { btn.insertAdjacentHTML("afterend", `<div class="whybox">${esc(e.message)}</div>`); }
+}
+
+function block(title, items, id, empty = t("block.empty"), src = null) {
+  if (src) sources[id] = src;
   const body = items.length ? `<div class="grid">${items.map(card).join("")}</div>` : `<div class="empty">${esc(empty)}</div>`;
   return `<section class="block" id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
 }
@@ -72,11 +100,12 @@ async function home() {
   view.innerHTML = `<div class="empty">${esc(t("status.loading"))}</div>`;
   const cat = $("#f-category").value;
   try {
+    const recSrc = { path: `/v1/recommend/${encodeURIComponent(state.user)}`, params: { k: 12, category: cat, diverse: "true" } };
     const [recs, trend] = await Promise.all([
-      state.user ? api(`/v1/recommend/${encodeURIComponent(state.user)}`, { k: 12, category: cat, diverse: "true" }) : null,
+      state.user ? api(recSrc.path, recSrc.params) : null,
       api("/v1/trending", { k: 12, category: cat }),
     ]);
-    view.innerHTML = (recs ? block(t("block.recs", { user: state.user }), recs.items, "recs") : "") +
+    view.innerHTML = (recs ? block(t("block.recs", { user: state.user }), recs.items, "recs", undefined, recSrc) : "") +
       block(cat ? t("block.popular_in", { category: cat }) : t("block.trending"), trend.items, "trending");
   } catch (e) { view.innerHTML = `<div class="empty">${esc(t("status.error", { msg: e.message }))}</div>`; }
 }
@@ -86,11 +115,13 @@ async function search(q) {
   state.lastQuery = q;
   view.innerHTML = `<div class="empty">${esc(t("status.searching"))}</div>`;
   try {
-    const res = await api("/v1/search", { q, k: 24, user_id: state.user, ...filters() });
+    const params = { q, k: 24, user_id: state.user, ...filters() };
+    const res = await api("/v1/search", params);
     const facets = res.facets || {};
     if (facets.category) fillFacet($("#f-category"), facetEntries(facets.category));
     if (facets.brand) fillFacet($("#f-brand"), facetEntries(facets.brand));
-    view.innerHTML = block(t("block.results", { q, n: res.items.length }), res.items, "results", t("search.none", { q }));
+    view.innerHTML = block(t("block.results", { q, n: res.items.length }), res.items, "results", t("search.none", { q }),
+      { path: "/v1/search", params });
   } catch (e) { view.innerHTML = `<div class="empty">${esc(t("status.search_failed", { msg: e.message }))}</div>`; }
 }
 
@@ -98,7 +129,8 @@ async function product(id) {
   const view = $("#view");
   view.innerHTML = `<div class="empty">${esc(t("status.loading"))}</div>`;
   try {
-    const [it, sim] = await Promise.all([api(`/v1/items/${encodeURIComponent(id)}`), api(`/v1/similar/${encodeURIComponent(id)}`, { k: 8 })]);
+    const simSrc = { path: `/v1/similar/${encodeURIComponent(id)}`, params: { k: 8 } };
+    const [it, sim] = await Promise.all([api(`/v1/items/${encodeURIComponent(id)}`), api(simSrc.path, simSrc.params)]);
     const price = it.price == null ? "" : `$${it.price.toFixed(2)}`;
     const name = label(it);
     view.innerHTML = `<div class="product" id="product">
@@ -106,7 +138,7 @@ async function product(id) {
         <div><h1 id="product-title">${esc(name)}</h1>
           <div class="meta">${esc(it.brand || "")} ${esc(it.category || "")}</div>
           <p class="price">${price} ${stockBadge(it)}</p>
-          <button id="add-cart" type="button">${esc(t("item.add_cart"))}</button></div></div>` + block(t("block.similar"), sim.items, "similar");
+          <button id="add-cart" type="button">${esc(t("item.add_cart"))}</button></div></div>` + block(t("block.similar"), sim.items, "similar", undefined, simSrc);
     $("#add-cart").onclick = () => sendEvent(id, "cart");
     sendEvent(id, "view");
   } catch (e) { view.innerHTML = `<div class="empty">${esc(e.message)}</div>`; }
@@ -144,5 +176,12 @@ $("#demo-user").addEventListener("click", async () => {
   location.hash = "#/"; route();
 });
 window.addEventListener("hashchange", route);
+$("#view").addEventListener("click", (e) => {
+  const btn = e.target.closest(".why");
+  if (!btn) return;
+  e.preventDefault(); // the button sits inside the card's link
+  e.stopPropagation();
+  why(btn);
+});
 setupLangSwitch("store.doc_title", route);
 route();
