@@ -249,25 +249,30 @@ def test_drift_and_ingest_lag_alerts_fire(watched) -> None:  # type: ignore[no-u
     rep = watched.get("/v1/admin/monitoring").json()
     assert rep["drift"]["reference_events"] == 60 * 8  # the shop: 8 events per user, all before the bundle
     assert rep["drift"]["event_type"] is None and not any(a["firing"] for a in rep["alerts"] if a["name"].startswith("drift"))
-    # live traffic unlike training (views with one purchase in 8): only carts, all on one item, 10 minutes late
+    # live traffic unlike training (views with one purchase in 8): 30 carts all on one item, 10 views of an
+    # item the training window never saw, all 10 minutes late
     late = int(time.time()) - 600
     ev = [{"event_id": f"c{j}", "user_id": f"u{j % 5}", "item_id": "i1", "event_type": "cart", "ts": late} for j in range(30)]
-    assert watched.post("/v1/events", json={"events": ev}, headers=H).json()["accepted"] == 30
+    ev += [{"event_id": f"n{j}", "user_id": f"u{j % 5}", "item_id": "brand-new", "event_type": "view", "ts": late}
+           for j in range(10)]
+    assert watched.post("/v1/events", json={"events": ev}, headers=H).json()["accepted"] == 40
     rep = watched.get("/v1/admin/monitoring").json()
     d = rep["drift"]
-    assert d["live_events"] == 30 and d["enough"]
-    # reference mix: view 7/8, purchase 1/8, cart 0 (floored); live: cart 1
-    e, a = np.array([1e-4, 1 / 8, 7 / 8]), np.array([1.0, 1e-4, 1e-4])
+    assert d["live_events"] == 40 and d["enough"]
+    # reference mix: cart 0 (floored to 1e-4), purchase 1/8, view 7/8; live: cart 3/4, purchase 0, view 1/4
+    e, a = np.array([1e-4, 1 / 8, 7 / 8]), np.array([3 / 4, 1e-4, 1 / 4])
     assert d["event_type"] == pytest.approx(float(np.sum((a - e) * np.log(a / e))), rel=1e-6)
-    assert d["item_popularity"] > 0.25  # every live event in one popularity bin
+    assert d["item_popularity"] > 0.25  # every known-item live event falls in one popularity bin
+    assert d["new_item_share"] == pytest.approx(10 / 40)
     firing = {a["name"] for a in rep["alerts"] if a["firing"]}
-    assert {"drift_event_type", "drift_item_popularity", "ingest_lag"} <= firing
+    assert {"drift_event_type", "drift_item_popularity", "new_items", "ingest_lag"} <= firing
     assert "stale_model" not in firing
     assert 590 <= rep["ingest_lag_s"] <= 700
     text = watched.get("/metrics").text
     assert _metric(text, "soutui_drift_psi", feature="event_type") == pytest.approx(d["event_type"], rel=1e-6)
     assert _metric(text, "soutui_alert_firing", alert="drift_event_type") == 1
-    assert _metric(text, "soutui_event_ingest_lag_seconds_count") == 30
+    assert _metric(text, "soutui_event_ingest_lag_seconds_count") == 40
+    assert _metric(text, "soutui_drift_new_item_share") == pytest.approx(0.25)
 
 
 def test_stale_bundle_alert(settings: ServeSettings) -> None:

@@ -111,7 +111,7 @@ def test_prometheus_scrapes_soutui_and_answers_a_query(
             if health and "unknown" not in health:
                 break
             time.sleep(0.3)
-        assert len(health) == 6 and set(health) == {"ok"}, groups
+        assert len(health) == 7 and set(health) == {"ok"}, groups
     finally:
         prom.terminate()
         server.terminate()

@@ -32,7 +32,7 @@ PSI_FLOOR = 1e-4  # a bin empty on one side counts as this share, so PSI stays f
 LIST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAG_BUCKETS = (0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
 NO_ARM = "none"  # the arm label of a list served outside any experiment
-NEW_ITEMS = "new"  # the popularity bin of items the training window never saw
+NEW_ITEMS = "new"  # items the training window never saw: their share is its own signal, not a PSI bin
 
 
 # --- statistics (pure) -----------------------------------------------------------
@@ -106,14 +106,14 @@ class Reference:
 
     types: dict[str, float]  # event type -> share
     bins: dict[str, int]  # item id -> popularity bin
-    bin_shares: np.ndarray  # (n_bins + 1,) share of events per bin; the last bin (new items) is 0
+    bin_shares: np.ndarray  # (n_bins,) share of the training events per popularity bin
     n_events: int
     until_s: float | None  # events up to this time (the bundle's build time), None = all
 
     @classmethod
     def from_counts(cls, types: Counter[str], items: Counter[str], n_bins: int, until_s: float | None) -> Reference:
         bins = popularity_bins(items, n_bins)
-        mass = np.zeros(n_bins + 1)
+        mass = np.zeros(n_bins)
         for item, c in items.items():
             mass[bins[item]] += c
         total_t = sum(types.values())
@@ -334,7 +334,7 @@ class Monitor:
         n_live = self.live.evict(now)
         ref = self.reference
         out: dict[str, Any] = {"live_events": n_live, "reference_events": ref.n_events if ref else 0,
-                               "event_type": None, "item_popularity": None, "enough": False}
+                               "event_type": None, "item_popularity": None, "new_item_share": None, "enough": False}
         if ref is None or n_live == 0:
             return out
         with self.live._lock:
@@ -342,10 +342,14 @@ class Monitor:
         kinds = sorted(set(ref.types) | {t for t, c in live_types.items() if c > 0})
         if ref.types:
             out["event_type"] = psi([ref.types.get(t, 0.0) for t in kinds], [live_types.get(t, 0) for t in kinds])
-        keys = [str(b) for b in range(self.cfg.popularity_bins)] + [NEW_ITEMS]
-        actual = [live_bins.get(k, 0) for k in keys]
+        # popularity PSI over the items the training window knew; events on new items are their own
+        # figure (measured on Beauty: a 1e-4-floored "new" bin made every week drift, even retrained weekly)
+        actual = [live_bins.get(str(b), 0) for b in range(len(ref.bin_shares))]
+        new = live_bins.get(NEW_ITEMS, 0)
         if sum(actual) > 0 and ref.bin_shares.sum() > 0:
             out["item_popularity"] = psi(ref.bin_shares, actual)
+        if sum(actual) + new > 0:
+            out["new_item_share"] = new / (sum(actual) + new)
         out["enough"] = n_live >= self.cfg.min_drift_events
         return out
 
@@ -395,6 +399,7 @@ class Monitor:
             "t": round(rep["time"], 1), "bundle_age_h": None if rep["bundle_age_s"] is None else rep["bundle_age_s"] / 3600,
             "coverage": everyone["coverage"] if everyone else None, "gini": everyone["gini"] if everyone else None,
             "psi_event_type": rep["drift"]["event_type"], "psi_item_popularity": rep["drift"]["item_popularity"],
+            "new_item_share": rep["drift"]["new_item_share"],
             "ingest_lag_s": rep["ingest_lag_s"],
         })
 
@@ -420,6 +425,8 @@ class Monitor:
         drift = g("soutui_drift_psi", "PSI between the training window and the live window", labels=["feature"])
         drift.add_metric(["event_type"], _num(d["event_type"]))
         drift.add_metric(["item_popularity"], _num(d["item_popularity"]))
+        new = g("soutui_drift_new_item_share", "share of live events on items the training window never saw")
+        new.add_metric([], _num(d["new_item_share"]))
         live = g("soutui_drift_live_events", "live events in the drift window")
         live.add_metric([], d["live_events"])
         lag = g("soutui_event_ingest_lag_median_seconds", "median ingest lag of the last 1000 events")
@@ -431,7 +438,7 @@ class Monitor:
         for a in rep["alerts"]:
             thr.add_metric([a["name"]], a["threshold"])
             firing.add_metric([a["name"]], 1.0 if a["firing"] else 0.0)
-        yield from (age, cov, gin, drift, live, lag, quiet, thr, firing)
+        yield from (age, cov, gin, drift, new, live, lag, quiet, thr, firing)
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time: nothing to check against other collectors' names up front
@@ -447,6 +454,7 @@ def alerts(rep: dict[str, Any], cfg: MonitoringConfig) -> list[dict[str, Any]]:
         ("stale_model", rep["bundle_age_s"] / 3600 if rep["bundle_age_s"] is not None else None, cfg.max_bundle_age_h, ">"),
         ("drift_event_type", d["event_type"] if drift_ok else None, cfg.max_psi, ">"),
         ("drift_item_popularity", d["item_popularity"] if drift_ok else None, cfg.max_psi, ">"),
+        ("new_items", d["new_item_share"] if drift_ok else None, cfg.max_new_item_share, ">"),
         ("low_coverage", everyone["coverage"] if cov_ok and everyone else None, cfg.min_coverage, "<"),
         ("ingest_lag", rep["ingest_lag_s"], cfg.max_ingest_lag_s, ">"),
     ]

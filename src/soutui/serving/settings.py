@@ -44,6 +44,7 @@ class MonitoringConfig:
 
     max_bundle_age_h: float = 168.0  # alert "stale_model" when the served bundle is older (hours)
     max_psi: float = 0.25  # alert "drift_*" when a PSI (event-type mix, item popularity) exceeds this
+    max_new_item_share: float = 0.15  # alert "new_items" when more live events are on items unseen in training
     min_coverage: float = 0.01  # alert "low_coverage" when less of the catalogue was served in the window
     max_ingest_lag_s: float = 300.0  # alert "ingest_lag" when the median event-time-to-accept lag exceeds this
     coverage_window_s: int = 3600  # window of catalogue coverage and Gini of served items
@@ -55,18 +56,21 @@ class MonitoringConfig:
     history_interval_s: float = 30.0  # at most one plot point per this many seconds
 
     def __post_init__(self) -> None:
-        for name in ("max_bundle_age_h", "max_psi", "min_coverage", "max_ingest_lag_s", "history_interval_s"):
+        for name in ("max_bundle_age_h", "max_psi", "max_new_item_share", "min_coverage", "max_ingest_lag_s",
+                     "history_interval_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"monitoring.{name} must be >= 0, got {getattr(self, name)}")
-        if self.min_coverage > 1:
-            raise ConfigError(f"monitoring.min_coverage is a share of the catalogue, in [0, 1], got {self.min_coverage}")
+        for name in ("min_coverage", "max_new_item_share"):
+            if getattr(self, name) > 1:
+                raise ConfigError(f"monitoring.{name} is a share, in [0, 1], got {getattr(self, name)}")
         for name in ("coverage_window_s", "drift_window_s", "popularity_bins", "history_points"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"monitoring.{name} must be >= 1, got {getattr(self, name)}")
 
     def thresholds(self) -> dict[str, float]:
         return {"stale_model": self.max_bundle_age_h, "drift_event_type": self.max_psi,
-                "drift_item_popularity": self.max_psi, "low_coverage": self.min_coverage,
+                "drift_item_popularity": self.max_psi, "new_items": self.max_new_item_share,
+                "low_coverage": self.min_coverage,
                 "ingest_lag": self.max_ingest_lag_s}
 
 

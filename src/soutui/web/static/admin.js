@@ -70,6 +70,8 @@ function verdicts(rep) {
       if (a[name].firing) out.push(["firing", t(name === "drift_event_type" ? "mon.drift_event_type" : "mon.drift_item_popularity", { value: fmt(a[name].value), limit: lim(a[name]) })]);
     }
     if (!a.drift_event_type.firing && !a.drift_item_popularity.firing) out.push(["", t("mon.no_drift", { types: fmt(d.event_type), items: fmt(d.item_popularity), limit: lim(a.drift_event_type), n: d.live_events })]);
+    const pct = (v) => fmt(100 * v, 1);
+    out.push([a.new_items.firing ? "firing" : "", t(a.new_items.firing ? "mon.new_items" : "mon.new_items_ok", { value: pct(d.new_item_share ?? 0), limit: lim(a.new_items, pct) })]);
   }
   const cov = a.low_coverage;
   if (cov.value === null) out.push(["waiting", t("mon.coverage_wait", { min: rep.minimums.lists, n: all ? all.lists : 0 })]);
@@ -111,7 +113,7 @@ async function pollMonitoring() {
     $("#mon-verdicts").innerHTML = verdicts(rep).map(([cls, text]) => `<li class="${cls}">${esc(text)}</li>`).join("");
     const th = rep.thresholds, h = rep.history;
     drawSeries("#mon-served", h, [["coverage", t("mon.plot_coverage"), "#2e90fa"], ["gini", t("mon.plot_gini"), "#e4572e"]], th.low_coverage);
-    drawSeries("#mon-drift", h, [["psi_event_type", t("mon.plot_psi_types"), "#7a5af8"], ["psi_item_popularity", t("mon.plot_psi_items"), "#e4572e"]], th.drift_event_type);
+    drawSeries("#mon-drift", h, [["psi_event_type", t("mon.plot_psi_types"), "#7a5af8"], ["psi_item_popularity", t("mon.plot_psi_items"), "#e4572e"], ["new_item_share", t("mon.plot_new_items"), "#2e9e5b"]], th.drift_event_type);
     drawSeries("#mon-age", h, [["bundle_age_h", t("mon.plot_age"), "#2e9e5b"]], th.stale_model);
     drawSeries("#mon-lag", h, [["ingest_lag_s", t("mon.plot_lag"), "#b54708"]], th.ingest_lag);
     $("#mon-served-table").innerHTML = table(rep.served, ["model", "arm", "lists", "items_served", "coverage", "gini"]);
