@@ -60,6 +60,11 @@ const STRINGS = {
     "mon.new_items_ok": "{value} % of live events are on items unseen in training (limit {limit} %).",
     "mon.plot_new_items": "new-item share",
     "col.arm": "arm", "col.lists": "lists", "col.items_served": "items shown", "col.coverage": "coverage", "col.gini": "Gini",
+    "why.button": "why this?", "why.title": "Why this?", "why.none": "No explanation for this item.",
+    "why.kind_history_item": "your history", "why.kind_feature": "search signal", "why.kind_content": "item content",
+    "expl.title": "Explanations", "expl.ltr": "Search ranker: feature importance (share of total gain)",
+    "expl.position": "{model}: average attribution by history position ({n} users, occlusion)",
+    "expl.pos": "{n} back", "expl.last": "last item", "expl.none": "Nothing to show yet.",
   },
   zh: {
     "store.doc_title": "搜推 soutui — 商城", "store.subtitle": "商城",
@@ -115,6 +120,11 @@ const STRINGS = {
     "mon.new_items_ok": "{value}% 的实时事件发生在训练时没见过的商品上（上限 {limit}%）。",
     "mon.plot_new_items": "新商品占比",
     "col.arm": "实验组", "col.lists": "列表数", "col.items_served": "展示商品数", "col.coverage": "覆盖率", "col.gini": "基尼系数",
+    "why.button": "为什么推荐？", "why.title": "推荐理由", "why.none": "该商品暂无解释。",
+    "why.kind_history_item": "你的浏览记录", "why.kind_feature": "搜索信号", "why.kind_content": "商品内容",
+    "expl.title": "可解释性", "expl.ltr": "搜索排序模型：特征重要性（占总增益的比例）",
+    "expl.position": "{model}：按历史位置的平均归因（{n} 位用户，遮挡法）",
+    "expl.pos": "倒数第 {n} 个", "expl.last": "最近一个", "expl.none": "暂无数据。",
   },
 };
 
@@ -135,6 +145,8 @@ const REASONS_ZH = [
   [/^popular in (.+)$/, (m) => `${m[1]} 热门`],
   [/^matches '(.*)'$/, (m) => `匹配“${m[1]}”`],
   [/^trending this week$/, () => "本周热门"],
+  [/^mostly for its (.+)$/, (m) => `主要因为它的${m[1]}`],
+  [/^ranked mainly by (.+)$/, (m) => `主要依据：${m[1]}`],
   [/^based on your recent activity$/, () => "根据你最近的浏览"],
   [/^recommended for you$/, () => "为你推荐"],
   [/^featured by the shop$/, () => "店铺推荐"],
