@@ -37,7 +37,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql as pgsql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from soutui.data.schema import TABLES, conform, fill_event_ids
 from soutui.data.store_base import (
@@ -56,6 +56,7 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 MIGRATION_LOCK = 0x50757475  # pg_advisory_xact_lock key: one migrating process at a time
 POOL_MAX = int(os.environ.get("SOUTUI_PG_POOL_MAX", "4"))
 CONNECT_TIMEOUT_S = 10
+POOL_WAIT_S = 30
 _SQL_TYPES = {"string": "text", "Int64": "bigint", "Float64": "float8", "boolean": "boolean"}
 _COLUMNS = {**{t: list(c) for t, c in TABLES.items()}, "quarantine": QUARANTINE_COLUMNS}
 
@@ -194,10 +195,18 @@ class PostgresStore(Store):
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
         self.read_only = read_only
-        with _connect(url) as con:  # a clear error when unreachable, before any pool retries in the background
-            if not read_only:
-                migrate(con)  # a read-only open of a database nobody migrated yet is an empty store
-        self._pool = _pool(url, read_only)
+        if (os.getpid(), url, read_only) not in _pools:
+            # first open in this process: a clear error when unreachable, before the pool retries in the background
+            with _connect(url) as con:
+                if not read_only:
+                    migrate(con)  # a read-only open of a database nobody migrated yet is an empty store
+            self._pool = _pool(url, read_only)
+            return
+        self._pool = _pool(url, read_only)  # later opens (the server's store sync) reuse pooled connections
+        if not read_only:
+            with self._con() as con:
+                if schema_version(con) != migration_files()[-1][0]:
+                    migrate(con)  # another release touched the schema meanwhile: upgrade, or refuse a newer one
 
     @classmethod
     def from_url(cls, url: str, read_only: bool) -> PostgresStore:
@@ -205,8 +214,17 @@ class PostgresStore(Store):
 
     @contextmanager
     def _con(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection(timeout=60) as con:
+        try:
+            con = self._pool.getconn(timeout=POOL_WAIT_S)
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"no connection to the PostgreSQL store {redact(self.url)} within {POOL_WAIT_S} s "
+                f"(server down, or all {self._pool.max_size} pooled connections busy: SOUTUI_PG_POOL_MAX)"
+            ) from exc
+        try:
             yield con
+        finally:
+            self._pool.putconn(con)  # the pool rolls back a transaction left open by an error
 
     def _exists(self, con: psycopg.Connection[Any], ds: str) -> bool:
         return con.execute("SELECT 1 FROM soutui_datasets WHERE dataset = %s", [ds]).fetchone() is not None
