@@ -14,6 +14,14 @@ less on how busy the machine is than latency does):
     python benchmarks/load_test.py --bundle BUNDLE --rate 200 --duration 20    # starts + stops the server
     python benchmarks/load_test.py --url http://127.0.0.1:8000 --rate 200      # a server you started
 
+Worker scaling (`--find-max 20`): the rate is raised step by step (x`--step`) from `--rate` until
+/v1/recommend's p99 exceeds 20 ms or a request fails; the last passing rate is the throughput at
+p99 <= 20 ms. With `--workers 2 --server-cpus 0,1 --store postgresql://...` the started server runs
+two workers (each a process; their CPU time is summed from /proc):
+
+    python benchmarks/load_test.py --bundle B --store postgresql://... --workers 2 --server-cpus 0,1 \
+        --load-cpu 0 --endpoints recommend --find-max 20 --rate 100 --duration 10
+
 Recommend users are drawn uniformly from the real users in the store (all have a
 history); search queries are 1-3 consecutive words cut from random real catalogue
 titles. Loopback only; the run is bounded by --duration.
@@ -87,6 +95,26 @@ def cpu_seconds(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int | None) -> dict[int, float]:
+    """CPU seconds of a process and of its children (uvicorn's worker processes), by pid."""
+    if pid is None:
+        return {}
+    out: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        cpu = cpu_seconds(p)
+        if cpu is None:
+            continue
+        out[p] = cpu
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return out
 
 
 def get_json(url: str, key: str = "") -> Any:
@@ -184,7 +212,8 @@ def free_port() -> int:
 
 
 def start_server(
-    bundle: str, port: int, cpu: int | None, config: str | None, read_key: str
+    bundle: str, port: int, cpu: int | None, config: str | None, read_key: str,
+    workers: int = 1, store: str | None = None, cpus: set[int] | None = None,
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -198,10 +227,15 @@ def start_server(
     ]
     if config:
         cmd += ["--config", config]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    if store:
+        cmd += ["--store", store]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("SOUTUI_API_KEY", None)  # read-only load: write endpoints stay disabled
     env["SOUTUI_READ_KEY"] = read_key  # reads need a key outside demo mode; every request sends it
-    pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    pin = cpus if cpus else ({cpu} if cpu is not None else None)
+    pre = (lambda: os.sched_setaffinity(0, pin)) if pin else None  # workers inherit the parent's CPU set
     proc = subprocess.Popen(cmd, env=env, preexec_fn=pre, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -245,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --url: the server's read key (default $SOUTUI_READ_KEY)")
     ap.add_argument("--items", default=None,
                     help="with --url: the bundle's items.parquet (query pool); default: the bundle dir given by --bundle")
+    ap.add_argument("--workers", type=int, default=1, help="with --bundle: server worker processes (> 1 needs --store postgresql://)")
+    ap.add_argument("--server-cpus", default=None, help="with --bundle: CPU list for the server and its workers, e.g. 0,1")
+    ap.add_argument("--find-max", type=float, default=None, metavar="P99_MS",
+                    help="raise the rate from --rate by x--step until p99 > P99_MS (first endpoint only)")
+    ap.add_argument("--step", type=float, default=1.25, help="rate factor between --find-max steps")
+    ap.add_argument("--max-steps", type=int, default=12, help="most --find-max steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -259,13 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     cpus = os.sched_getaffinity(0)
     load_cpu = args.load_cpu if args.load_cpu >= 0 and args.load_cpu in cpus else None
     server_cpu = args.server_cpu if args.server_cpu >= 0 and args.server_cpu in cpus else None
+    server_cpus = {int(c) for c in args.server_cpus.split(",")} & cpus if args.server_cpus else None
     if load_cpu is not None:
         os.sched_setaffinity(0, {load_cpu})
     proc = None
     if args.bundle:
         port = free_port()
         args.key = secrets.token_urlsafe(16)
-        proc = start_server(args.bundle, port, server_cpu, args.config, args.key)
+        proc = start_server(args.bundle, port, server_cpu, args.config, args.key, args.workers, args.store, server_cpus)
         url = f"http://127.0.0.1:{port}"
     else:
         url = args.url.rstrip("/")
@@ -284,9 +325,23 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.find_max is not None:
+        print_find_max(report)
     else:
         print_report(report)
     return 0
+
+
+def print_find_max(report: dict[str, Any]) -> None:
+    print(report["protocol"])
+    print(f"bundle: {report['bundle']} (default recommender: {report['recommender']}); {report['pinning']}")
+    print(f"{'rate':>7} {'achieved':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'srv cpu ms/req':>14} "
+          f"{'gen cpu ms/req':>14} {'load 1m':>7}")
+    for r in report["steps"]:
+        print(f"{r['rate']:>7} {r['achieved_rate']:>8} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['errors']:>6} "
+              f"{r['server_cpu_ms_per_req']!s:>14} {r['generator_cpu_ms_per_req']!s:>14} {r['load_avg_1m']:>7}")
+    print(f"throughput at p99 <= {report['p99_target_ms']} ms: {report['max_rate']} req/s "
+          f"({report['workers']} worker(s)); server CPU by process (s): {report['server_cpu_by_process']}")
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -339,6 +394,15 @@ def _run(
     }
     pid = proc.pid if proc else args.server_pid
     load_before = round(os.getloadavg()[0], 2)
+    if args.find_max is not None:
+        ep = args.endpoints.split(",")[0]
+        reqs = [request_bytes(host, port, p, args.key) for p in paths[ep]]
+        out = find_max_rate(host, port, reqs, args, pid)
+        return {**out, "protocol": f"{ep}: open loop, {args.duration:g} s per step from {args.rate:g} req/s, x{args.step:g} per "
+                f"step, loopback, {args.connections} keep-alive connections, latency from the scheduled send time; "
+                f"users: {user_src}", "bundle": info["version"], "recommender": info["default_recommender"],
+                "pinning": _pinning(load_cpu, server_cpu, proc, args), "workers": args.workers,
+                "load_before": load_before, "load_after": round(os.getloadavg()[0], 2)}
     results = {}
     for ep in args.endpoints.split(","):
         if ep not in paths:
@@ -360,11 +424,7 @@ def _run(
             hits, misses = cache1["hits"] - cache0.get("hits", 0), cache1["misses"] - cache0.get("misses", 0)
             r["search_cache_hit_rate"] = round(hits / max(1, hits + misses), 3)
         results[ep] = r
-    pin = f"generator on CPU {load_cpu}" if load_cpu is not None else "generator unpinned"
-    if proc is None:
-        pin += ", server started elsewhere (pinning unknown)"
-    else:
-        pin += f", server on CPU {server_cpu}" if server_cpu is not None else ", server unpinned"
+    pin = _pinning(load_cpu, server_cpu, proc, args)
     return {
         "protocol": f"open loop, {args.rate:g} req/s for {args.duration:g} s per endpoint, loopback, "
         f"{args.connections} keep-alive HTTP/1.1 connections (raw asyncio sockets), latency from the "
@@ -378,6 +438,39 @@ def _run(
         "server_pid": proc.pid if proc else None,
         "results": results,
     }
+
+
+
+def _pinning(load_cpu: int | None, server_cpu: int | None, proc: Any, args: argparse.Namespace) -> str:
+    pin = f"generator on CPU {load_cpu}" if load_cpu is not None else "generator unpinned"
+    if proc is None:
+        return pin + ", server started elsewhere (pinning unknown)"
+    if args.server_cpus:
+        return pin + f", server ({args.workers} worker(s)) on CPUs {args.server_cpus}"
+    return pin + (f", server on CPU {server_cpu}" if server_cpu is not None else ", server unpinned")
+
+
+def find_max_rate(host: str, port: int, reqs: list[bytes], args: argparse.Namespace, pid: int | None) -> dict[str, Any]:
+    """Raise the rate until p99 > the target (or an error); the last passing rate is the throughput."""
+    steps: list[dict[str, Any]] = []
+    rate, best = args.rate, None
+    cpu_start = tree_cpu_seconds(pid)
+    for _ in range(args.max_steps):
+        cpu0, gen0 = sum(tree_cpu_seconds(pid).values()), time.process_time()
+        r = asyncio.run(run_endpoint(host, port, reqs, rate, args.duration, args.connections, args.timeout))
+        cpu1, gen1 = sum(tree_cpu_seconds(pid).values()), time.process_time()
+        n = max(1, r["completed"])
+        r.update(rate=round(rate, 1), load_avg_1m=round(os.getloadavg()[0], 2),
+                 server_cpu_ms_per_req=round((cpu1 - cpu0) * 1000 / n, 3) if pid else None,
+                 generator_cpu_ms_per_req=round((gen1 - gen0) * 1000 / n, 3))
+        steps.append(r)
+        if r["errors"] or r.get("p99_ms", float("inf")) > args.find_max:
+            break
+        best = r["achieved_rate"]
+        rate *= args.step
+    cpu_end = tree_cpu_seconds(pid)
+    by_proc = {p: round(cpu_end[p] - cpu_start.get(p, 0.0), 1) for p in cpu_end}
+    return {"p99_target_ms": args.find_max, "max_rate": best, "steps": steps, "server_cpu_by_process": by_proc}
 
 
 if __name__ == "__main__":

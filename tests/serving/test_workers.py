@@ -185,6 +185,7 @@ def test_an_event_acked_by_one_worker_changes_the_other_workers_answer_within_1_
 ) -> None:
     url, pids = two_workers
     lags: list[float] = []
+    stale = 0  # answers of the other worker without the event (allowed only within 1 s of the ack)
     for target in pids * 2:  # both directions, twice
         for k in range(200):  # posted until it lands on `target` (a fresh user each try)
             user = f"rt-{target}-{len(lags)}-{k}"
@@ -204,8 +205,10 @@ def test_an_event_acked_by_one_worker_changes_the_other_workers_answer_within_1_
             if r.json()["history_length"] == 1:
                 lags.append(sent - acked)
                 break
+            stale += 1
             assert sent - acked < 1.0, "the other worker did not see the event within 1 s"
             assert sent - acked < 30.0, "the other worker never answered"
+    print(f"cross-worker: first answer of the other worker showing the event, s after the ack: {lags}; stale answers: {stale}")
     assert len(lags) == 4, lags
 
 
