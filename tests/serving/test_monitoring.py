@@ -275,6 +275,17 @@ def test_drift_and_ingest_lag_alerts_fire(watched) -> None:  # type: ignore[no-u
     assert _metric(text, "soutui_drift_new_item_share") == pytest.approx(0.25)
 
 
+def test_reload_makes_every_known_event_the_new_training_window(watched) -> None:  # type: ignore[no-untyped-def]
+    ev = [{"event_id": f"r{j}", "user_id": "u1", "item_id": "i2", "event_type": "cart"} for j in range(25)]
+    watched.post("/v1/events", json={"events": ev}, headers=H)
+    before = watched.get("/v1/admin/monitoring").json()["drift"]
+    assert before["live_events"] == 25 and before["reference_events"] == 480
+    assert watched.post("/v1/admin/reload", json={}, headers=H).status_code == 200
+    after = watched.get("/v1/admin/monitoring").json()["drift"]
+    # the new bundle was (by assumption) built from everything known: the 480 store events + 25 live ones
+    assert after["reference_events"] == 505 and after["live_events"] == 0 and after["event_type"] is None
+
+
 def test_stale_bundle_alert(settings: ServeSettings) -> None:
     from fastapi.testclient import TestClient
 
