@@ -46,7 +46,9 @@ def test_a_model_that_ignores_history_names_no_history_item(client) -> None:  # 
 def test_trending_fallback_and_similar_items(client) -> None:  # type: ignore[no-untyped-def]
     cold = client.get("/v1/recommend/nobody", params={"k": 3, "explain": "true"}).json()
     assert cold["model"] == "trending"
-    assert all(r["explanation"]["attributions"] == [] and r["explanation"]["method"] == "none" for r in cold["items"])
+    assert all(
+        r["explanation"]["attributions"] == [] and r["explanation"]["method"] == "none" for r in cold["items"]
+    )
     sim = client.get("/v1/similar/i1", params={"k": 4, "explain": "true"})
     assert sim.status_code == 200, sim.text
     for row in sim.json()["items"]:
@@ -75,10 +77,27 @@ def test_ltr_treeshap_sums_to_the_prediction_with_readable_names() -> None:
     groups = [per_q] * n_q
     half = n_q // 2 * per_q
     params = LTRParams(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=60)
-    ranker = LTRRanker().fit(x[:half], gain[:half], groups[: n_q // 2], x[half:], gain[half:], groups[n_q // 2 :], params)
+    ranker = LTRRanker().fit(
+        x[:half], gain[:half], groups[: n_q // 2], x[half:], gain[half:], groups[n_q // 2 :], params
+    )
     contrib = ranker.contributions(x[:50])
     assert contrib.shape == (50, f + 1)
     np.testing.assert_allclose(contrib.sum(1), ranker.predict(x[:50]), atol=1e-9)
     # the one feature the labels depend on carries most of the attribution
     assert np.abs(contrib[:, :-1]).mean(0).argmax() == FEATURES.index("bm25_title")
-    assert set(FEATURE_LABELS) == set(FEATURES) and all(" " in v or v in ("price", "popularity") for v in FEATURE_LABELS.values())
+    assert set(FEATURE_LABELS) == set(FEATURES) and all(
+        " " in v or v in ("price", "popularity") for v in FEATURE_LABELS.values()
+    )
+
+
+def test_dashboard_overview_by_history_position(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/v1/admin/explanations")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["ltr_importance"] == []  # the shop's search index has no learned ranker
+    pos = d["position"]
+    assert pos["model"] == "itemknn" and 0 < pos["users"] <= 50
+    # every shop user has 8 events, so each position averages over every user and the shares sum to 1
+    assert len(pos["mean_share"]) == 8 and sum(pos["mean_share"]) == pytest.approx(1.0, abs=1e-3)
+    # item-kNN halves an event's weight per step back: the most recent event carries the most
+    assert pos["mean_share"][0] == max(pos["mean_share"])

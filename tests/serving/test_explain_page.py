@@ -66,4 +66,8 @@ def test_why_this_shows_the_attribution_as_bars(server: str, chromium) -> None: 
         page.wait_for_selector("#similar .whybox")
         text = page.locator("#similar .whybox").first.inner_text()
         assert "推荐理由" in text and "相似" in text
+        page.goto(server + "/admin")
+        page.wait_for_selector("#explain-position .bar-row")
+        assert page.locator("#explain-position .bar-label").first.inner_text() == "最近一个"
+        page.screenshot(path=str(ARTIFACTS / "dashboard-explain.png"), full_page=True)
         browser.close()

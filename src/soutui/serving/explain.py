@@ -207,3 +207,49 @@ def _named(a: Attribution, catalogue: Catalogue) -> Attribution:
     if a.kind == "history_item" and a.item is not None:
         return Attribution(a.kind, catalogue.label(a.item), a.weight, a.item, a.position)
     return a
+
+
+def overview(
+    model: Recommender,
+    model_name: str,
+    catalogue: Catalogue,
+    recent: dict[str, Any],
+    ranker_importance: dict[str, float] | None,
+    max_users: int = 50,
+) -> dict[str, Any]:
+    """The dashboard's explanation panel: the search ranker's global feature importance (share of
+    total gain, readable names) and `model`'s mean attribution by history position over up to
+    `max_users` live users with >= 2 known events (each user's top-1 recommendation, history
+    excluded, explained by the model's own hook; |weights| normalised to sum 1 per user, so every
+    user counts the same; position 1 = the most recent event)."""
+    from soutui.search.ltr import feature_label
+
+    gains = ranker_importance or {}
+    total = sum(gains.values()) or 1.0
+    ltr = [{"name": feature_label(k), "share": round(v / total, 4)} for k, v in gains.items()][:15]
+    sums, counts, users = np.zeros(LOOKBACK), np.zeros(LOOKBACK), 0
+    for live in list(recent.values()):
+        if users >= max_users:
+            break
+        events = list(live)  # a copy: ingestion appends to the live deque meanwhile
+        hist = np.array(
+            [catalogue.index[i] for i, _, _ in events if i in catalogue.index][-LOOKBACK:], np.int64
+        )
+        if len(hist) < 2:
+            continue
+        times = np.array([ts for i, _, ts in events if i in catalogue.index][-LOOKBACK:], np.int64)
+        scores = np.asarray(model.score([hist], [times])[0], np.float64)
+        scores[hist] = -np.inf
+        (row,) = model.attribute(hist, np.array([int(np.argmax(scores))]), times)
+        w = np.zeros(len(hist))
+        for a in row:
+            if a.kind == "history_item" and a.position is not None:
+                w[a.position] = abs(a.weight)
+        if w.sum() <= 0:
+            continue
+        back = (w / w.sum())[::-1]  # index 0 = the most recent event
+        sums[: len(back)] += back
+        counts[: len(back)] += 1
+        users += 1
+    shares = [round(float(s / c), 4) for s, c in zip(sums, counts, strict=True) if c > 0]
+    return {"ltr_importance": ltr, "position": {"model": model_name, "users": users, "mean_share": shares}}

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
+from soutui.serving import explain
 from soutui.serving import schemas as S
 from soutui.serving.bundle import BundleError
 from soutui.serving.deps import NOT_FOUND, READ_ERRORS, WRITE_ERRORS, MetricsDep, Reader, Service, Writer
@@ -68,6 +69,16 @@ def monitoring(svc: Service) -> dict[str, Any]:
     """Bundle age, catalogue coverage and Gini per model and arm, drift (PSI), ingest lag, the alerts
     judged against the serve config's thresholds, and recent points for the plots (docs/monitoring.md)."""
     return svc.monitor.report()
+
+
+@router.get("/v1/admin/explanations", response_model=dict[str, Any], tags=["admin"], dependencies=[Reader], responses=READ_ERRORS)
+def explanations(svc: Service) -> dict[str, Any]:
+    """The search ranker's global feature importance and the default model's mean attribution by
+    history position over up to 50 live users (serving/explain.py `overview`)."""
+    b = svc.bundle
+    ranker = b.search.ranker if b.search is not None else None
+    return explain.overview(b.models[b.default], b.default, b.catalogue, dict(svc.histories.recent),
+                            ranker.importance() if ranker is not None else None)
 
 
 @router.post("/v1/admin/reload", response_model=S.ReloadResponse, dependencies=[Writer], tags=["admin"],
