@@ -153,3 +153,42 @@ def test_strongest_ignores_negative_and_other_kinds() -> None:
     assert strongest(attrs, "history_item") == attrs[2]
     assert strongest(attrs) == attrs[1]
     assert strongest([Attribution("history_item", "a", -1.0)]) is None
+
+
+def test_sequence_models_name_the_last_item_and_split_off_content() -> None:
+    """On the cyclic toy (next item = last + 1) a trained SASRec and MLP must rest their top-1 on
+    the last history item; their content side names every part the network is fed."""
+    from sasrec_fixtures import SMALL, cyclic_data, sasrec
+
+    from soutui.models.mlp import MLPRecommender
+    from soutui.training.trainer import LoopTrainer
+
+    split = cyclic_data()
+    rng = np.random.default_rng(0)
+    content = ItemContent(
+        text=rng.normal(size=(24, 8)).astype(np.float32), attributes=[[i % 3] for i in range(24)]
+    )
+    models = [
+        sasrec(**SMALL, epochs=12, patience=20).fit(split.train, split.valid, content=content),
+        MLPRecommender(epochs=15, patience=0, batch_size=64, lr=0.01)
+        .use_trainer(LoopTrainer(progress=False))
+        .fit(split.train, content=content),
+    ]
+    for m in models:
+        hits = 0
+        for h in split.test.histories[:20]:
+            h = np.asarray(h, np.int64)
+            item = int(np.argmax(m.score([h])[0]))
+            (row,) = m.attribute(h, np.array([item]))
+            top = strongest(row, "history_item")
+            hits += top is not None and top.position == len(h) - 1
+            parts = {a.name for a in row if a.kind == "content"}
+            assert {"ID embedding", "title vectors", "attribute vectors"} <= parts, (m.name, parts)
+            # occlusion: each weight is the score lost without that one position, recomputed here
+            for a in row[:2]:
+                if a.kind == "history_item" and a.position is not None:
+                    rest = np.delete(h, a.position)
+                    assert a.weight == pytest.approx(
+                        m.score([h])[0, item] - m.score([rest])[0, item], abs=1e-4
+                    )
+        assert hits >= 15, (m.name, hits)
