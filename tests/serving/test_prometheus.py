@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from serving_shop import API_KEY, free_port, make_home, start_server, write_config
+from serving_shop import API_KEY, build_shop_bundle, free_port, make_home, start_server, write_config
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -63,10 +63,9 @@ def _dashboard_queries() -> list[str]:
     return [re.sub(r"\$(job|model|arm)\b", ".*", e) for e in exprs]
 
 
-def test_prometheus_scrapes_soutui_and_answers_a_query(
-    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundle: Path
-) -> None:
+def test_prometheus_scrapes_soutui_and_answers_a_query(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     start = time.time()
+    shop_bundle = build_shop_bundle(tmp_path / "bundles", *shop, search=False)  # no search index: a quick start
     cfg = write_config(
         tmp_path / "serve.toml", port=free_port(), bundle=str(shop_bundle), store=make_home(tmp_path, shop),
         event_log=str(tmp_path / "events.jsonl"), api_key=API_KEY, demo=True,
