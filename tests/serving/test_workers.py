@@ -47,6 +47,17 @@ def test_more_than_one_worker_needs_postgresql(tmp_path: Path) -> None:
         ServeSettings(workers=0)
 
 
+def test_serve_workers_on_duckdb_exits_with_a_message_saying_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from soutui.cli import main
+
+    monkeypatch.setenv("SOUTUI_HOME", str(tmp_path))
+    assert main(["serve", "--workers", "2"]) == 2  # refused before any bundle or store is opened
+    err = capsys.readouterr().err
+    assert "--workers 2" in err and "postgresql://" in err and "one writer" in err
+
+
 def test_bus_delivers_every_event_of_a_big_batch_to_the_other_worker_only(pg_url: str) -> None:
     a, b = SharedState(pg_url, "soutui_t"), SharedState(pg_url, "soutui_t")
     got_a: list[dict[str, Any]] = []
@@ -212,6 +223,33 @@ def test_an_event_acked_by_one_worker_changes_the_other_workers_answer_within_1_
     assert len(lags) == 4, lags
 
 
+def _answers_from(url: str, path: str, pid: int, tries: int = 400) -> tuple[dict[str, Any], float]:
+    """GET `path` on new connections until worker `pid` answers: (its JSON, when that request was sent)."""
+    for _ in range(tries):
+        sent = time.monotonic()
+        r = httpx.get(url + path, timeout=5)
+        if int(r.headers[WORKER]) == pid:
+            body: dict[str, Any] = r.json()
+            return body, sent
+    raise AssertionError(f"worker {pid} never answered {path}")
+
+
+def test_forgetting_a_user_on_one_worker_forgets_them_on_every_worker(two_workers: tuple[str, list[int]]) -> None:
+    url, pids = two_workers
+    batch = [{"event_id": f"fg-{j}", "user_id": "forget-me", "item_id": f"i{4 * j}", "event_type": "view"} for j in range(3)]
+    by = _post(url, batch)
+    other, t0 = next(p for p in pids if p != by), time.monotonic()
+    while (ans := _answers_from(url, "/v1/recommend/forget-me", other))[0]["history_length"] != 3:
+        assert ans[1] - t0 < 1.0, "the other worker did not see the events within 1 s"
+    r = httpx.delete(url + "/v1/users/forget-me", headers=H, timeout=30)
+    assert r.status_code == 200, r.text
+    by, t0 = int(r.headers[WORKER]), time.monotonic()
+    assert _answers_from(url, "/v1/recommend/forget-me", by)[0]["history_length"] == 0
+    other = next(p for p in pids if p != by)
+    while (ans := _answers_from(url, "/v1/recommend/forget-me", other))[0]["history_length"]:
+        assert ans[1] - t0 < 1.0, "the other worker still serves the forgotten user's history after 1 s"
+
+
 def test_kill_9_of_one_worker_of_two_loses_no_acknowledged_event(
     tmp_path: Path, pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame], light_bundle: Path
 ) -> None:
@@ -232,13 +270,7 @@ def test_kill_9_of_one_worker_of_two_loses_no_acknowledged_event(
         live = _workers(url, 2)  # the survivor and uvicorn's replacement for the victim
         assert victim not in live
         for pid in live:  # every worker, the replacement included, holds all 40 acked events
-            for _ in range(200):
-                r = httpx.get(url + "/v1/recommend/survivor", timeout=5)
-                if int(r.headers[WORKER]) == pid:
-                    assert r.json()["history_length"] == 40
-                    break
-            else:
-                pytest.fail(f"worker {pid} never answered")
+            assert _answers_from(url, "/v1/recommend/survivor", pid)[0]["history_length"] == 40
     finally:
         _stop(proc)
     store = open_store(db)
@@ -258,7 +290,8 @@ def test_a_bundle_reload_reaches_every_worker(
     newer = build_shop_bundle(tmp_path / "bundles", *shop, version="workers-v2", search=False)
     r = httpx.post(url + "/v1/admin/reload", json={"bundle": str(newer)}, headers=H, timeout=60)
     assert r.status_code == 200 and r.json()["bundle"] == "shop-workers-v2", r.text
-    t0, versions = time.monotonic(), {}
+    t0 = time.monotonic()
+    versions: dict[int, str] = {}
     while set(versions) != set(pids) or set(versions.values()) != {"shop-workers-v2"}:
         assert time.monotonic() - t0 < 30, versions
         h = httpx.get(url + "/healthz", timeout=5)
