@@ -315,11 +315,12 @@ def test_served_is_cheap_on_the_hot_path() -> None:
 
 @pytest.mark.browser
 def test_admin_says_stale_and_drifted_in_english_and_chinese(
-    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], shop_bundle: Path, chromium  # type: ignore[no-untyped-def]
+    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], chromium  # type: ignore[no-untyped-def]
 ) -> None:
     import httpx
-    from serving_shop import free_port, make_home, start_server, write_config
+    from serving_shop import build_shop_bundle, free_port, make_home, start_server, write_config
 
+    shop_bundle = build_shop_bundle(tmp_path / "bundles", *shop, search=False)  # no search index: a quick start
     cfg = write_config(tmp_path / "serve.toml", port=free_port(), bundle=str(shop_bundle), store=make_home(tmp_path, shop),
                        event_log=str(tmp_path / "e.jsonl"), api_key=API_KEY, demo=True)
     with cfg.open("a") as fh:  # a stale bundle (any age is too old) and drift judged from 20 live events
