@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from soutui.data.store import open_store
-from soutui.serving import explain, rules
+from soutui.serving import ann, explain, rules
 from soutui.serving.bundle import BundleError, LoadedBundle, find_bundles, load_bundle, newest_bundle
 from soutui.serving.events import EventLog, Histories, StoreSync, import_stamp, now_s
 from soutui.serving.monitoring import Monitor
@@ -147,6 +147,8 @@ class RecService:
 
     def _refresh_bundle_state(self, b: LoadedBundle) -> None:
         cat = b.catalogue
+        if not b.retrievers:  # large catalogues: an ANN index per model that splits its score
+            b.retrievers = ann.retrievers(b.models, self.settings.ann, len(cat))
         b.trending = self.histories.trending_vector(cat.index, len(cat))
         b.any_out_of_stock = not bool(cat.in_stock.all())
         b.pinned = [cat.index[i] for i in self.settings.rules.pinned if i in cat.index]
@@ -183,7 +185,12 @@ class RecService:
 
     def score_history(self, b: LoadedBundle, name: str, hist: np.ndarray, times: np.ndarray) -> np.ndarray:
         """The served scores for one history and its event times: the exact call the offline
-        protocol makes (`score(histories, timestamps)`), so served = measured."""
+        protocol makes (`score(histories, timestamps)`), so served = measured. A catalogue above
+        `ann.min_items` scores ANN candidates exactly and the rest -inf (serving/ann.py, tested
+        for recall against this exact path)."""
+        retriever = b.retrievers.get(name)
+        if retriever is not None:
+            return retriever.scores(hist, times)
         return b.models[name].score([hist], [times])[0]
 
     def recommend(

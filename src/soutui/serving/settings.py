@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from soutui.config import ConfigError, home_dir
+from soutui.serving.ann import AnnConfig
 
 
 @dataclass
@@ -133,6 +134,7 @@ class ServeSettings:
     search_cache_size: int = 4096  # LRU of finished answers to searches without user_id (0 = off)
     workers: int = 1  # worker processes; > 1 needs a postgresql:// store (shared state, see docs/production.md)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    ann: AnnConfig = field(default_factory=AnnConfig)  # candidate retrieval for large catalogues (serving/ann.py)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     experiments: list[ExperimentConfig] = field(default_factory=list)
     experiment_log: str = ""  # impressions + credited events; empty = $SOUTUI_HOME/events/<dataset>.experiments.jsonl

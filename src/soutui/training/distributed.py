@@ -66,8 +66,8 @@ class Group:
 
     def model(self, net: torch.nn.Module) -> torch.nn.Module:
         """`net` wrapped in DistributedDataParallel (once per net); `net` itself in one process.
-        Buffers are not re-broadcast each step: they are built alike on every rank from the same
-        data (SASRec's logQ and co-occurrence tables would cost megabytes a step)."""
+        Buffers are synced at the start, not each step: they are built alike on every rank from the
+        same data (SASRec's logQ and co-occurrence tables would cost megabytes a step)."""
         if not self.active:
             return net
         key = id(net)
@@ -77,7 +77,7 @@ class Group:
             ids = [net_device(net).index] if net_device(net).type == "cuda" else None
             # find_unused_parameters: e.g. SASRec's time modules get no gradient without timestamps
             self._wrapped[key] = DDP(
-                net, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True
+                net, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=True
             )
         return self._wrapped[key]  # type: ignore[no-any-return]
 
