@@ -89,10 +89,10 @@ def schema_version(con: psycopg.Connection[Any]) -> int:
 
 
 def migrate(con: psycopg.Connection[Any], upto: int | None = None) -> list[int]:
-    """Apply the migrations the database lacks (up to `upto`), each in its own transaction.
+    """Apply the migrations the database lacks (up to `upto`), all in one transaction.
 
-    Concurrent callers queue on an advisory lock, so two processes starting at once apply
-    each file exactly once. Returns the versions applied now.
+    An upgrade applies whole or not at all; concurrent callers queue on an advisory lock, so two
+    processes starting at once apply each file exactly once. Returns the versions applied now.
     """
     applied_now = []
     known = migration_files()
