@@ -331,6 +331,32 @@ def test_postgres_migrations_upgrade_without_losing_data(pg_url: str) -> None:
         open_store(pg_url)
 
 
+def test_postgres_failed_migration_changes_nothing(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release whose new migration fails leaves the database exactly at its old version."""
+    import shutil
+
+    import psycopg
+
+    from soutui.data import postgres_store
+
+    open_store(pg_url).close()  # at the current version
+    newest = postgres_store.migration_files()[-1][0]
+    shutil.copytree(postgres_store.MIGRATIONS, tmp_path / "m")
+    (tmp_path / "m" / f"{newest + 1:04d}_next.sql").write_text("CREATE TABLE soutui_next (x int);\n")
+    (tmp_path / "m" / f"{newest + 2:04d}_broken.sql").write_text("ALTER TABLE soutui_events ADD COLUMN y int;\nSELECT 1/0;\n")
+    monkeypatch.setattr(postgres_store, "MIGRATIONS", tmp_path / "m")
+    postgres_store.close_pools()  # a new process, as after an upgrade
+    with pytest.raises(StoreError, match=rf"migration {newest + 2:04d}_broken.sql failed .*stays at schema version {newest}"):
+        open_store(pg_url)
+    with psycopg.connect(pg_url) as con:
+        assert postgres_store.schema_version(con) == newest
+        assert con.execute("SELECT to_regclass('soutui_next')").fetchone() == (None,)  # 0003 rolled back too
+        cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'soutui_events'")]
+        assert "y" not in cols
+
+
 def test_postgres_unreachable_is_one_clear_error(pg_server: PgServer) -> None:
     with pytest.raises(StoreError, match="cannot connect to the PostgreSQL store .*no_such_db.*createdb"):
         open_store(pg_server.url("no_such_db"))

@@ -112,9 +112,14 @@ def migrate(con: psycopg.Connection[Any], upto: int | None = None) -> list[int]:
         for version, name, sql in known:
             if version <= current or (upto is not None and version > upto):
                 continue
-            with con.transaction():
+            try:
                 con.execute(sql.encode("utf-8"))
-                con.execute("INSERT INTO soutui_schema_version (version, name) VALUES (%s, %s)", [version, name])
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"migration {name} failed ({str(exc).strip().splitlines()[0]}); nothing was changed, "
+                    f"the database stays at schema version {current}"
+                ) from exc
+            con.execute("INSERT INTO soutui_schema_version (version, name) VALUES (%s, %s)", [version, name])
             applied_now.append(version)
     return applied_now
 
