@@ -116,15 +116,14 @@ def retrain(
     cls = model_class(_class_name(serving))
     params = {**(serving.trainable.params() if serving.trainable is not None else {}), **(params or {})}
     previous = serving.trainable if cfg.warm_start else None
-    record = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg)
-    record["_candidate"] = None  # the candidate saw only the events before the window
+    # the candidate saw only the events before the window: it is measured, never published
+    record, _ = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg)
     progress(f"gate: candidate NDCG@10={record['candidate']['NDCG@10']:.4f}, serving "
              f"NDCG@10={record['serving']['NDCG@10']:.4f} on {record['window']['targets']} window events: "
              + ("PROMOTE" if record["promoted"] else "keep serving"))  # fmt: skip
     record.update(dataset=dataset, serving_bundle=serving.version, params=params,
                   serving_saw_window=_saw_window(serving, record["window"]["cutoff"]),
                   started_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), bundle=None)  # fmt: skip
-    record.pop("_candidate")
     if record["promoted"]:
         t0 = time.perf_counter()
         final = fit_recipe(cls.name, params, data, content, previous)
@@ -208,12 +207,7 @@ def _write(
     root: Path, dataset: str, catalogue: pd.DataFrame, data: SequenceData, models: dict[str, Recommender],
     onnx: dict[str, Callable[[Path], None]], name: str, decision: dict[str, Any], with_search: bool,
 ) -> Path:  # fmt: skip
-    evaluation = {
-        "dataset": dataset,
-        "protocol": decision["protocol"],
-        "gate": _public(decision),
-        "models": {},
-    }
+    evaluation = {"dataset": dataset, "protocol": decision["protocol"], "gate": decision, "models": {}}
     until = int(max((int(t.max()) for t in data.timestamps or [] if len(t)), default=0))
 
     def extra(tmp: Path) -> dict[str, Any]:
@@ -234,7 +228,3 @@ def _write(
 
 def _copy(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
-
-
-def _public(decision: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in decision.items() if not k.startswith("_")}

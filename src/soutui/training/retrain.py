@@ -236,11 +236,12 @@ def run_gate(
     params: dict[str, Any],
     cfg: RetrainConfig,
     trainer: Trainer | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Recommender]:
     """Hold out the window, train the candidate before it, score both on it, decide.
 
     `serving` is the serving model and its item ids; `previous` the trainable form the candidate
-    warm-starts from (None: from scratch). Returns the decision record (candidate in `_candidate`)."""
+    warm-starts from (None: from scratch). Returns the decision record (plain JSON) and the
+    candidate (trained on the events before the window only)."""
     import time
 
     window = split_at(data, cutoff_time(data, cfg), cfg.max_window_targets, cfg.seed)
@@ -273,5 +274,4 @@ def run_gate(
         "warm_start": report.get("warm_start") if warm is not None else None,
         "candidate_epochs": report.get("epoch"),
         "time": {"candidate_fit_s": round(fit_s, 1), "gate_s": round(time.perf_counter() - t0, 1)},
-        "_candidate": candidate,
-    }
+    }, candidate
