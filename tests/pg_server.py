@@ -106,7 +106,9 @@ def start_server(timeout_s: int = 60) -> PgServer:
         raise RuntimeError(reason)
     bindir = pg_bindir()
     assert bindir is not None
-    root = Path(tempfile.mkdtemp(prefix="soutui-pg-"))
+    # /tmp: short enough for the server's unix socket path, and open to the postgres user (a
+    # private $TMPDIR under /root would not be)
+    root = Path(tempfile.mkdtemp(prefix="soutui-pg-", dir="/tmp" if Path("/tmp").is_dir() else None))
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
