@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dataset", default="amazon-beauty", help="dataset name (imported on first use)")
     p.add_argument("--model", default="itemknn", choices=list(MODELS), help="model to explain (default itemknn)")
     p.add_argument("--user", required=True, help="user id as in the dataset")
-    p.add_argument("--item", default=None, help="item id to explain (default: the model's top recommendation)")
+    p.add_argument("--item", default=None, help="item id to explain (default: the model's top recommendation "
+                   "outside the user's history)")
     p.add_argument("--checkpoint", default=None, help="saved model directory (default: the newest finished run)")
     p.add_argument("--method", default="occlusion", choices=METHODS, help="occlusion (default) or lime")
     p.add_argument("--lang", default="en", choices=("en", "zh"), help="language of the reason (default en)")
@@ -93,7 +94,7 @@ def explain(
             "it was trained on another version of the data; retrain it or pass the matching --checkpoint"
         )
     if item is None:
-        target = int(model.recommend(history, 1, timestamps=times)[0][0])
+        target = int(model.recommend(history, 1, exclude=history, timestamps=times)[0][0])
     elif str(item) in data.item_index:
         target = data.item_index[str(item)]
     else:
