@@ -315,3 +315,18 @@ def test_soutui_retrain_rejects_a_config_with_an_unknown_key(
     bad.write_text("[retrain]\nmargin = -0.5\n")
     assert main(["retrain", "--dataset", "shop", "--config", str(bad)]) == 2
     assert "margin must be >= 0" in capsys.readouterr().err
+
+
+def test_docs_retrain_config_block_is_every_key_at_its_default() -> None:
+    import dataclasses
+    import re
+    import tomllib
+
+    from soutui.training.retrain import RetrainConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "retrain.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(\[retrain\].*?)```", doc, re.S)
+    assert block is not None, "docs/retrain.md lost its [retrain] block"
+    table = tomllib.loads(block.group(1))["retrain"]
+    assert set(table) == {f.name for f in dataclasses.fields(RetrainConfig)}
+    assert retrain_config(table) == RetrainConfig()

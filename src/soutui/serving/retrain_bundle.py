@@ -110,8 +110,8 @@ def retrain(
         raise ConfigError(f"bundle {serving.path} serves {serving.manifest['dataset']!r}, not {dataset!r}")
     items, events = read_events(dataset, store_url, cfg.store_wait_s, progress)
     data = SequenceData.from_events(events, items)
-    progress(f"{dataset}: {data.n_users} users, {data.n_items} items ({data.n_items - len(serving.item_ids)} "
-             f"more than bundle {serving.version}), {data.n_interactions} interactions")  # fmt: skip
+    progress(f"{dataset}: {data.n_users} users, {data.n_items} items (bundle {serving.version} has "
+             f"{len(serving.item_ids)}), {data.n_interactions} interactions")  # fmt: skip
     content = item_content(items, data, cfg.encoder, progress=False)
     cls = model_class(_class_name(serving))
     params = {**(serving.trainable.params() if serving.trainable is not None else {}), **(params or {})}
