@@ -225,6 +225,11 @@ class LiveWindow:
                 self._drop()
             return len(self._q)
 
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(events per type, events per popularity bin) in the window, as copies."""
+        with self._lock:
+            return dict(self.types), dict(self.bins)
+
     def clear(self) -> None:
         with self._lock:
             self._q.clear()
@@ -337,8 +342,7 @@ class Monitor:
                                "event_type": None, "item_popularity": None, "new_item_share": None, "enough": False}
         if ref is None or n_live == 0:
             return out
-        with self.live._lock:
-            live_types, live_bins = dict(self.live.types), dict(self.live.bins)
+        live_types, live_bins = self.live.counts()
         kinds = sorted(set(ref.types) | {t for t, c in live_types.items() if c > 0})
         if ref.types:
             out["event_type"] = psi([ref.types.get(t, 0.0) for t in kinds], [live_types.get(t, 0) for t in kinds])
