@@ -402,3 +402,54 @@ def test_data_commands_take_the_store_url(url: str, tmp_path: Path, capsys: pyte
         assert sorted(set(reader.read("my-shop", "events")["user_id"])) == ["alice", "carol"]
     finally:
         reader.close()
+
+
+WRITER = """
+import json, sys
+import pandas as pd
+from soutui.data.store import open_store
+store = open_store(sys.argv[1])
+for n, batch in enumerate(json.loads(open(sys.argv[2]).read())):
+    store.append_events("shop", pd.DataFrame(batch))
+    print(n, flush=True)  # acknowledged only once the append returned
+"""
+
+
+def test_kill_during_appends_then_replay_stores_each_event_once(url: str, tmp_path: Path) -> None:
+    """kill -9 a writer mid-run, replay every batch (as the server's event log does): all there, once."""
+    import json
+    import random
+
+    rng = random.Random(7)
+    batches = [
+        [{"event_id": None if rng.random() < 0.2 else f"b{b}-{k}", "user_id": f"u{rng.randint(0, 5)}",
+          "item_id": f"i{b}-{k}", "event_type": "view", "ts": 1_700_000_000 + b * 100 + k}
+         for k in range(rng.randint(1, 40))]
+        for b in range(40)
+    ]  # fmt: skip
+    (tmp_path / "batches.json").write_text(json.dumps(batches))
+    store = open_store(url)
+    store.write_dataset("shop", {"events": _events(["seed"])})
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, url, str(tmp_path / "batches.json")],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    acked = [int(proc.stdout.readline()) for _ in range(8)]
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate()
+    acked += [int(x) for x in out.split()]
+    assert len(acked) < len(batches), "the kill should land mid-run"
+    store = open_store(url)
+    try:
+        stored_before_replay = store.read("shop", "events")
+        per_batch = stored_before_replay["item_id"].str.extract(r"^i(\d+)-")[0].dropna().astype(int).value_counts()
+        for n in range(len(batches)):  # a batch is in whole or not at all
+            assert per_batch.get(n, 0) in (0, len(batches[n]))
+        assert all(per_batch.get(n, 0) == len(batches[n]) for n in acked)
+        for batch in batches:
+            store.append_events("shop", pd.DataFrame(batch))
+        stored = store.read("shop", "events")
+    finally:
+        store.close()
+    assert not stored["event_id"].duplicated().any() and len(stored) == 1 + sum(len(b) for b in batches)
