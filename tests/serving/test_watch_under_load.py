@@ -81,6 +81,9 @@ def test_watching_server_picks_up_a_new_bundle_under_load_without_a_failed_reque
         for t in threads:
             t.join(timeout=30)
         health = httpx.get(url + "/healthz", timeout=10).json()
+        info = httpx.get(url + "/v1/admin/bundle", timeout=10).json()
+        evaluation = httpx.get(url + "/v1/admin/evaluation", timeout=10).json()
+        monitoring = httpx.get(url + "/v1/admin/monitoring", timeout=10)
         proc.terminate()
         proc.wait(timeout=30)
     total = {k: sum(s.get(k, 0) for s in seen) for k in {k for s in seen for k in s}}
@@ -89,3 +92,6 @@ def test_watching_server_picks_up_a_new_bundle_under_load_without_a_failed_reque
     assert total.get(old_version, 0) > 20 and total.get(new_version, 0) > 20, total  # both served under load
     assert set(total) == {old_version, new_version}
     assert health["bundle"] == new_version
+    # the dashboard's endpoints read a retrain bundle: the gate's figures and the data's end are in it
+    assert info["manifest"]["gate"]["candidate"] == {"NDCG@10": 0.5} and info["manifest"]["data_until"] > 0
+    assert evaluation["gate"]["protocol"] == "test" and monitoring.status_code == 200
