@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+import pytest
 
 from soutui.data.store import open_store
 
@@ -169,3 +170,24 @@ def test_import_racing_a_live_append_of_the_same_event_keeps_it_once(pg_url: str
     store.close()
     assert sorted(events["event_id"]) == sorted(f"new{k}" for k in range(20))  # once each, no old rows
     assert events.set_index("event_id").loc["new5", "user_id"] == "live"  # the committed append was kept
+
+
+def test_forget_during_an_import_answers_retry_within_moments(pg_url: str) -> None:
+    """An import of the dataset is running (its lock held, as write_dataset holds it): forgetting a
+    user there fails fast with StoreLockedError, deleting nothing (the server answers 503 "retry"),
+    instead of waiting for the import; once the import is done it goes through."""
+    from soutui.data.postgres_store import FORGET_WAIT_S
+    from soutui.data.store import StoreLockedError
+
+    store = open_store(pg_url)
+    store.write_dataset("shop", _old_events(10))
+    with psycopg.connect(pg_url) as importer:
+        importer.execute("SELECT pg_advisory_xact_lock(hashtext('soutui_dataset:shop'))")  # what an import holds
+        t = time.monotonic()
+        with pytest.raises(StoreLockedError, match="being imported.*nothing was deleted, retry"):
+            store.forget_user("shop", "u")
+        assert time.monotonic() - t < FORGET_WAIT_S + 5
+        assert len(store.read("shop", "events")) == 10 and store.pending_forget("shop") == []
+        importer.rollback()
+    assert store.forget_user("shop", "u")["events"] == 10
+    store.close()

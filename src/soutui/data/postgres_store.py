@@ -46,6 +46,7 @@ from soutui.data.store_base import (
     NameCollision,
     Store,
     StoreError,
+    StoreLockedError,
     check_name,
     check_replacement,
     holds_value,
@@ -57,6 +58,7 @@ MIGRATION_LOCK = 0x50757475  # pg_advisory_xact_lock key: one migrating process 
 POOL_MAX = int(os.environ.get("SOUTUI_PG_POOL_MAX", "4"))
 CONNECT_TIMEOUT_S = 10
 POOL_WAIT_S = 30
+FORGET_WAIT_S = 3.0  # how long a forget waits for a running import of the same dataset
 _SQL_TYPES = {"string": "text", "Int64": "bigint", "Float64": "float8", "boolean": "boolean"}
 _COLUMNS = {**{t: list(c) for t, c in TABLES.items()}, "quarantine": QUARANTINE_COLUMNS}
 
@@ -369,24 +371,35 @@ class PostgresStore(Store):
         self._check_writable("forgetting a user")
         ds = check_name(name)
         values = {v.strip() for v in (user_id, *also) if v and v.strip()}
-        with self._con() as con:
-            with con.transaction():
-                if not self._exists(con, ds):
-                    raise DatasetNotFound(f"dataset {name!r} is not in the store {redact(self.url)}")
-                if not values:
-                    raise StoreError("forget_user needs a non-blank user id")
-                # wait for a running import of this dataset, else it would bring the user back on commit
-                con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"soutui_dataset:{ds}"])
-                counts = self._delete_user(con, ds, user_id, values)
-                now = int(time.time())
-                salt, digest = salted_hash(user_id)
-                con.execute(
-                    "INSERT INTO soutui_forget_audit VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [ds, salt, digest, counts["events"], counts["quarantine"], counts["users"], now],
-                )
-                con.execute("INSERT INTO soutui_pending_forget VALUES (%s, %s, %s, %s)", [ds, salt, digest, now])
-            con.execute("VACUUM soutui_events, soutui_users, soutui_quarantine")  # prune the deleted tuples now
+        try:
+            with self._con() as con:
+                with con.transaction():
+                    if not self._exists(con, ds):
+                        raise DatasetNotFound(f"dataset {name!r} is not in the store {redact(self.url)}")
+                    if not values:
+                        raise StoreError("forget_user needs a non-blank user id")
+                    # a running import of this dataset would bring the user back on commit: wait for it,
+                    # a moment only (a server's DELETE /v1/users answers 503 "retry" instead of hanging)
+                    con.execute(f"SET LOCAL lock_timeout = '{int(FORGET_WAIT_S * 1000)}ms'")
+                    con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"soutui_dataset:{ds}"])
+                    counts = self._delete_user(con, ds, user_id, values)
+                    self._record_forget(con, ds, user_id, counts)
+                con.execute("VACUUM (SKIP_LOCKED) soutui_events, soutui_users, soutui_quarantine")  # prune now
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreLockedError(
+                f"dataset {name!r} is being imported into {redact(self.url)}; nothing was deleted, "
+                "retry when the import finishes"
+            ) from exc
         return counts
+
+    def _record_forget(self, con: psycopg.Connection[Any], ds: str, user_id: str, counts: dict[str, int]) -> None:
+        now = int(time.time())
+        salt, digest = salted_hash(user_id)
+        con.execute(
+            "INSERT INTO soutui_forget_audit VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [ds, salt, digest, counts["events"], counts["quarantine"], counts["users"], now],
+        )
+        con.execute("INSERT INTO soutui_pending_forget VALUES (%s, %s, %s, %s)", [ds, salt, digest, now])
 
     def _delete_user(self, con: psycopg.Connection[Any], ds: str, user_id: str, values: set[str]) -> dict[str, int]:
         counts = {}
