@@ -191,3 +191,27 @@ def test_forget_during_an_import_answers_retry_within_moments(pg_url: str) -> No
         importer.rollback()
     assert store.forget_user("shop", "u")["events"] == 10
     store.close()
+
+
+def test_append_waits_on_a_running_import_only_for_its_rows_and_only_briefly(pg_url: str) -> None:
+    """The import's uncommitted DELETE locks the old rows: a replayed (already stored) event id waits for
+    it at most APPEND_WAIT_S, then StoreLockedError appends nothing (the server keeps it in its log and
+    retries); a new event id goes straight through."""
+    from soutui.data.postgres_store import APPEND_WAIT_S
+    from soutui.data.store import StoreLockedError
+
+    store = open_store(pg_url)
+    store.write_dataset("shop", _old_events(10))
+    with psycopg.connect(pg_url) as importer:
+        importer.execute("DELETE FROM soutui_events WHERE dataset = 'shop'")  # what a running import did first
+        t = time.monotonic()
+        assert store.append_events("shop", pd.DataFrame({"event_id": ["fresh"], "user_id": "v", "ts": [1]})) == 1
+        assert time.monotonic() - t < 1.0
+        t = time.monotonic()
+        with pytest.raises(StoreLockedError, match="being imported.*retry"):
+            store.append_events("shop", pd.DataFrame({"event_id": ["old3", "replay"], "user_id": "v", "ts": [1, 2]}))
+        assert APPEND_WAIT_S - 0.5 < time.monotonic() - t < APPEND_WAIT_S + 5
+        importer.rollback()  # the import failed: the old rows are back
+    assert store.append_events("shop", pd.DataFrame({"event_id": ["old3", "replay"], "user_id": "v", "ts": [1, 2]})) == 1
+    assert len(store.read("shop", "events")) == 12
+    store.close()

@@ -59,6 +59,7 @@ POOL_MAX = int(os.environ.get("SOUTUI_PG_POOL_MAX", "4"))
 CONNECT_TIMEOUT_S = 10
 POOL_WAIT_S = 30
 FORGET_WAIT_S = 3.0  # how long a forget waits for a running import of the same dataset
+APPEND_WAIT_S = 5.0  # how long an append waits on event ids a running import is rewriting
 _SQL_TYPES = {"string": "text", "Int64": "bigint", "Float64": "float8", "boolean": "boolean"}
 _COLUMNS = {**{t: list(c) for t, c in TABLES.items()}, "quarantine": QUARANTINE_COLUMNS}
 
@@ -360,11 +361,18 @@ class PostgresStore(Store):
                 with self._con() as con, con.transaction():
                     if not self._exists(con, ds):
                         raise self._missing(name)
+                    # an event id a running import is rewriting waits for that import: a moment only
+                    con.execute(f"SET LOCAL lock_timeout = '{int(APPEND_WAIT_S * 1000)}ms'")
                     with con.cursor() as cur:
                         cur.execute(sql, [ds, *arrays])
                         return int(cur.rowcount)
             except psycopg.errors.DeadlockDetected:  # not expected (sorted ids); retried, the insert is idempotent
                 time.sleep(0.05 * (attempt + 1))
+            except psycopg.errors.LockNotAvailable as exc:
+                raise StoreLockedError(
+                    f"dataset {name!r} is being imported into {redact(self.url)} and these events touch "
+                    "rows it rewrites; nothing was appended, retry when the import finishes"
+                ) from exc
         raise StoreError(f"could not append events to {name!r}: repeated deadlocks")
 
     def forget_user(self, name: str, user_id: str, also: Sequence[str] = ()) -> dict[str, int]:
