@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
@@ -296,3 +297,51 @@ def test_a_bundle_reload_reaches_every_worker(
         assert time.monotonic() - t0 < 30, versions
         h = httpx.get(url + "/healthz", timeout=5)
         versions[int(h.headers[WORKER])] = h.json()["bundle"]
+
+
+@pytest.mark.slow  # ~70 s on the shared machine: three worker replacements
+def test_random_kill_9_of_workers_under_concurrent_posts_stores_every_acked_event_once(
+    tmp_path: Path, pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame], light_bundle: Path
+) -> None:
+    """Two clients post random batches without pause while a random worker is killed three times,
+    so kills land inside appends to the shared log (torn lines) and inside store syncs."""
+    rng = random.Random(0)
+    db = _shop_database(pg_server, shop)
+    proc, url, _ = _serve(tmp_path, db, light_bundle, flush_interval_s=0.05)
+    acked: set[str] = set()
+    stop = threading.Event()
+
+    def client(c: int) -> None:
+        crng, b = random.Random(c), 0
+        while not stop.is_set():
+            batch = [{"event_id": f"fz{c}-{b}-{j}", "user_id": f"u{crng.randint(0, 59)}",
+                      "item_id": f"i{crng.randint(0, 39)}", "event_type": "view"} for j in range(crng.randint(1, 20))]  # fmt: skip
+            b += 1
+            try:
+                if httpx.post(url + "/v1/events", json={"events": batch}, headers=H, timeout=20).status_code == 200:
+                    acked.update(e["event_id"] for e in batch)
+            except httpx.HTTPError:
+                pass  # not acknowledged: may or may not be stored, never twice
+    clients = [threading.Thread(target=client, args=(c,)) for c in range(2)]
+    try:
+        for t in clients:
+            t.start()
+        for _ in range(3):
+            time.sleep(rng.uniform(0.2, 1.0))
+            os.kill(rng.choice(_workers(url, 2)), signal.SIGKILL)
+        time.sleep(rng.uniform(0.2, 1.0))
+        stop.set()
+        for t in clients:
+            t.join(timeout=60)
+        _workers(url, 2)  # the last replacement has replayed the log
+    finally:
+        stop.set()
+        _stop(proc)
+    store = open_store(db)
+    try:
+        ids = store.read("shop", "events")["event_id"].astype(str)
+    finally:
+        store.close()
+    counts = ids[ids.str.startswith("fz")].value_counts()
+    assert len(acked) > 50 and acked <= set(counts.index), f"{len(acked - set(counts.index))} acked events lost"
+    assert (counts == 1).all(), counts[counts > 1]
