@@ -181,6 +181,23 @@ def _metric(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name}{labels} not in /metrics")
 
 
+@pytest.fixture(scope="module")
+def plain_bundle(tmp_path_factory: pytest.TempPathFactory, shop: tuple[pd.DataFrame, pd.DataFrame]) -> Path:
+    """The shop's bundle without a search index: monitoring needs none, and it builds in seconds."""
+    from serving_shop import build_shop_bundle
+
+    return build_shop_bundle(tmp_path_factory.mktemp("plain"), *shop, search=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], plain_bundle: Path) -> ServeSettings:
+    """As conftest's `settings`, over the search-less bundle."""
+    from serving_shop import make_home
+
+    return ServeSettings(bundle=str(plain_bundle), bundles_dir=str(plain_bundle.parent), store=make_home(tmp_path, shop),
+                         api_key=API_KEY, event_log=str(tmp_path / "events.jsonl"), flush_interval_s=0.0, demo=True)
+
+
 @pytest.fixture
 def watched(settings: ServeSettings):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
@@ -315,13 +332,12 @@ def test_served_is_cheap_on_the_hot_path() -> None:
 
 @pytest.mark.browser
 def test_admin_says_stale_and_drifted_in_english_and_chinese(
-    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], chromium  # type: ignore[no-untyped-def]
+    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], plain_bundle: Path, chromium  # type: ignore[no-untyped-def]
 ) -> None:
     import httpx
-    from serving_shop import build_shop_bundle, free_port, make_home, start_server, write_config
+    from serving_shop import free_port, make_home, start_server, write_config
 
-    shop_bundle = build_shop_bundle(tmp_path / "bundles", *shop, search=False)  # no search index: a quick start
-    cfg = write_config(tmp_path / "serve.toml", port=free_port(), bundle=str(shop_bundle), store=make_home(tmp_path, shop),
+    cfg = write_config(tmp_path / "serve.toml", port=free_port(), bundle=str(plain_bundle), store=make_home(tmp_path, shop),
                        event_log=str(tmp_path / "e.jsonl"), api_key=API_KEY, demo=True)
     with cfg.open("a") as fh:  # a stale bundle (any age is too old) and drift judged from 20 live events
         fh.write("[monitoring]\nmax_bundle_age_h = 1e-9\nmin_drift_events = 20\n")
