@@ -286,7 +286,8 @@ def test_kill_9_of_one_worker_of_two_loses_no_acknowledged_event(
 def test_a_bundle_reload_reaches_every_worker(
     tmp_path: Path, two_workers: tuple[str, list[int]], shop: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
-    """Runs last on the shared server (it swaps the bundle): asked of one worker, done by both."""
+    """Runs last on the shared server (it swaps the bundle and kills a worker): asked of one worker,
+    done by both, and by the worker that replaces a dead one."""
     url, pids = two_workers
     newer = build_shop_bundle(tmp_path / "bundles", *shop, version="workers-v2", search=False)
     r = httpx.post(url + "/v1/admin/reload", json={"bundle": str(newer)}, headers=H, timeout=60)
@@ -297,6 +298,11 @@ def test_a_bundle_reload_reaches_every_worker(
         assert time.monotonic() - t0 < 30, versions
         h = httpx.get(url + "/healthz", timeout=5)
         versions[int(h.headers[WORKER])] = h.json()["bundle"]
+    os.kill(pids[0], signal.SIGKILL)  # uvicorn's replacement starts on the configured (old) bundle ...
+    fresh = next(p for p in _workers(url, 2) if p not in pids)
+    t0 = time.monotonic()
+    while _answers_from(url, "/healthz", fresh)[0]["bundle"] != "shop-workers-v2":  # ... and moves to its peer's
+        assert time.monotonic() - t0 < 30, "the replacement worker did not take its peer's bundle"
 
 
 @pytest.mark.slow  # ~70 s on the shared machine: three worker replacements

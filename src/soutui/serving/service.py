@@ -104,6 +104,7 @@ class RecService:
         self.sync.start()
         if self.shared:
             self.shared.open_gate(self._on_shared)
+            self.shared.publish("hello")  # running workers answer with their bundle (a reload may have moved them on)
 
     # --- startup ---------------------------------------------------------------
     def _load_events(self) -> None:
@@ -374,17 +375,25 @@ class RecService:
         kind = msg.get("k")
         if kind == "events":  # logged (and synced to the store) by the worker that accepted them
             self._apply_live(self.log.remember(records_from(msg.get("r") or [])))
-        elif kind == "reload" and msg.get("bundle") != self.bundle.version:
-            try:
-                self.reload(str(msg["path"]), announce=False)
-            except (BundleError, OSError, ValueError) as exc:
-                log.warning("reload asked by another worker refused, still serving %s: %s", self.bundle.version, exc)
-                return
-            if self.on_reload:
-                self.on_reload(self.bundle.version)
+        elif kind == "reload" or (kind == "bundle" and self.shared and msg.get("to") == self.shared.worker):
+            self._serve_as_peer(msg)
+        elif kind == "hello" and self.shared:  # a worker (re)started on the configured bundle: tell it ours
+            self.shared.publish("bundle", to=msg.get("w"), path=str(self.bundle.path), bundle=self.bundle.version)
         elif kind == "forget":
             with self.sync.io_lock:
                 self._forget_live(str(msg["u"]))
+
+    def _serve_as_peer(self, msg: dict[str, Any]) -> None:
+        """Load the bundle another worker serves (after its reload, or when this worker started)."""
+        if msg.get("bundle") == self.bundle.version:
+            return
+        try:
+            self.reload(str(msg["path"]), announce=False)
+        except (BundleError, OSError, ValueError) as exc:
+            log.warning("bundle of another worker refused, still serving %s: %s", self.bundle.version, exc)
+            return
+        if self.on_reload:
+            self.on_reload(self.bundle.version)
 
     def reload(self, path: str | None = None, announce: bool = True) -> dict[str, Any]:
         """Load and verify a bundle, then swap it in; on any error the current one keeps serving.
