@@ -17,6 +17,7 @@ crediting and the tests run afresh in every experiment.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -29,7 +30,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from soutui.cli.common import print_table
 from soutui.serving.settings import ArmConfig
-from soutui.serving.simulate import Replay
+from soutui.serving.simulate import ClickModel, Replay
 
 METHODS = ("ab", "interleave")
 
@@ -60,14 +61,14 @@ def sasrec_bundle(replay: Replay, run_dir: Path) -> str:
     return str(out)
 
 
-def aa(replay: Replay, runs: int, users: int) -> list[dict[str, Any]]:
+def aa(replay: Replay, runs: int, users: int, click: ClickModel) -> list[dict[str, Any]]:
     rows = []
     knn = ArmConfig(model="itemknn")
     for method in METHODS:
         t0, wins = time.perf_counter(), 0
         pvals = []
         for seed in range(runs):
-            out = replay.run(knn, knn, method, users, seed)
+            out = replay.run(knn, knn, method, users, seed, click=click)
             wins += out["winner"] is not None
             pvals.append(out["p_value"])
             if (seed + 1) % 50 == 0:
@@ -81,11 +82,11 @@ def aa(replay: Replay, runs: int, users: int) -> list[dict[str, Any]]:
 
 
 def power(replay: Replay, a: ArmConfig, b: ArmConfig, label: str, seeds: int, users: int,
-          check_every: int) -> list[dict[str, Any]]:
+          check_every: int, click: ClickModel) -> list[dict[str, Any]]:
     rows = []
     for method in METHODS:
         t0 = time.perf_counter()
-        runs = [replay.run(a, b, method, users, seed, check_every=check_every) for seed in range(seeds)]
+        runs = [replay.run(a, b, method, users, seed, check_every=check_every, click=click) for seed in range(seeds)]
         reached = [r["users_to_significance"] for r in runs if r["users_to_significance"] is not None]
         rows.append({
             "pair": label, "method": method, "seeds": seeds, "max_users": users, "check_every": check_every,
@@ -102,26 +103,34 @@ def power(replay: Replay, a: ArmConfig, b: ArmConfig, label: str, seeds: int, us
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="amazon-beauty")
-    ap.add_argument("--aa-runs", type=int, default=200)
+    ap.add_argument("--aa-runs", type=int, default=200, help="0 = no A/A runs")
     ap.add_argument("--aa-users", type=int, default=2000)
-    ap.add_argument("--power-seeds", type=int, default=10)
+    ap.add_argument("--power-seeds", type=int, default=10, help="0 = no power runs")
     ap.add_argument("--power-users", type=int, default=22363, help="users per power run (at most the test users)")
     ap.add_argument("--check-every", type=int, default=100)
     ap.add_argument("--sasrec", default=None, help="run dir with sasrec.onnx; omitted = no itemknn vs SASRec row")
+    ap.add_argument("--attract-other", type=float, default=ClickModel.attract_other,
+                    help="click model: attractiveness of items the shopper does not want (noise clicks)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    click = ClickModel(attract_other=args.attract_other)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     replay = Replay(args.dataset, ["popularity", "itemknn"], cache_lists=True, progress=say)
     users = min(args.power_users, len(replay.user_ids))
     try:
         out: dict[str, Any] = {"dataset": args.dataset, "held_out_users": len(replay.user_ids),
-                               "aa": aa(replay, args.aa_runs, args.aa_users), "power": []}
+                               "click_model": dataclasses.asdict(click),
+                               "aa": aa(replay, args.aa_runs, args.aa_users, click) if args.aa_runs else [], "power": []}
         pop, knn = ArmConfig(model="popularity"), ArmConfig(model="itemknn")
-        out["power"] += power(replay, pop, knn, "popularity vs itemknn", args.power_seeds, users, args.check_every)
+        if args.power_seeds < 1:  # an A/A-only run
+            args.sasrec = None
+        else:
+            out["power"] += power(
+                replay, pop, knn, "popularity vs itemknn", args.power_seeds, users, args.check_every, click)
         if args.sasrec:
             sas = ArmConfig(model="sasrec", bundle=sasrec_bundle(replay, Path(args.sasrec)))
-            out["power"] += power(replay, knn, sas, "itemknn vs sasrec", args.power_seeds, users, 5 * args.check_every)
+            out["power"] += power(replay, knn, sas, "itemknn vs sasrec", args.power_seeds, users, 5 * args.check_every, click)
     finally:
         replay.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -115,7 +115,8 @@ class Replay:
                                       flush_interval_s=0.0, insecure_dev=True, demo=True)
         self.svc = RecService(self.settings)
         self._bundles: dict[str, Any] = {}  # arm bundles, loaded once for every run
-        say(f"serving {len(self.user_ids)} held-out users of {dataset} ({self.svc.store_status})")
+        say(f"serving {len(self.user_ids)} held-out users of {dataset}: their histories come from the replay's "
+            "event log, so the store's copy of the dataset (with the held-out items) is not read")
         if cache_lists:  # lists depend on (user, arm) only while histories are frozen: score each once
             self.svc.recommend = _memo(self.svc.recommend)  # type: ignore[method-assign]
 
