@@ -235,6 +235,31 @@ def _answers_from(url: str, path: str, pid: int, tries: int = 400) -> tuple[dict
     raise AssertionError(f"worker {pid} never answered {path}")
 
 
+def test_one_batch_posted_to_both_workers_at_once_enters_every_history_once(two_workers: tuple[str, list[int]]) -> None:
+    """Retries racing on two workers: each worker claims an event id once (its log's `seen`, fed by the
+    bus), so histories never double it, whichever worker accepted it first."""
+    url, pids = two_workers
+    batch = [{"event_id": f"race-{j}", "user_id": "racer", "item_id": f"i{4 * j + 1}", "event_type": "view"} for j in range(5)]
+    acks: list[tuple[int, int]] = []
+
+    def post() -> None:
+        r = httpx.post(url + "/v1/events", json={"events": batch}, headers=H, timeout=30)
+        assert r.status_code == 200, r.text
+        acks.append((int(r.headers[WORKER]), r.json()["accepted"]))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(acks) == 8 and sum(a for _, a in acks) >= 5
+    t0 = time.monotonic()
+    for pid in pids:
+        while (ans := _answers_from(url, "/v1/recommend/racer", pid))[0]["history_length"] != 5:
+            assert ans[0]["history_length"] < 5, ans[0]  # never doubled
+            assert ans[1] - t0 < 1.0, "a worker did not see the batch within 1 s"
+
+
 def test_forgetting_a_user_on_one_worker_forgets_them_on_every_worker(two_workers: tuple[str, list[int]]) -> None:
     url, pids = two_workers
     batch = [{"event_id": f"fg-{j}", "user_id": "forget-me", "item_id": f"i{4 * j}", "event_type": "view"} for j in range(3)]
