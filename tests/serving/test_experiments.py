@@ -189,6 +189,9 @@ def test_cli_report_reads_the_log(exp_settings: ServeSettings, capsys: pytest.Ca
     assert main(["experiment", "report", name, "--log", exp_settings.experiment_log, "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["name"] == name and rep["winner"] is None and rep["users"] >= 1
+    assert main(["experiment", "report", name, "--log", exp_settings.experiment_log]) == 0
+    text = capsys.readouterr().out
+    assert f"experiment {name}" in text and "winner at 5%: none (not significant)" in text
     assert main(["experiment", "report", "nosuch", "--log", exp_settings.experiment_log]) == 2
 
 

@@ -78,8 +78,10 @@ def _print_report(rep: dict[str, Any]) -> None:
     print_table(rows, ["arm", "model", "impressions", "ctr", "cart_rate", "purchase_rate"])
     t = rep["test"]
     ci = "n/a" if t["ci95"] is None else f"[{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}]"
-    effect = t.get("delta") if rep["kind"] == "interleave" else t.get("diff")
-    print(f"{t['method']}: effect {effect}, 95% CI {ci}, p = {t['p_value']}")
+    if rep["kind"] == "interleave":
+        print(f"{t['method']}: b's share of wins {t['b_win_share']}, 95% CI {ci}, p = {t['p_value']}")
+    else:
+        print(f"{t['method']}: CTR b - a {t['diff']}, 95% CI {ci}, p = {t['p_value']}")
     if rep["kind"] == "interleave":
         print(f"wins by clicks: {rep['wins']}")
     print(f"winner at 5%: {rep['winner'] or 'none (not significant)'}")

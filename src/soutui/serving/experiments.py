@@ -279,7 +279,7 @@ def report(name: str, t: Tally) -> dict[str, Any]:
                        **win_test(t.wins["b"], t.wins["a"])}
         out["diff_b_minus_a"] = {m: {**d, "p_value": None, "ci95": None} for m, d in tests.items()}
     else:
-        out["test"] = {"method": "two-proportion score test of CTR@k, b - a (statsmodels)", **tests["ctr"]}
+        out["test"] = {"method": "Agresti-Caffo two-proportion test of CTR@k, b - a (statsmodels)", **tests["ctr"]}
     p = out["test"]["p_value"]
     sign = out["test"].get("delta") if t.kind == "interleave" else out["test"]["diff"]
     out["winner"] = ("b" if sign > 0 else "a") if p is not None and p < 0.05 and sign else None
