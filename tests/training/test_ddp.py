@@ -67,24 +67,22 @@ def weights(model) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
 
 
 def worker(out: Path, scenario: str) -> None:
-    """One torchrun rank. Scenarios: `exact` (the equivalence fit), `time` / `cpu` (only rank 1 has
-    a budget, so only it would stop: the group must stop with it)."""
+    """One torchrun rank. Scenario `exact`: the equivalence fit. Scenario `budgets`: two fits in which
+    only rank 1 has a budget (wall time, then CPU time), so only it would stop: the group must stop
+    with it."""
     from soutui.training import distributed
 
     group = distributed.init_from_env()
-    params = dict(EXACT)
-    if scenario == "time" and group.rank == 1:
-        params |= {"max_minutes": 0.5 / 60}  # half a second
-    if scenario == "cpu" and group.rank == 1:
-        params |= {"max_cpu_minutes": 1e-6}
-    if scenario != "exact":
-        params |= {"epochs": 400}  # far more than fits in the budget
-    model = fit(params, with_valid=scenario == "exact")
-    np.savez(out / f"rank{group.rank}.npz", **weights(model))
-    report = model.training_report() or {}
-    (out / f"rank{group.rank}.json").write_text(
-        json.dumps({k: report[k] for k in ("epoch", "stopped", "best_epoch")})
-    )
+    runs = {"exact": dict(EXACT)} if scenario == "exact" else {
+        "time": {**EXACT, "epochs": 400} | ({"max_minutes": 0.5 / 60} if group.rank == 1 else {}),
+        "cpu": {**EXACT, "epochs": 400} | ({"max_cpu_minutes": 1e-6} if group.rank == 1 else {}),
+    }  # fmt: skip
+    for name, params in runs.items():
+        model = fit(params, with_valid=name == "exact")
+        np.savez(out / f"{name}{group.rank}.npz", **weights(model))
+        report = model.training_report() or {}
+        state = {k: report[k] for k in ("epoch", "stopped", "best_epoch")}
+        (out / f"{name}{group.rank}.json").write_text(json.dumps(state))
     distributed.shutdown()
 
 
@@ -94,7 +92,7 @@ def torchrun(tmp_path: Path, scenario: str, nproc: int = 2) -> list[dict[str, ob
            __file__, str(tmp_path), scenario]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(nproc)]
+    return [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
 
 
 def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
@@ -116,7 +114,7 @@ def split_keys(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[st
 def test_two_processes_train_the_same_weights_as_one(tmp_path: Path) -> None:
     one = fit(EXACT)
     states = torchrun(tmp_path, "exact")
-    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    ranks = [dict(np.load(tmp_path / f"exact{r}.npz")) for r in range(2)]
     assert max_diff(ranks[0], ranks[1]) == 0.0  # DDP keeps the replicas identical
     (rest1, keys1), (rest2, keys2) = split_keys(weights(one)), split_keys(ranks[0])
     diff, key_diff = max_diff(rest1, rest2), max_diff(keys1, keys2)
@@ -133,19 +131,16 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path: Path) -> None:
     assert states[0] == states[1] == {k: report[k] for k in ("epoch", "stopped", "best_epoch")}
 
 
-@pytest.mark.parametrize(("scenario", "reason"), [("time", "time"), ("cpu", "cpu-time")])
-def test_a_budget_on_one_rank_stops_every_rank_together(tmp_path: Path, scenario: str, reason: str) -> None:
+def test_a_budget_on_one_rank_stops_every_rank_together(tmp_path: Path) -> None:
     """Rank 1 alone has a budget. Were the stop not agreed, rank 0 would wait forever for rank 1's
     gradients (the run would time out); agreed, both stop at the same step for rank 1's reason."""
-    states = torchrun(tmp_path, scenario)
-    assert states[0] == states[1]
-    assert states[0]["stopped"] == reason and 0 < int(states[0]["epoch"]) < 400  # type: ignore[call-overload]
-    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
-    assert max_diff(ranks[0], ranks[1]) == 0.0  # the same number of steps on both
-
-
-if __name__ == "__main__":
-    worker(Path(sys.argv[1]), sys.argv[2])
+    torchrun(tmp_path, "budgets")
+    for scenario, reason in (("time", "time"), ("cpu", "cpu-time")):
+        states = [json.loads((tmp_path / f"{scenario}{r}.json").read_text()) for r in range(2)]
+        assert states[0] == states[1]
+        assert states[0]["stopped"] == reason and 0 < int(states[0]["epoch"]) < 400
+        ranks = [dict(np.load(tmp_path / f"{scenario}{r}.npz")) for r in range(2)]
+        assert max_diff(ranks[0], ranks[1]) == 0.0  # the same number of steps on both
 
 
 @pytest.mark.slow
@@ -182,3 +177,7 @@ def test_cli_train_nproc_2_writes_one_run(tmp_path: Path) -> None:
     assert rec["distributed"]["processes"] == 2 and rec["training"]["epoch"] == 2
     assert json.loads((run / "record.json").read_text())["distributed"]["processes"] == 2
     assert (run / "ckpt" / "last.pt").exists() and rec["metrics"]["test"]["NDCG@10"] > 0.1
+
+
+if __name__ == "__main__":
+    worker(Path(sys.argv[1]), sys.argv[2])
