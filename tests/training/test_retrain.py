@@ -112,6 +112,10 @@ def test_split_at_holds_out_the_window_by_time() -> None:
     cut = cutoff_time(data, cfg)
     assert data.timestamps is not None
     assert cut == int(np.concatenate(data.timestamps).max()) - 3 * DAY
+    assert (
+        cutoff_time(data, cfg, serving_until=cut + DAY) == cut + DAY + 1
+    )  # never a day the serving model saw
+    assert cutoff_time(data, cfg, serving_until=cut - DAY) == cut
     w = split_at(data, cut)
     assert w.train.timestamps is not None
     assert all((t < cut).all() for t in w.train.timestamps)
@@ -290,17 +294,32 @@ def test_soutui_retrain_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     assert rec["warm_start"]["items_new"] == 1 and rec["window"]["targets"] > 0
     assert {"NDCG@10", "HR@10", "targets"} <= set(rec["candidate"])
-    assert rec["serving_saw_window"] is True  # a 3-day window reaches back into the first bundle's data
+    # a 3-day window would reach back into the first bundle's data: it starts after it, at the live events
+    assert rec["window"]["clipped_to_serving_data"] and rec["window"]["events"] == len(live)
+    assert rec["serving_saw_window"] is False and rec["serving_data_until"] == last
     new = load_bundle(rec["bundle"])
     assert len(new.catalogue) == N + 1 and new.models["sasrec"].n_items_ == N + 1
     assert new.manifest["default_recommender"] == "sasrec" and {"popularity", "itemknn"} <= set(new.models)
     logged = [json.loads(x) for x in decisions_path("shop").read_text().splitlines()]
     assert len(logged) == 1 and logged[0]["promoted"] and logged[0]["candidate"] == rec["candidate"]
-    # the next retrain warm-starts from the new bundle's checkpoint; an impossible margin keeps it serving
+    # more live events; an untrained candidate (--cold, no epoch) against the trained bundle is not promoted
+    more = live.assign(event_id="more-" + live["event_id"], ts=live["ts"] + 5 * DAY,
+                       item_id=[f"i{(k + 1) % N}" for k in range(len(live))])  # the cycle goes on  # fmt: skip
+    store = open_store(url)
+    store.write_dataset("shop", {"items": new_items, "events": pd.concat([events, live, more])})
+    store.close()
     assert main([*argv[:-5], "--margin", "0", "--set", "epochs=0", "--cold"]) == 0
     out = capsys.readouterr().out
     assert "candidate NDCG@10" in out and "not promoted" in out
-    assert len(decisions_path("shop").read_text().splitlines()) == 2
+    # promoted again (lenient margin); then nothing is newer than the serving bundle's data: a recorded skip
+    assert main([*argv[:-5], "--margin", "1", "--set", "epochs=1"]) == 0
+    assert "promoted: " in capsys.readouterr().out
+    assert main([*argv[:-5], "--margin", "0"]) == 0
+    assert "not promoted: no events after" in capsys.readouterr().out
+    logged = [json.loads(x) for x in decisions_path("shop").read_text().splitlines()]
+    got = [(r["promoted"], r.get("skipped", False)) for r in logged]
+    assert got == [(True, False), (False, False), (True, False), (False, True)]
+    assert logged[1]["window"]["events"] == len(more)  # the window starts after the serving bundle's data
 
 
 def test_soutui_retrain_rejects_a_config_with_an_unknown_key(

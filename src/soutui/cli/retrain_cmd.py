@@ -74,6 +74,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     )
     if args.json:
         print_json(record)
+    elif record.get("skipped"):
+        print(f"not promoted: {record['reason']}")
     else:
         c, s = record["candidate"], record["serving"]
         print(f"window from {record['window']['cutoff_utc']}: {record['window']['targets']} targets")

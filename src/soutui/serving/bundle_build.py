@@ -268,6 +268,12 @@ def _served_sasrec(
     return out
 
 
+def data_until(data: SequenceData) -> int:
+    """The newest event time (unix s) in `data`, 0 when undated: the manifest's `data_until`, after
+    which `soutui retrain` starts its held-out window so the serving model never saw it."""
+    return int(max((int(np.max(t)) for t in data.timestamps or [] if len(t)), default=0))
+
+
 def _bundle_extra(
     evaluation: dict[str, Any], catalogue: pd.DataFrame, data: SequenceData, with_search: bool,
     progress: ProgressFn,
@@ -277,18 +283,19 @@ def _bundle_extra(
     def add_search(tmp: Path) -> dict[str, Any]:
         evaluation["plots"] = plot_metrics(evaluation, tmp / "plots")
         (tmp / "evaluation.json").write_text(json.dumps(evaluation, indent=2, ensure_ascii=False))
+        out: dict[str, Any] = {"data_until": data_until(data)}
         if not with_search:
-            return {}
+            return out
         try:
             from soutui.search.engine import SearchEngine
         except ImportError as exc:
             progress(f"search: skipped ({exc})")
-            return {}
+            return out
         t0 = time.time()
         pop = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
         SearchEngine.build(catalogue, tmp / "search", popularity=pop)
         progress(f"search: index built ({time.time() - t0:.1f}s)")
-        return {"search": {"dir": "search"}}
+        return {**out, "search": {"dir": "search"}}
 
     return add_search
 

@@ -33,6 +33,7 @@ from soutui.serving.bundle_build import (
     CHECKPOINT_DIR,
     LIGHT_MODELS,
     catalogue_in_index_order,
+    data_until,
     write_bundle,
 )
 from soutui.training.records import append_record
@@ -116,14 +117,19 @@ def retrain(
     cls = model_class(_class_name(serving))
     params = {**(serving.trainable.params() if serving.trainable is not None else {}), **(params or {})}
     previous = serving.trainable if cfg.warm_start else None
+    until = (
+        int(serving.manifest.get("data_until") or 0) or None
+    )  # newest event the serving bundle learned from
+    if until is not None and data_until(data) <= until:
+        return _nothing_new(dataset, serving, until, started, progress)
     # the candidate saw only the events before the window: it is measured, never published
-    record, _ = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg)
+    record, _ = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg,
+                         serving_until=until)  # fmt: skip
     progress(f"gate: candidate NDCG@10={record['candidate']['NDCG@10']:.4f}, serving "
              f"NDCG@10={record['serving']['NDCG@10']:.4f} on {record['window']['targets']} window events: "
              + ("PROMOTE" if record["promoted"] else "keep serving"))  # fmt: skip
-    record.update(dataset=dataset, serving_bundle=serving.version, params=params,
-                  serving_saw_window=_saw_window(serving, record["window"]["cutoff"]),
-                  started_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), bundle=None)  # fmt: skip
+    record.update(dataset=dataset, serving_bundle=serving.version, params=params, bundle=None,
+                  started_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))  # fmt: skip
     if record["promoted"]:
         t0 = time.perf_counter()
         final = fit_recipe(cls.name, params, data, content, previous)
@@ -172,11 +178,22 @@ def _class_name(serving: Serving) -> str:
     return str(serving.manifest["models"][serving.name].get("class", serving.name))
 
 
-def _saw_window(serving: Serving, cutoff: int) -> bool | None:
-    """Whether the serving bundle was built from events inside the window (then its window figure
-    is flattered, which only makes the gate stricter); None when the bundle does not say."""
-    until = serving.manifest.get("data_until")
-    return None if until is None else int(until) >= cutoff
+def _nothing_new(
+    dataset: str, serving: Serving, until: int, started: float, progress: ProgressFn
+) -> dict[str, Any]:
+    """The decision when no event is newer than what the serving bundle learned from: nothing to
+    learn from and nothing to judge a candidate on, so no candidate is trained (still recorded)."""
+    when = dt.datetime.fromtimestamp(until, dt.UTC).isoformat(timespec="seconds")
+    record: dict[str, Any] = {
+        "kind": "retrain-gate", "dataset": dataset, "serving_bundle": serving.version, "serving_data_until": until,
+        "promoted": False, "skipped": True, "bundle": None,
+        "reason": f"no events after {when}, the newest the serving bundle learned from: nothing new to retrain on",
+        "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "time": {"total_s": round(time.perf_counter() - started, 1)},
+    }  # fmt: skip
+    progress(record["reason"])
+    append_record(decisions_path(dataset), record)
+    return record
 
 
 def publish(
@@ -208,11 +225,10 @@ def _write(
     onnx: dict[str, Callable[[Path], None]], name: str, decision: dict[str, Any], with_search: bool,
 ) -> Path:  # fmt: skip
     evaluation = {"dataset": dataset, "protocol": decision["protocol"], "gate": decision, "models": {}}
-    until = int(max((int(t.max()) for t in data.timestamps or [] if len(t)), default=0))
 
     def extra(tmp: Path) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "data_until": until,
+            "data_until": data_until(data),
             "gate": {"candidate": decision["candidate"], "serving": decision["serving"]},
         }
         if with_search:

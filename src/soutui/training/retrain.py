@@ -89,8 +89,15 @@ class Window:
         }
 
 
-def cutoff_time(data: SequenceData, cfg: RetrainConfig) -> int:
-    """The window's start: `window_days` before the newest event, or the `window_frac` time quantile."""
+def cutoff_time(data: SequenceData, cfg: RetrainConfig, serving_until: int | None = None) -> int:
+    """The window's start: `window_days` before the newest event, or the `window_frac` time quantile;
+    never at or before `serving_until` (the newest event the serving model learned from), so the
+    serving model is judged on events it never saw."""
+    base = _base_cutoff(data, cfg)
+    return max(base, serving_until + 1) if serving_until else base
+
+
+def _base_cutoff(data: SequenceData, cfg: RetrainConfig) -> int:
     if data.timestamps is None or not data.n_interactions:
         raise ConfigError("retrain needs events with timestamps (the gate holds out the last window by time)")
     ts = np.concatenate(data.timestamps)
@@ -236,15 +243,18 @@ def run_gate(
     params: dict[str, Any],
     cfg: RetrainConfig,
     trainer: Trainer | None = None,
+    serving_until: int | None = None,
 ) -> tuple[dict[str, Any], Recommender]:
     """Hold out the window, train the candidate before it, score both on it, decide.
 
     `serving` is the serving model and its item ids; `previous` the trainable form the candidate
     warm-starts from (None: from scratch). Returns the decision record (plain JSON) and the
-    candidate (trained on the events before the window only)."""
+    candidate (trained on the events before the window only). `serving_until`: the newest event the
+    serving model learned from, if known; the window starts after it (see cutoff_time)."""
     import time
 
-    window = split_at(data, cutoff_time(data, cfg), cfg.max_window_targets, cfg.seed)
+    cutoff = cutoff_time(data, cfg, serving_until)
+    window = split_at(data, cutoff, cfg.max_window_targets, cfg.seed)
     if not len(window.targets):
         raise ConfigError(
             f"the held-out window (from {window.describe()['cutoff_utc']}) has no events with a history; "
@@ -264,7 +274,9 @@ def run_gate(
         "kind": "retrain-gate",
         "model": model,
         "protocol": PROTOCOL,
-        "window": window.describe(),
+        "window": {**window.describe(), "clipped_to_serving_data": cutoff != _base_cutoff(data, cfg)},
+        "serving_data_until": serving_until,
+        "serving_saw_window": None if not serving_until else bool(serving_until >= cutoff),
         "candidate": cand,
         "serving": serv,
         "margin": cfg.margin,
