@@ -113,15 +113,13 @@ def retrain(
     data = SequenceData.from_events(events, items)
     progress(f"{dataset}: {data.n_users} users, {data.n_items} items (bundle {serving.version} has "
              f"{len(serving.item_ids)}), {data.n_interactions} interactions")  # fmt: skip
+    until = int(serving.manifest.get("data_until") or 0) or None  # the newest event it learned from
+    if until is not None and data_until(data) <= until:
+        return _nothing_new(dataset, serving, until, started, progress)
     content = item_content(items, data, cfg.encoder, progress=False)
     cls = model_class(_class_name(serving))
     params = {**(serving.trainable.params() if serving.trainable is not None else {}), **(params or {})}
     previous = serving.trainable if cfg.warm_start else None
-    until = (
-        int(serving.manifest.get("data_until") or 0) or None
-    )  # newest event the serving bundle learned from
-    if until is not None and data_until(data) <= until:
-        return _nothing_new(dataset, serving, until, started, progress)
     # the candidate saw only the events before the window: it is measured, never published
     record, _ = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg,
                          serving_until=until)  # fmt: skip
