@@ -67,6 +67,8 @@ function experimentHtml(e) {
 async function pollExperiments() {
   const box = $("#experiments-body");
   if (!box) return;
+  // the panel's title is written here, with the strings of this file (i18n.js holds the other panels')
+  $("#experiments-title").innerHTML = `${esc(t("exp.title"))} <span class="status">${esc(t("exp.note"))}</span>`;
   try {
     const r = await authed("/v1/admin/experiments");
     if (!r.ok) throw new Error(r.statusText);
