@@ -191,3 +191,179 @@ def test_full_softmax_loss(capsys: pytest.CaptureFixture[str]) -> None:
     assert "take the mean" in capsys.readouterr().out
     assert not checks.lab05_softmax_loss(naive)
     assert "log-sum-exp" in capsys.readouterr().out
+
+
+# ---- lab 06 / 09 ----------------------------------------------------------------------------
+
+
+def test_best_so_far(capsys: pytest.CaptureFixture[str]) -> None:
+    def right(values: list[float]) -> list[float]:
+        return list(pd.Series(values).cummax().ffill())  # cummax leaves NaN where the trial is NaN
+
+    assert checks.lab06_best_so_far(right)
+    assert not checks.lab06_best_so_far(lambda v: list(np.maximum.accumulate(v)))
+    assert "skip pruned trials" in capsys.readouterr().out
+    assert not checks.lab06_best_so_far(lambda v: list(v))
+    assert "expected" in capsys.readouterr().out
+
+
+def test_stop_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    def right(valid: list[float], patience: int) -> tuple[int, int]:
+        return checks._stop_epoch(valid, patience)
+
+    assert checks.lab06_stop_epoch(right)
+    assert not checks.lab06_stop_epoch(lambda v, p: (len(v), int(np.argmax(v)) + 1))
+    assert "should trigger before the last epoch" in capsys.readouterr().out
+
+    def ties_improve(valid: list[float], patience: int) -> tuple[int, int]:
+        best, best_epoch, bad = -1.0, 0, 0
+        for epoch, v in enumerate(valid, start=1):
+            if v >= best:
+                best, best_epoch, bad = v, epoch, 0
+            else:
+                bad += 1
+                if bad >= patience:
+                    return epoch, best_epoch
+        return len(valid), best_epoch
+
+    assert not checks.lab06_stop_epoch(ties_improve)
+    assert "equal to the best is no improvement" in capsys.readouterr().out
+
+
+def test_stop_epoch_matches_the_training_loop() -> None:
+    from soutui.training.loop import TrainConfig  # the rule the lab teaches is the engine's
+
+    assert "patience" in TrainConfig.__dataclass_fields__
+    assert checks._stop_epoch([0.1, 0.2, 0.2, 0.1], 2) == (4, 2)
+    assert checks._stop_epoch([0.3, 0.2, 0.1], 5) == (3, 1)
+
+
+def test_seed_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    from scipy import stats
+
+    def right(x: list[float]) -> tuple[float, float, tuple[float, float]]:
+        low, high = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+        return float(np.mean(x)), float(np.std(x, ddof=1)), (low, high)
+
+    assert checks.lab06_seed_summary(right)
+
+    def population_sd(x: list[float]) -> tuple[float, float, tuple[float, float]]:
+        m, s, ci = right(x)
+        return m, float(np.std(x)), ci
+
+    assert not checks.lab06_seed_summary(population_sd)
+    assert "ddof=1" in capsys.readouterr().out
+
+    def normal_sd(x: list[float]) -> tuple[float, float, tuple[float, float]]:
+        m, s, _ = right(x)
+        return m, s, (m - 1.96 * s, m + 1.96 * s)
+
+    assert not checks.lab06_seed_summary(normal_sd)
+    assert "standard error" in capsys.readouterr().out
+
+
+def test_events() -> None:
+    from soutui.serving.schemas import EventBatch
+
+    def right(user: str, items: list[str]) -> dict[str, object]:
+        return {"events": [{"event_id": f"{user}-{n}", "user_id": user, "item_id": i, "event_type": "view"}
+                           for n, i in enumerate(items)]}
+
+    assert checks.lab09_events(right, EventBatch)
+    no_ids = lambda u, items: {"events": [{"user_id": u, "item_id": i, "event_type": "view"} for i in items]}  # noqa: E731
+    assert not checks.lab09_events(no_ids, EventBatch)
+    same = lambda u, items: {"events": [{"event_id": "x", "user_id": u, "item_id": i, "event_type": "view"}  # noqa: E731
+                                        for i in items]}
+    assert not checks.lab09_events(same, EventBatch)
+    per_position = lambda u, items: {"events": [{"event_id": str(n), "user_id": u, "item_id": i,  # noqa: E731
+                                                 "event_type": "view"} for n, i in enumerate(items)]}
+    assert not checks.lab09_events(per_position, EventBatch)
+
+
+def test_events_messages(capsys: pytest.CaptureFixture[str]) -> None:
+    from soutui.serving.schemas import EventBatch
+
+    same = lambda u, items: {"events": [{"event_id": "x", "user_id": u, "item_id": i, "event_type": "view"}  # noqa: E731
+                                        for i in items]}
+    checks.lab09_events(same, EventBatch)
+    assert "event_ids repeat" in capsys.readouterr().out
+    wrong_type = lambda u, items: {"events": [{"event_id": f"{u}{i}", "user_id": u, "item_id": i,  # noqa: E731
+                                               "event_type": "cart"} for i in items]}
+    checks.lab09_events(wrong_type, EventBatch)
+    assert 'event_type should be "view"' in capsys.readouterr().out
+
+
+def test_similar(capsys: pytest.CaptureFixture[str]) -> None:
+    def right(v: np.ndarray, i: int, k: int) -> list[int]:
+        s = v @ v[i]
+        s[i] = -np.inf
+        return list(np.argsort(-s)[:k])
+
+    assert checks.lab09_similar(right)
+    assert not checks.lab09_similar(lambda v, i, k: list(np.argsort(-(v @ v[i]))[:k]))
+    assert "the item itself" in capsys.readouterr().out
+    assert not checks.lab09_similar(lambda v, i, k: list(np.argsort(v @ v[i])[:k]))
+    assert "least similar" in capsys.readouterr().out
+    assert not checks.lab09_similar(lambda v, i, k: right(v, i, k)[::-1])
+    assert "wrong order" in capsys.readouterr().out
+
+
+# ---- lab 14 ---------------------------------------------------------------------------------
+
+LOG = pd.DataFrame({"customer": ["C1"], "sku": ["1"], "action": ["pv"], "when": ["2026-01-01"]})
+LOG = pd.concat([LOG, LOG.assign(action="cart"), LOG.assign(action="buy")])
+PRODUCTS = pd.DataFrame(columns=["sku", "product_name", "maker", "dept", "blurb"])
+EVENT_MAP = "user_id=customer,item_id=sku,event_type=action,ts=when"
+ITEM_MAP = "item_id=sku,title=product_name,brand=maker,category=dept,description=blurb"
+TYPE_MAP = "pv=view,cart=cart,buy=purchase"
+
+
+def test_maps(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks.lab14_maps(EVENT_MAP, ITEM_MAP, TYPE_MAP, LOG, PRODUCTS)
+    assert checks.lab14_maps(" ts=when, user_id=customer,item_id=sku,event_type=action", ITEM_MAP, TYPE_MAP, LOG,
+                             PRODUCTS)
+    backwards = "customer=user_id,sku=item_id,action=event_type,when=ts"
+    assert not checks.lab14_maps(backwards, ITEM_MAP, TYPE_MAP, LOG, PRODUCTS)
+    assert "event_map is the wrong way round" in capsys.readouterr().out
+    assert not checks.lab14_maps(EVENT_MAP, "item_id=sku,title=product_name", TYPE_MAP, LOG, PRODUCTS)
+    assert "item_map misses ['brand', 'category', 'description']" in capsys.readouterr().out
+    assert not checks.lab14_maps(EVENT_MAP, ITEM_MAP, "view=pv,cart=cart,purchase=buy", LOG, PRODUCTS)
+    assert "the shop's values go on the left" in capsys.readouterr().out
+    assert not checks.lab14_maps(EVENT_MAP, ITEM_MAP, "pv=view,cart=cart,buy=cart", LOG, PRODUCTS)
+    assert "['buy'] map to the wrong thing" in capsys.readouterr().out
+    assert not checks.lab14_maps("user_id customer", ITEM_MAP, TYPE_MAP, LOG, PRODUCTS)
+    assert "is not name=name" in capsys.readouterr().out
+
+
+def _result(model: str, valid: float, test: float) -> dict[str, object]:
+    return {"model": model, "metrics": {"valid": {"NDCG@10": valid}, "test": {"NDCG@10": test}}}
+
+
+def test_pick(capsys: pytest.CaptureFixture[str]) -> None:
+    real = [_result("popularity", 0.238, 0.230), _result("recent-popularity", 0.241, 0.233),
+            _result("itemknn", 0.230, 0.236)]
+
+    def on_valid(results: list[dict]) -> str:  # type: ignore[type-arg]
+        return str(max(results, key=lambda r: r["metrics"]["valid"]["NDCG@10"])["model"])
+
+    assert checks.lab14_pick(on_valid, real)
+    on_test = lambda results: max(results, key=lambda r: r["metrics"]["test"]["NDCG@10"])["model"]  # noqa: E731
+    assert not checks.lab14_pick(on_test, real)
+    assert "choosing on test" in capsys.readouterr().out
+    assert not checks.lab14_pick(lambda results: "itemknn", real)
+    assert "here recent-popularity" in capsys.readouterr().out
+
+
+def test_same_dept(capsys: pytest.CaptureFixture[str]) -> None:
+    def right(history: list[str], recs: list[str]) -> float:
+        return sum(d in set(history) for d in recs) / len(recs)
+
+    assert checks.lab14_same_dept(right)
+    assert not checks.lab14_same_dept(lambda h, r: len(set(h) & set(r)) / len(r))
+    assert "repeats included" in capsys.readouterr().out
+    assert not checks.lab14_same_dept(lambda h, r: sum(d in set(h) for d in r))
+    assert "too large" in capsys.readouterr().out
+
+
+def test_reference_maps_pass_their_own_check() -> None:
+    assert checks.lab14_maps(*checks.lab14_reference_maps(), LOG, PRODUCTS)
