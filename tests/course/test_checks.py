@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import checks
+import checks_workflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -209,7 +210,7 @@ def test_best_so_far(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_stop_epoch(capsys: pytest.CaptureFixture[str]) -> None:
     def right(valid: list[float], patience: int) -> tuple[int, int]:
-        return checks._stop_epoch(valid, patience)
+        return checks_workflow._stop_epoch(valid, patience)
 
     assert checks.lab06_stop_epoch(right)
     assert not checks.lab06_stop_epoch(lambda v, p: (len(v), int(np.argmax(v)) + 1))
@@ -234,8 +235,8 @@ def test_stop_epoch_matches_the_training_loop() -> None:
     from soutui.training.loop import TrainConfig  # the rule the lab teaches is the engine's
 
     assert "patience" in TrainConfig.__dataclass_fields__
-    assert checks._stop_epoch([0.1, 0.2, 0.2, 0.1], 2) == (4, 2)
-    assert checks._stop_epoch([0.3, 0.2, 0.1], 5) == (3, 1)
+    assert checks_workflow._stop_epoch([0.1, 0.2, 0.2, 0.1], 2) == (4, 2)
+    assert checks_workflow._stop_epoch([0.3, 0.2, 0.1], 5) == (3, 1)
 
 
 def test_seed_summary(capsys: pytest.CaptureFixture[str]) -> None:
