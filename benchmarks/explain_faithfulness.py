@@ -151,6 +151,10 @@ def main() -> int:
         "aopc": round(mean["aopc"], 6),
         "aopc_random": round(mean["aopc_random"], 6),
         "ties": round(mean["tie"], 4),
+        # the same share among users where the two removals leave the item at different ranks
+        "top_beats_random_decisive": round(
+            (mean["win"] - 0.5 * mean["tie"]) / max(1.0 - mean["tie"], 1e-12), 4
+        ),
         "mean_fall_top": round(mean["fall_top"], 2),
         "mean_fall_random": round(mean["fall_random"], 2),
         "method": "neighbour evidence"
