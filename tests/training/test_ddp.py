@@ -67,16 +67,18 @@ def weights(model) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
 
 
 def worker(out: Path, scenario: str) -> None:
-    """One torchrun rank. Scenario `exact`: the equivalence fit. Scenario `budgets`: two fits in which
-    only rank 1 has a budget (wall time, then CPU time), so only it would stop: the group must stop
-    with it."""
+    """One torchrun rank: `exact` (the equivalence fit), `time` and `cpu` (only rank 1 has a budget,
+    wall time or CPU time, so only it would stop: the group must stop with it), or `all` of them
+    (one launch for the whole file: starting torchrun costs seconds)."""
     from soutui.training import distributed
 
     group = distributed.init_from_env()
-    runs = {"exact": dict(EXACT)} if scenario == "exact" else {
+    runs = {
+        "exact": dict(EXACT),
         "time": {**EXACT, "epochs": 400} | ({"max_minutes": 0.5 / 60} if group.rank == 1 else {}),
         "cpu": {**EXACT, "epochs": 400} | ({"max_cpu_minutes": 1e-6} if group.rank == 1 else {}),
     }  # fmt: skip
+    runs = {k: v for k, v in runs.items() if scenario in (k, "all")}
     for name, params in runs.items():
         model = fit(params, with_valid=name == "exact")
         np.savez(out / f"{name}{group.rank}.npz", **weights(model))
@@ -86,13 +88,19 @@ def worker(out: Path, scenario: str) -> None:
     distributed.shutdown()
 
 
-def torchrun(tmp_path: Path, scenario: str, nproc: int = 2) -> list[dict[str, object]]:
+def torchrun(tmp_path: Path, scenario: str, nproc: int = 2) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            __file__, str(tmp_path), scenario]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ddp")
+    torchrun(out, "all")
+    return out
 
 
 def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
@@ -111,10 +119,10 @@ def split_keys(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[st
     return rest, keys
 
 
-def test_two_processes_train_the_same_weights_as_one(tmp_path: Path) -> None:
+def test_two_processes_train_the_same_weights_as_one(runs: Path) -> None:
     one = fit(EXACT)
-    states = torchrun(tmp_path, "exact")
-    ranks = [dict(np.load(tmp_path / f"exact{r}.npz")) for r in range(2)]
+    states = [json.loads((runs / f"exact{r}.json").read_text()) for r in range(2)]
+    ranks = [dict(np.load(runs / f"exact{r}.npz")) for r in range(2)]
     assert max_diff(ranks[0], ranks[1]) == 0.0  # DDP keeps the replicas identical
     (rest1, keys1), (rest2, keys2) = split_keys(weights(one)), split_keys(ranks[0])
     diff, key_diff = max_diff(rest1, rest2), max_diff(keys1, keys2)
@@ -131,15 +139,14 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path: Path) -> None:
     assert states[0] == states[1] == {k: report[k] for k in ("epoch", "stopped", "best_epoch")}
 
 
-def test_a_budget_on_one_rank_stops_every_rank_together(tmp_path: Path) -> None:
+def test_a_budget_on_one_rank_stops_every_rank_together(runs: Path) -> None:
     """Rank 1 alone has a budget. Were the stop not agreed, rank 0 would wait forever for rank 1's
     gradients (the run would time out); agreed, both stop at the same step for rank 1's reason."""
-    torchrun(tmp_path, "budgets")
     for scenario, reason in (("time", "time"), ("cpu", "cpu-time")):
-        states = [json.loads((tmp_path / f"{scenario}{r}.json").read_text()) for r in range(2)]
+        states = [json.loads((runs / f"{scenario}{r}.json").read_text()) for r in range(2)]
         assert states[0] == states[1]
         assert states[0]["stopped"] == reason and 0 < int(states[0]["epoch"]) < 400
-        ranks = [dict(np.load(tmp_path / f"{scenario}{r}.npz")) for r in range(2)]
+        ranks = [dict(np.load(runs / f"{scenario}{r}.npz")) for r in range(2)]
         assert max_diff(ranks[0], ranks[1]) == 0.0  # the same number of steps on both
 
 
