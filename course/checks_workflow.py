@@ -196,7 +196,8 @@ def _pairs(text: Any, what: Problem) -> tuple[dict[str, str], list[Problem]]:
 def _mapping_problems(got: dict[str, str], want: dict[str, str], what: Problem, left: Problem) -> list[Problem]:
     if got == want:
         return []
-    if {v: k for k, v in got.items()} == want:
+    flipped = {v: k for k, v in got.items()}
+    if flipped == want or (set(flipped) & set(want) and not set(got) & set(want)):
         return [(f"{what[0]}方向反了：左边应当是{left[0]}", f"{what[1]} is the wrong way round: {left[1]} go on the left")]
     missing = sorted(set(want) - set(got))
     if missing:

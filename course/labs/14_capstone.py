@@ -339,7 +339,7 @@ print(f"lab ran in {time.perf_counter() - t_lab:.0f} s")
 # %% [markdown] tags=["zh"]
 # ## 小结
 #
-# 从两个 CSV 到线上服务一共六条命令：`data import generic`（列名映射、假名化、隔离区）、`evaluate --model all`、
+# 从两个 CSV 到线上服务一共五条命令：`data import generic`（列名映射、假名化、隔离区）、`evaluate --model all`、
 # `train`、`bundle build`、`serve`，再加上 HTTP 请求。每一步都有 `--json` 输出，可以写进 CI。
 # 行为是模拟的，所以这里的指标只说明流程，不代表真实店铺的效果；真实数据上的数字见 docs/evaluation.md。
 # 上线以后怎么继续：实时事件和冷启动见实验 9，监控、重训和 A/B 实验见实验 12（在对应功能合入后）。
@@ -347,7 +347,7 @@ print(f"lab ran in {time.perf_counter() - t_lab:.0f} s")
 # %% [markdown] tags=["en"]
 # ## Summary
 #
-# From two CSV files to a live service takes six commands: `data import generic` (column mapping,
+# From two CSV files to a live service takes five commands: `data import generic` (column mapping,
 # pseudonymisation, the quarantine), `evaluate --model all`, `train`, `bundle build`, `serve`, then HTTP requests.
 # Each has `--json` output, so the whole path can run in CI. The behaviour is simulated, so the metrics here
 # illustrate the procedure and say nothing about a real shop; figures on real data are in docs/evaluation.md.

@@ -368,3 +368,9 @@ def test_same_dept(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_reference_maps_pass_their_own_check() -> None:
     assert checks.lab14_maps(*checks.lab14_reference_maps(), LOG, PRODUCTS)
+
+
+def test_maps_partly_backwards(capsys: pytest.CaptureFixture[str]) -> None:
+    assert not checks.lab14_maps("customer=user_id,sku=item_id", ITEM_MAP, "view=pv", LOG, PRODUCTS)
+    out = capsys.readouterr().out
+    assert "event_map is the wrong way round" in out and "type_map is the wrong way round" in out
