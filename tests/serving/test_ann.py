@@ -138,6 +138,11 @@ def test_service_recommends_from_ann_candidates_like_the_exact_path(tmp_path: Pa
     exact = RecService(dataclasses.replace(base, event_log=str(tmp_path / "e1.jsonl")))
     ann_cfg = AnnConfig(min_items=1, candidates=25)
     approx = RecService(dataclasses.replace(base, event_log=str(tmp_path / "e2.jsonl"), ann=ann_cfg))
+    few = RecService(
+        dataclasses.replace(
+            base, event_log=str(tmp_path / "e3.jsonl"), ann=AnnConfig(min_items=1, candidates=1)
+        )
+    )
     try:
         assert set(approx.bundle.retrievers) == {"sasrec"} and not exact.bundle.retrievers
         users = exact.demo_users(8, min_history=3)
@@ -148,8 +153,12 @@ def test_service_recommends_from_ann_candidates_like_the_exact_path(tmp_path: Pa
             assert 0 < np.isinf(s).sum() < len(s) - 25  # a candidate set, not the catalogue
             want = [r["item_id"] for r in exact.recommend(user, k=10)["items"]]
             got = approx.recommend(user, k=10)["items"]
+            cat = str(got[0]["category"])  # a category filter leaves few candidates: the exact path answers
+            narrow = [r["item_id"] for r in few.recommend(user, k=10, category=cat)["items"]]
+            assert narrow == [r["item_id"] for r in exact.recommend(user, k=10, category=cat)["items"]]
 
             assert [r["item_id"] for r in got] == want
     finally:
         exact.close()
         approx.close()
+        few.close()

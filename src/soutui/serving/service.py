@@ -214,6 +214,8 @@ class RecService:
         allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category, purchased if excl else None)
         if len(hist):
             scores = self.score_history(b, name, hist, times)
+            if name in b.retrievers and np.count_nonzero(allowed & np.isfinite(scores)) < k:
+                scores = b.models[name].score([hist], [times])[0]  # filters left too few ANN candidates
             source = name
         else:
             scores, source = b.trending, "trending"
