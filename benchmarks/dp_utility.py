@@ -71,6 +71,30 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def saved_rows(paths: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for path in paths:
+        for line in open(path, encoding="utf-8"):
+            if line.startswith("{") and '"model"' in line:
+                rows.append(json.loads(line))
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
+    return sorted(rows, key=lambda r: (order[r["model"]], r["epsilon_target"]))
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.set_num_threads(1)
+    prep = prepare(args.dataset, encoder=args.encoder, progress=False)
+    test = prep.split.test
+    if args.test_users and len(test) > args.test_users:
+        test = test.take(np.sort(np.random.default_rng(0).choice(len(test), args.test_users, replace=False)))
+    rows = []
+    for model in args.models.split(","):
+        for eps in (float(e) for e in args.eps.split(",")):
+            rows.append(one_run(prep, model, eps, args, test))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", default="amazon-beauty")
@@ -83,18 +107,15 @@ def main() -> None:
     ap.add_argument("--test-users", type=int, default=0)
     ap.add_argument("--encoder", default="none", help="title encoder (none = IDs + attributes only)")
     ap.add_argument("--plot", default=None)
+    ap.add_argument(
+        "--rows",
+        nargs="*",
+        default=None,
+        help="no runs: table / plot the rows earlier runs printed on stderr (one JSON per line)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    prep = prepare(args.dataset, encoder=args.encoder, progress=False)
-    test = prep.split.test
-    if args.test_users and len(test) > args.test_users:
-        test = test.take(np.sort(np.random.default_rng(0).choice(len(test), args.test_users, replace=False)))
-    rows = []
-    for model in args.models.split(","):
-        for eps in (float(e) for e in args.eps.split(",")):
-            rows.append(one_run(prep, model, eps, args, test))
-            print(json.dumps(rows[-1]), file=sys.stderr)
+    rows = saved_rows(args.rows) if args.rows is not None else run_all(args)
     for model in {r["model"] for r in rows}:
         base = next(
             (r["NDCG@10"] for r in rows if r["model"] == model and math.isinf(r["epsilon_target"])), None

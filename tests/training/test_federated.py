@@ -92,3 +92,19 @@ def test_client_level_dp_runs_through_flower() -> None:
                                                           params=SMALL), progress=False)  # fmt: skip
     assert out["federated"]["client_dp"]["noise_multiplier"] == 0.5
     assert len(out["rounds"]) == 1 and out["rounds"][0]["failures"] == 0
+
+
+def test_cli_federated_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import soutui.training.pipeline as pipeline
+    from soutui.cli import main
+
+    prep = secret_data(100)
+    monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: prep)
+    sets = [x for k, v in SMALL.items() for x in ("--set", f"{k}={json.dumps(v)}")]
+    assert main(["federated", "--dataset", "secret", "--clients", "2", "--rounds", "1", "--json", *sets]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["federated"]["clients"] == 2 and rec["federated"]["strategy"] == "FedAvg"
+    assert rec["metrics"]["test"]["users"] == len(prep.split.test) and rec["bytes_per_round"] > 0
+    assert main(["federated", "--dataset", "secret", "--clients", "0"]) == 2  # a user error, one line
