@@ -14,6 +14,7 @@ from soutui.cli.common import add_store_arg, print_json, print_table
 from soutui.config import home_dir
 
 FILTER_KEYS = ("category", "brand", "min_price", "max_price", "in_stock")
+METHODS = ["ltr", "hybrid", "bm25", "dense"]
 ENCODER_CHOICES = {"minilm": ["minilm"], "use": ["use"], "both": ["minilm", "use"]}
 
 
@@ -31,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--encoder", choices=sorted(ENCODER_CHOICES), default="both", help="semantic encoders to index"
     )
     b.add_argument("--no-ltr", action="store_true", help="skip training the learned ranker")
+    b.add_argument(
+        "--valid-frac",
+        type=float,
+        default=0.2,
+        help="share of the judged training queries held out to choose the serving method (default 0.2)",
+    )
     add_store_arg(b)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_build)
@@ -58,14 +65,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument(
         "--sort", default="relevance", choices=["relevance", "price_asc", "price_desc", "popularity"]
     )
-    s.add_argument("--method", default="ltr", choices=["ltr", "hybrid", "bm25", "dense"])
+    s.add_argument(
+        "--method", default=None, choices=METHODS, help="ranking method (default: the one the index chose)"
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_search)
 
     e = sub.add_parser("evaluate-search", help="graded NDCG of a search method on the by-query test split")
     e.add_argument("--dataset", default="homedepot-search")
     e.add_argument("--index", default=None, help="index dir (default $SOUTUI_HOME/indexes/DATASET)")
-    e.add_argument("--method", default="ltr", choices=["ltr", "hybrid", "bm25", "dense"])
+    e.add_argument(
+        "--method", default=None, choices=METHODS, help="ranking method (default: the one the index chose)"
+    )
     add_store_arg(e)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_evaluate)
@@ -123,15 +134,37 @@ def _build(args: argparse.Namespace) -> int:
         "encoders": sorted(engine.vectors),
         "dense_min_similarity": {e: round(t, 4) for e, t in engine.min_similarity.items()},
     }
-    has_labels = "relevance" in events.columns and events["relevance"].notna().any()
-    if has_labels and not args.no_ltr:
-        train, test = evaluation.split(evaluation.qrels_from_events(events))
-        report["ltr"] = evaluation.train_ltr(engine, train, log=lambda m: print(m, file=sys.stderr))
-        report["ltr"]["held_out_test_queries"] = len(test)
+    has_labels = events is not None and "relevance" in events.columns and events["relevance"].notna().any()
+    if has_labels:
+        if not 0 < args.valid_frac < 1:
+            raise UserError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
+        train, test = evaluation.split(evaluation.qrels_from_events(events))  # test is never read below
+        try:
+            choice = evaluation.choose_method(
+                engine, train, valid_frac=args.valid_frac, ltr=not args.no_ltr,
+                log=lambda m: print(m, file=sys.stderr),
+            )  # fmt: skip
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        report["method_choice"] = {k: v for k, v in choice.items() if k != "ltr"}
+        report["method_choice"]["held_out_test_queries"] = len(test)
+        if "ltr" in choice:
+            report["ltr"] = choice["ltr"]
+    report["search_method"] = engine.default_method
+    if not has_labels:
+        report["method_choice"] = (
+            "no relevance judgments: default ltr, which ranks like hybrid without a ranker"
+        )
     print_json(report) if args.json else print(
-        f"built search index for {args.dataset} at {out} ({len(engine.catalog)} items)"
+        f"built search index for {args.dataset} at {out} ({len(engine.catalog)} items); "
+        f"serving method {engine.default_method}"
+        + (f" (validation NDCG@10 {_valid_summary(report['method_choice'])})" if has_labels else "")
     )
     return 0
+
+
+def _valid_summary(choice: dict[str, Any]) -> str:
+    return ", ".join(f"{m} {f['ndcg@10']:.4f}" for m, f in choice["valid"].items())
 
 
 def _popularity(items: Any, events: Any) -> np.ndarray | None:
@@ -163,7 +196,7 @@ def _search(args: argparse.Namespace) -> int:
         print_json(
             {
                 "query": args.query,
-                "method": args.method,
+                "method": args.method or engine.default_method,
                 "hits": [h.to_dict() for h in hits],
                 "facets": facets,
             }
@@ -189,10 +222,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not (index / "manifest.json").exists():
         raise UserError(f"no index at {index}; run `soutui index build --dataset {args.dataset}` first")
     engine = SearchEngine.load(index)
-    if args.method == "ltr" and engine.ranker is None:
+    method = args.method or engine.default_method
+    if method == "ltr" and engine.ranker is None:
         raise UserError(f"index {index} has no trained ranker; build it from a dataset with relevance labels")
     _, test = evaluation.split(evaluation.qrels_from_events(events))
-    res = evaluation.evaluate(engine, test, args.method)
+    res = evaluation.evaluate(engine, test, method)
     if args.json:
         print_json(res)
     else:

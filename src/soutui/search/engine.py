@@ -139,8 +139,14 @@ class SearchEngine:
         vectors: dict[str, VectorIndex],
         ranker: LTRRanker | None,
         min_similarity: dict[str, float] | None = None,
+        default_method: str = "ltr",
     ) -> None:
+        if default_method not in METHODS:
+            raise ValueError(f"unknown search method {default_method!r}; choose one of {METHODS}")
         self.out_dir = out_dir
+        # the method used when a caller names none: chosen on validation at build time
+        # (`evaluation.choose_method`), else ltr (which ranks like hybrid without a ranker)
+        self.default_method = default_method
         self.config = config
         self.catalog = catalog
         self.vectors = vectors
@@ -210,6 +216,7 @@ class SearchEngine:
             "config": to_dict(self.config),
             "encoders": sorted(self.vectors),
             "ltr": self.ranker is not None,
+            "search_method": self.default_method,
             "min_similarity": self.min_similarity,
             **extra,
         }
@@ -248,7 +255,8 @@ class SearchEngine:
         vectors = {e: VectorIndex.load(out, e, config.hnsw_ef_search) for e in manifest["encoders"]}
         ranker = LTRRanker.load(out / "ltr.txt") if (out / "ltr.txt").exists() else None
         floor = manifest.get("min_similarity")  # absent in indexes built before calibration: no floor
-        return cls(out, config, Catalog.load(out), vectors, ranker, floor)
+        method = manifest.get("search_method", "ltr")  # indexes built before the choice: ltr
+        return cls(out, config, Catalog.load(out), vectors, ranker, floor, method)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -319,9 +327,11 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ ranking
     def rank(
-        self, query: str | ParsedQuery, method: str = "ltr", filters: SearchFilters | None = None
+        self, query: str | ParsedQuery, method: str | None = None, filters: SearchFilters | None = None
     ) -> Ranked:
-        """Relevance ranking of everything retrieved for `query` (no personalisation, no sort)."""
+        """Relevance ranking of everything retrieved for `query` (no personalisation, no sort);
+        `method` None is the index's default (chosen on validation when it had judgments)."""
+        method = method or self.default_method
         if method not in METHODS:
             raise ValueError(f"unknown search method {method!r}; choose one of {METHODS}")
         q = query if isinstance(query, ParsedQuery) else self.parse(query)
@@ -363,7 +373,7 @@ class SearchEngine:
         k: int = 10,
         filters: SearchFilters | None = None,
         sort: str = "relevance",
-        method: str = "ltr",
+        method: str | None = None,
         user_history: list[str] | None = None,
         user_scores: np.ndarray | None = None,
     ) -> tuple[list[SearchHit], dict[str, dict[str, int]]]:
@@ -406,12 +416,13 @@ class SearchEngine:
         return hits, facets(self.catalog, ranked.matched)
 
     def explain(
-        self, query: str, item_ids: list[str], method: str = "ltr", filters: SearchFilters | None = None
+        self, query: str, item_ids: list[str], method: str | None = None, filters: SearchFilters | None = None
     ) -> list[list[Attribution]]:
         """Per-feature shares of each item's relevance score for `query`, strongest first:
         LightGBM TreeSHAP (`pred_contrib`) for the learned ranker, each retriever's exact
         1 / (k + rank) term for hybrid RRF, the single retrieval score for bm25 / dense. An
         item the query did not retrieve gets an empty list."""
+        method = method or self.default_method
         q = self.parse(query)
         mask = (filters or SearchFilters()).mask(self.catalog)
         rows = [self.row_of.get(str(i), -1) for i in item_ids]

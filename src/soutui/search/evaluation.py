@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,10 +21,11 @@ from soutui.data.sequences import split_queries
 from soutui.evaluation import metrics
 from soutui.search import features as feats
 from soutui.search.engine import SearchEngine
-from soutui.search.ltr import LTRParams, LTRRanker
+from soutui.search.ltr import LTRParams, choose_capacity
 
 Qrels = dict[str, dict[str, float]]
 KS = (5, 10)
+CHOICE_ORDER = ("bm25", "dense", "hybrid", "ltr")  # cheapest first: ties go to the cheaper method
 
 
 def qrels_from_events(events: pd.DataFrame) -> Qrels:
@@ -126,23 +128,74 @@ def train_ltr(
     params: LTRParams | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    folds: int | None = None,
 ) -> dict[str, object]:
-    """Fit the ranker on `train` queries (early stopping on a slice of them), attach it and save."""
-    fit_q, val_q = split_queries(list(train), test_frac=valid_frac, seed=seed + 1)
-    x, y, g = ltr_data(engine, {q: train[q] for q in sorted(fit_q)}, progress, "ltr features (train)")
-    xv, yv, gv = ltr_data(engine, {q: train[q] for q in sorted(val_q)}, progress, "ltr features (valid)")
+    """Fit the ranker on `train` queries, its capacity set on held-out slices of them, attach it and save.
+
+    `valid_frac` is the early-stopping slice when there are many queries; small judgment sets
+    use k-fold by query instead (`ltr.choose_capacity`)."""
+    x, y, g = ltr_data(engine, train, progress, "ltr features")
     t0 = time.time()
-    ranker = LTRRanker().fit(x, y, g, xv, yv, gv, params)
+    ranker, capacity = choose_capacity(
+        x, y, g, replace(params or LTRParams(), seed=seed), folds=folds, holdout_frac=valid_frac
+    )
     engine.ranker = ranker
     engine.save()
     info = {
         "train_queries": len(g),
-        "valid_queries": len(gv),
         "rows": int(len(y)),
-        "best_iteration": int(ranker.booster_.best_iteration or 0) if ranker.booster_ else 0,
+        "best_iteration": capacity["n_trees"],
+        "capacity": capacity,
         "fit_seconds": round(time.time() - t0, 1),
         "importance_top5": dict(list(ranker.importance().items())[:5]),
     }
     if log:
         log(f"ltr trained: {info}")
     return info
+
+
+def choose_method(
+    engine: SearchEngine,
+    train: Qrels,
+    valid_frac: float = 0.2,
+    seed: int = 0,
+    ltr: bool = True,
+    params: LTRParams | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, object]:
+    """Choose the serving method by NDCG@10 on validation queries carved from `train` by query.
+
+    Only `train` is read (pass the training split; the test split stays untouched). The
+    ranker (when `ltr`) is trained on the other training queries, so no method has seen the
+    validation queries; a tie goes to the cheaper method (order of CHOICE_ORDER). The choice
+    and every figure are stored in the index manifest and become the engine's default method.
+    """
+    fit_q, val_q = split_queries(list(train), test_frac=valid_frac, seed=seed + 1)
+    if not val_q or not fit_q:
+        raise ValueError(f"{len(train)} judged training queries are too few to hold out validation queries")
+    fit, val = {q: train[q] for q in sorted(fit_q)}, {q: train[q] for q in sorted(val_q)}
+    out: dict[str, object] = {
+        "validation": f"{len(val)} of {len(train)} training queries held out by query (split_queries "
+        f"test_frac {valid_frac}, seed {seed + 1}); NDCG@10 over the whole catalogue as in `protocol`",
+        "fit_queries": len(fit),
+        "valid_queries": len(val),
+    }
+    engine.ranker = None  # a ranker from an earlier build may have seen the validation queries
+    if ltr:
+        out["ltr"] = train_ltr(engine, fit, seed=seed, params=params, progress=progress, log=log)
+    figures: dict[str, dict[str, float]] = {}
+    for m in CHOICE_ORDER:
+        if m == "ltr" and engine.ranker is None:
+            continue
+        figures[m] = score_rankings(run_engine(engine, list(val), m, progress=progress), val)
+    chosen = max(figures, key=lambda m: (figures[m]["ndcg@10"], -CHOICE_ORDER.index(m)))
+    out["valid"] = {m: {k: round(v, 4) for k, v in f.items()} for m, f in figures.items()}
+    out["chosen"] = chosen
+    engine.default_method = chosen
+    engine.save(method_choice=out)
+    if log:
+        log(
+            f"search method chosen on validation: {chosen} { ({m: round(f['ndcg@10'], 4) for m, f in figures.items()}) }"
+        )
+    return out

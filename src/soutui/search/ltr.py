@@ -6,8 +6,9 @@ training objective optimises the same exponential-gain NDCG that evaluation repo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -70,6 +71,24 @@ class LTRParams:
     seed: int = 0
 
 
+def _lgb_params(p: LTRParams, max_grade: int) -> dict[str, object]:
+    return {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "ndcg_eval_at": [p.eval_at],
+        "label_gain": [2 ** (g / GRADES_PER_UNIT) - 1 for g in range(max_grade + 1)],
+        "num_leaves": p.num_leaves,
+        "learning_rate": p.learning_rate,
+        "min_data_in_leaf": p.min_data_in_leaf,
+        "feature_fraction": p.feature_fraction,
+        "seed": p.seed,
+        "num_threads": 1,
+        "verbose": -1,
+        "deterministic": True,
+        "lambdarank_truncation_level": 20,
+    }
+
+
 class LTRRanker:
     def __init__(self, booster: lgb.Booster | None = None) -> None:
         self.booster_ = booster
@@ -87,32 +106,31 @@ class LTRRanker:
         """Lambdarank with early stopping on the validation queries (carved from training queries)."""
         p = params or LTRParams()
         y, y_val = gain_to_grade(gain), gain_to_grade(gain_val)
-        max_grade = int(max(y.max(initial=0), y_val.max(initial=0)))
-        lgb_params = {
-            "objective": "lambdarank",
-            "metric": "ndcg",
-            "ndcg_eval_at": [p.eval_at],
-            "label_gain": [2 ** (g / GRADES_PER_UNIT) - 1 for g in range(max_grade + 1)],
-            "num_leaves": p.num_leaves,
-            "learning_rate": p.learning_rate,
-            "min_data_in_leaf": p.min_data_in_leaf,
-            "feature_fraction": p.feature_fraction,
-            "seed": p.seed,
-            "num_threads": 1,
-            "verbose": -1,
-            "deterministic": True,
-            "lambdarank_truncation_level": 20,
-        }
         train = lgb.Dataset(x, y, group=groups, feature_name=list(FEATURES), free_raw_data=False)
         valid = lgb.Dataset(x_val, y_val, group=groups_val, reference=train)
         self.booster_ = lgb.train(
-            lgb_params,
+            _lgb_params(p, int(max(y.max(initial=0), y_val.max(initial=0)))),
             train,
             num_boost_round=p.n_estimators,
             valid_sets=[valid],
             callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
         )
         return self
+
+    def fit_rounds(
+        self, x: np.ndarray, gain: np.ndarray, groups: list[int], params: LTRParams, n_trees: int
+    ) -> LTRRanker:
+        """Lambdarank with a fixed number of trees (chosen beforehand on validation)."""
+        y = gain_to_grade(gain)
+        train = lgb.Dataset(x, y, group=groups, feature_name=list(FEATURES), free_raw_data=False)
+        self.booster_ = lgb.train(_lgb_params(params, int(y.max(initial=0))), train, num_boost_round=n_trees)
+        return self
+
+    @property
+    def n_trees(self) -> int:
+        if self.booster_ is None:
+            return 0
+        return int(self.booster_.best_iteration or self.booster_.current_iteration())
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.booster_ is None:
@@ -144,3 +162,71 @@ class LTRRanker:
                 f"{path}: ranker was trained on different features; rebuild the index (soutui index build)"
             )
         return cls(booster)
+
+
+# ranker capacities tried on validation, (num_leaves, min_data_in_leaf), smallest first
+CAPACITY_GRID: tuple[tuple[int, int], ...] = ((7, 5), (15, 20), (31, 50))
+CV_BELOW_QUERIES = 2000  # fewer training queries: k-fold by query; more: one held-out slice
+
+
+def choose_capacity(
+    x: np.ndarray,
+    gain: np.ndarray,
+    groups: list[int],
+    params: LTRParams | None = None,
+    grid: tuple[tuple[int, int], ...] = CAPACITY_GRID,
+    folds: int | None = None,
+    holdout_frac: float = 0.1,
+) -> tuple[LTRRanker, dict[str, Any]]:
+    """Set the ranker's capacity (leaves, min data in leaf, number of trees) on held-out queries.
+
+    Every grid point is trained with early stopping on validation queries: `folds` folds by
+    query (default 3 when there are fewer than CV_BELOW_QUERIES queries, so a small judgment
+    set is not judged on one noisy slice), else one seeded slice of `holdout_frac` of them.
+    The best mean validation NDCG wins; with folds it is refit on every query with the mean
+    early-stopped number of trees, with one slice its early-stopped model is kept.
+    """
+    base = params or LTRParams()
+    k = folds if folds is not None else (3 if len(groups) < CV_BELOW_QUERIES else 1)
+    perm = np.random.default_rng(base.seed).permutation(len(groups))
+    if k > 1:
+        splits = [np.sort(perm[i::k]) for i in range(k)]
+    else:
+        splits = [np.sort(perm[: max(1, int(round(len(groups) * holdout_frac)))])]
+    starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
+
+    def rows(qs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.arange(starts[q], starts[q + 1]) for q in qs])
+
+    table: list[dict[str, Any]] = []
+    best: tuple[float, LTRParams, list[LTRRanker]] | None = None
+    for leaves, min_leaf in grid:
+        p = replace(base, num_leaves=leaves, min_data_in_leaf=min_leaf)
+        scores, models = [], []
+        for val in splits:
+            fit_q = np.setdiff1d(np.arange(len(groups)), val)
+            rf, rv = rows(fit_q), rows(val)
+            r = LTRRanker().fit(
+                x[rf], gain[rf], [groups[q] for q in fit_q], x[rv], gain[rv], [groups[q] for q in val], p
+            )
+            assert r.booster_ is not None
+            scores.append(float(r.booster_.best_score["valid_0"][f"ndcg@{p.eval_at}"]))
+            models.append(r)
+        score = float(np.mean(scores))
+        table.append({"num_leaves": leaves, "min_data_in_leaf": min_leaf, f"valid_ndcg@{p.eval_at}": round(score, 4),
+                      "n_trees": int(round(np.mean([m.n_trees for m in models])))})  # fmt: skip
+        if best is None or score > best[0]:
+            best = (score, p, models)
+    assert best is not None
+    _, p, models = best
+    n_trees = max(1, int(round(np.mean([m.n_trees for m in models]))))
+    ranker = models[0] if k == 1 else LTRRanker().fit_rounds(x, gain, groups, p, n_trees)
+    info = {
+        "num_leaves": p.num_leaves,
+        "min_data_in_leaf": p.min_data_in_leaf,
+        "n_trees": n_trees,
+        "selection": (f"{k}-fold by query" if k > 1 else f"one held-out slice of {len(splits[0])} queries")
+        + f", early stopping on lightgbm ndcg@{p.eval_at} ({p.early_stopping_rounds} rounds), best mean of the grid",
+        "grid": table,
+    }
+    return ranker, info

@@ -307,8 +307,9 @@ class RecService:
         if user_id:
             recent, _ = self.histories.user(self.privacy.read_user(user_id, self.histories.recent))
             history = [e[0] for e in recent] or None
+        how = method or self.settings.search_method or b.search.default_method
         hits, facets = b.search.search(
-            q, k=2 * k if drop_out else k, filters=filters, sort=sort, method=method or self.settings.search_method, user_history=history
+            q, k=2 * k if drop_out else k, filters=filters, sort=sort, method=how, user_history=history
         )
         if drop_out:
             hits = [h for h in hits if h.in_stock is not False][:k]
@@ -322,7 +323,6 @@ class RecService:
             row.update(score=round(float(h.score), 6), reason=explain.search_reason(q, getattr(h, "reason", None)), pinned=False)
             items.append(row)
         if explain_results:  # per-feature shares of the relevance score (TreeSHAP for the learned ranker)
-            how = method or self.settings.search_method
             rows = b.search.explain(q, [str(h.item_id) for h in hits], how, filters)
             for row, note in zip(items, explain.for_search(rows, how), strict=True):
                 row["explanation"] = note

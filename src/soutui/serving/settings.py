@@ -126,7 +126,7 @@ class ServeSettings:
     pseudonym_key_file: str = ""  # key for live user ids; empty = $SOUTUI_PSEUDONYM_KEY (see docs/privacy.md)
     event_log: str = ""  # fsync'd append-only log; empty = $SOUTUI_HOME/events/<dataset>.jsonl
     recommender: str = ""  # override the bundle's default recommender
-    search_method: str = "ltr"  # SearchEngine method used when a request does not name one
+    search_method: str = ""  # method when a request names none; empty = the one the index chose on validation
     max_history: int = 50  # most recent events a model reads per user
     flush_interval_s: float = 2.0  # how often accepted events are copied from the log into the store
     watch_interval_s: float = 0.0  # > 0: poll bundles_dir and load a newer bundle automatically
