@@ -166,3 +166,13 @@ def test_bundle_manifest_and_admin_endpoint_carry_privacy(tmp_path: Path) -> Non
     assert set(info["privacy"]) == {"mlp"}  # the popularity model is not private, and is not listed
     assert info["privacy"]["mlp"]["unit"] == "user" and 0 < info["privacy"]["mlp"]["epsilon"] <= 4.0
     assert info["manifest"]["privacy"] == info["privacy"]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"dp_epsilon": -1.0}, {"dp_delta": 0.0}, {"dp_delta": 1.0}, {"dp_clip": 0.0}]
+)
+def test_bad_privacy_settings_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="dp_"):
+        sasrec(**SMALL, **{**DP, **bad})
+    with pytest.raises(ConfigError, match="dp_"):
+        MLPRecommender(**{**DP, **bad}).train_config()

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from soutui.config import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -60,6 +62,13 @@ class TrainConfig:
     dp_delta: float = 1e-5  # keep below 1 / number of users
     dp_clip: float = 1.0  # per-user gradient norm bound
     dp_steps: int = 0  # planned optimizer steps the noise is calibrated for (0 = epochs x steps/epoch)
+
+    def __post_init__(self) -> None:
+        if self.dp_epsilon < 0 or not 0 < self.dp_delta < 1 or self.dp_clip <= 0 or self.dp_steps < 0:
+            raise ConfigError(
+                "dp_epsilon must be >= 0 (0 or inf = not private), 0 < dp_delta < 1, dp_clip > 0, dp_steps >= 0; "
+                f"got {self.dp_epsilon}, {self.dp_delta}, {self.dp_clip}, {self.dp_steps}"
+            )
 
     @property
     def private(self) -> bool:
