@@ -8,9 +8,14 @@ experiment log. One Replay serves every experiment; it memoises each (user, arm)
 histories frozen a list depends on nothing else -- assignment, interleaving coins, clicks,
 crediting and the tests run afresh in every experiment.
 
+Shoppers (`--visits`, one or more): `data` = each shopper visits as many times as they have served
+history events, `1` = the single-visit shopper, `N` = N visits each. Verdicts are the user-level
+tests (clicks per user, Welch's t-test, for A/B; per-user preference, binomial test, for
+interleaving); the A/A rows also count the impression-level test's false positives.
+
     SOUTUI_HOME=... OMP_NUM_THREADS=1 .venv/bin/python benchmarks/experiments_power.py \
         [--aa-runs 200] [--aa-users 2000] [--power-seeds 10] [--power-users 22363] \
-        [--sasrec DIR]   # a `soutui train` run dir holding sasrec.onnx (trained on the training part)
+        [--visits data 1] [--sasrec DIR]   # a `soutui train` run dir holding sasrec.onnx (training part)
         [--json]
 """
 
@@ -61,42 +66,48 @@ def sasrec_bundle(replay: Replay, run_dir: Path) -> str:
     return str(out)
 
 
-def aa(replay: Replay, runs: int, users: int, click: ClickModel) -> list[dict[str, Any]]:
+def _fpr(wins: int, runs: int) -> dict[str, Any]:
+    lo, hi = proportion_confint(wins, runs, alpha=0.05, method="beta")  # Clopper-Pearson
+    return {"false_positives": wins, "fpr": wins / runs, "fpr_ci95": [float(lo), float(hi)]}
+
+
+def aa(replay: Replay, runs: int, users: int, click: ClickModel, visits: int | str) -> list[dict[str, Any]]:
     rows = []
     knn = ArmConfig(model="itemknn")
     for method in METHODS:
-        t0, wins = time.perf_counter(), 0
-        pvals = []
+        t0, wins, imp_wins, impressions = time.perf_counter(), 0, 0, 0
         for seed in range(runs):
-            out = replay.run(knn, knn, method, users, seed, click=click)
+            out = replay.run(knn, knn, method, users, seed, click=click, visits=visits, check_every=users)
             wins += out["winner"] is not None
-            pvals.append(out["p_value"])
+            imp_wins += out["impression_level"] is not None and out["impression_level"]["winner"] is not None
+            impressions += out["impressions"]
             if (seed + 1) % 50 == 0:
-                say(f"A/A {method}: {seed + 1}/{runs} runs, {wins} false positives")
-        lo, hi = proportion_confint(wins, runs, alpha=0.05, method="beta")  # Clopper-Pearson
-        rows.append({"method": method, "runs": runs, "users_per_run": users, "false_positives": wins,
-                     "fpr": wins / runs, "fpr_ci95": [float(lo), float(hi)],
-                     "p_below_0.05": sum(p is not None and p < 0.05 for p in pvals),
+                say(f"A/A {method} visits={visits}: {seed + 1}/{runs} runs, {wins} false positives")
+        imp = _fpr(imp_wins, runs)
+        rows.append({"method": method, "visits": visits, "runs": runs, "users_per_run": users,
+                     "impressions_per_run": impressions / runs, **_fpr(wins, runs),
+                     "impression_level": imp, "impression_level_fpr_ci95": imp["fpr_ci95"],
                      "seconds": round(time.perf_counter() - t0, 1)})
     return rows
 
 
 def power(replay: Replay, a: ArmConfig, b: ArmConfig, label: str, seeds: int, users: int,
-          check_every: int, click: ClickModel) -> list[dict[str, Any]]:
+          check_every: int, click: ClickModel, visits: int | str) -> list[dict[str, Any]]:
     rows = []
     for method in METHODS:
         t0 = time.perf_counter()
-        runs = [replay.run(a, b, method, users, seed, check_every=check_every, click=click) for seed in range(seeds)]
+        runs = [replay.run(a, b, method, users, seed, check_every=check_every, click=click, visits=visits)
+                for seed in range(seeds)]
         reached = [r["users_to_significance"] for r in runs if r["users_to_significance"] is not None]
         rows.append({
-            "pair": label, "method": method, "seeds": seeds, "max_users": users, "check_every": check_every,
+            "pair": label, "method": method, "visits": visits, "seeds": seeds, "max_users": users, "check_every": check_every,
             "reached": len(reached), "winners": [r["winner"] for r in runs],
             "median_users_to_significance": statistics.median(reached) if len(reached) == seeds else None,
             "users_to_significance": [r["users_to_significance"] for r in runs],
             "final_p_values": [r["p_value"] for r in runs],
             "seconds": round(time.perf_counter() - t0, 1),
         })
-        say(f"{label} {method}: users to significance {rows[-1]['users_to_significance']}")
+        say(f"{label} {method} visits={visits}: users to significance {rows[-1]['users_to_significance']}")
     return rows
 
 
@@ -111,8 +122,11 @@ def main() -> None:
     ap.add_argument("--sasrec", default=None, help="run dir with sasrec.onnx; omitted = no itemknn vs SASRec row")
     ap.add_argument("--attract-other", type=float, default=ClickModel.attract_other,
                     help="click model: attractiveness of items the shopper does not want (noise clicks)")
+    ap.add_argument("--visits", nargs="+", default=["data", "1"],
+                    help="shoppers to run: 'data' (visits = served history events) and/or N visits each")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    shoppers: list[int | str] = [v if v == "data" else int(v) for v in args.visits]
     click = ClickModel(attract_other=args.attract_other)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
@@ -120,17 +134,19 @@ def main() -> None:
     users = min(args.power_users, len(replay.user_ids))
     try:
         out: dict[str, Any] = {"dataset": args.dataset, "held_out_users": len(replay.user_ids),
-                               "click_model": dataclasses.asdict(click),
-                               "aa": aa(replay, args.aa_runs, args.aa_users, click) if args.aa_runs else [], "power": []}
+                               "click_model": dataclasses.asdict(click), "aa": [], "power": []}
         pop, knn = ArmConfig(model="popularity"), ArmConfig(model="itemknn")
-        if args.power_seeds < 1:  # an A/A-only run
-            args.sasrec = None
-        else:
+        sas = ArmConfig(model="sasrec", bundle=sasrec_bundle(replay, Path(args.sasrec))) if args.sasrec else None
+        for visits in shoppers:
+            if args.aa_runs:
+                out["aa"] += aa(replay, args.aa_runs, args.aa_users, click, visits)
+            if args.power_seeds < 1:  # an A/A-only run
+                continue
             out["power"] += power(
-                replay, pop, knn, "popularity vs itemknn", args.power_seeds, users, args.check_every, click)
-        if args.sasrec:
-            sas = ArmConfig(model="sasrec", bundle=sasrec_bundle(replay, Path(args.sasrec)))
-            out["power"] += power(replay, knn, sas, "itemknn vs sasrec", args.power_seeds, users, 5 * args.check_every, click)
+                replay, pop, knn, "popularity vs itemknn", args.power_seeds, users, args.check_every, click, visits)
+            if sas is not None:
+                out["power"] += power(
+                    replay, knn, sas, "itemknn vs sasrec", args.power_seeds, users, 5 * args.check_every, click, visits)
     finally:
         replay.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -138,9 +154,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print_table(out["aa"], ["method", "runs", "users_per_run", "false_positives", "fpr", "fpr_ci95"])
+    print_table(out["aa"], ["method", "visits", "runs", "users_per_run", "false_positives", "fpr", "fpr_ci95",
+                            "impression_level_fpr_ci95"])
     print()
-    print_table(out["power"], ["pair", "method", "seeds", "reached", "median_users_to_significance", "users_to_significance"])
+    print_table(out["power"], ["pair", "method", "visits", "seeds", "reached", "median_users_to_significance", "users_to_significance"])
     print(f"\n{out['seconds']} s; load average {out['loadavg_start']} -> {out['loadavg_end']} (shared machine)")
 
 

@@ -124,6 +124,44 @@ def test_ledger_credits_only_matching_claims_once() -> None:
     assert rep is not None and rep["wins"] == {"a": 1, "b": 0, "tie": 0} and led.unmatched == 4
 
 
+def _imps(led: Ledger, kind: str, user: str, n: int, clicked: int, arm: str = "b") -> None:
+    """`n` impressions of `user`; the first `clicked` of them get a click on an item of `arm`."""
+    arms = {"a": {"model": "p"}, "b": {"model": "q"}}
+    for j in range(n):
+        iid = f"{user}-{j}"
+        rec = {"t": "imp", "id": iid, "exp": "e", "kind": kind, "k": 2, "arms": arms, "user": user,
+               "items": ["x", "y"], "ts": 1.0}
+        led.apply({**rec, "arm": arm} if kind == "ab" else {**rec, "teams": [arm, "a" if arm == "b" else "b"]})
+        if j < clicked:
+            led.apply({"t": "claim", "impression_id": iid, "event_id": f"c-{iid}", "event_type": "click",
+                       "item_id": "x", "user": user})
+
+
+def test_user_level_tests_count_users_not_impressions() -> None:
+    from scipy.stats import ttest_ind
+
+    led = Ledger()  # A/B: 30 users per arm, 3 clickers each; one heavy b user clicks on all of 100 visits
+    for arm in ("a", "b"):
+        for u in range(30):
+            _imps(led, "ab", f"{arm}{u}", 100 if (arm, u) == ("b", 0) else 1, 100 if (arm, u) == ("b", 0) else int(u < 3), arm)
+    rep = led.report("e")
+    assert rep is not None and rep["winner"] == "b" and rep["test"]["p_value"] < 1e-6  # impressions: pseudo-replication
+    ul = rep["user_level"]
+    clicks = {"a": [1] * 3 + [0] * 27, "b": [100, 1, 1] + [0] * 27}
+    assert ul["users"] == {"a": 30, "b": 30} and ul["diff"] == pytest.approx((102 - 3) / 30)
+    assert ul["p_value"] == pytest.approx(ttest_ind(clicks["b"], clicks["a"], equal_var=False).pvalue)
+    assert ul["p_value"] > 0.05 and ul["winner"] is None
+    led = Ledger()  # interleaving: u1 prefers b on 10 of 10 visits, u2 prefers a on its one visit
+    _imps(led, "interleave", "u1", 10, 10, "b")
+    _imps(led, "interleave", "u2", 1, 1, "a")
+    _imps(led, "interleave", "u3", 3, 0)  # no click: no preference
+    rep = led.report("e")
+    assert rep is not None and rep["wins"] == {"a": 1, "b": 10, "tie": 3} and rep["winner"] == "b"
+    ul = rep["user_level"]
+    assert ul["preferences"] == {"a": 1, "b": 1, "tie": 1} and ul["winner"] is None
+    assert ul["p_value"] == pytest.approx(binomtest(1, 2, 0.5).pvalue)
+
+
 # --- the API end to end --------------------------------------------------------------------
 
 @pytest.fixture

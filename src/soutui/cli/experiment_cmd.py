@@ -35,9 +35,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--k", type=int, default=10, help="list length shown")
     s.add_argument("--check-every", type=int, default=100, help="users between significance checks")
+    s.add_argument("--visits", type=_visits, default="data",
+                   help="visits per shopper: 'data' = their number of served history events (default), or N "
+                        "(1 = the single-visit shopper); a list per visit")
     add_store_arg(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=simulate)
+
+
+def _visits(text: str) -> int | str:
+    if text == "data":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"'data' or a positive integer, not {text!r}")
+    return n
 
 
 def _log_path(args: argparse.Namespace) -> Path:
@@ -94,10 +109,12 @@ def simulate(args: argparse.Namespace) -> int:
         print(f"soutui: {msg}", file=sys.stderr)
 
     out = run(args.dataset, args.a, args.b, args.method, args.users, args.seed, store_url=args.store, k=args.k,
-              check_every=args.check_every, progress=progress)
+              check_every=args.check_every, visits=args.visits, progress=progress)
     if args.json:
         print_json(out)
         return 0
     _print_report(out["report"]) if out["report"] else print("no impressions (no simulated user had a history)")
-    print(f"users: {out['users']}, users to significance: {out['users_to_significance']}")
+    t = out["test"]
+    print(f"user level ({t['method']}): p = {t['p_value']}, winner at 5%: {t['winner'] or 'none'}")
+    print(f"users: {out['users']} (visits: {out['visits']}), users to significance: {out['users_to_significance']}")
     return 0

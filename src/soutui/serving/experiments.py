@@ -117,6 +117,17 @@ class _Open:
 
 
 @dataclass
+class _User:
+    """One user's counts in one experiment: the randomisation unit of A/B, the one the
+    user-level tests compare (a user's impressions are not independent of each other)."""
+
+    arm: str | None = None  # ab: the user's arm (fixed by the hash); interleave: None
+    impressions: int = 0
+    clicks: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})  # credited clicks per arm
+    wins: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0, "tie": 0})  # interleave: per impression
+
+
+@dataclass
 class Tally:
     """Counts of one experiment: per arm impressions and impressions with at least one credited
     click / cart / purchase; for interleaving also wins by clicks (a tie includes no click)."""
@@ -127,7 +138,7 @@ class Tally:
     impressions: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
     hits: dict[str, dict[str, int]] = field(default_factory=lambda: {t: {"a": 0, "b": 0} for t in CREDITED})
     wins: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0, "tie": 0})
-    users: set[str] = field(default_factory=set)
+    users: dict[str, _User] = field(default_factory=dict)
     first_ts: float = 0.0
     last_ts: float = 0.0
 
@@ -174,7 +185,8 @@ class Ledger:
         if tally is None:
             tally = self.tallies[rec["exp"]] = Tally(rec["kind"], rec["arms"], int(rec.get("k", 10)), first_ts=rec["ts"])
         tally.last_ts = rec["ts"]
-        tally.users.add(rec["user"])
+        user = tally.users.setdefault(rec["user"], _User(rec.get("arm")))
+        user.impressions += 1
         if rec["kind"] == "ab":
             tally.impressions[rec["arm"]] += 1
             arm_of = dict.fromkeys(rec["items"], rec["arm"])
@@ -182,6 +194,7 @@ class Ledger:
             tally.impressions["a"] += 1
             tally.impressions["b"] += 1
             tally.wins["tie"] += 1  # until a click decides it
+            user.wins["tie"] += 1
             arm_of = dict(zip(rec["items"], rec["teams"], strict=True))
         self._open[rec["id"]] = _Open(rec["exp"], rec["user"], arm_of)
         if len(self._open) > self._memory:
@@ -201,10 +214,15 @@ class Ledger:
         if arm not in imp.hits.setdefault(etype, set()):
             imp.hits[etype].add(arm)
             tally.hits[etype][arm] += 1
+        user = tally.users[imp.user]
+        if etype == "click":
+            user.clicks[arm] += 1
         if etype == "click" and tally.kind == "interleave":
             tally.wins[_winner(imp.clicks)] -= 1
+            user.wins[_winner(imp.clicks)] -= 1
             imp.clicks[arm] += 1
             tally.wins[_winner(imp.clicks)] += 1
+            user.wins[_winner(imp.clicks)] += 1
 
     def report(self, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -253,6 +271,46 @@ def win_test(wins_b: int, wins_a: int) -> dict[str, Any]:
             "p_value": float(res.pvalue)}
 
 
+def mean_diff(values_b: Sequence[float], values_a: Sequence[float]) -> dict[str, Any]:
+    """Mean of b minus mean of a with its 95 % CI and two-sided p-value: Welch's t-test (scipy;
+    unequal variances), for a per-user metric such as clicks per user."""
+    import math
+
+    from scipy.stats import ttest_ind
+
+    if min(len(values_a), len(values_b)) < 2:
+        return {"diff": None, "ci95": None, "p_value": None}
+    res = ttest_ind(values_b, values_a, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    diff = sum(values_b) / len(values_b) - sum(values_a) / len(values_a)
+    if math.isnan(res.pvalue):  # no variance in either arm (e.g. nobody clicked): nothing to test
+        return {"diff": diff, "ci95": None, "p_value": None}
+    return {"diff": diff, "ci95": [float(ci.low), float(ci.high)], "p_value": float(res.pvalue)}
+
+
+def user_level(t: Tally) -> dict[str, Any]:
+    """The test at the randomisation unit, the user. A/B: clicks per user, b - a, Welch's t-test.
+    Interleaving: each user's preference is the arm that won more of their impressions (ties
+    apart); exact binomial test of users preferring b against 1/2."""
+    users = list(t.users.values())
+    if t.kind == "ab":
+        clicks = {arm: [u.clicks[arm] for u in users if u.arm == arm] for arm in ("a", "b")}
+        test = {"metric": "credited clicks per user", "users": {a: len(v) for a, v in clicks.items()},
+                "method": "Welch's t-test of clicks per user, b - a (scipy)", **mean_diff(clicks["b"], clicks["a"])}
+        sign = test["diff"]
+    else:
+        prefs = {"a": 0, "b": 0, "tie": 0}
+        for u in users:
+            prefs[_winner(u.wins)] += 1
+        test = {"metric": "users preferring each arm (more impressions won)", "preferences": prefs,
+                "method": "binomial test of users preferring b among users with a preference (scipy)",
+                **win_test(prefs["b"], prefs["a"])}
+        sign = test["delta"]
+    p = test["p_value"]
+    test["winner"] = ("b" if sign > 0 else "a") if p is not None and p < 0.05 and sign else None
+    return test
+
+
 METRICS = {"click": "ctr", "cart": "cart_rate", "purchase": "purchase_rate"}
 
 
@@ -269,7 +327,8 @@ def report(name: str, t: Tally) -> dict[str, Any]:
     tests = {METRICS[e]: proportion_diff(t.hits[e]["b"], t.impressions["b"], t.hits[e]["a"], t.impressions["a"])
              for e in CREDITED}
     out: dict[str, Any] = {
-        "name": name, "kind": t.kind, "k": t.k, "users": len(t.users), "arms": arms, "diff_b_minus_a": tests,
+        "name": name, "kind": t.kind, "k": t.k, "users": len(t.users), "arms": arms,
+        "user_level": user_level(t), "diff_b_minus_a": tests,
         "since": t.first_ts, "until": t.last_ts,
     }
     if t.kind == "interleave":

@@ -14,6 +14,15 @@ Models for Web Search"): P(click at rank r) = examination(r) * attractiveness(it
 examination(r) = r ** -eta and attractiveness `attract_target` for the wanted item,
 `attract_other` for any other. A click on the wanted item leads to a cart with
 `cart_after_click`, and a cart to a purchase with `purchase_after_cart`.
+
+Visits. A shopper visits `visits` times (`Replay.run`): "data" (the default) = as many times as
+they have events in their served history -- each Amazon review is a bought product, so at least
+one shopping visit -- which gives real shoppers' spread of activity (a few with hundreds of
+visits, most with a handful); an integer n = every shopper n times (1 = the single-visit
+shopper). Each visit shows a list (the same list while histories are frozen; interleaving draws
+new coins per impression) and clicks follow the model above; the held-out item is wanted until
+the shopper buys it, after which only noise clicks remain. The verdict is the user-level test
+(`experiments.user_level`): clicks per user for A/B, per-user preference for interleaving.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ class ClickModel:
     cart_after_click: float = 0.3  # wanted item: P(cart | click)
     purchase_after_cart: float = 0.5  # wanted item: P(purchase | cart)
 
-    def events(self, items: list[str], wanted: str, rng: np.random.Generator) -> list[tuple[str, str]]:
+    def events(self, items: list[str], wanted: str | None, rng: np.random.Generator) -> list[tuple[str, str]]:
         """(item_id, event_type) of one shopper looking at one list."""
         out: list[tuple[str, str]] = []
         u = rng.random((len(items), 3))
@@ -96,6 +105,7 @@ class Replay:
             self.test = self.test.take(np.sort(np.random.default_rng(seed).choice(len(self.test), pool, replace=False)))
         self.user_ids = [str(data.user_ids[u]) for u in self.test.users]
         self.wanted = [str(data.item_ids[i]) for i in self.test.targets]
+        self.activity = [len(h) for h in self.test.histories]  # served events per shopper: visits="data"
         models = {}
         for name in dict.fromkeys(fit_models):
             t0 = time.perf_counter()
@@ -121,8 +131,11 @@ class Replay:
             self.svc.recommend = _memo(self.svc.recommend)  # type: ignore[method-assign]
 
     def run(self, a: ArmConfig, b: ArmConfig, method: str, users: int, seed: int, *, k: int = 10,
-            check_every: int = 100, click: ClickModel | None = None) -> dict[str, Any]:
-        """One simulated experiment over `users` test users drawn with `seed`."""
+            check_every: int = 100, click: ClickModel | None = None, visits: int | str = "data") -> dict[str, Any]:
+        """One simulated experiment over `users` test users drawn with `seed`; each visits `visits`
+        times ("data": their number of served events; an integer: that many)."""
+        if visits != "data" and not (isinstance(visits, int) and visits >= 1):
+            raise ConfigError(f"--visits must be 'data' or a positive integer, got {visits!r}")
         if method not in ("ab", "interleave"):
             raise ConfigError(f"--method must be ab or interleave, got {method!r}")
         if not 1 <= users <= len(self.user_ids):
@@ -139,23 +152,38 @@ class Replay:
         batch: list[dict[str, Any]] = []  # events go in as a shop client sends them: in batches
         try:
             for n, row in enumerate(order, start=1):
-                user = self.user_ids[row]
-                out = exps.recommend(user, k)
-                if "experiment" in out:
-                    shown = [r["item_id"] for r in out["items"]]
-                    iid = out["experiment"]["impression_id"]
-                    batch += [{"event_id": f"{iid}-{j}", "user_id": user, "item_id": item, "event_type": et,
-                               "impression_id": iid} for j, (item, et) in enumerate(click.events(shown, self.wanted[row], rng))]
+                batch += self._shopper(exps, int(row), k, click, rng, visits)
                 if n % check_every == 0 or n == users:
                     exps.claim(batch)
                     batch = []
                     rep = exps.report(name)
-                    curve.append((n, rep["test"]["p_value"] if rep else None, rep["winner"] if rep else None))
+                    test = rep["user_level"] if rep else None
+                    curve.append((n, test["p_value"] if test else None, test["winner"] if test else None))
             final = exps.report(name)
         finally:
             exps.close()
             log.unlink(missing_ok=True)
-        return _result(method, a, b, users, seed, final, curve, click)
+        return _result(method, a, b, users, seed, final, curve, click, visits)
+
+    def _shopper(self, exps: Experiments, row: int, k: int, click: ClickModel, rng: np.random.Generator,
+                 visits: int | str) -> list[dict[str, Any]]:
+        """The events of one shopper's visits: a list per visit, clicks by the click model; the
+        wanted item is wanted until bought."""
+        user = self.user_ids[row]
+        wanted: str | None = self.wanted[row]
+        events: list[dict[str, Any]] = []
+        for _ in range(self.activity[row] if visits == "data" else int(visits)):
+            out = exps.recommend(user, k)
+            if "experiment" not in out:
+                break
+            shown = [r["item_id"] for r in out["items"]]
+            iid = out["experiment"]["impression_id"]
+            seen = click.events(shown, wanted, rng)
+            events += [{"event_id": f"{iid}-{j}", "user_id": user, "item_id": item, "event_type": et,
+                        "impression_id": iid} for j, (item, et) in enumerate(seen)]
+            if (wanted, "purchase") in seen:
+                wanted = None
+        return events
 
     def close(self) -> None:
         self.svc.close()
@@ -176,19 +204,24 @@ def users_to_significance(curve: list[tuple[int, float | None, str | None]]) -> 
 
 
 def _result(method: str, a: ArmConfig, b: ArmConfig, users: int, seed: int, rep: dict[str, Any] | None,
-            curve: list[tuple[int, float | None, str | None]], click: ClickModel) -> dict[str, Any]:
+            curve: list[tuple[int, float | None, str | None]], click: ClickModel, visits: int | str) -> dict[str, Any]:
     arm = lambda c: c.model + (f"@{Path(c.bundle).name}" if c.bundle else "")  # noqa: E731
+    test = rep["user_level"] if rep else None
     return {
-        "method": method, "a": arm(a), "b": arm(b), "seed": seed, "users": users,
-        "winner": rep["winner"] if rep else None,
-        "p_value": rep["test"]["p_value"] if rep else None,
+        "method": method, "a": arm(a), "b": arm(b), "seed": seed, "users": users, "visits": visits,
+        "winner": test["winner"] if test else None,
+        "p_value": test["p_value"] if test else None,
+        "test": test,
+        "impression_level": {"winner": rep["winner"], "p_value": rep["test"]["p_value"]} if rep else None,
         "users_to_significance": users_to_significance(curve),
         "impressions": (rep["arms"]["a"]["impressions"] + (rep["arms"]["b"]["impressions"] if method == "ab" else 0))
         if rep else 0,
         "report": rep,
         "click_model": dataclasses.asdict(click),
         "protocol": "leave-one-out test users of the dataset; history = all but the last event, wanted item = the "
-                    "last; one answer per user through Experiments.recommend, events through Experiments.claim",
+                    "last (until bought); " + ("one visit" if visits == 1 else f"{visits} visits" if visits != "data"
+                    else "as many visits as served history events") + " per user, a list per visit through "
+                    "Experiments.recommend, events through Experiments.claim; verdict = the user-level test",
     }
 
 
@@ -205,12 +238,14 @@ def _memo(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
 
 
 def simulate(dataset: str, a: str, b: str, method: str, users: int, seed: int, *, store_url: str | None = None,
-             k: int = 10, check_every: int = 100, progress: ProgressFn | None = None) -> dict[str, Any]:
+             k: int = 10, check_every: int = 100, visits: int | str = "data",
+             progress: ProgressFn | None = None) -> dict[str, Any]:
     """`soutui experiment simulate`: prepare the replay, run one experiment, clean up."""
     arm_a, arm_b = parse_arm(a), parse_arm(b)
     fit = [c.model for c in (arm_a, arm_b) if not c.bundle]
-    replay = Replay(dataset, fit or ["popularity"], store_url=store_url, pool=users, seed=seed, progress=progress)
+    replay = Replay(dataset, fit or ["popularity"], store_url=store_url, pool=users, seed=seed, cache_lists=True,
+                    progress=progress)
     try:
-        return replay.run(arm_a, arm_b, method, users, seed, k=k, check_every=check_every)
+        return replay.run(arm_a, arm_b, method, users, seed, k=k, check_every=check_every, visits=visits)
     finally:
         replay.close()
