@@ -75,7 +75,7 @@ def worker(out: Path, scenario: str) -> None:
     group = distributed.init_from_env()
     runs = {
         "exact": dict(EXACT),
-        "time": {**EXACT, "epochs": 400} | ({"max_minutes": 0.5 / 60} if group.rank == 1 else {}),
+        "time": {**EXACT, "epochs": 400, "lr_schedule": "cosine"} | ({"max_minutes": 0.5 / 60} if group.rank == 1 else {}),
         "cpu": {**EXACT, "epochs": 400} | ({"max_cpu_minutes": 1e-6} if group.rank == 1 else {}),
     }  # fmt: skip
     runs = {k: v for k, v in runs.items() if scenario in (k, "all")}

@@ -91,6 +91,11 @@ class Group:
             return flag
         return self._reduce_max(float(flag)) > 0
 
+    def max(self, value: float) -> float:
+        """The largest `value` of any rank, on every rank (e.g. the budget fraction a cosine
+        schedule reads: ranks' clocks differ, their learning rates must not)."""
+        return self._reduce_max(value) if self.active else value
+
     def stop_reason(self, reason: str) -> str:
         """The strongest stop reason of any rank (see STOP_CODES), the same on every rank."""
         if not self.active:

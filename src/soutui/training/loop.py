@@ -162,9 +162,9 @@ def _run_epoch(
             wall = time.perf_counter() - clock[0]
             if 0 < stop_at < math.inf:  # the schedule ends where training must stop, not at the budget
                 wall *= cfg.max_minutes * 60 / stop_at
-            frac = budget_fraction(
+            frac = ranks.max(budget_fraction(
                 cfg, state.epoch + b / max(n_batches, 1), wall, time.process_time() - clock[1]
-            )  # fmt: skip
+            ))  # fmt: skip  # every rank steps with the same learning rate, though clocks differ
             for group in opt.param_groups:
                 group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
         with _autocast(device):
