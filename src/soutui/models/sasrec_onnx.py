@@ -72,7 +72,7 @@ def export_onnx(model: Exportable, out_dir: str | Path, quantize: bool = False, 
     axes = {n: {0: "batch", 1: "length"} for n in names} | {"scores": {0: "batch"}}
     with torch.no_grad():
         torch.onnx.export(
-            Scorer(), args, str(out / ONNX_FILE), input_names=names, output_names=["scores"],
+            Scorer().eval(), args, str(out / ONNX_FILE), input_names=names, output_names=["scores"],
             dynamic_axes=axes, opset_version=opset, dynamo=False,
         )  # fmt: skip
     meta = {
