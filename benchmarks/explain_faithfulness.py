@@ -46,13 +46,20 @@ SHORT = {  # short, stated training budgets for the shared 2-core machine
 
 
 def fit(
-    name: str, minutes: float | None, checkpoint: str | None, data: Any, content: Any
+    name: str,
+    minutes: float | None,
+    checkpoint: str | None,
+    data: Any,
+    content: Any,
+    epochs: int | None = None,
 ) -> tuple[Recommender, str]:
     if checkpoint:
         return load_model(checkpoint), f"checkpoint {checkpoint}"
     params = dict(SHORT.get(name, {}))
     if name == "sasrec" and minutes is not None:
         params["max_minutes"] = minutes
+    if name == "mlp" and epochs is not None:
+        params["epochs"] = epochs
     split = leave_one_out(data)
     model = model_class(name)(**params).use_trainer(LoopTrainer(progress=False))
     t0 = time.perf_counter()
@@ -114,6 +121,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--method", default="occlusion", choices=["occlusion", "lime"])
     ap.add_argument("--minutes", type=float, default=None, help="SASRec training budget (default 4)")
+    ap.add_argument("--epochs", type=int, default=None, help="MLP epochs (default 2)")
     ap.add_argument("--checkpoint", default=None, help="a saved model instead of training one here")
     ap.add_argument(
         "--head-weight", type=float, default=None, help="SASRec: score with this co-occurrence head weight"
@@ -127,7 +135,7 @@ def main() -> int:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     data, content = load_sequences(args.dataset, encoder="minilm" if args.model != "itemknn" else "none")
-    model, how = fit(args.model, args.minutes, args.checkpoint, data, content)
+    model, how = fit(args.model, args.minutes, args.checkpoint, data, content, args.epochs)
     split = leave_one_out(data)
     test = split.test
     rng = np.random.default_rng(args.seed)
