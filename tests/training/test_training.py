@@ -134,6 +134,9 @@ def test_tune_resumes_and_writes_best_config(split, tmp_path, monkeypatch) -> No
     best = load_params(tmp_path / "best.toml")
     assert best["d_model"] in space["d_model"] and best["epochs"] == 2
     assert second["best_value"] >= first["best_value"]
+    # a value the user fixed is kept, even where the space searches that key
+    fixed = tune_mod.tune(prep, "sasrec", 1, storage, "fixed", base | {"d_model": 12}, tmp_path / "fixed.toml")
+    assert fixed["best_params"]["d_model"] == 12 and load_params(tmp_path / "fixed.toml")["d_model"] == 12
 
 
 def test_cosine_schedule_follows_the_budget() -> None:

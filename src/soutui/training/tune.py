@@ -64,7 +64,7 @@ def tune(
     )  # fmt: skip
 
     def objective(trial: Any) -> float:
-        params = {**(base or {}), **SPACES[model](trial)}
+        params = {**SPACES[model](trial), **(base or {})}  # what the user fixed (--set) is not searched over
         if params.get("d_model", 64) % params.get("n_heads", 1):
             raise optuna.TrialPruned("d_model not divisible by n_heads")
         trainer = LoopTrainer(progress=False)
