@@ -230,6 +230,7 @@ def test_cli_report_reads_the_log(exp_settings: ServeSettings, capsys: pytest.Ca
     assert main(["experiment", "report", name, "--log", exp_settings.experiment_log]) == 0
     text = capsys.readouterr().out
     assert f"experiment {name}" in text and "winner at 5%: none (not significant)" in text
+    assert "user level (" in text and rep["user_level"]["winner"] is None  # the test at the randomisation unit
     assert main(["experiment", "report", "nosuch", "--log", exp_settings.experiment_log]) == 2
 
 

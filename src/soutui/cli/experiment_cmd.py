@@ -100,6 +100,10 @@ def _print_report(rep: dict[str, Any]) -> None:
     if rep["kind"] == "interleave":
         print(f"wins by clicks: {rep['wins']}")
     print(f"winner at 5%: {rep['winner'] or 'none (not significant)'}")
+    u = rep.get("user_level")
+    if u:  # the randomisation unit: impressions of one user are not independent
+        effect = f"preferences {u['preferences']}" if rep["kind"] == "interleave" else f"clicks per user b - a {u['diff']}"
+        print(f"user level ({u['method']}): {effect}, p = {u['p_value']}, winner at 5%: {u['winner'] or 'none'}")
 
 
 def simulate(args: argparse.Namespace) -> int:
