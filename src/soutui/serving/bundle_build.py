@@ -29,6 +29,17 @@ ProgressFn = Callable[[str], None]
 CHECKPOINT_DIR = "checkpoint"
 
 
+def _new_version(out_root: Path, dataset: str) -> str:
+    """Time to the second + pid; a second bundle from the same process in the same second gets
+    a suffix that still sorts after the first (newest = last by name)."""
+    base = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid() % 1000:03d}"
+    version, n = base, 0
+    while (out_root / f"{dataset}-{version}").exists() or (out_root / f".tmp-{dataset}-{version}").exists():
+        n += 1
+        version = f"{base}-{n}"
+    return version
+
+
 def write_bundle(
     out_root: Path,
     dataset: str,
@@ -51,7 +62,7 @@ def write_bundle(
     for name, m in models.items():
         if int(m.n_items_) != len(items):
             raise ValueError(f"model {name} has {m.n_items_} items but the catalogue has {len(items)}")
-    version = version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid() % 1000:03d}"
+    version = version or _new_version(Path(out_root), dataset)
     final = Path(out_root) / f"{dataset}-{version}"
     if final.exists():
         raise FileExistsError(f"{final} already exists; pass another --out or version")
