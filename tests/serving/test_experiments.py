@@ -145,7 +145,8 @@ def test_user_level_tests_count_users_not_impressions() -> None:
         for u in range(30):
             _imps(led, "ab", f"{arm}{u}", 100 if (arm, u) == ("b", 0) else 1, 100 if (arm, u) == ("b", 0) else int(u < 3), arm)
     rep = led.report("e")
-    assert rep is not None and rep["winner"] == "b" and rep["test"]["p_value"] < 1e-6  # impressions: pseudo-replication
+    assert rep is not None and rep["impression_level_winner"] == "b" and rep["test"]["p_value"] < 1e-6  # pseudo-replication
+    assert rep["winner"] is None  # the verdict is the user-level test's
     ul = rep["user_level"]
     clicks = {"a": [1] * 3 + [0] * 27, "b": [100, 1, 1] + [0] * 27}
     assert ul["users"] == {"a": 30, "b": 30} and ul["diff"] == pytest.approx((102 - 3) / 30)
@@ -156,7 +157,8 @@ def test_user_level_tests_count_users_not_impressions() -> None:
     _imps(led, "interleave", "u2", 1, 1, "a")
     _imps(led, "interleave", "u3", 3, 0)  # no click: no preference
     rep = led.report("e")
-    assert rep is not None and rep["wins"] == {"a": 1, "b": 10, "tie": 3} and rep["winner"] == "b"
+    assert rep is not None and rep["wins"] == {"a": 1, "b": 10, "tie": 3} and rep["impression_level_winner"] == "b"
+    assert rep["winner"] is None
     ul = rep["user_level"]
     assert ul["preferences"] == {"a": 1, "b": 1, "tie": 1} and ul["winner"] is None
     assert ul["p_value"] == pytest.approx(binomtest(1, 2, 0.5).pvalue)

@@ -99,11 +99,12 @@ def _print_report(rep: dict[str, Any]) -> None:
         print(f"{t['method']}: CTR b - a {t['diff']}, 95% CI {ci}, p = {t['p_value']}")
     if rep["kind"] == "interleave":
         print(f"wins by clicks: {rep['wins']}")
-    print(f"winner at 5%: {rep['winner'] or 'none (not significant)'}")
+    print(f"impression level: winner at 5%: {rep.get('impression_level_winner') or 'none'}")
     u = rep.get("user_level")
     if u:  # the randomisation unit: impressions of one user are not independent
         effect = f"preferences {u['preferences']}" if rep["kind"] == "interleave" else f"clicks per user b - a {u['diff']}"
-        print(f"user level ({u['method']}): {effect}, p = {u['p_value']}, winner at 5%: {u['winner'] or 'none'}")
+        print(f"user level ({u['method']}): {effect}, p = {u['p_value']}")
+    print(f"winner at 5%: {rep['winner'] or 'none (not significant)'}")
 
 
 def simulate(args: argparse.Namespace) -> int:

@@ -212,7 +212,7 @@ def _result(method: str, a: ArmConfig, b: ArmConfig, users: int, seed: int, rep:
         "winner": test["winner"] if test else None,
         "p_value": test["p_value"] if test else None,
         "test": test,
-        "impression_level": {"winner": rep["winner"], "p_value": rep["test"]["p_value"]} if rep else None,
+        "impression_level": {"winner": rep["impression_level_winner"], "p_value": rep["test"]["p_value"]} if rep else None,
         "users_to_significance": users_to_significance(curve),
         "impressions": (rep["arms"]["a"]["impressions"] + (rep["arms"]["b"]["impressions"] if method == "ab" else 0))
         if rep else 0,
