@@ -1,0 +1,119 @@
+"""Checks for the operations labs (12 monitoring and experiments); `checks` re-exports them.
+
+Split from checks.py to keep each file short; the helpers (report, close_to) live there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from checks import Problem, Verdict, report
+
+# ---- lab 12: monitoring and experiments ----------------------------------------------------
+
+PSI_CASES = [  # (expected counts, actual counts)
+    ([50, 30, 20], [30, 30, 40]),
+    ([0.1] * 10, [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.1, 0.05]),
+    ([500, 300, 200], [5, 3, 2]),
+    ([70, 30, 0], [60, 30, 10]),
+]
+
+
+def _psi(expected: Sequence[float], actual: Sequence[float], floor: float = 1e-4) -> float:
+    e, a = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    e = np.maximum(e / e.sum(), floor)
+    a = np.maximum(a / a.sum(), floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def lab12_psi(answer: Any) -> Verdict:
+    for expected, actual in PSI_CASES:
+        want = _psi(expected, actual)
+        try:
+            got = float(answer(list(expected), list(actual)))
+        except Exception as exc:  # noqa: BLE001 - a learner's code may fail in any way
+            return report([(f"psi({expected}, {actual}) 出错：{exc!r}", f"psi({expected}, {actual}) raised {exc!r}")])
+        if abs(got - want) <= 1e-6 * max(1.0, abs(want)):
+            continue
+        shown = f"psi({expected}, {actual}) = {got:.6g}"
+        e, a = np.asarray(expected, float), np.asarray(actual, float)
+        if not np.isfinite(got):
+            return report([(f"{shown}：空的箱子要先把份额抬到下限 1e-4，否则 ln(0) 是无穷",
+                            f"{shown}: raise a share to the 1e-4 floor before the log, else ln(0) is infinite")])
+        if abs(got - float(np.sum((a - e) * np.log(np.maximum(a, 1e-4) / np.maximum(e, 1e-4))))) < 1e-9:
+            return report([(f"{shown}：先把两边各自归一成份额（除以各自的总数）再算",
+                            f"{shown}: turn each side into shares first (divide by its own total)")])
+        if abs(got + want) < 1e-9 or abs(got - _kl(e, a)) < 1e-9 or abs(got - _kl(a, e)) < 1e-9:
+            return report([(f"{shown}，应为 {want:.6g}：每一项是 (a − e)·ln(a / e)，不是单向的 KL",
+                            f"{shown}, expected {want:.6g}: each term is (a − e)·ln(a / e), not a one-way KL")])
+        return report([(f"{shown}，应为 {want:.6g}", f"{shown}, expected {want:.6g}")])
+    return report([])
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    p = np.maximum(p / p.sum(), 1e-4)
+    q = np.maximum(q / q.sum(), 1e-4)
+    return float(np.sum(p * np.log(p / q)))
+
+
+def team_draft(a: Sequence[str], b: Sequence[str], coins: Sequence[str], k: int) -> list[tuple[str, str]]:
+    """Team-draft interleaving (docs/experiments.md): fewer picks go next, a coin ("a"/"b") breaks ties."""
+    shown: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    picks = {"a": 0, "b": 0}
+    lists = {"a": list(a), "b": list(b)}
+    flips = iter(coins)
+    while len(shown) < k:
+        left = {t: [x for x in lists[t] if x not in seen] for t in "ab"}
+        if not left["a"] and not left["b"]:
+            break
+        if picks["a"] != picks["b"]:
+            team = "a" if picks["a"] < picks["b"] else "b"
+        else:
+            team = next(flips)
+        if not left[team]:
+            team = "b" if team == "a" else "a"
+        item = left[team][0]
+        shown.append((item, team))
+        seen.add(item)
+        picks[team] += 1
+    return shown
+
+
+INTERLEAVE_CASES = [  # (list a, list b, coins, k)
+    (["p1", "p2", "p3", "p4"], ["p2", "p5", "p1", "p6"], ["b", "a"], 4),
+    (["x", "y", "z"], ["x", "y", "z"], ["a", "b"], 3),
+    (["m1", "m2", "m3", "m4", "m5"], ["n1", "m1", "n2", "n3", "n4"], ["a", "a", "b"], 6),
+]
+
+
+def lab12_team_draft(answer: Any) -> Verdict:
+    for a, b, coins, k in INTERLEAVE_CASES:
+        want = team_draft(a, b, coins, k)
+        try:
+            got = [(str(i), str(t)) for i, t in answer(list(a), list(b), list(coins), k)]
+        except Exception as exc:  # noqa: BLE001
+            return report([(f"interleave 出错：{exc!r}", f"interleave raised {exc!r}")])
+        if got == want:
+            continue
+        case = f"a={a}, b={b}, coins={coins}, k={k}"
+        items = [i for i, _ in got]
+        problems: list[Problem] = []
+        if len(set(items)) != len(items):
+            problems.append((f"{case}：同一个商品出现了两次，每队选的是还没展示过的最高排名商品",
+                             f"{case}: an item is shown twice; each team picks its best item not shown yet"))
+        elif len(got) != len(want):
+            problems.append((f"{case}：应有 {len(want)} 个结果，得到 {len(got)} 个",
+                             f"{case}: expected {len(want)} results, got {len(got)}"))
+        elif items == [i for i, _ in want]:
+            problems.append((f"{case}：商品对了，队伍标记不对：每个商品记在选它的那一队",
+                             f"{case}: right items, wrong teams: credit each item to the team that picked it"))
+        else:
+            problems.append((f"{case}：得到 {got}，应为 {want}（选得少的队先选，平手时掷硬币，硬币按顺序用）",
+                             f"{case}: got {got}, expected {want} (the team with fewer picks goes next; a tie "
+                             "uses the next coin)"))
+        return report(problems)
+    return report([])
