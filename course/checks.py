@@ -394,8 +394,8 @@ def lab05_softmax_loss(answer: Any) -> Verdict:
     return report(problems)
 
 
-# the workflow labs' checks (6, 9, 14) live in checks_workflow.py, the operations labs' (12) in checks_ops.py
-from checks_ops import lab12_psi, lab12_team_draft  # noqa: E402, F401 - re-exported
+# the workflow labs' checks (6, 9, 14) live in checks_workflow.py, labs 10 and 12 in checks_ops.py
+from checks_ops import lab10_occlusion, lab10_top_beats_random, lab12_psi, lab12_team_draft  # noqa: E402, F401
 from checks_workflow import (  # noqa: E402, F401 - re-exported: the labs call checks.<name>
     lab06_best_so_far,
     lab06_seed_summary,

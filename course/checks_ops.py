@@ -117,3 +117,64 @@ def lab12_team_draft(answer: Any) -> Verdict:
                              "uses the next coin)"))
         return report(problems)
     return report([])
+
+
+# ---- lab 10: explainability ----------------------------------------------------------------
+
+
+def _occlusion(score: Any, history: list[str]) -> list[float]:
+    full = float(score(history))
+    return [full - float(score(history[:j] + history[j + 1 :])) for j in range(len(history))]
+
+
+def lab10_occlusion(answer: Any) -> Verdict:
+    terms = {"a": 2.0, "b": 0.5, "c": -0.3, "d": 1.25}
+    additive = lambda items: 1.0 + sum(terms[i] for i in items)  # noqa: E731
+    best = lambda items: max([terms[i] for i in items], default=0.0)  # noqa: E731 - not additive
+    for name, score in (("additive", additive), ("max", best)):
+        history = ["a", "b", "c", "d"]
+        try:
+            got = [float(w) for w in answer(score, list(history))]
+        except Exception as exc:  # noqa: BLE001 - a learner's code may fail in any way
+            return report([(f"occlusion_weights 出错：{exc!r}", f"occlusion_weights raised {exc!r}")])
+        want = _occlusion(score, history)
+        if len(got) == len(want) and np.allclose(got, want, atol=1e-9):
+            continue
+        if len(got) != len(want):
+            return report([(f"每个历史位置一个权重：要 {len(want)} 个，得到 {len(got)} 个",
+                            f"one weight per history position: expected {len(want)}, got {len(got)}")])
+        if np.allclose(got, [-w for w in want], atol=1e-9):
+            return report([("符号反了：权重是完整历史的分数减去去掉之后的分数",
+                            "the sign is flipped: the weight is the full history's score minus the score without it")])
+        if np.allclose(got, [float(score([h])) for h in history], atol=1e-9):
+            return report([("这是只有这一个商品时的分数，不是去掉它以后分数降了多少",
+                            "that is the score of the item alone, not how much the score drops without it")])
+        return report([(f"{name} 打分器：得到 {np.round(got, 4).tolist()}，应为 {np.round(want, 4).tolist()}",
+                        f"{name} scorer: got {np.round(got, 4).tolist()}, expected {np.round(want, 4).tolist()}")])
+    return report([])
+
+
+FALLS = ([5, 0, 12, 3, 3, 40, 0, 7], [1, 0, 2, 9, 3, 4, 2, 7])  # (fall after top removal, after random)
+
+
+def _beats(top: Sequence[float], rand: Sequence[float]) -> float:
+    t, r = np.asarray(top, float), np.asarray(rand, float)
+    return float(np.mean(np.where(t > r, 1.0, np.where(t == r, 0.5, 0.0))))
+
+
+def lab10_top_beats_random(answer: Any) -> Verdict:
+    want = _beats(*FALLS)
+    try:
+        got = float(answer(list(FALLS[0]), list(FALLS[1])))
+    except Exception as exc:  # noqa: BLE001
+        return report([(f"top_beats_random 出错：{exc!r}", f"top_beats_random raised {exc!r}")])
+    if abs(got - want) < 1e-9:
+        return report([])
+    t, r = np.asarray(FALLS[0]), np.asarray(FALLS[1])
+    if abs(got - float(np.mean(t > r))) < 1e-9:
+        return report([(f"得到 {got:.4f}，应为 {want:.4f}：名次相同的用户记 ½，不是 0",
+                        f"got {got:.4f}, expected {want:.4f}: a tie counts ½, not 0")])
+    if abs(got - float(np.mean(t < r) + 0.5 * np.mean(t == r))) < 1e-9:
+        return report([(f"得到 {got:.4f}，应为 {want:.4f}：名次越大掉得越多，方向反了",
+                        f"got {got:.4f}, expected {want:.4f}: a larger rank is a bigger fall; the comparison is reversed")])
+    return report([(f"得到 {got:.4f}，应为 {want:.4f}", f"got {got:.4f}, expected {want:.4f}")])

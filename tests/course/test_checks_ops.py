@@ -78,3 +78,22 @@ def test_team_draft(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert not checks.lab12_team_draft(ignore_coins)
     assert "next coin" in capsys.readouterr().out
+
+
+def test_occlusion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks.lab10_occlusion(checks_ops._occlusion)
+    assert not checks.lab10_occlusion(lambda score, h: [score([x]) for x in h])
+    assert "score of the item alone" in capsys.readouterr().out
+    assert not checks.lab10_occlusion(lambda score, h: [-w for w in checks_ops._occlusion(score, h)])
+    assert "sign is flipped" in capsys.readouterr().out
+    assert not checks.lab10_occlusion(lambda score, h: checks_ops._occlusion(score, h)[:-1])
+    assert "one weight per history position" in capsys.readouterr().out
+
+
+def test_top_beats_random(capsys: pytest.CaptureFixture[str]) -> None:
+    assert checks_ops._beats([3, 1, 2], [1, 1, 5]) == pytest.approx(0.5)
+    assert checks.lab10_top_beats_random(checks_ops._beats)
+    assert not checks.lab10_top_beats_random(lambda t, r: float(np.mean(np.asarray(t) > np.asarray(r))))
+    assert "a tie counts" in capsys.readouterr().out
+    assert not checks.lab10_top_beats_random(lambda t, r: checks_ops._beats(r, t))
+    assert "reversed" in capsys.readouterr().out
