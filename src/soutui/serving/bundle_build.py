@@ -29,6 +29,13 @@ ProgressFn = Callable[[str], None]
 CHECKPOINT_DIR = "checkpoint"
 
 
+def _created() -> str:
+    """UTC time to the nanosecond, from ONE clock reading: the seconds and the fraction must agree, or a
+    bundle written just after a second boundary sorts before one written just before it."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}"
+
+
 def _new_version(out_root: Path, dataset: str) -> str:
     """Time to the second + pid; a second bundle from the same process in the same second gets
     a suffix that still sorts after the first (newest = last by name)."""
@@ -84,7 +91,7 @@ def write_bundle(
             "format_version": FORMAT_VERSION,
             "dataset": dataset,
             "version": version,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f".{time.time_ns() % 10**9:09d}",
+            "created": _created(),
             "n_items": len(items),
             "default_recommender": default,
             "models": entries,
