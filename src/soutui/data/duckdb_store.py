@@ -19,7 +19,6 @@ import pandas as pd
 
 from soutui.data.schema import TABLES, conform, content_id_sql, fill_event_ids
 from soutui.data.store_base import (
-    QUARANTINE_COLUMNS,
     DatasetNotFound,
     NameCollision,
     Store,
@@ -28,6 +27,7 @@ from soutui.data.store_base import (
     check_name,
     check_replacement,
     holds_value,
+    incoming_frames,
     salted_hash,
 )
 
@@ -109,10 +109,7 @@ class DuckDBStore(Store):
     ) -> None:
         self._check_writable("writing a dataset")
         ds = check_name(name)
-        frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
-        frames["events"] = fill_event_ids(frames["events"])[0]
-        q = quarantine if quarantine is not None else pd.DataFrame(columns=QUARANTINE_COLUMNS)
-        q = q.reindex(columns=QUARANTINE_COLUMNS).astype("string")
+        frames, q = incoming_frames(tables, quarantine)
         frames_all: dict[str, pd.DataFrame] = {**frames, "quarantine": q}
         with self._lock:
             con = self._con

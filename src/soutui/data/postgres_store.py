@@ -50,6 +50,7 @@ from soutui.data.store_base import (
     check_name,
     check_replacement,
     holds_value,
+    incoming_frames,
     salted_hash,
 )
 
@@ -254,10 +255,9 @@ class PostgresStore(Store):
     ) -> None:
         self._check_writable("writing a dataset")
         ds = check_name(name)
-        frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
-        frames["events"] = fill_event_ids(frames["events"])[0].drop_duplicates("event_id", ignore_index=True)
-        q = quarantine if quarantine is not None else pd.DataFrame(columns=QUARANTINE_COLUMNS)
-        frames_all = {**frames, "quarantine": q.reindex(columns=QUARANTINE_COLUMNS).astype("string")}
+        frames, q = incoming_frames(tables, quarantine)
+        frames["events"] = frames["events"].drop_duplicates("event_id", ignore_index=True)
+        frames_all = {**frames, "quarantine": q}
         with self._con() as con, con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"soutui_dataset:{ds}"])
             self._check_write(con, name, ds, {t: len(f) for t, f in frames.items()}, replace, rows_read)

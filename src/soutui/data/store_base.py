@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from soutui.config import UserError
+from soutui.data.schema import TABLES, conform, fill_event_ids
 
 QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]
 SHRINK_LIMIT = 0.5  # a re-import keeping fewer than this share of the stored events is refused
@@ -111,6 +112,17 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def incoming_frames(
+    tables: dict[str, pd.DataFrame], quarantine: pd.DataFrame | None
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """What every backend's write_dataset stores: each table conformed to its schema, blank event
+    ids filled by content, and the quarantine as strings in its fixed columns."""
+    frames = {t: conform(tables.get(t, pd.DataFrame()), t) for t in TABLES}
+    frames["events"] = fill_event_ids(frames["events"])[0]
+    q = quarantine if quarantine is not None else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    return frames, q.reindex(columns=QUARANTINE_COLUMNS).astype("string")
 
 
 def check_name(name: str) -> str:
