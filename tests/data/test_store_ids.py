@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from soutui.data.schema import content_ids
-from soutui.data.store import ImportRefused, NameCollision, StoreLockedError, open_store
+from soutui.data.store import StoreLockedError, open_store
 
 
 def _events(ids: list[str | None], user: str = "u1") -> pd.DataFrame:
@@ -55,35 +55,6 @@ def test_store_with_null_ids_is_repaired_on_open(store_url: str) -> None:
         ids = store.read("shop", "events")["event_id"]
         assert ids.notna().all()
         assert store.append_events("shop", _events(["x"], user="u9")) == 1
-    finally:
-        store.close()
-
-
-def test_refuses_to_wipe_or_halve_a_dataset(store_url: str) -> None:
-    store = open_store(store_url)
-    try:
-        store.write_dataset("shop", {"events": _events([f"e{k}" for k in range(10)])})
-        with pytest.raises(ImportRefused, match="keeps 0 rows"):
-            store.write_dataset("shop", {"events": _events([])})
-        with pytest.raises(ImportRefused, match="keeps 0 of 7 events read"):
-            store.write_dataset("shop", {"items": pd.DataFrame({"item_id": ["A"]})}, rows_read={"events": 7})
-        with pytest.raises(ImportRefused, match="drop 6 of its 10 stored events"):
-            store.write_dataset("shop", {"events": _events(["a", "b", "c", "d"])})
-        assert len(store.read("shop", "events")) == 10  # untouched
-        store.write_dataset("shop", {"events": _events(["a", "b", "c", "d", "e"])})  # half is allowed
-        store.write_dataset("shop", {"events": _events(["a"])}, replace=True)
-        assert len(store.read("shop", "events")) == 1
-    finally:
-        store.close()
-
-
-def test_colliding_names_are_refused(store_url: str) -> None:
-    store = open_store(store_url)
-    try:
-        store.write_dataset("my_shop", {"events": _events(["a"])})
-        with pytest.raises(NameCollision, match="collides with the stored dataset 'my_shop'"):
-            store.write_dataset("my-shop", {"events": _events(["b"])}, replace=True)
-        store.write_dataset("my_shop", {"events": _events(["b"])})
     finally:
         store.close()
 
