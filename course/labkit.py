@@ -12,9 +12,13 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,3 +73,52 @@ def soutui(*args: str, echo: bool = True) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"soutui {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+class Server:
+    """`soutui serve ARGS` on a free loopback port, started and waited for (`/healthz`), stopped at exit.
+
+    `get(path, **params)` and `post(path, body)` return the decoded JSON answer; `base` is the server's URL.
+    """
+
+    def __init__(self, *args: str, wait_s: float = 120.0) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = [_executable(), "serve", *args, "--port", str(self.port)]
+        print("$ " + shlex.join(["soutui", *cmd[1:]]))
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+        atexit.register(self.stop)  # never leave the server behind, even if a later cell fails
+        self.health = self._wait(wait_s)
+
+    def _wait(self, wait_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self.get("/healthz")
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(self.process.stderr.read().decode()[-2000:]) from None  # type: ignore[union-attr]
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"soutui serve did not answer /healthz within {wait_s:.0f} s") from None
+                time.sleep(0.25)
+
+    def get(self, path: str, **params: Any) -> Any:
+        url = self.base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def post(self, path: str, body: Any) -> Any:
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

@@ -36,15 +36,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd().parent))
-import atexit
 import json
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 import warnings
 
 import matplotlib.pyplot as plt
@@ -225,28 +221,9 @@ print("$ soutui bundle verify", bundle.name, "->", (done.stdout or done.stderr).
 # `/healthz`, then ask for one user's recommendations.
 
 # %%
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-base = f"http://127.0.0.1:{port}"
-server = subprocess.Popen([labkit._executable(), "serve", "--demo", "--bundle", str(bundle), "--port", str(port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
-atexit.register(server.terminate)  # never leave the server behind, even if a later cell fails
-
-
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=10) as r:
-        return json.loads(r.read())
-
-
-for _ in range(240):
-    try:
-        health = get("/healthz")
-        break
-    except OSError:
-        if server.poll() is not None:
-            raise RuntimeError(server.stderr.read().decode()[-2000:]) from None
-        time.sleep(0.25)
+server = labkit.Server("--demo", "--bundle", str(bundle))
+get = server.get
+health = server.health
 print("healthz:", health)
 user = str(data.user_ids[0])
 answer = get(f"/v1/recommend/{user}?k=5")
@@ -277,8 +254,7 @@ for u in users:
     t0 = time.perf_counter()
     get(f"/v1/recommend/{u}?k=10")
     latencies_s.append(time.perf_counter() - t0)
-server.terminate()
-server.wait(timeout=30)
+server.stop()
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.hist(np.array(latencies_s) * 1000, bins=40, color="#4a7ab0")
 ax.set(title=f"/v1/recommend latency, {n} sequential requests", xlabel="ms", ylabel="requests")

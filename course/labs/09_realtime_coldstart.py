@@ -37,16 +37,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd().parent))
-import atexit
 import html
-import json
-import os
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -114,37 +107,9 @@ print(built["path"], "| default:", built["default_recommender"], "| models:", li
 # endpoints; both are for local development only. The server binds a free port on 127.0.0.1.
 
 # %%
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-base = f"http://127.0.0.1:{port}"
-server = subprocess.Popen([labkit._executable(), "serve", "--demo", "--insecure-dev", "--bundle", built["path"],
-                           "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          env=os.environ.copy())
-atexit.register(server.terminate)  # never leave the server behind, even if a later cell fails
-
-
-def get(path, **params):
-    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
-
-
-def post(path, body):
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
-for _ in range(480):
-    try:
-        print("healthz:", get("/healthz"))
-        break
-    except OSError:
-        if server.poll() is not None:
-            raise RuntimeError(server.stderr.read().decode()[-2000:]) from None
-        time.sleep(0.25)
+server = labkit.Server("--demo", "--insecure-dev", "--bundle", built["path"])
+get, post = server.get, server.post
+print("healthz:", server.health)
 title_of = dict(zip(catalogue.item_id.astype(str), catalogue.title, strict=True))
 
 
@@ -299,8 +264,7 @@ if checks.lab09_similar(similar_by_content):
     ax.set(title="new products: cosine to their nearest catalogue title", xlabel="cosine", ylabel="new products")
     plt.tight_layout()
     plt.show()
-server.terminate()
-server.wait(timeout=30)
+server.stop()
 print(f"lab ran in {time.perf_counter() - t_lab:.0f} s")
 
 # %% [markdown] tags=["zh"]

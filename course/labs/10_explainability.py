@@ -37,15 +37,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd().parent))
-import atexit
-import json
-import os
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -210,28 +203,8 @@ labkit.soutui("data", "import", "generic", "--events", str(work / "events.csv"),
               "--name", "shop10",
               "--event-type", "purchase", "--no-pseudonymize", "--replace")
 built = labkit.soutui("bundle", "build", "--dataset", "shop10", "--no-search")
-with socket.socket() as sock:
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-server = subprocess.Popen([labkit._executable(), "serve", "--demo", "--bundle", built["path"], "--port", str(port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
-atexit.register(server.terminate)
-
-
-def get(path, **params):
-    url = f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
-
-
-for _ in range(480):
-    try:
-        get("/healthz")
-        break
-    except OSError:
-        if server.poll() is not None:
-            raise RuntimeError(server.stderr.read().decode()[-2000:]) from None
-        time.sleep(0.25)
+server = labkit.Server("--demo", "--bundle", built["path"])
+get = server.get
 user = str(shop.user_id.value_counts().index[0])
 answer = get(f"/v1/recommend/{user}", k=3, explain="true")
 for it in answer["items"]:
@@ -239,8 +212,7 @@ for it in answer["items"]:
     print(f"{it['item_id']:>6} [{ex['method']}] {ex['reason'][:60]} | {ex['reason_zh'][:30]}")
     for a in ex["attributions"][:3]:
         print(f"        {a['weight']:+.4f} {a['kind']} {a['name'][:50]}")
-server.terminate()
-server.wait(timeout=30)
+server.stop()
 
 # %% [markdown] tags=["zh"]
 # ## 搜索：排序模型的 TreeSHAP

@@ -38,16 +38,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd().parent))
-import atexit
-import json
 import os
 import secrets
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -269,28 +263,8 @@ print(Path(bundle["path"]).name, "| default:", bundle["default_recommender"], "|
 # shopper why it is shown.
 
 # %%
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-base = f"http://127.0.0.1:{port}"
-server = subprocess.Popen([labkit._executable(), "serve", "--demo", "--bundle", bundle["path"], "--port", str(port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
-atexit.register(server.terminate)  # never leave the server behind, even if a later cell fails
-
-
-def get(path, **params):
-    with urllib.request.urlopen(base + path + "?" + urllib.parse.urlencode(params), timeout=30) as r:
-        return json.loads(r.read())
-
-
-for _ in range(480):
-    try:
-        get("/healthz")
-        break
-    except OSError:
-        if server.poll() is not None:
-            raise RuntimeError(server.stderr.read().decode()[-2000:]) from None
-        time.sleep(0.25)
+server = labkit.Server("--demo", "--bundle", bundle["path"])
+get = server.get
 customer = log.customer.value_counts().index[0]
 seen = log[log.customer == customer].sku.map(dict(zip(shop.item_id, shop.title, strict=True)))
 print(f"customer {customer} viewed:", "; ".join(s[:35] for s in seen.dropna().unique()[-4:]))
@@ -332,8 +306,7 @@ if checks.lab14_same_dept(same_dept_share):
     trend = [dept_of[i["item_id"]] for i in get("/v1/trending", k=10)["items"]]
     print(f"recommendations in the customer's departments: {np.mean(shares):.0%} over {len(shares)} customers; "
           f"trending's top 10 cover {len(set(trend))} of {len(DEPTS)} departments")
-server.terminate()
-server.wait(timeout=30)
+server.stop()
 print(f"lab ran in {time.perf_counter() - t_lab:.0f} s")
 
 # %% [markdown] tags=["zh"]
