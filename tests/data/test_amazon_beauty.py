@@ -34,6 +34,9 @@ def test_import_reproduces_beauty_txt(store_url: str, needs: Callable[[str], Pat
     assert '"quarantined_total": 0' in report and "missing_ts_from_user_neighbours" in report
     assert len(store.read("amazon-beauty", "quarantine")) == 0
     store.close()
+    titles = items["title"].dropna()
+    assert not titles.str.contains(r"&(?:[a-z]+|#[0-9]+);").any()  # the file's HTML entities are decoded
+    assert titles.str.contains("\u2605").sum() >= 10  # &#9733; is a star in some product names
 
 
 def test_impute_keeps_order() -> None:

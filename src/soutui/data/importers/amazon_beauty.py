@@ -9,6 +9,7 @@ numbers line up; the ASIN is kept in the item's attributes.
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from pathlib import Path
@@ -71,12 +72,8 @@ def impute_timestamps(ts: pd.Series, users: pd.Series, items: pd.Series) -> tupl
     return filled.astype("Int64"), by_user, by_item
 
 
-def build(data_dir: Path, name: str = "amazon-beauty") -> ImportResult:
-    """Read `<data_dir>/amazon-beauty/` into canonical tables."""
-    started = time.perf_counter()
-    root = dataset_root(data_dir, "amazon-beauty")
-    report = ImportReport(dataset=name, source=str(root))
-    q = Quarantine()
+def _read_interactions(root: Path, report: ImportReport, q: Quarantine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reviews in (user, position) order and their canonical purchase events (timestamps filled)."""
     inter = read_delimited(
         require_file(root / INTERACTIONS, "amazon-beauty"),
         ["user_id", "item_id", "position", "timestamp"],
@@ -98,7 +95,6 @@ def build(data_dir: Path, name: str = "amazon-beauty") -> ImportResult:
     ts, from_user, from_item = impute_timestamps(ts, inter["user_id"], inter["item_id"])
     report.add_fixed("missing_ts_from_user_neighbours", from_user)
     report.add_fixed("missing_ts_from_item_median", from_item)
-
     users = inter["user_id"].astype("string").str.strip()
     events = pd.DataFrame(
         {
@@ -111,7 +107,15 @@ def build(data_dir: Path, name: str = "amazon-beauty") -> ImportResult:
         },
         index=inter.index,
     )
+    return inter, events
 
+
+def _items_frame(root: Path, inter: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Every item id seen in the reviews, titles or attributes, with its title and attributes.
+
+    The titles file carries HTML entities (`&egrave;`, `&#9733;`); they are decoded here, so the
+    storefront, the search index and the text encoders all see the characters a shopper would.
+    """
     titles = pd.DataFrame(columns=["item_id", "asin", "title"])
     if (root / TITLES).is_file():
         titles = read_delimited(
@@ -122,24 +126,31 @@ def build(data_dir: Path, name: str = "amazon-beauty") -> ImportResult:
     asin_by_item = dict(zip(inter["item_id"], inter["asin"], strict=True)) if "asin" in inter else {}
     ids = set(events["item_id"].dropna()) | set(titles["item_id"].dropna()) | set(attrs)
     item_ids = sorted(ids, key=lambda x: (0, int(x)) if x.isdigit() else (1, x))
-    title_by_item = dict(zip(titles["item_id"], titles["title"], strict=True))
-    items = pd.DataFrame(
+    title_by_item = {
+        i: html.unescape(t) if isinstance(t, str) else t
+        for i, t in zip(titles["item_id"], titles["title"], strict=True)
+    }
+    extra = (
+        {k: v for k, v in (("asin", asin_by_item.get(i)), ("attribute_ids", attrs.get(i))) if v is not None}
+        for i in item_ids
+    )
+    return pd.DataFrame(
         {
             "item_id": item_ids,
             "title": [title_by_item.get(i) for i in item_ids],
-            "attributes": json_column(
-                [
-                    {
-                        k: v
-                        for k, v in (("asin", asin_by_item.get(i)), ("attribute_ids", attrs.get(i)))
-                        if v is not None
-                    }
-                    or None
-                    for i in item_ids
-                ]
-            ),
+            "attributes": json_column([a or None for a in extra]),
         }
     )
+
+
+def build(data_dir: Path, name: str = "amazon-beauty") -> ImportResult:
+    """Read `<data_dir>/amazon-beauty/` into canonical tables."""
+    started = time.perf_counter()
+    root = dataset_root(data_dir, "amazon-beauty")
+    report = ImportReport(dataset=name, source=str(root))
+    q = Quarantine()
+    inter, events = _read_interactions(root, report, q)
+    items = _items_frame(root, inter, events)
     report.rows_read["items"] = len(items)
     items = clean_items(items, report, q)
     events = clean_events(events, report, q, source=inter, catalogue=items["item_id"])
