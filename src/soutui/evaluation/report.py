@@ -48,6 +48,19 @@ def fit_model(
     return model.fit(split.train, split.valid, content=content)
 
 
+def _checkpoint_for(checkpoint: str, data: SequenceData, model_name: str, dataset: str) -> Recommender:
+    """Load `checkpoint`, refusing one trained on another catalogue or holding another model."""
+    model = load_model(checkpoint)
+    if model.n_items_ != data.n_items:
+        raise ConfigError(
+            f"checkpoint {checkpoint} was trained on {model.n_items_} items but {dataset or 'the data'} "
+            f"has {data.n_items}; evaluate it on the dataset it was trained on"
+        )
+    if model_name not in ("", model.name):
+        raise ConfigError(f"checkpoint {checkpoint} holds a {model.name!r} model, not {model_name!r}")
+    return model
+
+
 def evaluate_sequences(
     data: SequenceData,
     model_name: str,
@@ -70,14 +83,7 @@ def evaluate_sequences(
     parts = make_split(data, split)
     start = time.perf_counter()
     if checkpoint:
-        model = load_model(checkpoint)
-        if model.n_items_ != data.n_items:
-            raise ConfigError(
-                f"checkpoint {checkpoint} was trained on {model.n_items_} items but {dataset or 'the data'} "
-                f"has {data.n_items}; evaluate it on the dataset it was trained on"
-            )
-        if model_name not in ("", model.name):
-            raise ConfigError(f"checkpoint {checkpoint} holds a {model.name!r} model, not {model_name!r}")
+        model = _checkpoint_for(checkpoint, data, model_name, dataset)
         train_seconds = None
     else:
         model = fit_model(model_name, parts, content, params, trainer)

@@ -75,15 +75,25 @@ def _rel(x: np.ndarray) -> np.ndarray:
     return x - m
 
 
+COL = {n: i for i, n in enumerate(FEATURES)}
+
+
 def compute(
     q: ParsedQuery, cand: Candidates, cat: Catalog, bm_title: BM25Matrix, bm_text: BM25Matrix
 ) -> np.ndarray:
     """(C, len(FEATURES)) float32 features for one query's candidates."""
-    rows = cand.rows
-    c = len(rows)
-    f = np.full((c, len(FEATURES)), np.nan, np.float32)
-    col = {n: i for i, n in enumerate(FEATURES)}
-    toks = q.tokens
+    f = np.full((len(cand.rows), len(FEATURES)), np.nan, np.float32)
+    _retrieval_features(f, q, cand, cat, bm_title, bm_text)
+    if q.tokens:
+        _match_features(f, q, cand.rows, cat, bm_title)
+    return f
+
+
+def _retrieval_features(
+    f: np.ndarray, q: ParsedQuery, cand: Candidates, cat: Catalog, bm_title: BM25Matrix, bm_text: BM25Matrix
+) -> None:
+    """Keyword and dense scores and ranks, fusion, and the query's and items' own figures."""
+    col, rows, toks = COL, cand.rows, q.tokens
     f[:, col["bm25_title"]] = bm_title.scores(toks, rows)
     f[:, col["bm25_text"]] = bm_text.scores(toks, rows)
     f[:, col["bm25_title_rel"]] = _rel(f[:, col["bm25_title"]])
@@ -97,13 +107,16 @@ def compute(
             if r is not None:
                 f[:, col[f"rank_{enc}"]] = np.log1p(np.where(r > 0, r, 1000))
     f[:, col["rrf"]] = cand.rrf
-    nq = len(toks)
-    f[:, col["n_query_tokens"]] = nq
+    f[:, col["n_query_tokens"]] = len(toks)
     f[:, col["n_fixes"]] = len(q.fixes)
     f[:, col["log_price"]] = np.log1p(cat.prices[rows])
     f[:, col["log_popularity"]] = np.log1p(np.maximum(cat.popularity[rows], 0))
-    if nq == 0:
-        return f
+
+
+def _match_features(f: np.ndarray, q: ParsedQuery, rows: np.ndarray, cat: Catalog, bm_title: BM25Matrix) -> None:
+    """How each candidate's title, text, brand and category match the (non-empty) query's tokens."""
+    col, toks = COL, q.tokens
+    nq = len(toks)
     idf = {t: float(bm_title.idf[bm_title.vocab[t]]) if t in bm_title.vocab else 0.0 for t in toks}
     idf_total = sum(idf.values()) or 1.0
     qset = set(toks)
@@ -137,4 +150,3 @@ def compute(
         cg = cat.categories[r]
         if cg:
             f[i, col["category_match"]] = len(qset & _category_tokens(cg)) / nq
-    return f

@@ -169,6 +169,26 @@ CAPACITY_GRID: tuple[tuple[int, int], ...] = ((7, 5), (15, 20), (31, 50))
 CV_BELOW_QUERIES = 2000  # fewer training queries: k-fold by query; more: one held-out slice
 
 
+def _fit_held_out(
+    x: np.ndarray, gain: np.ndarray, groups: list[int], splits: list[np.ndarray], p: LTRParams
+) -> tuple[float, list[LTRRanker]]:
+    """Fit one early-stopped ranker per held-out query set; their mean validation NDCG and the rankers."""
+    starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
+
+    def rows(qs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.arange(starts[q], starts[q + 1]) for q in qs])
+
+    scores, models = [], []
+    for val in splits:
+        fit_q = np.setdiff1d(np.arange(len(groups)), val)
+        rf, rv = rows(fit_q), rows(val)
+        r = LTRRanker().fit(x[rf], gain[rf], [groups[q] for q in fit_q], x[rv], gain[rv], [groups[q] for q in val], p)
+        assert r.booster_ is not None
+        scores.append(float(r.booster_.best_score["valid_0"][f"ndcg@{p.eval_at}"]))
+        models.append(r)
+    return float(np.mean(scores)), models
+
+
 def choose_capacity(
     x: np.ndarray,
     gain: np.ndarray,
@@ -193,26 +213,11 @@ def choose_capacity(
         splits = [np.sort(perm[i::k]) for i in range(k)]
     else:
         splits = [np.sort(perm[: max(1, int(round(len(groups) * holdout_frac)))])]
-    starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
-
-    def rows(qs: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.arange(starts[q], starts[q + 1]) for q in qs])
-
     table: list[dict[str, Any]] = []
     best: tuple[float, LTRParams, list[LTRRanker]] | None = None
     for leaves, min_leaf in grid:
         p = replace(base, num_leaves=leaves, min_data_in_leaf=min_leaf)
-        scores, models = [], []
-        for val in splits:
-            fit_q = np.setdiff1d(np.arange(len(groups)), val)
-            rf, rv = rows(fit_q), rows(val)
-            r = LTRRanker().fit(
-                x[rf], gain[rf], [groups[q] for q in fit_q], x[rv], gain[rv], [groups[q] for q in val], p
-            )
-            assert r.booster_ is not None
-            scores.append(float(r.booster_.best_score["valid_0"][f"ndcg@{p.eval_at}"]))
-            models.append(r)
-        score = float(np.mean(scores))
+        score, models = _fit_held_out(x, gain, groups, splits, p)
         table.append({"num_leaves": leaves, "min_data_in_leaf": min_leaf, f"valid_ndcg@{p.eval_at}": round(score, 4),
                       "n_trees": int(round(np.mean([m.n_trees for m in models])))})  # fmt: skip
         if best is None or score > best[0]:

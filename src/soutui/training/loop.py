@@ -244,6 +244,18 @@ def _private(
     return make_private(opt, cfg, n_batches, steps_done=int((state.privacy or {}).get("steps", 0)))
 
 
+def _record_epoch(state: TrainState, row: dict[str, float], clock: tuple[float, float], show: bool) -> None:
+    """Stamp the epoch's wall and CPU time (since the fit began) on `state` and its history row."""
+    state.seconds = time.perf_counter() - clock[0]
+    state.cpu_seconds = time.process_time() - clock[1]
+    row["seconds"], row["cpu_seconds"] = round(state.seconds, 1), round(state.cpu_seconds, 1)
+    state.history.append(row)
+    if show:
+        tqdm.write(
+            f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"), file=sys.stderr
+        )
+
+
 def train(
     net: torch.nn.Module,
     batches: BatchFn,
@@ -273,9 +285,7 @@ def train(
         torch.set_num_threads(max(1, cfg.threads))
     scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
     net.to(device)
-    opt = torch.optim.AdamW(
-        net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.adam_beta2)
-    )
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.adam_beta2))
     group = current()  # only rank 0 writes checkpoints; validation runs on rank 0, its metric broadcast
     validate = group.on_main(validate) if validate is not None else None
     state, best = TrainState(), None
@@ -301,15 +311,7 @@ def train(
             best = None  # keep the current weights
         elif state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs or cut:
             best = _validate(net, validate, cfg, state, row, best)
-        state.seconds = time.perf_counter() - clock[0]
-        state.cpu_seconds = time.process_time() - clock[1]
-        row["seconds"], row["cpu_seconds"] = round(state.seconds, 1), round(state.cpu_seconds, 1)
-        state.history.append(row)
-        if cfg.progress and group.is_main:
-            tqdm.write(
-                f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
-                file=sys.stderr,
-            )
+        _record_epoch(state, row, clock, show=cfg.progress and group.is_main)
         stop_at = stop_second(cfg, state, spent_s, after_validations)
         batch_s = state.seconds / max(state.epoch * n_batches, 1)
         state.stopped = state.stopped or group.stop_reason(_budget_spent(cfg, state, stop_at, batch_s))
