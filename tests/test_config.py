@@ -149,6 +149,15 @@ def test_defaults_toml_sasrec_section_matches_its_configs() -> None:
     assert set(section) == keys
 
 
+def test_defaults_toml_retrain_table_is_every_key_at_its_default() -> None:
+    from soutui.training.retrain import RetrainConfig, retrain_config
+
+    section = _defaults()["retrain"]
+    assert set(section) == {f.name for f in dataclasses.fields(RetrainConfig)}
+    assert retrain_config(section) == RetrainConfig()
+    assert load_toml(RetrainConfig, DEFAULTS, table="retrain") == RetrainConfig()  # what `retrain --config` reads
+
+
 def test_every_defaults_key_has_a_comment() -> None:
     for line in DEFAULTS.read_text(encoding="utf-8").splitlines():
         if "=" in line and not line.lstrip().startswith(("#", "[")):
