@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "soutui.cli.retrain_cmd",
     "soutui.cli.search_cmd",
     "soutui.cli.serve_cmd",
+    "soutui.cli.recommend_cmd",
     "soutui.cli.demo_cmd",
     "soutui.cli.experiment_cmd",
     "soutui.cli.explain_cmd",
