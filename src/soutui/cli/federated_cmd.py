@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="federated SASRec on Flower: users split across N clients, local training, FedAvg",
         description="Partition the dataset's users across N Flower clients (gRPC on loopback); each trains "
         "SASRec on its own users and sends only model parameters; the server averages them (FedAvg). "
+        "With --secure-aggregation the rounds run Flower's SecAgg+ protocol instead (ServerApp/ClientApps): "
+        "the server sees only masked, quantised parameters and their sum. "
         "The global model is evaluated with the leave-one-out, full-ranking protocol. See docs/federated.md.",
     )
     p.add_argument("--dataset", default="amazon-beauty", help="dataset name (imported on first use)")
@@ -26,6 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dp-noise", type=float, default=0.0,
                    help="client-level DP: Gaussian noise multiplier on the clipped updates (0 = off)")  # fmt: skip
     p.add_argument("--dp-clip", type=float, default=1.0, help="client-level DP: update norm bound")
+    p.add_argument("--secure-aggregation", action="store_true",
+                   help="Flower SecAgg+: the server sees only masked, quantised parameters and their sum")  # fmt: skip
+    p.add_argument("--secagg-shares", type=_count_or_fraction, default=1.0,
+                   help="SecAgg+ key shares per client: a fraction of the clients (<= 1) or a count > 2 (default 1.0)")  # fmt: skip
+    p.add_argument("--secagg-threshold", type=_count_or_fraction, default=0.5,
+                   help="SecAgg+ shares needed to rebuild a key: a fraction of the shares or a count (default 0.5)")  # fmt: skip
+    p.add_argument("--secagg-clip", type=float, default=8.0,
+                   help="SecAgg+ clipping range C: weighted parameters are clipped to [-C, C] (default 8)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="SASRec parameter, as for `soutui train` (repeatable)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
@@ -34,15 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def _count_or_fraction(text: str) -> float | int:
+    """SecAgg+ takes a float as a fraction and an int as a count: '3' -> 3, '0.5' -> 0.5, '1' -> 1.0."""
+    value = float(text)
+    return int(value) if value.is_integer() and value > 1 else value
+
+
 def run(args: argparse.Namespace) -> int:
     from soutui.training.federated import FederatedConfig, run_federated
+    from soutui.training.federated_secagg import SecAggSettings
     from soutui.training.pipeline import load_params, prepare
 
     if args.clients < 1 or args.rounds < 1 or args.local_epochs < 1:
         raise ConfigError("--clients, --rounds and --local-epochs must be at least 1")
     params = load_params(None, args.overrides)
-    cfg = FederatedConfig(args.clients, args.rounds, args.local_epochs, args.seed, args.dp_noise, args.dp_clip,
-                          params)  # fmt: skip
+    try:
+        secagg = SecAggSettings(num_shares=args.secagg_shares, reconstruction_threshold=args.secagg_threshold,
+                                clipping_range=args.secagg_clip)  # fmt: skip
+        cfg = FederatedConfig(args.clients, args.rounds, args.local_epochs, args.seed, args.dp_noise, args.dp_clip,
+                              params, secure_aggregation=args.secure_aggregation, secagg=secagg)  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     prep = prepare(args.dataset, store_url=args.store, progress=True)  # progress on stderr
     rec = run_federated(prep, cfg, progress=True)
     if args.json:
@@ -50,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.dataset}: {args.clients} clients x {args.rounds} rounds, {rec['time']['train_s']} s; "
           f"{rec['bytes_per_round']:,} bytes per round (up + down)", file=sys.stdout)  # fmt: skip
+    if sa := rec["federated"]["secure_aggregation"]:
+        print(f"secure aggregation: SecAgg+, {sa['num_shares']} shares, threshold {sa['reconstruction_threshold']}, "
+              f"clip +-{sa['clipping_range']}, {sa['quantization_range']} levels", file=sys.stdout)  # fmt: skip
     print_table(
         [{"split": k, **v} for k, v in rec["metrics"].items()], ["split", "NDCG@10", "HR@10", "users"]
     )

@@ -16,8 +16,10 @@ public catalogue (item count, titles, attributes) only.
 Data-dependent parts that would pool raw statistics are off: the co-occurrence head and the
 cold-item reset. Optional client-level DP: Flower's DifferentialPrivacyServerSideFixedClipping
 (each client's update clipped to `dp_clip`, Gaussian noise `dp_noise x dp_clip` added to the
-sum; central DP, the server is trusted). Secure aggregation (SecAgg+) exists in Flower only for
-its ServerApp/ClientApp workflows, not for these server/client APIs, so it is not offered.
+sum; central DP, the server is trusted). Optional secure aggregation (`secure_aggregation=True`):
+Flower's SecAgg+ (SecAggPlusWorkflow + secaggplus_mod), which runs only with Flower's Message API
+(ServerApp/ClientApp), so that path uses federated_secagg.run_secure instead of the gRPC server:
+the same clients and strategy, but the server only ever sees masked, quantised parameters.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch
 from soutui.data.sequences import SequenceData
 from soutui.models.base import Recommender
 from soutui.models.fitting import BatchFn, TrainConfig, TrainOutcome
+from soutui.training.federated_secagg import SecAggSettings, run_secure
 from soutui.training.pipeline import Prepared, build_model, evaluate_splits
 from soutui.training.trainer import LoopTrainer
 
@@ -63,6 +66,15 @@ class FederatedConfig:
     dp_noise: float = 0.0  # client-level DP noise multiplier (0 = off)
     dp_clip: float = 1.0  # client update norm bound (with dp_noise)
     params: dict[str, Any] = field(default_factory=dict)  # SASRec parameters (as `soutui train --set`)
+    secure_aggregation: bool = False  # Flower SecAgg+: the server sees only the masked sum
+    secagg: SecAggSettings = field(default_factory=SecAggSettings)
+
+    def __post_init__(self) -> None:
+        if self.secure_aggregation and self.dp_noise > 0:
+            raise ValueError("client-level DP here clips each update on the server, which needs the individual "
+                             "updates that secure aggregation hides: use one or the other")  # fmt: skip
+        if self.secure_aggregation and self.clients < 2:
+            raise ValueError("secure aggregation needs at least 2 clients")
 
 
 def partition_users(data: SequenceData, clients: int, seed: int = 0) -> list[SequenceData]:
@@ -93,13 +105,15 @@ class GlobalStart(LoopTrainer):
               ) -> TrainOutcome:  # fmt: skip
         with torch.no_grad():
             for name, p in net.named_parameters():
-                p.copy_(self.weights[name])
+                p.copy_(self.weights[name].reshape(p.shape))
         return super().train(model, net, batches, n_batches, cfg, None)
 
 
 def trainable(net: torch.nn.Module) -> list[np.ndarray]:
-    """What a client sends: the trainable parameters, in the network's order (no buffers)."""
-    return [p.detach().cpu().float().numpy() for p in net.parameters()]
+    """What a client sends: the trainable parameters, in the network's order (no buffers). A 0-d
+    parameter goes as shape (1,): Flower's SecAgg+ unmasking drops the offset and the weight scaling
+    of a 0-d array (dequantize turns it into a numpy scalar, which `vec += offset` does not update)."""
+    return [np.atleast_1d(p.detach().cpu().float().numpy()) for p in net.parameters()]
 
 
 class SASRecClient(NumPyClient):
@@ -134,8 +148,10 @@ class RecordingFedAvg(FedAvg):
         up = [sum(len(t) for t in res.parameters.tensors) for _, res in results]
         down = sum(len(t) for t in self.latest.tensors) if self.latest is not None else 0
         agg, metrics = super().aggregate_fit(server_round, results, failures)
-        if agg is not None:
-            self.latest = agg
+        if agg is not None:  # float32 as the network (SecAgg+ dequantises to float64)
+            self.latest = agg = ndarrays_to_parameters(
+                [np.asarray(a, np.float32) for a in parameters_to_ndarrays(agg)]
+            )
         losses = [float(res.metrics.get("loss", 0.0)) for _, res in results]
         self.rounds.append({"round": server_round, "clients": len(results), "failures": len(failures),
                             "bytes_up": int(sum(up)), "bytes_up_per_client": int(np.mean(up)) if up else 0,
@@ -168,6 +184,37 @@ def _strategy(cfg: FederatedConfig, initial: Parameters) -> tuple[Strategy, Reco
     return dp, fedavg
 
 
+def _serve_grpc(clients: list[SASRecClient], strategy: Strategy, rounds: int) -> None:
+    """Flower's legacy gRPC server on a free loopback port, the clients in threads of this process."""
+    address = f"127.0.0.1:{_free_port()}"
+    threads = [threading.Thread(target=start_client, daemon=True, kwargs={
+        "server_address": address, "client": c.to_client(), "insecure": True, "max_retries": 30,
+        "max_wait_time": 60.0})for c in clients]  # fmt: skip
+
+    def launch() -> None:
+        time.sleep(0.5)  # the server binds first; clients retry until it answers
+        for t in threads:
+            t.start()
+
+    threading.Thread(target=launch, daemon=True).start()
+    start_server(server_address=address, config=ServerConfig(num_rounds=rounds), strategy=strategy)
+    for t in threads:
+        t.join(timeout=30)
+
+
+def _serve_secure(clients: list[SASRecClient], strategy: Strategy, fedavg: RecordingFedAvg,
+                  cfg: FederatedConfig) -> dict[str, Any]:  # fmt: skip
+    """SecAgg+ rounds; the per-round byte counts are the grid's (every message of the four stages),
+    since the strategy only sees the aggregate."""
+    info, grid = run_secure(clients, [c.n_trained for c in clients], strategy, cfg.rounds, cfg.secagg,
+                            workers=len(clients))  # fmt: skip
+    for r in fedavg.rounds:
+        key = str(r["round"])
+        r.update(bytes_up=grid.bytes_up[key], bytes_up_per_client=grid.bytes_up[key] // max(r["clients"], 1),
+                 bytes_down=grid.bytes_down[key])  # fmt: skip
+    return info
+
+
 def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -> dict[str, Any]:
     """Train SASRec over `cfg.clients` Flower clients for `cfg.rounds` FedAvg rounds; evaluate the
     global model (full ranking, leave-one-out) and report bytes per round."""
@@ -179,44 +226,37 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
     net = server_model._build(prep.data.n_items, prep.content)  # type: ignore[attr-defined]  # public content only
     names = [n for n, _ in net.named_parameters()]
     fedavg_outer, fedavg = _strategy(cfg, ndarrays_to_parameters(trainable(net)))
-    address = f"127.0.0.1:{_free_port()}"
     clients = [SASRecClient(p, prep, params, names) for p in parts]
-    threads = [threading.Thread(target=start_client, daemon=True, kwargs={
-        "server_address": address, "client": c.to_client(), "insecure": True, "max_retries": 30,
-        "max_wait_time": 60.0})for c in clients]  # fmt: skip
-
-    def launch() -> None:
-        time.sleep(0.5)  # the server binds first; clients retry until it answers
-        for t in threads:
-            t.start()
-
-    threading.Thread(target=launch, daemon=True).start()
     t0 = time.perf_counter()
-    start_server(server_address=address, config=ServerConfig(num_rounds=cfg.rounds), strategy=fedavg_outer)
+    secure: dict[str, Any] | bool = False
+    if cfg.secure_aggregation:
+        secure = _serve_secure(clients, fedavg_outer, fedavg, cfg)
+    else:
+        _serve_grpc(clients, fedavg_outer, cfg.rounds)
     train_s = time.perf_counter() - t0
-    for t in threads:
-        t.join(timeout=30)
     assert fedavg.latest is not None
     with torch.no_grad():
         for p, a in zip(net.parameters(), parameters_to_ndarrays(fedavg.latest), strict=True):
-            p.copy_(torch.from_numpy(a))
+            p.copy_(torch.from_numpy(np.asarray(a, dtype=np.float32)).reshape(p.shape))
     server_model.net_ = net.eval()  # type: ignore[attr-defined]
     server_model.n_items_ = prep.data.n_items
     if progress:
         print(f"federated: {cfg.rounds} rounds over {cfg.clients} clients in {train_s:.1f}s; evaluating",
               file=sys.stderr)  # fmt: skip
     metrics = evaluate_splits(server_model, prep, exclude_history=False)
+    framework = ("flower (SecAgg+ workflow, ServerApp/ClientApps on an in-process Grid)" if secure
+                 else "flower (flwr legacy gRPC server + clients on loopback)")  # fmt: skip
     return {
         "dataset": prep.dataset, "model": "sasrec", "federated": {
-            "framework": "flower (flwr legacy gRPC server + clients on loopback)", "strategy": "FedAvg",
+            "framework": framework, "strategy": "FedAvg",
             "clients": cfg.clients, "rounds": cfg.rounds, "local_epochs": cfg.local_epochs,
             "users_per_client": [int(p.n_users) for p in parts],
             "client_dp": {"noise_multiplier": cfg.dp_noise, "clipping_norm": cfg.dp_clip,
                           "mechanism": "flwr DifferentialPrivacyServerSideFixedClipping"} if cfg.dp_noise > 0 else None,
-            "secure_aggregation": False,
+            "secure_aggregation": secure,
         },
         "params": params, "metrics": metrics, "rounds": fedavg.rounds,
-        "param_shapes": [list(p.shape) for p in net.parameters()],
+        "param_shapes": [list(a.shape) for a in trainable(net)],  # as sent (0-d as (1,))
         "bytes_per_round": int(np.mean([r["bytes_up"] + r["bytes_down"] for r in fedavg.rounds])),
         "time": {"train_s": round(train_s, 1)},
         "protocol": "leave-one-out; full ranking over all items; pessimistic ties; global model after the "

@@ -1,0 +1,211 @@
+"""Secure aggregation for federated SASRec: Flower's SecAgg+ protocol, server and client side.
+
+The server runs Flower's `SecAggPlusWorkflow` (inside its `DefaultWorkflow`, as the fit step of a
+`ServerApp`) with the same FedAvg strategy as the plain path; every client is a Flower `ClientApp`
+whose `client_fn` returns the same SASRec NumPyClient, wrapped in Flower's `secaggplus_mod`. Each
+round has the protocol's four stages (setup, share keys, collect masked vectors, unmask): a client
+clips its parameters to [-clipping_range, clipping_range], scales them by its FedAvg weight
+(num_examples / max_weight), quantises them to integers in [0, quantization_range) and adds
+pairwise and private masks mod modulus_range; the server only ever holds the masked vectors, their
+sum, and the Shamir shares it needs to remove the masks from the sum. What the server learns is
+the weighted sum of the parameters (and, by Flower's design, each client's num_examples and its
+metrics), never one client's parameters.
+
+Transport: Flower's SecAgg+ runs only with its Message API (ServerApp/ClientApp). Its simulation
+engine needs Ray (not installed here), and its deployment engine (flower-superlink /
+flower-supernode + `flwr run`) needs a packaged Flower app and one process per client message.
+So the messages travel through `LocalGrid`, an implementation of Flower's `Grid` interface that
+hands each message to its node's ClientApp in this process: every message and reply crosses as
+Flower's own protobuf bytes (`serde.message_to_proto`, serialised and parsed again), so the two
+sides share no object and the byte counts are those of the wire messages. Each node keeps one
+Context for the run, as a SuperNode does (the SecAgg+ client state lives in it).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.common import serde
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server.strategy import Strategy
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.serverapp import Grid, ServerApp
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+FIRST_NODE_ID = 1001  # node ids of the clients: FIRST_NODE_ID + i
+
+
+@dataclass(frozen=True)
+class SecAggSettings:
+    """SecAgg+ parameters (flwr.server.workflow.SecAggPlusWorkflow). A float num_shares or
+    reconstruction_threshold is a fraction (of the sampled clients, of num_shares), an int > 2 a count."""
+
+    num_shares: float | int = 1.0  # every client shares its key with every other (N <= ~20 here)
+    reconstruction_threshold: float | int = 0.5  # shares needed to rebuild a key (at least 2)
+    clipping_range: float = 8.0  # each weighted parameter is clipped to [-C, C] before quantisation
+    quantization_range: int = 2**22  # integers per [-C, C]: step 2C / Q
+    modulus_range: int = 2**32  # masks are uniform in [0, M)
+    max_weight: float | None = None  # FedAvg weight scale; None = the largest client's num_examples
+
+    def __post_init__(self) -> None:
+        if (
+            self.clipping_range <= 0
+            or self.quantization_range < 2
+            or self.modulus_range <= self.quantization_range
+        ):
+            raise ValueError("need clipping_range > 0 and 2 <= quantization_range < modulus_range")
+        if self.max_weight is not None and self.max_weight <= 0:
+            raise ValueError("max_weight must be positive")
+
+    def error_bound(self, weights: Sequence[int]) -> float:
+        """Largest difference, per parameter, between the SecAgg+ aggregate and plain FedAvg of the same
+        updates (parameters within the clipping range): stochastic rounding costs each client under one
+        step 2C/Q of its weighted parameter, and the weights n/W are themselves rounded to 1/Q, which
+        moves a weighted mean of values in [-C, C] by at most C * k / (Q * sum r); both are divided by
+        the summed weights sum r = sum round(n Q / W) / Q."""
+        k, c, q = len(weights), self.clipping_range, self.quantization_range
+        w = self.max_weight or max(weights)
+        total = sum(round(n / w * q) / q for n in weights)
+        return (k * 2 * c / q + c * k / q) / total
+
+
+class LocalGrid(Grid):
+    """Flower's Grid interface over in-process ClientApps (see the module docstring). Counts the bytes
+    of every message per round (group_id) each way, and keeps the SecAgg+ setup the server sent."""
+
+    def __init__(self, apps: dict[int, ClientApp], run_id: int = 1, workers: int = 1) -> None:
+        self._run = Run.create_empty(run_id)
+        self.apps = apps
+        self.contexts = {nid: Context(run_id, nid, {}, RecordDict(), {}) for nid in apps}
+        self.bytes_down: dict[str, int] = defaultdict(int)
+        self.bytes_up: dict[str, int] = defaultdict(int)
+        self.setup: dict[str, Any] = {}
+        self._replies: dict[str, Message] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="flwr-node")
+
+    def set_run(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
+                       ttl: float | None = None) -> Message:  # fmt: skip
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.apps)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        ids, jobs = [], []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            msg.metadata.__dict__["_run_id"] = self._run.run_id
+            self._note_setup(msg)
+            wire = serde.message_to_proto(msg).SerializeToString()
+            with self._lock:
+                self.bytes_down[msg.metadata.group_id] += len(wire)
+            ids.append(msg.metadata.message_id)
+            jobs.append(self._pool.submit(self._deliver, wire))
+        for job in jobs:
+            job.result()
+        return ids
+
+    def _note_setup(self, msg: Message) -> None:
+        configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
+        if configs is not None and configs.get(Key.STAGE) == Stage.SETUP and not self.setup:
+            self.setup = {k: configs[k] for k in (Key.SHARE_NUMBER, Key.THRESHOLD, Key.CLIPPING_RANGE,
+                                                  Key.TARGET_RANGE, Key.MOD_RANGE, Key.MAX_WEIGHT)}  # fmt: skip
+
+    def _deliver(self, wire: bytes) -> None:
+        """What a SuperNode does with one message: parse it, run the node's ClientApp, send the reply."""
+        msg = serde.message_from_proto(ProtoMessage.FromString(wire))
+        nid = msg.metadata.dst_node_id
+        try:
+            reply = self.apps[nid](msg, self.contexts[nid])
+        except Exception as ex:  # noqa: BLE001  # the server sees a failed reply, as from a SuperNode
+            reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, repr(ex)), reply_to=msg)
+        reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+        back = serde.message_to_proto(reply).SerializeToString()
+        with self._lock:
+            self.bytes_up[msg.metadata.group_id] += len(back)
+            self._replies[msg.metadata.message_id] = serde.message_from_proto(ProtoMessage.FromString(back))
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        with self._lock:
+            return [self._replies.pop(i) for i in message_ids if i in self._replies]
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self.pull_messages(self.push_messages(messages))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _client_fn(client: NumPyClient) -> Any:
+    return lambda context: client.to_client()
+
+
+def secaggplus_workflow(s: SecAggSettings, max_weight: float) -> SecAggPlusWorkflow:
+    return SecAggPlusWorkflow(num_shares=s.num_shares, reconstruction_threshold=s.reconstruction_threshold,
+                              max_weight=max_weight, clipping_range=s.clipping_range,
+                              quantization_range=s.quantization_range, modulus_range=s.modulus_range)  # fmt: skip
+
+
+def run_secure(clients: Sequence[NumPyClient], weights: Sequence[int], strategy: Strategy, rounds: int,
+               settings: SecAggSettings, workers: int = 1) -> tuple[dict[str, Any], LocalGrid]:  # fmt: skip
+    """Run `rounds` FedAvg rounds with SecAgg+ over `clients` (whose FitRes weights are `weights`);
+    the strategy receives only the unmasked aggregate. Returns what ran and the grid (byte counts)."""
+    if len(clients) < 2:
+        raise ValueError("secure aggregation needs at least 2 clients")
+    max_weight = float(settings.max_weight or max(max(weights), 1))
+    apps = {
+        FIRST_NODE_ID + i: ClientApp(client_fn=_client_fn(c), mods=[secaggplus_mod])
+        for i, c in enumerate(clients)
+    }
+    grid = LocalGrid(apps, workers=workers)
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
+        DefaultWorkflow(fit_workflow=secaggplus_workflow(settings, max_weight))(grid, legacy)
+
+    # what a ServerApp process sets (flwr.server.compat.app.start_grid does the same): its messages' source
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, grid.run.run_id, SUPERLINK_NODE_ID
+    try:
+        app(grid, Context(grid.run.run_id, 0, {}, RecordDict(), {}))
+    finally:
+        grid.close()
+    if not grid.setup:
+        raise RuntimeError("secure aggregation did not start (no SecAgg+ setup message was sent)")
+    info = {
+        "protocol": "SecAgg+ (flwr SecAggPlusWorkflow on the server, secaggplus_mod on each ClientApp)",
+        "transport": "in-process LocalGrid (Flower's Grid interface; messages as Flower protobuf bytes)",
+        "num_shares": int(grid.setup[Key.SHARE_NUMBER]),
+        "reconstruction_threshold": int(grid.setup[Key.THRESHOLD]),
+        "clipping_range": float(grid.setup[Key.CLIPPING_RANGE]),
+        "quantization_range": int(grid.setup[Key.TARGET_RANGE]),
+        "modulus_range": int(grid.setup[Key.MOD_RANGE]),
+        "max_weight": float(grid.setup[Key.MAX_WEIGHT]),
+        "max_abs_error_vs_fedavg": settings.error_bound(list(weights)),
+    }
+    return info, grid
