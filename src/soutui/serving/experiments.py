@@ -16,6 +16,7 @@ the events' 2xx, like the events themselves.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -353,20 +354,32 @@ def report(name: str, t: Tally) -> dict[str, Any]:
 # --- the log and the runtime the routes call ---------------------------------------------
 
 class ExperimentLog:
-    """Append-only JSON lines, opened O_APPEND so workers sharing the file never overwrite
-    each other; each record is one write() of one line."""
+    """Append-only JSON lines shared by every server worker: each write() holds an exclusive
+    `flock` on the file (O_APPEND alone does not make a write longer than PIPE_BUF atomic on
+    every filesystem), and starts on a fresh line when a worker killed mid-write left a torn
+    one, so the torn line stays one unreadable line (`Ledger.follow` skips it) instead of
+    swallowing the next record. The file is never replaced, so the lock is on the file itself."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: the last byte
         self._dirty = False
         self._lock = threading.Lock()
 
     def write(self, records: list[dict[str, Any]], sync: bool) -> None:
         data = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in records)
         with self._lock:
-            os.write(self._fd, data)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                end = os.lseek(self._fd, 0, os.SEEK_END)
+                if end > 0 and os.pread(self._fd, 1, end - 1) != b"\n":
+                    data = b"\n" + data
+                view = memoryview(data)
+                while view:  # a regular file may take less than asked (a signal): write the rest
+                    view = view[os.write(self._fd, view):]
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             if sync:
                 os.fsync(self._fd)
             self._dirty = not sync
