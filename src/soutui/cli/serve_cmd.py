@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import importlib.util
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bb.add_argument("--sasrec", default=None, metavar="CHECKPOINT", help="saved SASRec model dir to include (ONNX)")
     bb.add_argument("--out", default=None, help="bundles dir (default $SOUTUI_HOME/bundles)")
     bb.add_argument("--no-search", action="store_true", help="skip the search index")
+    bb.add_argument("--dp-counts-epsilon", type=float, default=1.0, metavar="E",
+                    help="DP SASRec checkpoint: epsilon of the private popularity release (composed with DP-SGD's)")
+    bb.add_argument("--dp-counts-items", type=int, default=20, metavar="K",
+                    help="DP SASRec checkpoint: distinct items a user may add to the private counts")
     bb.add_argument("--json", action="store_true", help="print the manifest as JSON")
     add_store_arg(bb)
     bb.set_defaults(func=bundle_build)
@@ -124,18 +129,45 @@ def _serve_workers(settings: ServeSettings) -> int:
     print(f"soutui: {settings.workers} workers sharing live state through the store's database")
     print(f"soutui: storefront  http://{settings.host}:{settings.port}/")
     print(f"soutui: dashboard   http://{settings.host}:{settings.port}/admin   API docs: /docs", flush=True)
-    uvicorn.run("soutui.serving.app:worker_app", factory=True, workers=settings.workers, **_uvicorn_options(settings))
+    metrics_dir, ours = _metrics_dir()
+    try:
+        uvicorn.run("soutui.serving.app:worker_app", factory=True, workers=settings.workers, **_uvicorn_options(settings))
+    finally:
+        if ours:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _metrics_dir() -> tuple[Path, bool]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers (set before they import prometheus_client), so any
+    worker's /metrics reports the sum over workers: a fresh private directory removed at exit, or
+    the operator's own, emptied of a previous run's files now. (path, whether we made it)."""
+    import os
+    import tempfile
+
+    from soutui.serving.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):  # counts of an earlier run would add to this one's
+            old.unlink()
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix="soutui-metrics-"))  # mode 0700
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path, True
 
 
 def bundle_build(args: argparse.Namespace) -> int:
     from soutui.config import home_dir
     from soutui.serving.bundle import read_manifest
-    from soutui.serving.bundle_build import build_from_dataset
+    from soutui.serving.bundle_build import CountPrivacy, build_from_dataset
 
     out = Path(args.out) if args.out else home_dir() / "bundles"
     path = build_from_dataset(args.dataset, out, store_url=args.store, sasrec=args.sasrec,
-                              with_search=not args.no_search, progress=_progress(args.json))
+                              with_search=not args.no_search, progress=_progress(args.json),
+                              counts=CountPrivacy(epsilon=args.dp_counts_epsilon, max_items=args.dp_counts_items))
     manifest = read_manifest(path)
     if args.json:
         print_json({"path": str(path), **{k: v for k, v in manifest.items() if k != "files"}})

@@ -108,6 +108,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
     svc.close()
     app.state.experiments.close()
+    app.state.metrics.close()  # a worker leaving: mark_process_dead
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -5,40 +5,111 @@ serving/monitoring.py's `Monitor`, registered here as a collector, so /metrics i
 
 A plain ASGI middleware (no BaseHTTPMiddleware task overhead) labels each request
 with its route template, so /v1/items/{item_id} is one series, not one per item.
+
+With `soutui serve --workers N` (PROMETHEUS_MULTIPROC_DIR set by `serve` before the workers
+start) the counters and histograms live in prometheus_client's per-process files and /metrics
+exposes them through a `MultiProcessCollector`: any worker answers with the sum over every
+worker, the dead ones included (counters never go down). The monitor's scrape-time gauges
+(coverage, Gini, drift, bundle age) and `stats()` stay the answering worker's own.
 """
 
 from __future__ import annotations
 
+import glob
+import logging
+import os
+import re
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 if TYPE_CHECKING:
     from soutui.serving.monitoring import Monitor
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's switch to per-process metric files
+
+log = logging.getLogger(__name__)
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory when this process's metrics live in it, else None.
+
+    prometheus_client chooses file-backed values when it is first imported, so the variable
+    must be set before that (`soutui serve` sets it before it starts the workers)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return None
+    if values.ValueClass is values.MutexValue:
+        log.warning("%s is set but prometheus_client was imported before it: metrics stay per process", MULTIPROC_ENV)
+        return None
+    return path
+
+
+def reap_dead_workers(path: str) -> list[int]:
+    """`mark_process_dead` for every process whose live-gauge files remain but which is gone (a
+    worker killed with no shutdown hook). Counter and histogram files stay: their counts still
+    belong in the sum."""
+    dead = []
+    for pid in sorted({int(m.group(1)) for f in glob.glob(os.path.join(path, "gauge_live*_*.db"))
+                       if (m := re.search(r"_(\d+)\.db$", f))}):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, path)
+            dead.append(pid)
+        except PermissionError:
+            pass  # alive, someone else's
+    return dead
+
+
+class _ScrapeTime:
+    """The monitor's scrape-time gauges alone: its counters are in the multiprocess files."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Any]:
+        return self.monitor.gauges()
+
+    def describe(self) -> list[Any]:
+        return []
 
 
 class Metrics:
     def __init__(self, window_s: float = 60.0, monitor: Monitor | None = None) -> None:
         self.registry = CollectorRegistry()
-        if monitor is not None:
+        self.multiprocess_dir = multiprocess_dir()
+        # with worker processes the metrics are registered nowhere: the collector reads every worker's files
+        own = self.registry if self.multiprocess_dir is None else None
+        if self.multiprocess_dir is not None:
+            MultiProcessCollector(self.registry, path=self.multiprocess_dir)
+            if monitor is not None:
+                self.registry.register(_ScrapeTime(monitor))
+        elif monitor is not None:
             self.registry.register(monitor)  # its collect() computes the monitoring gauges at scrape time
-        self.requests = Counter("soutui_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
-        self.latency = Histogram(
-            "soutui_request_seconds", "request latency", ["route"], buckets=BUCKETS, registry=self.registry
-        )
-        self.bundle = Gauge("soutui_bundle_info", "the bundle being served (value 1)", ["bundle"], registry=self.registry)
-        self.events = Counter("soutui_events_accepted_total", "events durably accepted", registry=self.registry)
+        self.requests = Counter("soutui_requests_total", "HTTP requests", ["route", "status"], registry=own)
+        self.latency = Histogram("soutui_request_seconds", "request latency", ["route"], buckets=BUCKETS, registry=own)
+        # across workers: 1 for each bundle some live worker serves (a worker's old bundle drops to 0)
+        self.bundle = Gauge("soutui_bundle_info", "the bundle being served (value 1)", ["bundle"], registry=own,
+                            multiprocess_mode="livemax")
+        self.events = Counter("soutui_events_accepted_total", "events durably accepted", registry=own)
         self.window_s = window_s
         self.recent: deque[tuple[float, str, float, int]] = deque(maxlen=200_000)  # (t, route, seconds, status)
+        self._bundle_version: str | None = None
 
     def set_bundle(self, version: str) -> None:
-        self.bundle.clear()
+        if self.multiprocess_dir is None:
+            self.bundle.clear()
+        elif self._bundle_version not in (None, version):
+            self.bundle.labels(self._bundle_version).set(0)  # clear() cannot reach the file: zero the old label
         self.bundle.labels(version).set(1)
+        self._bundle_version = version
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
@@ -46,10 +117,18 @@ class Metrics:
         self.recent.append((time.time(), route, seconds, status))
 
     def export(self) -> bytes:
+        if self.multiprocess_dir is not None:
+            reap_dead_workers(self.multiprocess_dir)
         return generate_latest(self.registry)
 
+    def close(self) -> None:
+        """A worker leaving: its live gauges (the bundle it served) leave the sum."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
+
     def stats(self, rate_window_s: float = 10.0) -> dict[str, Any]:
-        """Per-route rate over the last `rate_window_s` and latency percentiles over the window."""
+        """Per-route rate over the last `rate_window_s` and latency percentiles over the window,
+        of this process only (with several workers: the worker that answers)."""
         now = time.time()
         while self.recent and self.recent[0][0] < now - self.window_s:
             self.recent.popleft()

@@ -409,12 +409,17 @@ class Monitor:
 
     def collect(self) -> Iterator[Metric]:
         """Prometheus collector: the labelled counters plus gauges computed at scrape time."""
-        from prometheus_client.core import GaugeMetricFamily
-
         yield from self.lists.collect()
         yield from self.empty.collect()
         yield from self.seconds.collect()
         yield from self.lag.collect()
+        yield from self.gauges()
+
+    def gauges(self) -> Iterator[Metric]:
+        """The gauges computed at scrape time from this process's windows (with several workers
+        the counters above come from prometheus_client's multiprocess files instead)."""
+        from prometheus_client.core import GaugeMetricFamily
+
         rep = self.report()
         g = GaugeMetricFamily
         age = g("soutui_bundle_age_seconds", "seconds since the served bundle was built", labels=["bundle"])
