@@ -108,3 +108,17 @@ def test_cli_secure_aggregation_json(
     # server-side DP clipping needs each client's update, which secure aggregation hides: refused
     assert main([*base, "--clients", "2", "--secure-aggregation", "--dp-noise", "0.5"]) == 2
     assert main([*base, "--clients", "1", "--secure-aggregation"]) == 2
+
+
+@pytest.mark.slow  # about 75 s on the shared 2-core box: a process per client message
+def test_secure_aggregation_on_flowers_deployment_engine() -> None:
+    cfg = fed.FederatedConfig(clients=2, rounds=1, params=SMALL, secure_aggregation=True, engine="deployment")
+    out = fed.run_federated(secret_data(120), cfg, progress=False)
+    sa = out["federated"]["secure_aggregation"]
+    assert "flower-supernode" in sa["transport"] and (sa["num_shares"], sa["reconstruction_threshold"]) == (
+        2,
+        2,
+    )
+    (r,) = out["rounds"]
+    assert r["failures"] == 0 and r["clients"] == 2 and r["bytes_up"] > r["bytes_down"] > 0
+    assert out["metrics"]["test"]["users"] == 120 and out["metrics"]["test"]["NDCG@10"] > 0

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="SecAgg+ shares needed to rebuild a key: a fraction of the shares or a count (default 0.5)")  # fmt: skip
     p.add_argument("--secagg-clip", type=float, default=8.0,
                    help="SecAgg+ clipping range C: weighted parameters are clipped to [-C, C] (default 8)")  # fmt: skip
+    p.add_argument("--engine", choices=["local", "deployment"], default="local",
+                   help="with --secure-aggregation: 'local' runs the ServerApp and ClientApps in this process "
+                   "(default); 'deployment' runs them on Flower's deployment engine (flower-superlink and one "
+                   "flower-supernode per client on 127.0.0.1; slower: a process per client message)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="SASRec parameter, as for `soutui train` (repeatable)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         secagg = SecAggSettings(num_shares=args.secagg_shares, reconstruction_threshold=args.secagg_threshold,
                                 clipping_range=args.secagg_clip)  # fmt: skip
         cfg = FederatedConfig(args.clients, args.rounds, args.local_epochs, args.seed, args.dp_noise, args.dp_clip,
-                              params, secure_aggregation=args.secure_aggregation, secagg=secagg)  # fmt: skip
+                              params, secure_aggregation=args.secure_aggregation, secagg=secagg,
+                              engine=args.engine)  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from e
     prep = prepare(args.dataset, store_url=args.store, progress=True)  # progress on stderr

@@ -39,7 +39,7 @@ import torch
 from soutui.data.sequences import SequenceData
 from soutui.models.base import Recommender
 from soutui.models.fitting import BatchFn, TrainConfig, TrainOutcome
-from soutui.training.federated_secagg import SecAggSettings, run_secure
+from soutui.training.federated_secagg import SecAggSettings, run_deployed, run_secure
 from soutui.training.pipeline import Prepared, build_model, evaluate_splits
 from soutui.training.trainer import LoopTrainer
 
@@ -68,11 +68,16 @@ class FederatedConfig:
     params: dict[str, Any] = field(default_factory=dict)  # SASRec parameters (as `soutui train --set`)
     secure_aggregation: bool = False  # Flower SecAgg+: the server sees only the masked sum
     secagg: SecAggSettings = field(default_factory=SecAggSettings)
+    engine: str = "local"  # secure aggregation: "local" (in-process Grid) or "deployment" (flwr processes)
 
     def __post_init__(self) -> None:
         if self.secure_aggregation and self.dp_noise > 0:
             raise ValueError("client-level DP here clips each update on the server, which needs the individual "
                              "updates that secure aggregation hides: use one or the other")  # fmt: skip
+        if self.engine not in ("local", "deployment"):
+            raise ValueError(f"engine must be 'local' or 'deployment', got {self.engine!r}")
+        if self.engine == "deployment" and not self.secure_aggregation:
+            raise ValueError("the deployment engine is wired for secure aggregation only")
         if self.secure_aggregation and self.clients < 2:
             raise ValueError("secure aggregation needs at least 2 clients")
 
@@ -204,14 +209,19 @@ def _serve_grpc(clients: list[SASRecClient], strategy: Strategy, rounds: int) ->
 
 def _serve_secure(clients: list[SASRecClient], strategy: Strategy, fedavg: RecordingFedAvg,
                   cfg: FederatedConfig) -> dict[str, Any]:  # fmt: skip
-    """SecAgg+ rounds; the per-round byte counts are the grid's (every message of the four stages),
-    since the strategy only sees the aggregate."""
-    info, grid = run_secure(clients, [c.n_trained for c in clients], strategy, cfg.rounds, cfg.secagg,
-                            workers=len(clients))  # fmt: skip
+    """SecAgg+ rounds; the per-round byte counts are the grid's (every message of the four stages,
+    protobuf sizes), since the strategy only sees the aggregate."""
+    weights = [c.n_trained for c in clients]
+    if cfg.engine == "deployment":  # the strategy ran in the ServerApp process: take its state back
+        info, done, (up, down) = run_deployed(clients, weights, strategy, cfg.rounds, cfg.secagg)
+        fedavg.latest, fedavg.rounds = done.latest, done.rounds
+    else:
+        info, grid = run_secure(clients, weights, strategy, cfg.rounds, cfg.secagg, workers=len(clients))
+        up, down = grid.bytes_up, grid.bytes_down
     for r in fedavg.rounds:
         key = str(r["round"])
-        r.update(bytes_up=grid.bytes_up[key], bytes_up_per_client=grid.bytes_up[key] // max(r["clients"], 1),
-                 bytes_down=grid.bytes_down[key])  # fmt: skip
+        r.update(bytes_up=up.get(key, 0), bytes_up_per_client=up.get(key, 0) // max(r["clients"], 1),
+                 bytes_down=down.get(key, 0))  # fmt: skip
     return info
 
 
@@ -244,7 +254,7 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
         print(f"federated: {cfg.rounds} rounds over {cfg.clients} clients in {train_s:.1f}s; evaluating",
               file=sys.stderr)  # fmt: skip
     metrics = evaluate_splits(server_model, prep, exclude_history=False)
-    framework = ("flower (SecAgg+ workflow, ServerApp/ClientApps on an in-process Grid)" if secure
+    framework = (f"flower (SecAgg+ workflow, ServerApp/ClientApps; {cfg.engine} engine)" if secure
                  else "flower (flwr legacy gRPC server + clients on loopback)")  # fmt: skip
     return {
         "dataset": prep.dataset, "model": "sasrec", "federated": {

@@ -23,12 +23,22 @@ Context for the run, as a SuperNode does (the SecAgg+ client state lives in it).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -128,10 +138,7 @@ class LocalGrid(Grid):
         return ids
 
     def _note_setup(self, msg: Message) -> None:
-        configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
-        if configs is not None and configs.get(Key.STAGE) == Stage.SETUP and not self.setup:
-            self.setup = {k: configs[k] for k in (Key.SHARE_NUMBER, Key.THRESHOLD, Key.CLIPPING_RANGE,
-                                                  Key.TARGET_RANGE, Key.MOD_RANGE, Key.MAX_WEIGHT)}  # fmt: skip
+        self.setup = self.setup or _setup_of(msg)
 
     def _deliver(self, wire: bytes) -> None:
         """What a SuperNode does with one message: parse it, run the node's ClientApp, send the reply."""
@@ -195,17 +202,222 @@ def run_secure(clients: Sequence[NumPyClient], weights: Sequence[int], strategy:
         app(grid, Context(grid.run.run_id, 0, {}, RecordDict(), {}))
     finally:
         grid.close()
-    if not grid.setup:
+    info = {**_describe(grid.setup, settings, weights),
+            "transport": "in-process LocalGrid (Flower's Grid interface; messages as Flower protobuf bytes)"}  # fmt: skip
+    return info, grid
+
+
+# --- the same ServerApp and ClientApp on Flower's deployment engine (flower-superlink, flower-supernode) ---
+
+
+def _deployed_client(context: Context) -> Any:
+    """A SuperNode's ClientApp process: the client (its users' sequences) comes from the node's own file."""
+    with open(str(context.node_config["client"]), "rb") as f:
+        return pickle.load(f).to_client()  # noqa: S301  # written by run_deployed for this node
+
+
+deployed_client_app = ClientApp(client_fn=_deployed_client, mods=[secaggplus_mod])
+deployed_server_app = ServerApp()
+
+
+@deployed_server_app.main()
+def _deployed_server(grid: Grid, context: Context) -> None:
+    job = Path(str(context.run_config["job"]))
+    with open(job / "server.pkl", "rb") as f:
+        strategy, rounds, settings, max_weight = pickle.load(f)  # noqa: S301  # written by run_deployed
+    watch = _Watch(grid)
+    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
+    DefaultWorkflow(fit_workflow=secaggplus_workflow(settings, max_weight))(watch, legacy)
+    with open(job / "result.pkl", "wb") as f:
+        pickle.dump((strategy, watch.setup, dict(watch.bytes_up), dict(watch.bytes_down)), f)
+
+
+class _Watch(Grid):
+    """The deployment grid, passed through; notes the SecAgg+ setup and each message's protobuf size."""
+
+    def __init__(self, inner: Grid) -> None:
+        self.inner, self.setup = inner, dict[str, Any]()
+        self.bytes_down: dict[str, int] = defaultdict(int)
+        self.bytes_up: dict[str, int] = defaultdict(int)
+
+    def set_run(self, run: Run) -> None:
+        self.inner.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self.inner.run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
+                       ttl: float | None = None) -> Message:  # fmt: skip
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.inner.get_node_ids()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.inner.push_messages(self._out(messages))
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._in(self.inner.pull_messages(message_ids))
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self._in(self.inner.send_and_receive(self._out(messages), timeout=timeout))
+
+    def _out(self, messages: Iterable[Message]) -> list[Message]:
+        messages = list(messages)
+        for m in messages:
+            self.setup = self.setup or _setup_of(m)
+            self.bytes_down[m.metadata.group_id] += serde.message_to_proto(m).ByteSize()
+        return messages
+
+    def _in(self, messages: Iterable[Message]) -> list[Message]:
+        got = list(messages)
+        for m in got:
+            self.bytes_up[m.metadata.group_id] += serde.message_to_proto(m).ByteSize()
+        return got
+
+
+def _describe(setup: dict[str, Any], settings: SecAggSettings, weights: Sequence[int]) -> dict[str, Any]:
+    """What ran, as the server's SecAgg+ setup message stated it."""
+    if not setup:
         raise RuntimeError("secure aggregation did not start (no SecAgg+ setup message was sent)")
-    info = {
+    return {
         "protocol": "SecAgg+ (flwr SecAggPlusWorkflow on the server, secaggplus_mod on each ClientApp)",
-        "transport": "in-process LocalGrid (Flower's Grid interface; messages as Flower protobuf bytes)",
-        "num_shares": int(grid.setup[Key.SHARE_NUMBER]),
-        "reconstruction_threshold": int(grid.setup[Key.THRESHOLD]),
-        "clipping_range": float(grid.setup[Key.CLIPPING_RANGE]),
-        "quantization_range": int(grid.setup[Key.TARGET_RANGE]),
-        "modulus_range": int(grid.setup[Key.MOD_RANGE]),
-        "max_weight": float(grid.setup[Key.MAX_WEIGHT]),
+        "num_shares": int(setup[Key.SHARE_NUMBER]),
+        "reconstruction_threshold": int(setup[Key.THRESHOLD]),
+        "clipping_range": float(setup[Key.CLIPPING_RANGE]),
+        "quantization_range": int(setup[Key.TARGET_RANGE]),
+        "modulus_range": int(setup[Key.MOD_RANGE]),
+        "max_weight": float(setup[Key.MAX_WEIGHT]),
         "max_abs_error_vs_fedavg": settings.error_bound(list(weights)),
     }
-    return info, grid
+
+
+def _setup_of(msg: Message) -> dict[str, Any]:
+    configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
+    if configs is None or configs.get(Key.STAGE) != Stage.SETUP:
+        return {}
+    keys = (
+        Key.SHARE_NUMBER,
+        Key.THRESHOLD,
+        Key.CLIPPING_RANGE,
+        Key.TARGET_RANGE,
+        Key.MOD_RANGE,
+        Key.MAX_WEIGHT,
+    )
+    return {k: configs[k] for k in keys}
+
+
+APP_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "soutui-federated"
+version = "1.0.0"
+description = "soutui federated SASRec under SecAgg+"
+license = "Apache-2.0"
+dependencies = []
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "soutui"
+
+[tool.flwr.app.components]
+serverapp = "soutui_flwr_app:server_app"
+clientapp = "soutui_flwr_app:client_app"
+
+[tool.flwr.app.config]
+job = "{job}"
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 120.0) -> None:
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"flower-superlink did not listen on 127.0.0.1:{port}")
+
+
+def _write_job(job: Path, clients: Sequence[NumPyClient], server: tuple[Any, ...], port: int) -> Path:
+    """The job's files: the server's strategy and settings, one file per client (its users' data, the
+    node's own), a Flower app whose components are the apps above, and the CLI's SuperLink connection."""
+    with open(job / "server.pkl", "wb") as f:
+        pickle.dump(server, f)
+    for i, c in enumerate(clients):
+        with open(job / f"client{i}.pkl", "wb") as f:
+            pickle.dump(c, f)
+    app = job / "app"
+    (app / "soutui_flwr_app").mkdir(parents=True)
+    (app / "pyproject.toml").write_text(APP_PYPROJECT.replace("{job}", str(job)))
+    (app / "soutui_flwr_app" / "__init__.py").write_text(
+        "from soutui.training import federated_secagg\n\n"
+        "server_app = federated_secagg.deployed_server_app\n"
+        "client_app = federated_secagg.deployed_client_app\n"
+    )
+    (job / "home").mkdir()
+    (job / "home" / "config.toml").write_text(
+        f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    return app
+
+
+def run_deployed(clients: Sequence[NumPyClient], weights: Sequence[int], strategy: Strategy, rounds: int,
+                 settings: SecAggSettings, limit_s: float = 3600.0) -> tuple[dict[str, Any], Any, Any]:  # fmt: skip
+    """The same SecAgg+ rounds on Flower's deployment engine: a `flower-superlink` and one
+    `flower-supernode` per client on loopback (--insecure), the run started with `flwr run`. Returns
+    what ran, the strategy as the ServerApp left it, and the per-round bytes (protobuf sizes)."""
+    bin_dir = Path(sys.executable).parent
+    max_weight = float(settings.max_weight or max(max(weights), 1))
+    with tempfile.TemporaryDirectory(prefix="soutui-flwr-") as tmp:
+        job, port = Path(tmp), _free_port()
+        app = _write_job(job, clients, (strategy, rounds, settings, max_weight), port)
+        env = {**os.environ, "FLWR_HOME": str(job / "home"), "FLWR_TELEMETRY_ENABLED": "0",
+               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # they start flower-superexec, flwr-*  # fmt: skip
+        log = open(job / "processes.log", "wb")  # noqa: SIM115  # closed below
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            procs.append(subprocess.Popen([str(bin_dir / "flower-superlink"), "--insecure",
+                                           "--disable-runtime-dependency-installation", "--host", "127.0.0.1",
+                                           "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))  # fmt: skip
+            _wait_port(port, procs[0])
+            for i in range(len(clients)):
+                procs.append(subprocess.Popen([str(bin_dir / "flower-supernode"), "--insecure", "--superlink",
+                                               f"127.0.0.1:{port}", "--node-config", f'client="{job}/client{i}.pkl"',
+                                               "--port", str(_free_port())], env=env, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+            subprocess.run([str(bin_dir / "flwr"), "run", str(app), "loop", "--stream"], env=env, stdout=log,
+                           stderr=subprocess.STDOUT, timeout=limit_s, check=True)  # fmt: skip
+        except (RuntimeError, subprocess.SubprocessError) as e:
+            log.flush()
+            tail = (job / "processes.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"Flower deployment run failed ({e}); its processes' log ends:\n{tail}") from e
+        finally:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                p.wait(timeout=30)
+            log.close()
+        if not (job / "result.pkl").exists():
+            tail = (job / "processes.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the Flower deployment run left no result; its processes' log ends:\n{tail}")
+        with open(job / "result.pkl", "rb") as f:
+            done, setup, up, down = pickle.load(f)  # noqa: S301  # written by our ServerApp
+    info = {**_describe(setup, settings, weights), "transport": "Flower deployment engine: flower-superlink + "
+            "one flower-supernode per client on 127.0.0.1 (--insecure), started with `flwr run`"}  # fmt: skip
+    return info, done, (up, down)
