@@ -15,8 +15,8 @@ from soutui.config import ConfigError
 from soutui.data.datasets import DATASETS
 from soutui.data.importers import IMPORTERS, build_dataset
 from soutui.data.importers.base import ImportResult, write_result
-from soutui.data.importers.generic import GenericOptions, parse_mapping
-from soutui.data.importers.generic import build as build_generic
+from soutui.data.importers.generic import CHUNK_ROWS, GenericOptions, parse_mapping
+from soutui.data.importers.generic import stage as stage_generic
 from soutui.data.privacy import load_key, pseudonym
 from soutui.data.report import dataset_stats, format_report
 from soutui.data.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS
@@ -120,6 +120,10 @@ def _register_generic(isub: argparse._SubParsersAction) -> None:  # type: ignore
     g.add_argument(
         "--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL files, e.g. gbk (default utf-8)"
     )
+    g.add_argument(
+        "--chunk-rows", type=int, default=CHUNK_ROWS,
+        help=f"events read and cleaned at a time; memory grows with it, not with the file (default {CHUNK_ROWS:,})",
+    )  # fmt: skip
     add_store_arg(g)
     g.add_argument("--json", action="store_true")
     _add_replace(g)
@@ -204,7 +208,9 @@ def _import_generic(args: argparse.Namespace) -> int:
         mask_item_text=args.mask_item_text,
         encoding=args.encoding,
     )
-    return _write(build_generic(opts), args)
+    if args.chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows must be at least 1, not {args.chunk_rows}")
+    return _write(stage_generic(opts, args.chunk_rows), args)
 
 
 def _free_mapping(text: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ import pandas as pd
 from soutui.data.schema import EVENT_TYPES
 
 QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]
+# clean_events' reasons in the order it applies them: one row at a time, then across all rows
+ROW_REASONS = ("bad_event_type", "missing_item", "nul_in_id", "missing_user", "impossible_ts")
+LATE_REASONS = ("duplicate_row", "duplicate_event_id", "unknown_item", "abnormal_user")
 MIN_TS = 788_918_400  # 1995-01-01 UTC: e-commerce logs before this are clock errors
 FUTURE_SLACK_S = 86_400  # tolerate one day of clock skew into the future
 BOT_MIN_EVENTS = 1000  # no human has fewer events than this flagged as a bot ...
@@ -76,15 +80,13 @@ class Quarantine:
         sel = source[np.asarray(mask, dtype=bool)]
         if not len(sel):
             return 0
-        data_cols = [c for c in sel.columns if not str(c).startswith("_")]
-        records = sel[data_cols].astype(object).where(sel[data_cols].notna(), None).to_dict("records")
         self._parts.append(
             pd.DataFrame(
                 {
                     "table": table,
                     "row": sel["_row"].astype("int64").astype(str).to_numpy(),
                     "reason": reason,
-                    "data": [json.dumps(r, ensure_ascii=False, default=str) for r in records],
+                    "data": row_json(sel),
                 }
             )
         )
@@ -121,6 +123,13 @@ class Quarantine:
         return sum(len(p) for p in self._parts)
 
 
+def row_json(rows: pd.DataFrame) -> list[str]:
+    """Each row's columns (helper columns, `_...`, left out) as a JSON object: a quarantine's `data`."""
+    data_cols = [c for c in rows.columns if not str(c).startswith("_")]
+    records = rows[data_cols].astype(object).where(rows[data_cols].notna(), None).to_dict("records")
+    return [json.dumps(r, ensure_ascii=False, default=str) for r in records]
+
+
 def with_row_numbers(df: pd.DataFrame, start: int = 1) -> pd.DataFrame:
     """Attach `_row`: 1-based record number in the source (header excluded)."""
     return df.assign(_row=np.arange(start, start + len(df), dtype=np.int64))
@@ -148,6 +157,7 @@ def clean_events(
     require_actor: bool = True,
     detect_bots: bool = True,
     now: float | None = None,
+    row_checks_only: bool = False,
 ) -> pd.DataFrame:
     """Validate canonical events; return the kept rows (in input order).
 
@@ -156,6 +166,8 @@ def clean_events(
     ids: events on other items are quarantined when it is given. `require_actor`: every
     event needs a user or session, except search events and judged rows (with a relevance),
     which describe a query, not a person (search-log datasets without either pass False).
+    `row_checks_only`: only the checks of one row at a time (ROW_REASONS), what a chunked import
+    runs per chunk (its staging applies LATE_REASONS across chunks).
     """
     src = source if source is not None else ev
     if "_row" not in src.columns:
@@ -186,6 +198,16 @@ def clean_events(
     if "ts" in ev.columns:
         ts = pd.to_numeric(ev["ts"], errors="coerce")
         ev = reject(ev, ts.notna() & ((ts < MIN_TS) | (ts > now + FUTURE_SLACK_S)), "impossible_ts")
+    return ev if row_checks_only else _across_rows(ev, reject, catalogue, detect_bots)
+
+
+def _across_rows(
+    ev: pd.DataFrame,
+    reject: Callable[[pd.DataFrame, pd.Series, str], pd.DataFrame],
+    catalogue: pd.Series | None,
+    detect_bots: bool,
+) -> pd.DataFrame:
+    """clean_events' checks that need every row (LATE_REASONS), in that order."""
     canon = [c for c in ev.columns if not str(c).startswith("_")]
     ev = reject(ev, ev.duplicated(subset=canon, keep="first"), "duplicate_row")
     if "event_id" in ev.columns:

@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 
 from soutui.data.schema import TABLES, conform, content_id_sql, fill_event_ids
 from soutui.data.store_base import (
+    QUARANTINE_COLUMNS,
     DatasetNotFound,
     NameCollision,
     Store,
@@ -26,6 +27,7 @@ from soutui.data.store_base import (
     StoreLockedError,
     check_name,
     check_replacement,
+    conformed_chunks,
     holds_value,
     incoming_frames,
     salted_hash,
@@ -127,6 +129,55 @@ class DuckDBStore(Store):
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def write_dataset_chunks(
+        self,
+        name: str,
+        tables: dict[str, pd.DataFrame],
+        events: Iterable[pd.DataFrame],
+        quarantine: Iterable[pd.DataFrame],
+        kept_events: int,
+        meta: dict[str, str] | None = None,
+        replace: bool = False,
+        rows_read: dict[str, int] | None = None,
+    ) -> None:
+        self._check_writable("writing a dataset")
+        ds = check_name(name)
+        frames, empty_q = incoming_frames({t: f for t, f in tables.items() if t != "events"}, None)
+        ev_chunks, q_chunks = conformed_chunks(events, quarantine)
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                kept = {"items": len(frames["items"]), "users": len(frames["users"]), "events": kept_events}
+                self._check_write(name, ds, kept, replace, rows_read)
+                for table in ("items", "users"):
+                    self._put_chunks(ds, table, [frames[table]], frames[table])
+                n = self._put_chunks(ds, "events", ev_chunks, frames["events"])
+                if n != kept_events:
+                    raise StoreError(f"dataset {name!r}: {n:,} events written where {kept_events:,} were announced")
+                self._put_chunks(ds, "quarantine", q_chunks, empty_q.reindex(columns=QUARANTINE_COLUMNS))
+                con.execute("DELETE FROM soutui_meta WHERE dataset = ?", [ds])
+                for k, v in {**(meta or {}), "name": name}.items():
+                    con.execute("INSERT INTO soutui_meta VALUES (?, ?, ?)", [ds, k, str(v)])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _put_chunks(self, ds: str, table: str, chunks: Iterable[pd.DataFrame], empty: pd.DataFrame) -> int:
+        """Replace table `ds__table` by the chunks (`empty`: its columns when there are none); rows written."""
+        n, verb = 0, f'CREATE OR REPLACE TABLE "{ds}__{table}" AS'
+        for df in chunks:
+            self._con.register("_incoming", df)
+            self._con.execute(f"{verb} SELECT * FROM _incoming")
+            self._con.unregister("_incoming")
+            n, verb = n + len(df), f'INSERT INTO "{ds}__{table}"'
+        if verb.startswith("CREATE"):
+            self._con.register("_incoming", empty.iloc[:0])
+            self._con.execute(f"{verb} SELECT * FROM _incoming")
+            self._con.unregister("_incoming")
+        return n
 
     def _check_write(
         self, name: str, ds: str, kept: dict[str, int], replace: bool, rows_read: dict[str, int] | None

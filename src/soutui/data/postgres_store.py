@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from soutui.data.store_base import (
     StoreLockedError,
     check_name,
     check_replacement,
+    conformed_chunks,
     holds_value,
     incoming_frames,
     salted_hash,
@@ -269,6 +270,44 @@ class PostgresStore(Store):
             for table, df in frames_all.items():
                 con.execute(f"DELETE FROM soutui_{table} WHERE dataset = %s", [ds])
                 self._copy(con, ds, table, df)
+            con.execute("DELETE FROM soutui_meta WHERE dataset = %s", [ds])
+            with con.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO soutui_meta (dataset, key, value) VALUES (%s, %s, %s)",
+                    [(ds, k, str(v)) for k, v in {**(meta or {}), "name": name}.items()],
+                )
+
+    def write_dataset_chunks(
+        self,
+        name: str,
+        tables: dict[str, pd.DataFrame],
+        events: Iterable[pd.DataFrame],
+        quarantine: Iterable[pd.DataFrame],
+        kept_events: int,
+        meta: dict[str, str] | None = None,
+        replace: bool = False,
+        rows_read: dict[str, int] | None = None,
+    ) -> None:
+        self._check_writable("writing a dataset")
+        ds = check_name(name)
+        frames, _ = incoming_frames({t: f for t, f in tables.items() if t != "events"}, None)
+        ev_chunks, q_chunks = conformed_chunks(events, quarantine)
+        kept = {"items": len(frames["items"]), "users": len(frames["users"]), "events": kept_events}
+        with self._con() as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"soutui_dataset:{ds}"])
+            self._check_write(con, name, ds, kept, replace, rows_read)
+            con.execute(
+                "INSERT INTO soutui_datasets (dataset, name) VALUES (%s, %s) "
+                "ON CONFLICT (dataset) DO UPDATE SET name = EXCLUDED.name",
+                [ds, name],
+            )
+            chunked: dict[str, Iterable[pd.DataFrame]] = {
+                "items": [frames["items"]], "users": [frames["users"]], "events": ev_chunks, "quarantine": q_chunks,
+            }  # fmt: skip
+            for table, chunks in chunked.items():
+                con.execute(f"DELETE FROM soutui_{table} WHERE dataset = %s", [ds])
+                for df in chunks:
+                    self._copy(con, ds, table, df)
             con.execute("DELETE FROM soutui_meta WHERE dataset = %s", [ds])
             with con.cursor() as cur:
                 cur.executemany(

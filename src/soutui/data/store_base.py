@@ -18,7 +18,7 @@ import hashlib
 import json
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -79,6 +79,30 @@ class Store(ABC):
         name that normalises to an existing dataset stored under a different name.
         """
 
+    def write_dataset_chunks(
+        self,
+        name: str,
+        tables: dict[str, pd.DataFrame],
+        events: Iterable[pd.DataFrame],
+        quarantine: Iterable[pd.DataFrame],
+        kept_events: int,
+        meta: dict[str, str] | None = None,
+        replace: bool = False,
+        rows_read: dict[str, int] | None = None,
+    ) -> None:
+        """`write_dataset` with the events and the quarantine given in chunks (an import larger than memory).
+
+        The same single transaction, refusals and stored rows as `write_dataset` of the chunks put
+        together; `tables` holds items and users, `kept_events` how many events the chunks hold (the
+        refusal checks run before the first chunk is read). This default gathers the chunks and calls
+        `write_dataset`; a backend that writes chunk by chunk in its transaction overrides it, so
+        memory is bounded by one chunk.
+        """
+        evs, qs = list(events), list(quarantine)
+        tables = {**tables, "events": pd.concat(evs, ignore_index=True) if evs else pd.DataFrame()}
+        q = pd.concat(qs, ignore_index=True) if qs else None
+        self.write_dataset(name, tables, quarantine=q, meta=meta, replace=replace, rows_read=rows_read)
+
     @abstractmethod
     def read(self, name: str, table: str) -> pd.DataFrame:
         """One table of a dataset (`items`, `users`, `events`, `quarantine`)."""
@@ -123,6 +147,15 @@ def incoming_frames(
     frames["events"] = fill_event_ids(frames["events"])[0]
     q = quarantine if quarantine is not None else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     return frames, q.reindex(columns=QUARANTINE_COLUMNS).astype("string")
+
+
+def conformed_chunks(
+    events: Iterable[pd.DataFrame], quarantine: Iterable[pd.DataFrame]
+) -> tuple[Iterator[pd.DataFrame], Iterator[pd.DataFrame]]:
+    """`incoming_frames` chunk by chunk, for `Store.write_dataset_chunks`."""
+    ev = (fill_event_ids(conform(c, "events"))[0] for c in events)
+    q = (c.reindex(columns=QUARANTINE_COLUMNS).astype("string") for c in quarantine)
+    return ev, q
 
 
 def check_name(name: str) -> str:

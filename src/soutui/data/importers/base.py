@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -25,15 +25,33 @@ class DataError(UserError, ValueError):
     """Input data cannot be imported; the message says which file and what to fix."""
 
 
+class StagedRows(Protocol):
+    """An import's events and quarantine held outside memory, read back in chunks (`staging.Staging`)."""
+
+    n_events: int  # kept events
+    columns: list[str]  # their columns
+
+    def events(self) -> Iterator[pd.DataFrame]: ...
+
+    def quarantine(self) -> Iterator[pd.DataFrame]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class ImportResult:
-    """Canonical tables, the quarantined rows and the report of one import."""
+    """Canonical tables, the quarantined rows and the report of one import.
+
+    With `staged`, the events and the quarantine are there (a chunked import), not in
+    `tables["events"]` and `quarantine`; `write_result` writes them chunk by chunk.
+    """
 
     name: str
     tables: dict[str, pd.DataFrame]
     quarantine: pd.DataFrame
     report: ImportReport
     meta: dict[str, str] = field(default_factory=dict)
+    staged: StagedRows | None = None
 
 
 def dataset_root(data_dir: Path, folder: str) -> Path:
@@ -77,20 +95,33 @@ def write_result(result: ImportResult, store_url: str | None = None, replace: bo
     Refused (store.ImportRefused) when it would wipe or halve the stored dataset, unless `replace`.
     """
     tables = {k: drop_private(v) for k, v in result.tables.items()}
+    staged = result.staged
     for t, df in tables.items():
         result.report.rows_kept[t] = len(df)
+        if t == "items" and staged is not None:
+            result.report.rows_kept["events"] = staged.n_events
     meta = {
         **result.meta,
         "source": result.report.source,
         "report": json.dumps(result.report.to_dict(), ensure_ascii=False),
         "imported_at": str(int(time.time())),
     }
-    store = open_store(store_url)
     try:
-        store.write_dataset(
-            result.name, tables, quarantine=result.quarantine, meta=meta, replace=replace,
-            rows_read=result.report.rows_read,
-        )  # fmt: skip
+        store = open_store(store_url)
+        try:
+            if staged is None:
+                store.write_dataset(
+                    result.name, tables, quarantine=result.quarantine, meta=meta, replace=replace,
+                    rows_read=result.report.rows_read,
+                )  # fmt: skip
+            else:
+                store.write_dataset_chunks(
+                    result.name, tables, (drop_private(c) for c in staged.events()), staged.quarantine(),
+                    staged.n_events, meta=meta, replace=replace, rows_read=result.report.rows_read,
+                )  # fmt: skip
+        finally:
+            store.close()
     finally:
-        store.close()
+        if staged is not None:
+            staged.close()
     return result.report

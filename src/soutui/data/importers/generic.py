@@ -11,10 +11,18 @@ values. Lines that cannot be parsed are quarantined by line number (`readers`); 
 quarantine's `row` is the line number in the file. Search events and relevance
 judgments need no user column; without a `ts` column the report warns that the order
 is the file's.
+
+The events file is read a chunk of `chunk_rows` rows at a time (`readers.iter_table`): each
+chunk is pseudonymised, masked and given the per-row checks, then spilled to a scratch
+DuckDB file (`staging`), where duplicates, unknown items and bots are found across all
+chunks. `stage` hands the kept events to `write_result` chunk by chunk (memory bounded by a
+chunk); `build` gathers them into frames. Both give the same rows, quarantine and report
+whatever the chunk size. The items file is read whole.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Mapping
@@ -27,7 +35,8 @@ import pandas as pd
 from soutui.data import privacy
 from soutui.data.cleaning import ImportReport, Quarantine, clean_events, clean_items
 from soutui.data.importers.base import DataError, ImportResult, check_columns
-from soutui.data.importers.readers import nested_rows, read_table
+from soutui.data.importers.readers import ReadResult, iter_table, nested_rows, read_table
+from soutui.data.importers.staging import Staging
 from soutui.data.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS, fill_event_ids
 
 EVENT_TYPE_SYNONYMS: dict[str, str] = {
@@ -37,6 +46,7 @@ EVENT_TYPE_SYNONYMS: dict[str, str] = {
     "checkout": "purchase", "sale": "purchase", "query": "search",
 }  # fmt: skip
 MS_THRESHOLD = 100_000_000_000  # a unix time above this (year 5138 in s) must be in milliseconds
+CHUNK_ROWS = 500_000  # events read, cleaned and spilled at a time (peak memory scales with this)
 
 
 @dataclass
@@ -95,21 +105,21 @@ KEEP_AS_IS = ("item_id", "event_type", "ts", "relevance", "event_id")  # not per
 
 
 def _apply_privacy(
-    src: pd.DataFrame, opts: GenericOptions, report: ImportReport, cols: dict[str, str]
-) -> pd.DataFrame:
+    src: pd.DataFrame, opts: GenericOptions, report: ImportReport, cols: dict[str, str], key: bytes | None,
+    staging: Staging,
+) -> tuple[pd.DataFrame, list[str]]:
     """The mapped source columns with privacy applied; what both the store and the quarantine see.
 
     User and session ids are pseudonymised, every other mapped text column is PII-masked,
     and unmapped columns are dropped: they never reach the store, not even the quarantine.
+    Returns the frame and the dropped columns; distinct pseudonyms are counted by `staging`.
     """
     keep = list(dict.fromkeys(cols.values()))
-    out = src[[*keep, "_row"]].copy()
-    key = privacy.load_key(opts.pseudonym_key_file) if opts.pseudonymize else None
+    out = src.reindex(columns=[*keep, "_row"]).copy()  # a JSONL chunk may lack a key other chunks have
     for canon, col in cols.items():
         if canon in ID_COLUMNS and key is not None:
             out[col] = privacy.pseudonymize(out[col].astype("string").str.strip(), key)
-            label = "users_pseudonymised" if canon == "user_id" else "sessions_pseudonymised"
-            report.privacy[label] = int(out[col].nunique())
+            staging.add_ids("users_pseudonymised" if canon == "user_id" else "sessions_pseudonymised", out[col])
         elif canon not in KEEP_AS_IS and canon not in ID_COLUMNS and opts.mask_pii:
             masked, counts = privacy.mask_series(
                 out[col].map(lambda v: v if isinstance(v, str) or v is None else str(v))
@@ -117,10 +127,7 @@ def _apply_privacy(
             out[col] = masked.astype(object).where(masked.notna(), None)
             for kind, n in counts.items():
                 report.privacy[f"pii_masked_{kind}"] = report.privacy.get(f"pii_masked_{kind}", 0) + n
-    dropped = [c for c in src.columns if c not in keep and c != "_row"]
-    if dropped:
-        report.notes.append(f"unmapped columns not imported (nor kept in the quarantine): {dropped}")
-    return out
+    return out, [c for c in src.columns if c not in keep and c != "_row"]
 
 
 def _check_mapping(raw: pd.DataFrame, opts: GenericOptions) -> dict[str, str]:
@@ -169,11 +176,6 @@ def _canonical_events(
         report.add_quarantined("missing_ts", q.add("events", src, missing, "missing_ts"))
         keep = ~(malformed | missing)
         ev, src = ev[keep], src[keep]
-    else:
-        report.warnings.append(
-            "no ts column: events are ordered as they appear in the file, and time-based splits and "
-            "recency use that order; map a timestamp with --map ts=COLUMN if the file has one"
-        )
     if "relevance" in cols:
         ev["relevance"] = pd.to_numeric(src[cols["relevance"]], errors="coerce")
     ev, n = fill_event_ids(ev)
@@ -183,37 +185,86 @@ def _canonical_events(
     return ev, src
 
 
-def build(opts: GenericOptions) -> ImportResult:
-    started = time.perf_counter()
+def stage(opts: GenericOptions, chunk_rows: int = CHUNK_ROWS) -> ImportResult:
+    """Import the events file a chunk at a time; the result's events and quarantine stay in
+    `ImportResult.staged` (a scratch file) for `write_result` to write chunk by chunk."""
+    started, now = time.perf_counter(), time.time()
     report = ImportReport(dataset=opts.name, source=opts.events)
-    q = Quarantine()
-    read = read_table(Path(opts.events), "events file", opts.encoding)
-    cols = _check_mapping(read.frame, opts)
-    report.rows_read["events"] = len(read.frame) + len(read.bad_lines)
-    report.add_quarantined("bad_line", q.add_lines("events", read.bad_lines))
-    for what, n in read.coerced.items():
-        report.add_fixed(what, n)
-    src = _apply_privacy(read.frame.reset_index(drop=True), opts, report, cols)
-    ev, src = _canonical_events(src, cols, opts, report, q)
-
-    items = None
-    if opts.items:
-        items = _read_items(opts, report, q)
-    events = clean_events(
-        ev, report, q, source=src, catalogue=items["item_id"] if items is not None else None
-    )
-    if items is None:
-        items = pd.DataFrame({"item_id": pd.unique(events["item_id"].dropna())})
-    users = pd.DataFrame({"user_id": pd.unique(events["user_id"].dropna())}) if "user_id" in events else None
-    report.seconds = time.perf_counter() - started
+    chunks = iter_table(Path(opts.events), "events file", opts.encoding, chunk_rows)
+    first = next(chunks)  # the file's own errors (missing, empty, undecodable) come first
+    cols = _check_mapping(first.frame, opts)
+    key = privacy.load_key(opts.pseudonym_key_file) if opts.pseudonymize else None
+    report.rows_read["events"] = 0
+    staging = Staging(chunk_rows)
+    try:
+        items = None
+        if opts.items:
+            q = Quarantine()
+            items = _read_items(opts, report, q)
+            staging.add_quarantine(q.frame())
+        dropped: dict[str, None] = {}
+        for read in itertools.chain([first], chunks):
+            dropped |= dict.fromkeys(_stage_chunk(read, cols, key, opts, report, staging, now))
+        report.privacy |= staging.distinct_ids()
+        for reason, n in staging.finish(items["item_id"] if items is not None else None).items():
+            report.add_quarantined(reason, n)
+        tables = {"items": items if items is not None else staging.first_seen("item_id")}
+        if "user_id" in staging.columns:
+            tables["users"] = staging.first_seen("user_id")
+    except BaseException:
+        staging.close()
+        raise
+    if dropped:
+        report.notes.append(f"unmapped columns not imported (nor kept in the quarantine): {list(dropped)}")
+    if "ts" not in cols:
+        report.warnings.append(
+            "no ts column: events are ordered as they appear in the file, and time-based splits and "
+            "recency use that order; map a timestamp with --map ts=COLUMN if the file has one"
+        )
     report.notes.append(
         f"privacy: user and session ids {'pseudonymised (HMAC-SHA256)' if opts.pseudonymize else 'kept as given'}, "
         f"PII in text columns {'masked' if opts.mask_pii else 'not masked'} (quarantine included)"
     )
-    tables = {"items": items, "events": events} | ({"users": users} if users is not None else {})
+    report.seconds = time.perf_counter() - started
     meta = {"kind": "generic", "events_file": opts.events, "mapping": json.dumps(cols, sort_keys=True),
             "pseudonymised": str(opts.pseudonymize).lower()}  # fmt: skip
-    return ImportResult(name=opts.name, tables=tables, quarantine=q.frame(), report=report, meta=meta)
+    empty_q = Quarantine().frame()
+    return ImportResult(name=opts.name, tables=tables, quarantine=empty_q, report=report, meta=meta, staged=staging)
+
+
+def _stage_chunk(
+    read: ReadResult, cols: dict[str, str], key: bytes | None, opts: GenericOptions, report: ImportReport,
+    staging: Staging, now: float,
+) -> list[str]:
+    """Read rows -> privacy -> canonical -> per-row checks -> staging; returns the unmapped columns."""
+    q = Quarantine()
+    report.rows_read["events"] += len(read.frame) + len(read.bad_lines)
+    report.add_quarantined("bad_line", q.add_lines("events", read.bad_lines))
+    for what, n in read.coerced.items():
+        report.add_fixed(what, n)
+    src, dropped = _apply_privacy(read.frame.reset_index(drop=True), opts, report, cols, key, staging)
+    ev, src = _canonical_events(src, cols, opts, report, q)
+    ev = clean_events(ev, report, q, source=src, now=now, row_checks_only=True)
+    staging.add_events(ev, src)
+    staging.add_quarantine(q.frame())
+    return dropped
+
+
+def build(opts: GenericOptions, chunk_rows: int = CHUNK_ROWS) -> ImportResult:
+    """`stage`, with the events and the quarantine gathered into frames (small files, tests)."""
+    res = stage(opts, chunk_rows)
+    assert res.staged is not None
+    try:
+        parts = list(res.staged.events())
+        events = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=res.staged.columns)
+        quarantine = pd.concat([Quarantine().frame(), *res.staged.quarantine()], ignore_index=True)
+    finally:
+        res.staged.close()
+    tables = {"items": res.tables["items"], "events": events}
+    if "users" in res.tables:
+        tables["users"] = res.tables["users"]
+    return ImportResult(name=res.name, tables=tables, quarantine=quarantine.astype("string"), report=res.report,
+                        meta=res.meta)  # fmt: skip
 
 
 def _read_items(opts: GenericOptions, report: ImportReport, q: Quarantine) -> pd.DataFrame:
