@@ -108,6 +108,7 @@ def test_cli_secure_aggregation_json(
     # server-side DP clipping needs each client's update, which secure aggregation hides: refused
     assert main([*base, "--clients", "2", "--secure-aggregation", "--dp-noise", "0.5"]) == 2
     assert main([*base, "--clients", "1", "--secure-aggregation"]) == 2
+    assert main([*base, "--clients", "2", "--engine", "deployment"]) == 2  # an engine for SecAgg+ only
 
 
 @pytest.mark.slow  # about 75 s on the shared 2-core box: a process per client message

@@ -18,8 +18,9 @@ cold-item reset. Optional client-level DP: Flower's DifferentialPrivacyServerSid
 (each client's update clipped to `dp_clip`, Gaussian noise `dp_noise x dp_clip` added to the
 sum; central DP, the server is trusted). Optional secure aggregation (`secure_aggregation=True`):
 Flower's SecAgg+ (SecAggPlusWorkflow + secaggplus_mod), which runs only with Flower's Message API
-(ServerApp/ClientApp), so that path uses federated_secagg.run_secure instead of the gRPC server:
-the same clients and strategy, but the server only ever sees masked, quantised parameters.
+(ServerApp/ClientApp), so that path uses federated_secagg instead of the gRPC server (engine
+"local": an in-process Grid; "deployment": Flower's superlink/supernode processes): the same
+clients and strategy, but the server only ever sees masked, quantised parameters.
 """
 
 from __future__ import annotations

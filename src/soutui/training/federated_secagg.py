@@ -11,14 +11,17 @@ sum, and the Shamir shares it needs to remove the masks from the sum. What the s
 the weighted sum of the parameters (and, by Flower's design, each client's num_examples and its
 metrics), never one client's parameters.
 
-Transport: Flower's SecAgg+ runs only with its Message API (ServerApp/ClientApp). Its simulation
-engine needs Ray (not installed here), and its deployment engine (flower-superlink /
-flower-supernode + `flwr run`) needs a packaged Flower app and one process per client message.
-So the messages travel through `LocalGrid`, an implementation of Flower's `Grid` interface that
-hands each message to its node's ClientApp in this process: every message and reply crosses as
+Two engines run the same ServerApp and ClientApps. SecAgg+ needs Flower's Message API
+(ServerApp/ClientApp), and Flower's simulation engine needs Ray (not installed here). "local"
+(default): `LocalGrid`, an implementation of Flower's `Grid` interface that hands each message to
+its node's ClientApp in this process, one thread per client; every message and reply crosses as
 Flower's own protobuf bytes (`serde.message_to_proto`, serialised and parsed again), so the two
-sides share no object and the byte counts are those of the wire messages. Each node keeps one
-Context for the run, as a SuperNode does (the SecAgg+ client state lives in it).
+sides share no object and the byte counts are those of the wire messages; each node keeps one
+Context for the run, as a SuperNode does (the SecAgg+ client state lives in it). "deployment":
+`run_deployed` starts Flower's own processes on loopback (flower-superlink, one flower-supernode
+per client, `flwr run` on a generated Flower app whose components are `deployed_server_app` and
+`deployed_client_app`); each client's data reaches only its node, as a file named in that node's
+--node-config. A SuperNode starts one ClientApp process per message, so this is much slower.
 """
 
 from __future__ import annotations
