@@ -9,6 +9,11 @@ and every candidate and near item gets its exact score; all other items score -i
 rules layer ranks exactly as it would over the full scores whenever the exact top items are
 among the candidates (recall@100 >= 0.95 is tested in tests/serving/test_ann.py). Catalogues
 below `min_items` keep the exact full path, which stays the reference.
+
+`serving/candidates.py` runs the rules layer (filters, pins, boosts, diversity) on the candidate set
+alone, so a request with an index costs O(candidates), not O(catalogue): no catalogue-long
+score vector, allowed mask or top-k scan. Its picks equal `rules.select` over the -inf-padded
+full vector (`AnnRetriever.scores`), which stays as the reference (tests/serving/test_ann_sparse.py).
 """
 
 from __future__ import annotations
@@ -122,6 +127,12 @@ class AnnRetriever:
         s = np.full(self.n_items, -np.inf, np.float32)
         s[items] = cand
         return s
+
+    def candidate_scores(self, history: np.ndarray, timestamps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate items ascending, without repeats; their exact scores): the finite part of `scores`."""
+        items, cand = self.candidates([history], None if timestamps is None else [timestamps])[0]
+        uniq, last = np.unique(items[::-1], return_index=True)  # the value `scores` keeps: the last written
+        return uniq, cand[::-1][last]
 
     def stats(self) -> dict[str, Any]:
         return {"kind": self.cfg.kind, "items": self.n_items, "candidates": self.cfg.candidates,

@@ -63,7 +63,9 @@ def select(
     if boosted:
         # boosting needs a pool beyond the plain top-k so a boosted item can climb into it
         pool, pool_scores = top_k(masked, max(rules.candidates, k))
-        extra = [b for b in boosted if allowed[b] and b not in taken and b not in set(pool.tolist())]
+        # a boosted item scored -inf (outside an ANN request's candidates) is not lifted: its -inf
+        # would turn every scaled score into NaN and the list into item-index order
+        extra = [b for b in boosted if allowed[b] and np.isfinite(masked[b]) and b not in taken and b not in set(pool.tolist())]
         cand = np.concatenate([pool, np.array(extra, np.int64)])
         cand_scores = np.concatenate([pool_scores, masked[extra] if extra else np.zeros(0)])
         keep = np.array([c not in taken for c in cand], dtype=bool)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from soutui.data.store import open_store
-from soutui.serving import ann, explain, rules
+from soutui.serving import ann, candidates, explain, rules
 from soutui.serving.bundle import BundleError, LoadedBundle, find_bundles, load_bundle, newest_bundle
 from soutui.serving.events import EventLog, Histories, StoreSync, import_stamp, now_s
 from soutui.serving.monitoring import Monitor
@@ -211,18 +211,21 @@ class RecService:
             raise NotFound(f"model {name!r} is not in this bundle; it has {sorted(b.models)}")
         hist, times, types, purchased = self._user_history(b, self.privacy.read_user(user_id, self.histories.recent))
         excl = self.settings.rules.exclude_purchased if exclude_purchased is None else exclude_purchased
-        allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category, purchased if excl else None)
-        if len(hist):
-            scores = self.score_history(b, name, hist, times)
-            if name in b.retrievers and np.count_nonzero(allowed & np.isfinite(scores)) < k:
-                scores = b.models[name].score([hist], [times])[0]  # filters left too few ANN candidates
-            source = name
-        else:
-            scores, source = b.trending, "trending"
-        picked = rules.select(
-            scores, allowed, k, self.settings.rules, b.catalogue, b.item_vectors,
-            pinned=b.pinned, boosted=b.boosted, diverse=diverse,
-        )
+        exclude = purchased if excl else None
+        picked = None
+        if len(hist) and name in b.retrievers:  # the rules on the ANN candidates alone (serving/candidates.py)
+            picked = candidates.select_candidates(
+                b.retrievers[name], hist, times, k, self.settings.rules, b.catalogue, b.item_vectors,
+                category=category, exclude=exclude, pinned=b.pinned, boosted=b.boosted, diverse=diverse,
+            )  # None: the filters left fewer than k candidates, so the catalogue is scored in full below
+        if picked is None:
+            allowed = rules.allowed_mask(b.catalogue, self.settings.rules, category, exclude)
+            scores = b.models[name].score([hist], [times])[0] if len(hist) else b.trending
+            picked = rules.select(
+                scores, allowed, k, self.settings.rules, b.catalogue, b.item_vectors,
+                pinned=b.pinned, boosted=b.boosted, diverse=diverse,
+            )
+        source = name if len(hist) else "trending"
         items = [p[0] for p in picked]
         if len(hist):
             affinity = explain.pair_similarity(b.models[name], b.item_vectors if name == b.default else None)
