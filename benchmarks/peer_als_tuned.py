@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -34,19 +35,44 @@ KS = (10, 20)
 DEFAULTS = {k: v for k, v in ImplicitALS().params().items() if k != "seed"}  # beauty_sasrec.py's untuned row
 
 
+# name -> (low, high, log scale): the ranges a fair ALS user would search
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "factors": (32, 512, True), "regularization": (1e-3, 10.0, True), "alpha": (1.0, 100.0, True),
+    "iterations": (10, 50, False), "K1": (1.0, 1000.0, True), "B": (0.0, 1.0, False),
+}  # fmt: skip
+INTEGER = {"factors", "iterations"}
+
+
 def search_space(trial: Any) -> dict[str, Any]:
     """What a fair ALS user would search; K1 / B only matter (and are only drawn) with BM25."""
-    params: dict[str, Any] = {
-        "factors": trial.suggest_int("factors", 32, 512, log=True),
-        "regularization": trial.suggest_float("regularization", 1e-3, 10.0, log=True),
-        "alpha": trial.suggest_float("alpha", 1.0, 100.0, log=True),
-        "iterations": trial.suggest_int("iterations", 10, 50),
-        "weighting": trial.suggest_categorical("weighting", ["none", "bm25", "tfidf"]),
-    }
+
+    def draw(name: str) -> float:
+        lo, hi, log = BOUNDS[name]
+        if name in INTEGER:
+            return int(trial.suggest_int(name, int(lo), int(hi), log=log))
+        return float(trial.suggest_float(name, lo, hi, log=log))
+
+    params: dict[str, Any] = {k: draw(k) for k in ("factors", "regularization", "alpha", "iterations")}
+    params["weighting"] = trial.suggest_categorical("weighting", ["none", "bm25", "tfidf"])
     if params["weighting"] == "bm25":
-        params["K1"] = trial.suggest_float("K1", 1.0, 1000.0, log=True)
-        params["B"] = trial.suggest_float("B", 0.0, 1.0)
+        params.update(K1=draw("K1"), B=draw("B"))
     return params
+
+
+def at_edges(params: dict[str, Any], margin: float = 0.05) -> list[str]:
+    """Parameters chosen within `margin` (of the range, on its scale) of a bound: the range may be too narrow."""
+    out = []
+    for name, value in params.items():
+        if name not in BOUNDS:
+            continue
+        lo, hi, log = BOUNDS[name]
+        f = (lambda x: math.log(x)) if log else (lambda x: x)
+        pos = (f(value) - f(lo)) / (f(hi) - f(lo))
+        if pos <= margin or pos >= 1 - margin:
+            out.append(
+                f"{name}={value:.4g} at the {'lower' if pos <= margin else 'upper'} edge [{lo:g}, {hi:g}]"
+            )
+    return out
 
 
 def validation_objective(
@@ -189,6 +215,7 @@ def run(split: LeaveOneOut, args: argparse.Namespace) -> dict[str, Any]:
         "search_cpu_s": round(search_cpu_s, 1),
         "best_params": best,
         "best_valid_NDCG@10": round(study.best_value, 6),
+        "best_at_edges": at_edges(best),
         "trajectory": trajectory(study),
         "seeds": args.seed_list,
         "refits": refits,
@@ -223,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"best on validation ({out['objective']}): NDCG@10 {out['best_valid_NDCG@10']:.4f} with {out['best_params']}"
     )
+    for edge in out["best_at_edges"]:
+        print(f"WARNING: {edge}; a wider range may find better parameters")
     print(report(out))
     return 0
 

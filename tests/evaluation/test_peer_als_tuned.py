@@ -83,3 +83,14 @@ def test_weighting_equals_implicits_on_the_training_matrix(kind: str) -> None:
     # a history folded in later is weighted with the training statistics, like a training row
     row = ItemUserWeighting(kind, K1=7.0, B=0.6).fit(ui).transform(ui[3]).toarray()
     np.testing.assert_allclose(row[0], ref[3], rtol=1e-5, atol=1e-6)
+
+
+def test_best_parameters_at_a_bound_are_flagged() -> None:
+    from peer_als_tuned import at_edges
+
+    flagged = at_edges(
+        {"factors": 100, "alpha": 1.003, "regularization": 8.1, "iterations": 47, "weighting": "bm25"}
+    )
+    assert [f.split("=")[0] for f in flagged] == ["alpha", "regularization"]
+    assert "lower" in flagged[0] and "upper" in flagged[1]
+    assert at_edges({"factors": 100, "B": 0.5}) == []
