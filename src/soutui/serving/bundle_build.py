@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,9 @@ def write_bundle(
     for name, m in models.items():
         if int(m.n_items_) != len(items):
             raise ValueError(f"model {name} has {m.n_items_} items but the catalogue has {len(items)}")
+    privacy = _privacy(models, evaluation)
+    if default in privacy:  # a DP bundle: every model private, and the composed total stated
+        privacy["total"] = dp_total(privacy, [*models, *(onnx_models or {})])
     version = version or _new_version(Path(out_root), dataset)
     final = Path(out_root) / f"{dataset}-{version}"
     if final.exists():
@@ -103,8 +107,7 @@ def write_bundle(
             manifest["metrics"] = {
                 n: r.get("test", {}) for n, r in evaluation.get("models", {}).items() if isinstance(r, dict)
             }
-        privacy = _privacy(models, evaluation)
-        if privacy:  # models trained with DP-SGD: achieved epsilon, delta, accountant, unit
+        if privacy:  # models trained with DP-SGD (or released privately): epsilon, delta, accountant, unit
             manifest["privacy"] = privacy
         if extra is not None:
             manifest.update(extra(tmp))
@@ -126,6 +129,20 @@ def _privacy(models: dict[str, Recommender], evaluation: dict[str, Any] | None) 
         if p:
             found[name] = p
     return found
+
+
+def dp_total(privacy: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The composed privacy of a bundle whose default model is private; refuses any model that is not
+    (a model fitted outside DP-SGD and the count mechanism would void the guarantee, docs/privacy.md)."""
+    from soutui.training.dp_counts import compose
+
+    public = sorted(n for n in names if n not in privacy)
+    if public:
+        raise ValueError(
+            f"the default model was trained with DP-SGD but {public} were not: a DP bundle ships only private "
+            "models (leave them out, or release popularity through soutui.training.dp_counts)"
+        )
+    return compose({n: privacy[n] for n in names})
 
 
 def checkpoint_privacy(checkpoint: str | Path) -> dict[str, Any] | None:
@@ -179,6 +196,16 @@ def plot_metrics(evaluation: dict[str, Any], out: Path, ks: tuple[int, ...] = (1
 LIGHT_MODELS = ("popularity", "itemknn")
 
 
+@dataclass(frozen=True)
+class CountPrivacy:
+    """How `bundle build` releases popularity when the served model was trained with DP-SGD: a Gaussian
+    mechanism on per-user bounded counts (soutui.training.dp_counts), at this epsilon and the model's delta."""
+
+    epsilon: float = 1.0
+    delta: float = 1e-5
+    max_items: int = 20  # distinct items a user may add 1 to (L2 sensitivity sqrt(max_items))
+
+
 def build_from_dataset(
     dataset: str,
     out_root: Path,
@@ -186,16 +213,20 @@ def build_from_dataset(
     sasrec: str | None = None,
     with_search: bool = True,
     progress: ProgressFn = print,
+    counts: CountPrivacy = CountPrivacy(),
 ) -> Path:
     """The `soutui bundle build` pipeline: fit light baselines, evaluate (leave-one-out, full
     ranking), refit them on all data for serving, add SASRec (+ONNX) and search, publish.
 
-    The default recommender is the one with the best validation NDCG@10 (never chosen on test).
+    The default recommender is the one with the best validation NDCG@10 (never chosen on test). When
+    the SASRec checkpoint was trained with DP-SGD the bundle is private instead: SASRec is the default
+    (a choice on validation data would use user data outside the accounting), item-kNN is left out,
+    and popularity (also the search index's popularity and the server's trending fallback) is a
+    private count release at `counts.epsilon` and the checkpoint's delta, composed with DP-SGD's.
     """
     from soutui.data.datasets import load_dataset
     from soutui.data.sequences import leave_one_out
-    from soutui.evaluation.protocol import RankingProtocol, evaluate_full_ranking
-    from soutui.models.registry import model_class
+    from soutui.evaluation.protocol import RankingProtocol
 
     read_at = int(time.time())  # users forgotten before this are not in the data read now
     items, events = load_dataset(dataset, store_url=store_url)
@@ -211,27 +242,59 @@ def build_from_dataset(
         "stats": data.stats(),
         "models": {},
     }
-    serving: dict[str, Recommender] = {}
-    for name in LIGHT_MODELS:
-        t0 = time.time()
-        model = model_class(name)().fit(split.train, split.valid)
-        evaluation["models"][name] = {
-            "valid": evaluate_full_ranking(model, split.valid, data.n_items),
-            "test": evaluate_full_ranking(model, split.test, data.n_items),
-        }
-        serving[name] = model_class(name)().fit(data)
-        progress(f"{name}: test NDCG@10={evaluation['models'][name]['test']['NDCG@10']:.4f} ({time.time() - t0:.1f}s)")
+    private = checkpoint_privacy(sasrec) if sasrec else None
+    dp = CountPrivacy(counts.epsilon, float(private["delta"]), counts.max_items) if private else None
+    serving, popularity = _light_models(data, split, evaluation, dp, progress)
     onnx: dict[str, Callable[[Path], None]] = {}
     with tempfile.TemporaryDirectory(prefix="soutui-onnx-") as staged:
         if sasrec:
             evaluation["models"]["sasrec"] = _served_sasrec(sasrec, split, data.n_items, Path(staged), progress)
             onnx["sasrec"] = lambda path: _copy_tree(Path(staged), path)  # the very files just evaluated
-        default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
-        evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
-        extra = _bundle_extra(evaluation, catalogue, data, with_search, progress)
+        if dp:
+            default = "sasrec"
+            evaluation["default_recommender"] = "sasrec (trained with DP-SGD; not chosen on validation)"
+        else:
+            default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
+            evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
+        extra = _bundle_extra(evaluation, catalogue, data, popularity, with_search, progress)
         path = write_bundle(out_root, dataset, catalogue, serving, default, evaluation, extra, onnx_models=onnx)
     _clear_pending_forget(dataset, store_url, read_at, progress)
     return path
+
+
+def _light_models(
+    data: SequenceData, split: LeaveOneOut, evaluation: dict[str, Any], dp: CountPrivacy | None,
+    progress: ProgressFn,
+) -> tuple[dict[str, Recommender], np.ndarray]:
+    """Fit and evaluate the light baselines on the training part, refit them on all data for serving;
+    returns them and the item popularity the search index ranks with. In DP mode only popularity, as a
+    private release (the evaluation's own release, on the training part, is not shipped)."""
+    from soutui.evaluation.protocol import evaluate_full_ranking
+    from soutui.models.registry import model_class
+
+    serving: dict[str, Recommender] = {}
+    popularity = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
+    for name in ("popularity",) if dp else LIGHT_MODELS:
+        t0 = time.time()
+        record: dict[str, Any] = {}
+        model: Recommender
+        if dp:
+            from soutui.training.dp_counts import private_popularity
+
+            model = private_popularity(split.train, dp.epsilon, dp.delta, dp.max_items)[0]
+            served, record = private_popularity(data, dp.epsilon, dp.delta, dp.max_items)
+            serving[name], popularity = served, np.maximum(served.scores_, 0.0)
+        else:
+            model = model_class(name)().fit(split.train, split.valid)
+            serving[name] = model_class(name)().fit(data)
+        evaluation["models"][name] = {
+            "valid": evaluate_full_ranking(model, split.valid, data.n_items),
+            "test": evaluate_full_ranking(model, split.test, data.n_items),
+            **({"privacy": record} if record else {}),
+        }
+        progress(f"{name}: test NDCG@10={evaluation['models'][name]['test']['NDCG@10']:.4f} ({time.time() - t0:.1f}s)"
+                 + (f", private release eps={record['epsilon']}" if record else ""))  # fmt: skip
+    return serving, popularity
 
 
 def _clear_pending_forget(dataset: str, store_url: str | None, read_at: int, progress: ProgressFn) -> None:
@@ -293,8 +356,8 @@ def data_until(data: SequenceData) -> int:
 
 
 def _bundle_extra(
-    evaluation: dict[str, Any], catalogue: pd.DataFrame, data: SequenceData, with_search: bool,
-    progress: ProgressFn,
+    evaluation: dict[str, Any], catalogue: pd.DataFrame, data: SequenceData, popularity: np.ndarray,
+    with_search: bool, progress: ProgressFn,
 ) -> Callable[[Path], dict[str, Any]]:
     """Plots, evaluation.json and (optionally) the search index, written into the bundle being built."""
 
@@ -310,8 +373,7 @@ def _bundle_extra(
             progress(f"search: skipped ({exc})")
             return out
         t0 = time.time()
-        pop = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
-        SearchEngine.build(catalogue, tmp / "search", popularity=pop)
+        SearchEngine.build(catalogue, tmp / "search", popularity=popularity)
         progress(f"search: index built ({time.time() - t0:.1f}s)")
         return {**out, "search": {"dir": "search"}}
 

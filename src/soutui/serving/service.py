@@ -150,10 +150,27 @@ class RecService:
         cat = b.catalogue
         if not b.retrievers:  # large catalogues: an ANN index per model that splits its score
             b.retrievers = ann.retrievers(b.models, self.settings.ann, len(cat))
-        b.trending = self.histories.trending_vector(cat.index, len(cat))
+        b.trending = self._trending(b)
         b.any_out_of_stock = not bool(cat.in_stock.all())
         b.pinned = [cat.index[i] for i in self.settings.rules.pinned if i in cat.index]
         b.boosted = [cat.index[i] for i in self.settings.rules.boosted if i in cat.index]
+
+    def private_trending(self, b: LoadedBundle) -> bool:
+        """Whether the trending fallback serves the bundle's popularity release instead of live counts:
+        `trending_source` "bundle", or "auto" with a DP bundle (its manifest states a composed privacy
+        total). Live counts are user data outside the bundle's accounting (docs/privacy.md)."""
+        source = self.settings.trending_source
+        return source == "bundle" or (source == "auto" and "total" in b.manifest.get("privacy", {}))
+
+    def _trending(self, b: LoadedBundle) -> np.ndarray:
+        """The trending scores over `b`'s catalogue: live windowed counts, or the bundle's popularity
+        release (none in the bundle: all zero, i.e. catalogue order, which reveals nothing)."""
+        n = len(b.catalogue)
+        if not self.private_trending(b):
+            return self.histories.trending_vector(b.catalogue.index, n)
+        if "popularity" not in b.models:
+            return np.zeros(n, np.float64)
+        return np.asarray(b.models["popularity"].score([np.zeros(0, np.int64)])[0], np.float64).copy()
 
     # --- reads -------------------------------------------------------------------
     def item(self, item_id: str) -> dict[str, Any]:
@@ -370,6 +387,8 @@ class RecService:
         self.histories.add_records(fresh)
         self.monitor.ingested(fresh)
         b = self.bundle
+        if self.private_trending(b):  # the bundle's private release: live counts are not added
+            return
         for r in fresh:
             i = b.catalogue.index.get(str(r.get("item_id")))
             if i is not None and r.get("event_type") in ("view", "click", "cart", "purchase"):
@@ -468,7 +487,7 @@ class RecService:
         logged = len(self.log.drop_user(stored))
         live = self.histories.forget(stored)
         b = self.bundle
-        b.trending = self.histories.trending_vector(b.catalogue.index, len(b.catalogue))
+        b.trending = self._trending(b)
         self.search_cache.clear()
         return logged, live
 

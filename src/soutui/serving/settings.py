@@ -131,6 +131,9 @@ class ServeSettings:
     flush_interval_s: float = 2.0  # how often accepted events are copied from the log into the store
     watch_interval_s: float = 0.0  # > 0: poll bundles_dir and load a newer bundle automatically
     trending_days: int = 7
+    # fallback for users without history: "live" windowed event counts, "bundle" the bundle's popularity
+    # model, "auto" = "bundle" when the bundle is differentially private (live counts are not), else "live"
+    trending_source: Literal["auto", "live", "bundle"] = "auto"
     search_cache_size: int = 4096  # LRU of finished answers to searches without user_id (0 = off)
     workers: int = 1  # worker processes; > 1 needs a postgresql:// store (shared state, see docs/production.md)
     rules: RulesConfig = field(default_factory=RulesConfig)
