@@ -88,17 +88,29 @@ class ItemEncoder(nn.Module):
 
     def forward(self) -> torch.Tensor:
         w = self.id_emb.weight  # (I+1, D)
+        ids = torch.arange(w.shape[0], device=w.device)
+        return self._combine(w, self.text, self.attrs, ids)
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """forward()[ids] (K, D), computing only those rows (each row is encoded on its own)."""
+        text = self.text[ids] if self.text is not None else None
+        attrs = self.attrs[ids] if self.attrs is not None else None
+        return self._combine(self.id_emb.weight[ids], text, attrs, ids)
+
+    def _combine(
+        self, w: torch.Tensor, text: torch.Tensor | None, attrs: torch.Tensor | None, ids: torch.Tensor
+    ) -> torch.Tensor:
         if self.training and self.cfg.id_dropout > 0:
             keep = torch.rand(w.shape[0], 1, device=w.device) >= self.cfg.id_dropout
             w = w * keep
-        if self.text_proj is not None and self.text is not None:
-            w = w + self.text_proj(self.text)  # (I+1, D)
-        if self.attr_emb is not None and self.attrs is not None:
-            a = self.attr_emb(self.attrs)  # (I+1, A, D)
-            cnt = (self.attrs > 0).sum(1, keepdim=True).clamp(min=1)  # (I+1, 1)
+        if self.text_proj is not None and text is not None:
+            w = w + self.text_proj(text)  # (K, D)
+        if self.attr_emb is not None and attrs is not None:
+            a = self.attr_emb(attrs)  # (K, A, D)
+            cnt = (attrs > 0).sum(1, keepdim=True).clamp(min=1)  # (K, 1)
             w = w + a.sum(1) / cnt
         w = self.norm(w)
-        return w * (torch.arange(w.shape[0], device=w.device) > 0).unsqueeze(1)  # row 0 stays zero
+        return w * (ids > 0).unsqueeze(1)  # the padding row stays zero
 
 
 class CausalSelfAttention(nn.Module):
@@ -234,6 +246,8 @@ class SASRec(nn.Module):
         if self.training and ts is not None and self.cfg.time_dropout > 0:
             drop = torch.rand(ts.shape[0], 1, device=ts.device) < self.cfg.time_dropout
             ts = torch.where(drop, torch.full_like(ts, -1.0), ts)
+        if targets is not None and self.cfg.loss == "sampled_softmax" and not self.cfg.dense_loss:
+            return self._sampled_forward(seq, targets, ts)
         table = self.item_table()  # (I+1, D)
         h = self.encode(seq, ts, table)  # (B, T, D)
         if targets is None:
@@ -262,8 +276,17 @@ class SASRec(nn.Module):
             return logits, loss
         # sampled softmax with logQ correction: negatives shared by the batch, drawn by popularity
         neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)
-        pos = (hn * table[y]).sum(-1, keepdim=True)  # (N, 1)
-        logits = torch.cat([pos, hn @ table[neg].T], dim=1)  # (N, 1+M)
+        return self._sampled_loss(seq, rows, cols, hn, y, neg, table[y], table[neg])
+
+    def _sampled_loss(
+        self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, hn: torch.Tensor, y: torch.Tensor,
+        neg: torch.Tensor, w_pos: torch.Tensor, w_neg: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled softmax with logQ correction over the target (column 0) and the M shared negatives;
+        `w_pos` (N, D) and `w_neg` (M, D) are their item vectors."""
+        tau = self.cfg.temperature
+        pos = (hn * w_pos).sum(-1, keepdim=True)  # (N, 1)
+        logits = torch.cat([pos, hn @ w_neg.T], dim=1)  # (N, 1+M)
         cand = torch.cat([y.unsqueeze(1), neg.unsqueeze(0).expand(len(y), -1)], dim=1)  # (N, 1+M)
         if self.bias is not None:
             logits = logits + self.bias[cand]
@@ -277,6 +300,24 @@ class SASRec(nn.Module):
         zero = torch.zeros(len(y), dtype=torch.long, device=y.device)
         loss = F.cross_entropy(logits.float(), zero, label_smoothing=self.cfg.label_smoothing)
         return logits, loss
+
+    def _sampled_forward(
+        self, seq: torch.Tensor, targets: torch.Tensor, ts: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampled-softmax step encoding only the item rows it uses: the histories, the targets and
+        the negatives (~B*T + M of the I+1 rows), not the whole catalogue. Same loss and gradients as
+        encoding the full table (each row is encoded on its own; unused rows get no gradient)."""
+        neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)
+        rows, cols = torch.nonzero(targets > 0, as_tuple=True)  # N labelled positions
+        y = targets[rows, cols]  # (N,)
+        pad = seq.new_zeros(1)  # row 0 (padding) is always local row 0: encode finds padding by id 0
+        used, local = torch.unique(torch.cat([pad, seq.reshape(-1), y, neg]), return_inverse=True)
+        n_seq, n_y = seq.numel(), len(y)
+        table = self.items.rows(used)  # (K, D)
+        h = self.encode(local[1 : 1 + n_seq].view_as(seq), ts, table)  # (B, T, D)
+        hn = h[rows, cols] * self.scale
+        w_pos, w_neg = table[local[1 + n_seq : 1 + n_seq + n_y]], table[local[1 + n_seq + n_y :]]
+        return self._sampled_loss(seq, rows, cols, hn, y, neg, w_pos, w_neg)
 
     # --- scoring ---------------------------------------------------------------------
     def score_last(self, seq: torch.Tensor, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

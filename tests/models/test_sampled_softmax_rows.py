@@ -1,0 +1,115 @@
+"""Sampled softmax encodes only the item rows a batch uses, with the same loss and gradients.
+
+The step encodes the histories, targets and negatives (torch.unique of them) instead of the
+whole catalogue; each item row is encoded on its own (ID + title projection + attributes,
+LayerNorm per row), so the loss, the logits and every parameter's gradient must equal the
+old computation over the full table (`item_table()`), with the same negatives.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soutui.models.sasrec import SASRec, SASRecConfig
+
+N_ITEMS = 400
+
+
+def _model(**kw: object) -> SASRec:
+    torch.manual_seed(0)
+    cfg = SASRecConfig(
+        n_items=N_ITEMS, max_len=12, d_model=16, n_heads=2, n_layers=1, text_dim=8, n_attrs=7, attrs_per_item=3,
+        dropout=0.0, emb_dropout=0.0, id_dropout=0.0, time_dropout=0.0, loss="sampled_softmax", n_negatives=30,
+        cooc_neighbors=0, temperature=0.7,
+    )  # fmt: skip
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    net = SASRec(cfg)
+    with torch.no_grad():
+        assert net.items.text is not None and net.items.attrs is not None and net.bias is not None
+        net.items.text.normal_()
+        net.items.attrs.copy_(torch.randint(0, 8, net.items.attrs.shape))
+        net.bias.normal_(std=0.1)
+        if net.seen_w is not None:
+            net.seen_w.fill_(0.3)
+        pop = torch.rand(N_ITEMS + 1) ** 3 + 1e-3
+        pop[0] = 0.0
+        net.logq.copy_((pop / pop.sum()).log())
+    return net.train()
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    seq = torch.randint(1, 60, (5, 12), generator=g)  # histories over the first 60 items only
+    seq[0, :7] = 0  # left padding
+    seq[3, :2] = 0
+    targets = torch.roll(seq, -1, dims=1)
+    targets[:, -1] = torch.randint(1, N_ITEMS + 1, (5,), generator=g)
+    targets[seq == 0] = 0
+    ts = torch.cumsum(torch.rand(5, 12, generator=g), 1)
+    ts[seq == 0] = -1.0
+    return seq, targets, ts
+
+
+def _old(net: SASRec, seq: torch.Tensor, targets: torch.Tensor, ts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The computation before: the whole table encoded, the negatives drawn from the same stream."""
+    neg = torch.multinomial(net.logq.exp(), net.cfg.n_negatives, replacement=True)
+    table = net.item_table()
+    h = net.encode(seq, ts, table)
+    rows, cols = torch.nonzero(targets > 0, as_tuple=True)
+    y = targets[rows, cols]
+    return net._sampled_loss(seq, rows, cols, h[rows, cols] * net.scale, y, neg, table[y], table[neg])
+
+
+def _grads(net: SASRec) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("seen_bias", [True, False])
+def test_loss_and_gradients_equal_the_full_table_computation(seen_bias: bool) -> None:
+    net = _model(seen_bias=seen_bias)
+    seq, targets, ts = _batch()
+    full_table_calls = []
+    net.items.register_forward_hook(lambda *_: full_table_calls.append(1))
+
+    torch.manual_seed(7)
+    logits, loss = net(seq, targets, ts)
+    assert loss is not None
+    loss.backward()
+    new = _grads(net)
+    assert not full_table_calls  # the catalogue was not encoded whole
+    net.zero_grad(set_to_none=True)
+
+    torch.manual_seed(7)
+    old_logits, old_loss = _old(net, seq, targets, ts)
+    old_loss.backward()
+    old = _grads(net)
+    assert full_table_calls
+
+    torch.testing.assert_close(logits, old_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss, old_loss, rtol=1e-6, atol=1e-6)
+    assert set(new) == set(old) and "items.id_emb.weight" in new and "items.text_proj.weight" in new
+    for name in old:
+        torch.testing.assert_close(new[name], old[name], rtol=1e-5, atol=1e-6, msg=name)
+    emb = new["items.id_emb.weight"]
+    used = torch.unique(torch.cat([seq.flatten(), targets.flatten()]))
+    unused = torch.ones(N_ITEMS + 1, dtype=torch.bool)
+    unused[used] = False
+    assert emb[used[used > 0]].abs().sum() > 0  # the rows the batch uses learn ...
+    assert emb[unused].abs().sum() < emb.abs().sum()  # ... and only the sampled negatives besides them
+
+
+def test_dropout_and_the_training_step_run() -> None:
+    net = _model(id_dropout=0.3, dropout=0.2, emb_dropout=0.2, time_dropout=0.3)
+    seq, targets, ts = _batch()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(12):
+        _, loss = net(seq, targets, ts)
+        assert loss is not None and torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) < sum(losses[:3])  # it learns the batch
