@@ -4,7 +4,9 @@ The throwaway server comes from Debian's `postgresql` package (`apt-get install 
 scripts/setup.sh installs it): `initdb` and `pg_ctl` from /usr/lib/postgresql/<version>/bin in a
 temporary directory, trust authentication, loopback only, a free port, fsync off (a lab server:
 speed over crash safety). `initdb` refuses to run as root, so as root the server runs as the
-`postgres` user. It is stopped, and its directory removed, when the Python process exits.
+`postgres` user. It is stopped, and its directory removed, when the Python process exits: at exit,
+or by a small watchdog process when the process is killed (a Jupyter kernel killed by its client
+never runs its exit hooks).
 
     url = labpg.database("shop13")   # postgresql://postgres@127.0.0.1:PORT/shop13, created empty
 """
@@ -18,6 +20,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -79,7 +82,32 @@ def start() -> str:
                    "-c shared_buffers=32MB")
         _run([str(bin_ / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"), "-o", options,
               "-w", "-t", "60", "start"], root)
+        _watchdog(os.getpid(), _as_owner([str(bin_ / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate",
+                                          "-w", "stop"]), root)
     return f"postgresql://postgres@127.0.0.1:{_SERVER['port']}/postgres"
+
+
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+pid, root, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+if os.path.isdir(root):
+    subprocess.run(cmd, capture_output=True, check=False, cwd=root)
+    shutil.rmtree(root, ignore_errors=True)
+"""
+
+
+def _watchdog(pid: int, stop_cmd: list[str], root: Path) -> None:
+    """A detached process that stops the server when process `pid` is gone, however it ended: a Jupyter
+    kernel killed by its client never runs its atexit hooks."""
+    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(pid), str(root), *stop_cmd], cwd=root,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def stop() -> None:
@@ -89,7 +117,7 @@ def stop() -> None:
     root = Path(str(_SERVER["root"]))
     if (root / "data" / "postmaster.pid").exists():
         pg_ctl = Path(str(_SERVER["bindir"])) / "pg_ctl"
-        subprocess.run(_as_owner([str(pg_ctl), "-D", str(root / "data"), "-m", "fast", "-w", "stop"]),
+        subprocess.run(_as_owner([str(pg_ctl), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]),
                        capture_output=True, check=False, cwd=root)
     shutil.rmtree(root, ignore_errors=True)
     _SERVER.clear()

@@ -12,16 +12,12 @@
 # 对应种子文档 **Q2：如何优化大模型的计算效率？** 种子的回答列了分布式训练、推理优化和内存优化。这个实验把它落到
 # soutui 上：一台机器不够用的时候，它从四个方向往外长，每个方向都在这里小规模地真跑一遍。
 #
-# 1. **存储换成 PostgreSQL**：多个进程同时写事件，每个事件只存一次（按 `event_id` 幂等）。
-# 2. **多个服务进程**：`soutui serve --workers 2`，一个进程收到的事件，另一个进程一秒内就用上（LISTEN/NOTIFY）。
-# 3. **分布式训练**：`soutui train --nproc 2`（PyTorch DDP），以及“同样的全局 batch + 同样的种子 = 同样的模型”。
-# 4. **百万商品的召回**：faiss 近似最近邻（ANN）和精确打分比召回率，再按表的大小算每百万商品要多少内存。
-#
 # **目标**
-# - 起一个临时 PostgreSQL，把小店导进去，看两个进程并发写入时“恰好一次”是怎么保证的；
-# - 起两个服务进程，量一个事件从一个进程传到另一个进程要多久，并读懂为什么这台 2 核机器上吞吐没有翻倍；
-# - 用 2 个进程训练，并验证它和 1 个进程训练出同样的模型；
-# - 在合成商品库上量 ANN 候选的召回率，按表的形状估算服务内存。
+# - **存储换成 PostgreSQL**：起一个临时 PostgreSQL，把小店导进去，看两个进程同时写事件时，每个事件怎么做到只存一次（按 `event_id` 幂等）；
+# - **多个服务进程**：`soutui serve --workers 2`，量一个事件从一个进程传到另一个进程要多久（LISTEN/NOTIFY），
+#   并读懂为什么这台 2 核机器上吞吐没有翻倍；
+# - **分布式训练**：`soutui train --nproc 2`（PyTorch DDP），验证“同样的全局 batch + 同样的种子 = 同样的模型”；
+# - **百万商品的召回**：在合成商品库上比较 faiss 近似最近邻（ANN）候选和精确打分的召回率，再按表的大小算每百万商品要多少内存。
 
 # %% [markdown] tags=["en"]
 # # Lab 13: Scale
@@ -30,22 +26,16 @@
 # distributed training, inference optimisation and memory optimisation. This lab grounds it in soutui: when one
 # machine is not enough, soutui grows in four directions, and each is run here for real at a small size.
 #
-# 1. **PostgreSQL as the store**: several processes write events at once, and every event is stored once
-#    (idempotent by `event_id`).
-# 2. **Several serving workers**: `soutui serve --workers 2`; an event accepted by one worker is used by the
-#    other within a second (LISTEN/NOTIFY).
-# 3. **Distributed training**: `soutui train --nproc 2` (PyTorch DDP), and "the same global batch + the same
-#    seed = the same model".
-# 4. **Retrieval over a million items**: faiss approximate nearest neighbours (ANN) against exact scoring by
-#    recall, then the memory per million items from the tables' sizes.
-#
 # **Goals**
-# - start a throwaway PostgreSQL, import a small shop into it, and see how "exactly once" holds when two
-#   processes write at the same time;
-# - start two serving workers, time an event's trip from one to the other, and understand why throughput did
-#   not double on this 2-core machine;
-# - train in 2 processes and check that it gives the model 1 process gives;
-# - measure the recall of ANN candidates on a synthetic catalogue, and estimate serving memory from table shapes.
+# - **PostgreSQL as the store**: start a throwaway PostgreSQL, import a small shop, and see how every event is
+#   stored once (idempotent by `event_id`) while two processes write at the same time;
+# - **several serving workers**: `soutui serve --workers 2`; time an event's trip from one worker to the other
+#   (LISTEN/NOTIFY), and understand why throughput did not double on this 2-core machine;
+# - **distributed training**: `soutui train --nproc 2` (PyTorch DDP); check that "the same global batch + the
+#   same seed = the same model";
+# - **retrieval over a million items**: compare the recall of faiss approximate nearest-neighbour (ANN)
+#   candidates with exact scoring on a synthetic catalogue, then work out the memory per million items from
+#   the tables' sizes.
 
 # %%
 import sys
@@ -266,6 +256,7 @@ for n, receiver in enumerate(pids * 2):
 cross = pd.DataFrame(rows)
 print(cross.to_string(index=False))
 assert (cross["ms after the ack"] < 1000).all(), "the other worker took more than a second"
+server.stop()
 
 # %% [markdown] tags=["zh"]
 # 一般来说第一次问到另一个进程时，它就已经有这个事件了（0 次过期的回答）：广播在确认之前就发出去了，
@@ -294,9 +285,6 @@ assert (cross["ms after the ack"] < 1000).all(), "the other worker took more tha
 # 1.6x before any queueing. Near-linear scaling needs more cores, with the generator (or a real load balancer)
 # on its own cores and one worker per remaining core; memory grows with the number of workers (each loads the
 # bundle).
-
-# %%
-server.stop()
 
 # %% [markdown] tags=["zh"]
 # ## 3. 分布式训练：`soutui train --nproc 2`
@@ -381,27 +369,23 @@ print(table.to_string())
 # %% [markdown] tags=["zh"]
 # 测试指标一模一样。记录里的 loss 不一样，这不矛盾：日志里的 loss 是 0 号进程**自己那一半行**上的平均，不是整批的；
 # 真正用来更新参数的是加权平均后的梯度，两种跑法相同。测试（`tests/training/test_ddp.py`）直接比较权重：6 步之后，
-# 除了注意力的 key 投影，每个权重差都在 1e-5 以内（实测 6.9e-7），所有打分差在 1e-4 以内（实测 8.4e-6）。
-# key 投影为什么例外：softmax 对所有 key 加同一个偏移不变，这些方向上真梯度是 0，Adam 会把舍入噪声放大成正常大小的步子，
-# 但它们不改变任何打分。
+# 除了注意力的 key 投影（softmax 不在乎所有 key 共同的偏移，Adam 会放大那些方向上的舍入噪声），每个权重差都在 1e-5 以内
+# （实测 6.9e-7），所有打分差在 1e-4 以内（实测 8.4e-6）。
 #
 # **吞吐**：`docs/scaling.md` 在这台共享的 2 核机器上量过 SASRec（d = 64，Beauty 全部 12,101 个商品）：
-# 2 个进程是 1 个进程的 1.55 倍和 1.83 倍（两次运行，负载平均 6–16，其他人的测试和基准也在跑），不是干净的扩展数字。
-# GPU 上和官方 PyTorch 参考实现的比较没有量（那次没有借到 GPU）。
+# 2 个进程是 1 个进程的 1.55 倍和 1.83 倍（两次运行，负载平均 6–16，其他人的测试和基准也在跑），不是干净的扩展数字；GPU 上没有量。
 
 # %% [markdown] tags=["en"]
 # The test metrics are identical. The logged losses differ, and that is no contradiction: the logged loss is
 # process 0's mean over **its own half of the rows**, not the whole batch's; what updates the weights is the
 # weighted average gradient, the same in both runs. The test (`tests/training/test_ddp.py`) compares the
-# weights themselves: after 6 steps every weight but the attention key projection is within 1e-5 (measured
-# 6.9e-7), and every score within 1e-4 (measured 8.4e-6). Why the key projection: softmax ignores a shift common
-# to every key, so the true gradient is zero in those directions and Adam scales the rounding noise up to
-# full-sized steps, which change no score.
+# weights themselves: after 6 steps every weight is within 1e-5 (measured 6.9e-7) but the attention key
+# projection (softmax ignores a shift common to every key, and Adam scales up the rounding noise in those
+# directions), and every score within 1e-4 (measured 8.4e-6).
 #
 # **Throughput**: `docs/scaling.md` measured SASRec (d = 64, all 12,101 Beauty items) on this shared 2-core
 # machine: 2 processes ran 1.55x and 1.83x as fast as 1 (two runs at load average 6-16 while other engineers'
-# tests and a benchmark ran), not clean scaling figures. The comparison on a GPU with the PyTorch reference was
-# not measured (no GPU was lent that session).
+# tests and a benchmark ran), not clean scaling figures; nothing was measured on a GPU.
 
 # %% [markdown] tags=["zh"]
 # ## 4. 百万商品：近似最近邻召回
@@ -454,10 +438,12 @@ rows = np.hstack([vectors, bias[:, None]])  # [v_i, b_i]: what the server indexe
 users = [vectors[rng.choice(np.flatnonzero(np.isin(category, rng.integers(250, size=2))), 8)].mean(0) / 8
          for _ in range(n_queries)]
 queries = np.hstack([np.array(users), np.ones((n_queries, 1))]).astype(np.float32)  # [h, 1]
-t0 = time.perf_counter()
-scores = queries @ rows.T  # exact: every item, every query
-top = np.argpartition(-scores, 100, axis=1)[:, :100]  # the best 100 of each row, unordered
-exact_top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
+t0, exact_top = time.perf_counter(), []
+for chunk in np.array_split(queries, 10):  # exact: every item for every query, 20 queries at a time
+    scores = chunk @ rows.T
+    top = np.argpartition(-scores, 100, axis=1)[:, :100]  # the best 100 of each row, unordered
+    exact_top.append(np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1))
+exact_top = np.vstack(exact_top)
 exact_ms = 1000 * (time.perf_counter() - t0) / n_queries
 faiss.omp_set_num_threads(1)  # one thread, as each serving worker is timed in docs/scaling.md
 cfg = AnnConfig(min_items=1, candidates=1000)  # the server's defaults: IVF-Flat, nprobe 256
@@ -525,46 +511,32 @@ if scale_checks.lab13_recall(recall):
 # took 72 s to build. The rest of the request (the rules, the -inf score vector) still walks million-long arrays:
 # the next step, not done.
 
-# %% [markdown] tags=["zh"]
-# ### 内存：每百万商品多少
+# %% [markdown] tags=["zh", "ex:13.2"]
+# ### 练习 13.2：每百万商品多少内存
 #
-# 一个用 ANN 服务的进程为商品持有这些表（d 是模型宽度，I 是商品数，都是 float32，每个数 4 字节）：
+# 一个用 ANN 服务的进程为商品持有下面这些表（I 是商品数，d 是模型宽度，都是 float32，每个数 4 字节；
+# 格子中心只有 4√I 行，不到 1 MiB，不算）。写 `tables_mib(items, d)`：所有表加起来多少 MiB（1 MiB = 2²⁰ 字节）。
 #
 # | 表 | 形状 |
 # |---|---|
-# | 打分用的 ONNX 图里的商品表 | I × d |
-# | 召回用的 ONNX 图（`sasrec.retrieval.onnx`）里的商品表 | I × d |
+# | 打分用的 ONNX 图、召回用的 ONNX 图（`sasrec.retrieval.onnx`）里各一张商品表 | 2 张 I × d |
 # | 商品向量（`item_vectors.npy`）和它归一化后的副本 | 2 张 I × d |
 # | `item_index.npy`：[v_i, b_i] | I × (d + 1) |
 # | IVF-Flat 索引：同样的行再存一份，外加每个商品一个 int64 编号 | I × (d + 1)，外加 I × 8 字节 |
-#
-# 格子的中心只有 4√I 行，不到 1 MiB，不算。
 
-# %% [markdown] tags=["en"]
-# ### Memory: how much per million items
+# %% [markdown] tags=["en", "ex:13.2"]
+# ### Exercise 13.2: memory per million items
 #
-# A worker serving with ANN holds these item tables (d the model's width, I the number of items, all float32,
-# 4 bytes a number):
+# A worker serving with ANN holds these item tables (I items, d the model's width, all float32, 4 bytes a
+# number; the cell centres are only 4√I rows, under 1 MiB: leave them out). Write `tables_mib(items, d)`: all
+# the tables together, in MiB (1 MiB = 2²⁰ bytes).
 #
 # | table | shape |
 # |---|---|
-# | the item table in the scoring ONNX graph | I × d |
-# | the item table in the retrieval ONNX graph (`sasrec.retrieval.onnx`) | I × d |
+# | one item table in each ONNX graph, scoring and retrieval (`sasrec.retrieval.onnx`) | 2 tables of I × d |
 # | the item vectors (`item_vectors.npy`) and their normalised copy | 2 tables of I × d |
 # | `item_index.npy`: [v_i, b_i] | I × (d + 1) |
 # | the IVF-Flat index: the same rows again, plus an int64 id per item | I × (d + 1), plus I × 8 bytes |
-#
-# The cell centres are only 4√I rows, under 1 MiB; leave them out.
-
-# %% [markdown] tags=["zh", "ex:13.2"]
-# ### 练习 13.2：按表的大小算内存
-#
-# 写 `tables_mib(items, d)`：上表所有表加起来多少 MiB（1 MiB = 2²⁰ 字节）。
-
-# %% [markdown] tags=["en", "ex:13.2"]
-# ### Exercise 13.2: memory from the tables' sizes
-#
-# Write `tables_mib(items, d)`: all the tables above together, in MiB (1 MiB = 2²⁰ bytes).
 
 # %% tags=["exercise", "ex:13.2"]
 def tables_mib(items, d):

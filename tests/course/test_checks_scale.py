@@ -4,12 +4,17 @@ real throwaway PostgreSQL server (Debian's binaries; CI installs them, so no ski
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import checks
 import checks_scale
 import numpy as np
 import pytest
+
+COURSE = Path(__file__).resolve().parents[2] / "course"
 
 
 @pytest.fixture(autouse=True)
@@ -153,3 +158,25 @@ def test_labpg_starts_a_server_gives_fresh_databases_and_stops(monkeypatch: pyte
     assert not root.exists() and not labpg._SERVER
     if os.geteuid() == 0:  # initdb refuses root: the server ran as the postgres user
         assert labpg._as_owner(["initdb"])[:3] == ["runuser", "-u", "postgres"]
+
+
+def test_labpg_server_goes_away_when_its_process_is_killed(tmp_path: Path) -> None:
+    """SIGKILL skips atexit: the watchdog stops the server and removes its directory."""
+    import psycopg
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import labpg; "
+            "print(labpg.start(), labpg._SERVER['root'], flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(COURSE)], stdout=subprocess.PIPE, text=True)
+    try:
+        url, root = proc.stdout.readline().split()  # type: ignore[union-attr]
+        with psycopg.connect(url) as con:
+            assert con.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 60
+    while Path(root).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(root).exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=5)
