@@ -10,6 +10,10 @@ Protocol (one model, N seeded test users of the leave-one-out split whose histor
   uniformly random OTHER position (seeded); the explained item's fall = its rank after removal (0 = still
   first, full ranking, history excluded). top_beats_random = share of users where the top removal makes it
   fall further; a tie counts 1/2 (ties are also reported);
+- the same race in the model's own score units: the explained item's margin (its score minus the best
+  other non-history item's) before minus after each removal; `top_beats_random_score` = share of users
+  where the top removal cuts the margin strictly more (a tie counts 0, never as a win). Rank ties (both
+  removals leave the item first) are where the two measures differ;
 - AOPC (Samek et al. 2017): remove the top-1..K attributed positions cumulatively (K = min(5, h - 1)) and
   average the explained item's score drop over k = 0..K (k = 0 adds 0), in the model's score units;
   `aopc_random` is the same with a random order, the baseline it should beat.
@@ -40,7 +44,7 @@ from soutui.training.trainer import LoopTrainer
 K_AOPC = 5
 SHORT = {  # short, stated training budgets for the shared 2-core machine
     "sasrec": {"max_minutes": 4.0, "progress": False, "threads": 1},
-    "mlp": {"epochs": 2, "patience": 0},
+    "mlp": {},  # its defaults: up to 6 epochs, early stopping on validation NDCG@10 (patience 2)
     "itemknn": {},
 }
 
@@ -77,6 +81,15 @@ def rank_of(scores: np.ndarray, item: int, exclude: np.ndarray) -> int:
     return int((s > s[item]).sum() + (s == s[item]).sum() - 1)
 
 
+def margin_of(scores: np.ndarray, item: int, exclude: np.ndarray) -> float:
+    """The explained item's score minus the best OTHER item's (history excluded): > 0 while it is still
+    first; its fall under a removal resolves what rank ties hide (both removals leave it first)."""
+    s = scores.astype(np.float64).copy()
+    s[exclude] = -np.inf
+    s[item], own = -np.inf, s[item]
+    return float(own - s.max())
+
+
 def one_user(
     model: Recommender, hist: np.ndarray, ts: np.ndarray | None, rng: np.random.Generator, method: str
 ) -> dict[str, float]:
@@ -103,11 +116,16 @@ def one_user(
     s = model.score(hs, tss).astype(np.float64)
     s0 = model.score([hist], tsl)[0, item]
     fall_top, fall_rand = rank_of(s[0], item, hist), rank_of(s[1], item, hist)
+    m0 = margin_of(base, item, hist)
+    drop_top, drop_rand = m0 - margin_of(s[0], item, hist), m0 - margin_of(s[1], item, hist)
     drops = s0 - s[2 : 2 + k, item]
     rdrops = s0 - s[2 + k :, item]
     return {
         "win": 1.0 if fall_top > fall_rand else 0.5 if fall_top == fall_rand else 0.0,
         "tie": float(fall_top == fall_rand),
+        # the same race in the model's own score margin; a tie is NOT a win (it counts 0)
+        "score_win": float(drop_top > drop_rand),
+        "score_tie": float(drop_top == drop_rand),
         "fall_top": fall_top,
         "fall_random": fall_rand,
         "aopc": float(drops.sum() / (k + 1)),
@@ -121,7 +139,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--method", default="occlusion", choices=["occlusion", "lime"])
     ap.add_argument("--minutes", type=float, default=None, help="SASRec training budget (default 4)")
-    ap.add_argument("--epochs", type=int, default=None, help="MLP epochs (default 2)")
+    ap.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: its own, with early stopping)")
     ap.add_argument("--checkpoint", default=None, help="a saved model instead of training one here")
     ap.add_argument(
         "--head-weight", type=float, default=None, help="SASRec: score with this co-occurrence head weight"
@@ -163,6 +181,8 @@ def main() -> int:
         "top_beats_random_decisive": round(
             (mean["win"] - 0.5 * mean["tie"]) / max(1.0 - mean["tie"], 1e-12), 4
         ),
+        "top_beats_random_score": round(mean["score_win"], 4),
+        "score_ties": round(mean["score_tie"], 4),
         "mean_fall_top": round(mean["fall_top"], 2),
         "mean_fall_random": round(mean["fall_random"], 2),
         "method": "neighbour evidence"
@@ -171,7 +191,8 @@ def main() -> int:
         "model_source": how,
         "variant": variant,
         "protocol": "Beauty leave-one-out test users with >= 2 history items, seeded sample; explained item = "
-        "top-1 with history excluded; ties count 1/2; AOPC over the top-5 removals in score units",
+        "top-1 with history excluded; rank-based: ties count 1/2; score-based (margin to the best other "
+        "item): ties count 0; AOPC over the top-5 removals in score units",
         "seconds": {"fit": round(t1 - t0, 1), "explain": round(time.perf_counter() - t1, 1)},
         "loadavg": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
     }
