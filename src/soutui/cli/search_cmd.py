@@ -38,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=0.2,
         help="share of the judged training queries held out to choose the serving method (default 0.2)",
     )
+    b.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="fine-tune MiniLM on the training queries' judged pairs and serve it (needs relevance labels)",
+    )
+    b.add_argument(
+        "--fine-tune-minutes", type=float, default=15.0, help="wall-time budget of the fine-tuning (default 15)"
+    )
     add_store_arg(b)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_build)
@@ -125,16 +133,20 @@ def _build(args: argparse.Namespace) -> int:
     items, events = load_dataset(args.dataset, store_url=args.store)
     pop = _popularity(items, events)
     out = Path(args.out) if args.out else default_index_dir(args.dataset)
+    has_labels = events is not None and "relevance" in events.columns and events["relevance"].notna().any()
+    own, record = _fine_tune(args, items, events, out) if args.fine_tune else (None, None)
     engine = SearchEngine.build(
-        items, out, SearchConfig(encoders=ENCODER_CHOICES[args.encoder]), popularity=pop
-    )
+        items, out, SearchConfig(encoders=ENCODER_CHOICES[args.encoder]), popularity=pop,
+        own_encoder=own, fine_tune=record,
+    )  # fmt: skip
     report: dict[str, Any] = {
         "index": str(out),
         "items": len(engine.catalog),
         "encoders": sorted(engine.vectors),
         "dense_min_similarity": {e: round(t, 4) for e, t in engine.min_similarity.items()},
     }
-    has_labels = events is not None and "relevance" in events.columns and events["relevance"].notna().any()
+    if record is not None:
+        report["fine_tune"] = {k: v for k, v in record.items() if k not in ("history", "config")}
     if has_labels:
         if not 0 < args.valid_frac < 1:
             raise UserError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
@@ -161,6 +173,33 @@ def _build(args: argparse.Namespace) -> int:
         + (f" (validation NDCG@10 {_valid_summary(report['method_choice'])})" if has_labels else "")
     )
     return 0
+
+
+def _fine_tune(args: argparse.Namespace, items: Any, events: Any, out: Path) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune MiniLM on the fit queries; early stopping on the validation queries that choose the method."""
+    from soutui.data.sequences import split_queries
+    from soutui.search import evaluation
+    from soutui.search.catalog import Catalog
+    from soutui.search.finetune import FineTuneConfig, fine_tune
+
+    if events is None or "relevance" not in events.columns or not events["relevance"].notna().any():
+        raise UserError(f"--fine-tune needs relevance judgments; dataset {args.dataset!r} has none")
+    if "minilm" not in ENCODER_CHOICES[args.encoder]:
+        raise UserError("--fine-tune trains the English MiniLM encoder: use --encoder minilm or both")
+    if not 0 < args.valid_frac < 1:
+        raise UserError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
+    train, _test = evaluation.split(evaluation.qrels_from_events(events))  # test is never read
+    fit_q, val_q = split_queries(list(train), test_frac=args.valid_frac, seed=1)  # as choose_method (seed 0 + 1)
+    cat = Catalog.from_items(items)
+    texts = {str(i): t for i, t in zip(cat.item_ids.tolist(), cat.embed_texts(), strict=True) if t}
+    try:
+        return fine_tune(
+            texts, {q: train[q] for q in sorted(fit_q)}, {q: train[q] for q in sorted(val_q)},
+            out.parent / f"{out.name}.finetune", FineTuneConfig(minutes=args.fine_tune_minutes),
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )  # fmt: skip
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _valid_summary(choice: dict[str, Any]) -> str:

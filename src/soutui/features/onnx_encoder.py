@@ -52,8 +52,11 @@ def onnx_path(quantized: bool = False, cache_dir: str | Path | None = None) -> P
     return int8 if quantized else fp32
 
 
-def export_onnx(out: Path) -> Path:
-    """Export MiniLM + mean pooling + L2 normalisation with the legacy (TorchScript) exporter."""
+def export_onnx(out: Path, source: Path | None = None) -> Path:
+    """Export MiniLM + mean pooling + L2 normalisation with the legacy (TorchScript) exporter.
+
+    `source` is a Hugging Face model directory (e.g. a fine-tuned MiniLM,
+    soutui.search.finetune); default the stock model from the package."""
     import torch
     from transformers import AutoModel
 
@@ -68,7 +71,7 @@ def export_onnx(out: Path) -> Path:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
-    bert = AutoModel.from_pretrained(str(model_dir()))
+    bert = AutoModel.from_pretrained(str(source or model_dir()))
     bert.eval()
     model = _Pooled(bert).eval()
     ids = torch.ones((2, 8), dtype=torch.long)

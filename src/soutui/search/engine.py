@@ -10,6 +10,7 @@ hits with reasons, plus facet counts over everything that matched.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from soutui.config import MissingFileError, from_dict, to_dict
-from soutui.features.embeddings import calibration_words, embed_texts, encode_use
+from soutui.features.embeddings import build_threads, calibration_words, embed_texts, encode_use
 from soutui.features.onnx_encoder import PackagedEncoder, encode_minilm_onnx, encode_query
 from soutui.models.attribution import Attribution
 from soutui.search import features as feats
@@ -98,14 +100,24 @@ class Ranked:
     cand: feats.Candidates | None = None
 
 
-def _embed_unique(texts: list[str], encoder: str, cache_dir: str | None) -> np.ndarray:
+def _embed_unique(
+    texts: list[str], encoder: str, cache_dir: str | None, own: PackagedEncoder | None = None
+) -> np.ndarray:
     """Embed the sorted unique texts (cache key independent of row order), map back to rows.
 
     An item with no text gets a zero vector (cosine 0 to every query), so it is never a
     dense hit: the embedding of an empty string sits close to many unrelated queries.
+    `own` is the index's own (fine-tuned) fp32 graph: its vectors live in the index, not the cache.
     """
     uniq = sorted(set(texts) - {""})
-    vecs = embed_texts(uniq, encoder=encoder, cache_dir=cache_dir)
+    if own is None:
+        vecs = embed_texts(uniq, encoder=encoder, cache_dir=cache_dir)
+    else:
+        batches = range(0, len(uniq), 256)
+        vecs = np.concatenate(
+            [encode_minilm_onnx(uniq[s : s + 256], packaged=own, threads=build_threads()) for s in tqdm(batches, desc="embed (fine-tuned minilm)", unit="batch")]
+            or [np.zeros((0, 384), np.float32)]
+        )  # fmt: skip
     pos = {t: i for i, t in enumerate(uniq)}
     out = np.zeros((len(texts), vecs.shape[1]), np.float32)
     rows = [i for i, t in enumerate(texts) if t]
@@ -177,22 +189,36 @@ class SearchEngine:
         out_dir: str | Path,
         config: SearchConfig | None = None,
         popularity: np.ndarray | None = None,
+        own_encoder: Path | None = None,
+        fine_tune: dict[str, Any] | None = None,
     ) -> SearchEngine:
-        """Index `items_df` (schema `items` table) into `out_dir`; embeddings come from the disk cache."""
+        """Index `items_df` (schema `items` table) into `out_dir`; embeddings come from the disk cache.
+
+        `own_encoder` is a directory with a fine-tuned MiniLM (`search.finetune.ENCODER_FILES`):
+        it is copied into the index and embeds the catalogue (fp32) and every query (the
+        configured graph), in place of the stock model; `fine_tune` is its record for the manifest.
+        """
         config = config or SearchConfig()
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         catalog = Catalog.from_items(items_df, popularity)
         texts = catalog.embed_texts()
-        packaged = (
-            PackagedEncoder.save(out / QUERY_ENCODER_DIR, config.quantized_query_encoder)
-            if "minilm" in config.encoders
-            else None
-        )
+        qdir, own = out / QUERY_ENCODER_DIR, None
+        if own_encoder is not None:
+            if "minilm" not in config.encoders:
+                raise ValueError("a fine-tuned MiniLM needs 'minilm' among the encoders")
+            shutil.rmtree(qdir, ignore_errors=True)
+            shutil.copytree(own_encoder, qdir)
+            packaged = PackagedEncoder.find(qdir, config.quantized_query_encoder)
+            own = PackagedEncoder.find(qdir, quantized=False)
+            if packaged is None or own is None:
+                raise MissingFileError(f"{own_encoder} lacks the fine-tuned graphs (minilm.onnx, minilm.int8.onnx) or tokenizer.json")
+        else:
+            packaged = PackagedEncoder.save(qdir, config.quantized_query_encoder) if "minilm" in config.encoders else None
         vectors, floor = {}, {}
         for enc in config.encoders:
-            vecs = _embed_unique(texts, enc, config.embed_cache_dir)
+            vecs = _embed_unique(texts, enc, config.embed_cache_dir, own if enc == "minilm" else None)
             vectors[enc] = VectorIndex.build(
                 vecs, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search
             )
@@ -200,7 +226,7 @@ class SearchEngine:
             hittable = vecs[vecs.any(axis=1)]  # untitled items (zero vectors) can never be hits
             floor[enc] = calibrate_min_similarity(hittable, words, config.dense_false_hits)
         engine = cls(out, config, catalog, vectors, None, floor)
-        engine.save(build_seconds=time.time() - t0)
+        engine.save(build_seconds=time.time() - t0, fine_tune=fine_tune)  # None clears an earlier build's
         return engine
 
     def save(self, **extra: Any) -> None:
@@ -256,7 +282,11 @@ class SearchEngine:
         ranker = LTRRanker.load(out / "ltr.txt") if (out / "ltr.txt").exists() else None
         floor = manifest.get("min_similarity")  # absent in indexes built before calibration: no floor
         method = manifest.get("search_method", "ltr")  # indexes built before the choice: ltr
-        return cls(out, config, Catalog.load(out), vectors, ranker, floor, method)
+        engine = cls(out, config, Catalog.load(out), vectors, ranker, floor, method)
+        if manifest.get("fine_tune") and "minilm" in vectors and engine._packaged is None:
+            # never fall back to the stock model: its queries would not match the fine-tuned catalogue
+            raise MissingFileError(f"{out}/{QUERY_ENCODER_DIR} lacks the index's fine-tuned query encoder; rebuild the index")
+        return engine
 
     @property
     def manifest(self) -> dict[str, Any]:
