@@ -63,5 +63,7 @@ fi
 # starlette, uvicorn and protobuf under the server; then the runtime pieces pyproject's [federated] lists
 .venv/bin/python -m pip install -q --no-deps "flwr==1.42.0"
 .venv/bin/python -m pip install -q "grpcio>=1.70,<2" "grpcio-health-checking>=1.70,<2" "cryptography>=50,<51" \
-  "pycryptodome>=3.18,<4" "iterators>=0.0.2,<0.0.3" "tomli>=2,<3"
+  "pycryptodome>=3.18,<4" "iterators>=0.0.2,<0.0.3" "tomli>=2,<3" \
+  "typer>=0.12,<1" "rich>=13" "sqlalchemy>=2,<3" "alembic>=1.13,<2" "tomli-w>=1,<2" "pathspec>=0.12" \
+  "prompt-toolkit>=3,<4" "pyyaml>=6,<7" "click>=8,<9"
 echo "soutui installed in .venv ($(.venv/bin/soutui --version))"
