@@ -29,7 +29,7 @@ STAGES = {"bad_line": 0, "nested_value": 1, "malformed_ts": 2, "missing_ts": 3}
 ITEMS_STAGE = 4
 STAGES |= {r: 5 + i for i, r in enumerate(ROW_REASONS)}
 STAGES |= {r: 5 + len(ROW_REASONS) + i for i, r in enumerate(LATE_REASONS)}
-MEMORY_LIMIT = "1GB"  # DuckDB's own limit; past it, sorts and joins spill to the scratch directory
+MEMORY_LIMIT = "256MB"  # DuckDB's own limit; past it, sorts and joins spill to the scratch directory
 _PANDAS = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(), pa.string_view(): pd.StringDtype(),
            pa.int64(): pd.Int64Dtype()}  # fmt: skip
 
