@@ -297,7 +297,11 @@ server.stop()
 # - **停止**：时间预算、早停这些决定都在进程之间同步，不会有一个进程先停下、另一个永远等着；
 # - **写文件**：只有 0 号进程写检查点、模型和 `record.json`。
 #
-# 先在 PostgreSQL 里的小店上跑一次，预算很小（1 个 epoch、d = 16），只看它能跑通、记录里写明了几个进程。
+# 如果这几条都做对了，就有一个可以检验的结论：**同样的全局 batch + 同样的种子 = 同样的模型**，2 个进程训练出来的
+# 和 1 个进程的一样，只差浮点数换了求和顺序带来的舍入。这要求每一行带的有标签位置一样多（否则按行加权和按位置平均不完全相同），
+# 所以用一个每个用户都正好 13 个事件的小数据集（96 个用户、40 个商品，和 `tests/training/test_ddp.py` 一样），
+# 导进 PostgreSQL，关掉 dropout，训练 1 个 epoch（6 步，每步全局 16 行）：一次在本进程里（不带 `--nproc`），
+# 一次用 `--nproc 2`，比较测试集上的指标。
 
 # %% [markdown] tags=["en"]
 # ## 3. Distributed training: `soutui train --nproc 2`
@@ -314,56 +318,33 @@ server.stop()
 #   while another waits forever;
 # - **writes**: only process 0 writes the checkpoint, the model and `record.json`.
 #
-# First one run on the shop in PostgreSQL, with a tiny budget (1 epoch, d = 16): only to see that it runs and
-# that the record says how many processes trained.
-
-# %%
-tiny = ["--set", "epochs=1", "--set", "d_model=16", "--set", "max_len=20", "--set", "cooc_neighbors=0"]
-t0 = time.perf_counter()
-ddp = labkit.soutui("train", "--nproc", "2", "--dataset", "shop13", "--store", URL, "--no-onnx", *tiny)
-print(f"{time.perf_counter() - t0:.0f} s, of which training {ddp['training']['seconds']:.1f} s")
-print("distributed:", ddp["distributed"])
-print("test NDCG@10:", ddp["metrics"]["test"]["NDCG@10"])
-
-# %% [markdown] tags=["zh"]
-# 大部分时间花在启动上（torchrun、两个进程各自 import torch、读数据），不在训练本身：这么小的模型，分布式只会更慢。
-# DDP 值得用的时候是一步要算很久的时候（大模型、大 batch、多张 GPU）。
-#
-# ### 等价性：同样的全局 batch + 同样的种子 = 同样的模型
-#
-# 如果上面那几条都做对了，2 个进程训练出来的模型应当和 1 个进程的一样（只差浮点数求和顺序带来的舍入）。
-# 这要求每一行带的有标签位置一样多（否则按行加权和按位置平均不完全相同），所以用一个每个用户都正好 13 个事件的小数据集
-# （96 个用户、40 个商品，和 `tests/training/test_ddp.py` 一样），关掉 dropout，分别用 1 个和 2 个进程训练 1 个 epoch
-# （6 步，每步全局 16 行），比较测试集上的指标。
-
-# %% [markdown] tags=["en"]
-# Most of the time is start-up (torchrun, each process importing torch, loading the data), not training: for a
-# model this small, going distributed only makes it slower. DDP pays off when a step takes long (a large model,
-# large batches, several GPUs).
-#
-# ### Equivalence: the same global batch + the same seed = the same model
-#
-# If the points above are all done right, a model trained by 2 processes equals the one trained by 1 (up to
-# the rounding of summing floats in another order). That needs every row to carry the same number of labelled
-# positions (otherwise weighting by rows and averaging over positions differ slightly), so it uses a small
-# dataset where every user has exactly 13 events (96 users, 40 items, as in `tests/training/test_ddp.py`), no
-# dropout, and trains 1 epoch (6 steps of a global batch of 16) with 1 and with 2 processes, then compares the
-# test metrics.
+# If all of this is right, there is a claim to test: **the same global batch + the same seed = the same
+# model**; 2 processes train what 1 process trains, up to the rounding of summing floats in another order. That
+# needs every row to carry the same number of labelled positions (otherwise weighting by rows and averaging over
+# positions differ slightly), so it uses a small dataset where every user has exactly 13 events (96 users, 40
+# items, as in `tests/training/test_ddp.py`), imported into PostgreSQL, no dropout, 1 epoch (6 steps of a global
+# batch of 16): once in this process (no `--nproc`), once with `--nproc 2`, then the test metrics are compared.
 
 # %%
 rng = np.random.default_rng(0)
 lines = [f"u{u} " + " ".join(f"i{x}" for x in (int(rng.integers(40)) + int(rng.integers(1, 4)) * np.arange(13)) % 40)
          for u in range(96)]
 (work / "stride.txt").write_text("\n".join(lines) + "\n")
-labkit.soutui("data", "import", "s3rec", "--file", str(work / "stride.txt"), "--name", "stride")
+labkit.soutui("data", "import", "s3rec", "--file", str(work / "stride.txt"), "--name", "stride", "--store", URL)
 exact = {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 10, "dropout": 0.0, "emb_dropout": 0.0,
          "id_dropout": 0.0, "time_dropout": 0.0, "use_time": "false", "cooc_neighbors": 0, "batch_size": 16,
          "lr": 0.01, "epochs": 1, "seed": 0, "cold_item_reset": "false", "valid_users": 0}
-sets = [f"--set={k}={v}" for k, v in exact.items()]
-same = {n: labkit.soutui("train", "--nproc", n, "--dataset", "stride", "--no-onnx", *sets) for n in ("1", "2")}
-table = pd.DataFrame({f"{n} process(es)": {**{m: r["metrics"]["test"][m] for m in ("HR@10", "NDCG@10", "MRR@10")},
-                                           "logged loss": r["training"]["history"][-1]["loss"]}
-                      for n, r in same.items()})
+train = ["train", "--dataset", "stride", "--store", URL, "--no-onnx", *[f"--set={k}={v}" for k, v in exact.items()]]
+same, took = {}, {}
+for procs, extra in (("1 process", []), ("2 processes", ["--nproc", "2"])):
+    t0 = time.perf_counter()
+    same[procs] = labkit.soutui(*train, *extra)
+    took[procs] = time.perf_counter() - t0
+print("distributed:", same["2 processes"]["distributed"])
+table = pd.DataFrame({procs: {**{m: r["metrics"]["test"][m] for m in ("HR@10", "NDCG@10", "MRR@10")},
+                              "logged loss": r["training"]["history"][-1]["loss"],
+                              "training s": round(r["training"]["seconds"], 1), "whole command s": round(took[procs])}
+                      for procs, r in same.items()})
 print(table.to_string())
 
 # %% [markdown] tags=["zh"]
@@ -371,6 +352,9 @@ print(table.to_string())
 # 真正用来更新参数的是加权平均后的梯度，两种跑法相同。测试（`tests/training/test_ddp.py`）直接比较权重：6 步之后，
 # 除了注意力的 key 投影（softmax 不在乎所有 key 共同的偏移，Adam 会放大那些方向上的舍入噪声），每个权重差都在 1e-5 以内
 # （实测 6.9e-7），所有打分差在 1e-4 以内（实测 8.4e-6）。
+#
+# 再看时间：整条命令的时间大多花在启动上（torchrun、每个进程各自 import torch、读数据），不在训练本身；这么小的模型，
+# 分布式只会更慢。DDP 值得用的时候是一步要算很久的时候（大模型、大 batch、多张 GPU）。
 #
 # **吞吐**：`docs/scaling.md` 在这台共享的 2 核机器上量过 SASRec（d = 64，Beauty 全部 12,101 个商品）：
 # 2 个进程是 1 个进程的 1.55 倍和 1.83 倍（两次运行，负载平均 6–16，其他人的测试和基准也在跑），不是干净的扩展数字；GPU 上没有量。
@@ -382,6 +366,10 @@ print(table.to_string())
 # weights themselves: after 6 steps every weight is within 1e-5 (measured 6.9e-7) but the attention key
 # projection (softmax ignores a shift common to every key, and Adam scales up the rounding noise in those
 # directions), and every score within 1e-4 (measured 8.4e-6).
+#
+# Now the times: the whole command's time is mostly start-up (torchrun, each process importing torch, loading
+# the data), not training; for a model this small, going distributed only makes it slower. DDP pays off when a
+# step takes long (a large model, large batches, several GPUs).
 #
 # **Throughput**: `docs/scaling.md` measured SASRec (d = 64, all 12,101 Beauty items) on this shared 2-core
 # machine: 2 processes ran 1.55x and 1.83x as fast as 1 (two runs at load average 6-16 while other engineers'
