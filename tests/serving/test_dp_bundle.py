@@ -126,3 +126,23 @@ def test_trending_source_is_a_checked_setting() -> None:
     assert from_dict(ServeSettings, {"trending_source": "bundle"}, "serve").trending_source == "bundle"
     with pytest.raises(ConfigError):
         from_dict(ServeSettings, {"trending_source": "noisy"}, "serve")
+
+
+def test_retrain_publish_of_a_dp_model_is_a_private_bundle(
+    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """`soutui retrain` publishes through retrain_bundle.publish: a DP candidate gets the same private
+    bundle as `bundle build` gives it (no item-kNN, popularity released privately, the total composed)."""
+    from soutui.serving.retrain_bundle import publish
+
+    torch.set_num_threads(1)
+    data = SequenceData.from_events(shop[1], shop[0])
+    model = sasrec(**SMALL, **DP, epochs=1).fit(data)
+    decision = {"protocol": "test", "candidate": {}, "serving": {}}
+    path = publish(tmp_path / "bundles", "shop", shop[0], data, "sasrec", model, decision, with_search=False)
+    m = read_manifest(path)
+    assert set(m["models"]) == {"popularity", "sasrec"} and m["default_recommender"] == "sasrec"
+    privacy = m["privacy"]
+    assert privacy["sasrec"]["epsilon"] <= DP["dp_epsilon"] + 1e-6 and privacy["popularity"]["unit"] == "user"
+    assert privacy["total"]["parts"] == ["popularity", "sasrec"]
+    assert privacy["total"]["epsilon"] > privacy["sasrec"]["epsilon"]

@@ -32,6 +32,7 @@ from soutui.serving.bundle import RUNTIMES, newest_bundle, verify_bundle
 from soutui.serving.bundle_build import (
     CHECKPOINT_DIR,
     LIGHT_MODELS,
+    CountPrivacy,
     catalogue_in_index_order,
     data_until,
     write_bundle,
@@ -205,9 +206,12 @@ def publish(
     with_search: bool = True,
 ) -> Path:
     """Write a bundle serving `model` as `name` (the default) beside the light baselines refitted on
-    all events; torch models are served as ONNX with their checkpoint kept for the next warm start."""
+    all events; torch models are served as ONNX with their checkpoint kept for the next warm start.
+
+    A model trained with DP-SGD gets a private bundle, as `bundle build` makes one: no item-kNN, and
+    popularity (also the search index's) as a private count release composed with the model's budget."""
     catalogue = catalogue_in_index_order(items, data.item_ids)
-    models: dict[str, Recommender] = {n: model_class(n)().fit(data) for n in LIGHT_MODELS if n != name}
+    models, popularity, privacy = _light_models(data, name, (model.training_report() or {}).get("privacy"))
     with tempfile.TemporaryDirectory(prefix="soutui-served-") as staged:
         onnx: dict[str, Callable[[Path], None]] = {}
         if model.export_served(staged) is not None:  # served in its torch-free form, trainable form beside it
@@ -215,14 +219,33 @@ def publish(
             onnx[name] = partial(_copy, Path(staged))
         else:
             models[name] = model
-        return _write(root, dataset, catalogue, data, models, onnx, name, decision, with_search)
+        evaluation = {"dataset": dataset, "protocol": decision["protocol"], "gate": decision, "models": privacy}
+        return _write(root, dataset, catalogue, data, models, onnx, name, evaluation, popularity, with_search)
+
+
+def _light_models(
+    data: SequenceData, name: str, private: dict[str, Any] | None
+) -> tuple[dict[str, Recommender], np.ndarray, dict[str, Any]]:
+    """The baselines served beside `name`, the popularity the search index ranks with, and the
+    evaluation's privacy entries ({} unless the model was trained with DP-SGD)."""
+    if private:
+        from soutui.training.dp_counts import private_popularity
+
+        counts = CountPrivacy()
+        pop, record = private_popularity(data, counts.epsilon, float(private["delta"]), counts.max_items)
+        privacy = {name: {"privacy": private}, "popularity": {"privacy": record}}
+        return {"popularity": pop}, np.maximum(pop.scores_, 0.0), privacy
+    models: dict[str, Recommender] = {n: model_class(n)().fit(data) for n in LIGHT_MODELS if n != name}
+    counted = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
+    return models, counted, {}
 
 
 def _write(
     root: Path, dataset: str, catalogue: pd.DataFrame, data: SequenceData, models: dict[str, Recommender],
-    onnx: dict[str, Callable[[Path], None]], name: str, decision: dict[str, Any], with_search: bool,
+    onnx: dict[str, Callable[[Path], None]], name: str, evaluation: dict[str, Any], popularity: np.ndarray,
+    with_search: bool,
 ) -> Path:  # fmt: skip
-    evaluation = {"dataset": dataset, "protocol": decision["protocol"], "gate": decision, "models": {}}
+    decision = evaluation["gate"]
 
     def extra(tmp: Path) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -232,8 +255,7 @@ def _write(
         if with_search:
             from soutui.search.engine import SearchEngine
 
-            pop = np.bincount(np.concatenate(data.sequences), minlength=data.n_items).astype(np.float64)
-            SearchEngine.build(catalogue, tmp / "search", popularity=pop)
+            SearchEngine.build(catalogue, tmp / "search", popularity=popularity)
             out["search"] = {"dir": "search"}
         return out
 
