@@ -28,6 +28,8 @@ from .catalog_fixture import items_frame
 
 CODES = ["zq", "vix", "brel", "kto", "pww", "dax", "mur", "ylo", "fep", "gorb", "hux", "jat", "lom", "nep", "sav", "tig"]
 ENGLISH = items_frame().iloc[:20]  # the English products
+# about a minute of CPU for the module; the shared 2-core machine gave it ~4 % of a core (14 min wall)
+pytestmark = pytest.mark.timeout(1800)
 
 
 def _texts() -> dict[str, str]:
@@ -44,7 +46,7 @@ def _judged() -> tuple[evaluation.Qrels, evaluation.Qrels]:
 
 
 CONFIG = FineTuneConfig(
-    minutes=5, max_steps=16, batch_size=8, lr=2e-4, warmup_steps=2, eval_every=4, patience=10, distractors=4
+    minutes=60, max_steps=16, batch_size=8, lr=2e-4, warmup_steps=2, eval_every=8, patience=10, distractors=4
 )
 
 
@@ -67,7 +69,7 @@ def test_fine_tuning_raises_in_batch_accuracy_on_its_pairs(tuned: tuple[Path, di
     after = in_batch_accuracy(trained, pairs, CONFIG)
     assert after >= before + 0.25, (before, after)
     assert record["steps"] == 16 and record["stopped_by"] == "max steps"
-    assert [h["step"] for h in record["history"]] == [0, 4, 8, 12, 16]
+    assert [h["step"] for h in record["history"]] == [0, 8, 16]
     assert record["valid_pool_ndcg@10_after"] >= record["valid_pool_ndcg@10_before"]
     # a second call with the same data and settings reuses the finished run
     again = fine_tune(_texts(), *_judged(), work, CONFIG)[1]
