@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None, help="also append each seed's result (a JSON line) as soon as it is done")
     args = ap.parse_args(argv)
     import torch
 
@@ -132,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         test = test.take(np.arange(min(args.limit_test, len(test))))
     params = {**PARAMS, "max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "progress": not args.json,
               "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
-    runs = [run_seed({**params, "seed": seed}, train, valid, test, not args.json) for seed in seeds]
+    runs = []
+    for seed in seeds:  # each seed is written out when done, so a stopped run keeps its finished seeds
+        runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json))
+        if args.out:
+            with open(args.out, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(runs[-1], default=str) + "\n")
     smoke = args.limit_train or args.limit_test
     res = {
         "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
