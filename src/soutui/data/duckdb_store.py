@@ -122,9 +122,7 @@ class DuckDBStore(Store):
                     con.register("_incoming", df)
                     con.execute(f'CREATE OR REPLACE TABLE "{ds}__{table}" AS SELECT * FROM _incoming')
                     con.unregister("_incoming")
-                con.execute("DELETE FROM soutui_meta WHERE dataset = ?", [ds])
-                for k, v in {**(meta or {}), "name": name}.items():
-                    con.execute("INSERT INTO soutui_meta VALUES (?, ?, ?)", [ds, k, str(v)])
+                self._put_meta(ds, name, meta)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -157,13 +155,17 @@ class DuckDBStore(Store):
                 if n != kept_events:
                     raise StoreError(f"dataset {name!r}: {n:,} events written where {kept_events:,} were announced")
                 self._put_chunks(ds, "quarantine", q_chunks, empty_q.reindex(columns=QUARANTINE_COLUMNS))
-                con.execute("DELETE FROM soutui_meta WHERE dataset = ?", [ds])
-                for k, v in {**(meta or {}), "name": name}.items():
-                    con.execute("INSERT INTO soutui_meta VALUES (?, ?, ?)", [ds, k, str(v)])
+                self._put_meta(ds, name, meta)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def _put_meta(self, ds: str, name: str, meta: dict[str, str] | None) -> None:
+        """Replace the dataset's meta rows (inside the caller's transaction); `name` is always stored."""
+        self._con.execute("DELETE FROM soutui_meta WHERE dataset = ?", [ds])
+        for k, v in {**(meta or {}), "name": name}.items():
+            self._con.execute("INSERT INTO soutui_meta VALUES (?, ?, ?)", [ds, k, str(v)])
 
     def _put_chunks(self, ds: str, table: str, chunks: Iterable[pd.DataFrame], empty: pd.DataFrame) -> int:
         """Replace table `ds__table` by the chunks (`empty`: its columns when there are none); rows written."""

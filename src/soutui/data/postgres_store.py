@@ -270,12 +270,7 @@ class PostgresStore(Store):
             for table, df in frames_all.items():
                 con.execute(f"DELETE FROM soutui_{table} WHERE dataset = %s", [ds])
                 self._copy(con, ds, table, df)
-            con.execute("DELETE FROM soutui_meta WHERE dataset = %s", [ds])
-            with con.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO soutui_meta (dataset, key, value) VALUES (%s, %s, %s)",
-                    [(ds, k, str(v)) for k, v in {**(meta or {}), "name": name}.items()],
-                )
+            _put_meta(con, ds, name, meta)
 
     def write_dataset_chunks(
         self,
@@ -308,12 +303,7 @@ class PostgresStore(Store):
                 con.execute(f"DELETE FROM soutui_{table} WHERE dataset = %s", [ds])
                 for df in chunks:
                     self._copy(con, ds, table, df)
-            con.execute("DELETE FROM soutui_meta WHERE dataset = %s", [ds])
-            with con.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO soutui_meta (dataset, key, value) VALUES (%s, %s, %s)",
-                    [(ds, k, str(v)) for k, v in {**(meta or {}), "name": name}.items()],
-                )
+            _put_meta(con, ds, name, meta)
 
     def _copy(self, con: psycopg.Connection[Any], ds: str, table: str, df: pd.DataFrame) -> None:
         """COPY `df` into `soutui_<table>` (CSV written by pandas: C speed, no Python loop per row)."""
@@ -496,3 +486,12 @@ class PostgresStore(Store):
     def close(self) -> None:
         """Connections go back to this process's pool (closed at exit or by `close_pools`)."""
 
+
+def _put_meta(con: Any, ds: str, name: str, meta: dict[str, str] | None) -> None:
+    """Replace the dataset's meta rows (inside the caller's transaction); `name` is always stored."""
+    con.execute("DELETE FROM soutui_meta WHERE dataset = %s", [ds])
+    with con.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO soutui_meta (dataset, key, value) VALUES (%s, %s, %s)",
+            [(ds, k, str(v)) for k, v in {**(meta or {}), "name": name}.items()],
+        )
