@@ -56,8 +56,12 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--negatives", type=int, default=1024)
+    ap.add_argument("--variants", default="rows,full", help="rows (the step now), full (whole table, before)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    steps = {"rows": new_step, "full": old_step}
+    if not args.variants or set(args.variants.split(",")) - set(steps):
+        ap.error(f"--variants takes a comma list of {sorted(steps)}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = SASRecConfig(n_items=args.items, max_len=50, d_model=64, n_layers=2, n_heads=2,
@@ -79,7 +83,8 @@ def main() -> int:
     res = {"items": args.items, "batch": args.batch, "max_len": 50, "d_model": 64, "negatives": args.negatives,
            "rows_used_about": rows_used, "threads": 1, "load_before": open("/proc/loadavg").read().split()[0]}  # fmt: skip
     timed(new_step, net, opt, batch, 1)  # warm-up (allocations, AdamW state)
-    for name, step in (("rows", new_step), ("full", old_step)):
+    for name in args.variants.split(","):
+        step = steps[name]
         cpu = timed(step, net, opt, batch, args.steps)
         res[f"{name}_cpu_s_median"] = round(statistics.median(cpu), 3)
         res[f"{name}_cpu_s"] = [round(c, 3) for c in cpu]

@@ -113,3 +113,22 @@ def test_dropout_and_the_training_step_run() -> None:
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) < sum(losses[:3])  # it learns the batch
+
+
+def test_seen_counts_equal_comparing_every_prefix_with_every_candidate() -> None:
+    """The running count gives the same (N, 1+M) counts as the direct (N, T, 1+M) comparison,
+    with repeats in the histories, left padding, and the padding row drawn as a negative."""
+    from soutui.models.sasrec import seen_counts
+
+    g = torch.Generator().manual_seed(3)
+    seq = torch.randint(1, 9, (6, 10), generator=g)
+    seq[:, :3] = 0  # left padding
+    targets = torch.randint(1, 9, (6, 10), generator=g) * (torch.rand(6, 10, generator=g) < 0.6)
+    neg = torch.cat([torch.zeros(1, dtype=torch.long), torch.randint(0, 9, (11,), generator=g)])
+    rows, cols = torch.nonzero(targets > 0, as_tuple=True)
+    y = targets[rows, cols]
+    upto = torch.arange(10).unsqueeze(0) <= cols.unsqueeze(1)
+    prefix = torch.where(upto, seq[rows], torch.zeros_like(seq[rows]))
+    cand = torch.cat([y.unsqueeze(1), neg.unsqueeze(0).expand(len(y), -1)], dim=1)
+    direct = (prefix.unsqueeze(2) == cand.unsqueeze(1)).sum(1)
+    assert torch.equal(seen_counts(seq, rows, cols, y, neg).long(), direct)

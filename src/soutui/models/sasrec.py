@@ -21,6 +21,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def seen_counts(
+    seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, neg: torch.Tensor
+) -> torch.Tensor:
+    """(N, 1+M) times the target y[n] (column 0) and each shared negative neg[m] occur in the labelled
+    position's own prefix seq[rows[n], :cols[n]+1], padding counted as item 0 (as in `_prefix`).
+
+    The negatives' counts come from one running count over the batch, (B, T, M) int32, read at each
+    labelled position, instead of comparing every prefix with every candidate, (N, T, 1+M): T times
+    less work and memory (at 1M items, batch 256, that comparison alone passed 5 GiB)."""
+    T = seq.shape[1]
+    upto = torch.arange(T, device=seq.device).unsqueeze(0) <= cols.unsqueeze(1)  # (N, T)
+    pos = ((seq[rows] == y.unsqueeze(1)) & upto).sum(1, keepdim=True)  # y > 0: padding never matches
+    running = torch.cumsum((seq.unsqueeze(2) == neg).to(torch.int32), dim=1)  # (B, T, M)
+    negc = running[rows, cols]  # (N, M)
+    # a drawn padding row (item 0) also matches the zeros `_prefix` puts after the position
+    negc = negc + (neg == 0).to(torch.int32) * (T - 1 - cols).to(torch.int32).unsqueeze(1)
+    return torch.cat([pos.to(torch.int32), negc], dim=1)
+
+
 @dataclass
 class SASRecConfig:
     """Every hyper-parameter of the network and its objective (the checkpoint stores it)."""
@@ -291,9 +310,7 @@ class SASRec(nn.Module):
         if self.bias is not None:
             logits = logits + self.bias[cand]
         if self.seen_w is not None:
-            prefix = self._prefix(seq, rows, cols)  # (N, T)
-            counts = (prefix.unsqueeze(2) == cand.unsqueeze(1)).sum(1)  # (N, 1+M)
-            logits = logits + self.seen_w * counts.to(logits.dtype)
+            logits = logits + self.seen_w * seen_counts(seq, rows, cols, y, neg).to(logits.dtype)
         logits = logits / tau - self.logq[cand]
         hit = cand[:, 1:] == y.unsqueeze(1)  # accidental hits are not negatives
         logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hit, torch.finfo(logits.dtype).min)], 1)
