@@ -182,3 +182,27 @@ def test_a_failed_chunked_write_keeps_the_old_dataset(
     after = _dump(any_store, "shop")
     for t in before:
         _same(before[t], after[t])
+
+
+def test_next_import_removes_the_scratch_of_a_killed_one(tmp_path: Path) -> None:
+    """A killed import never ran `close`: its scratch directory is removed by the next import's
+    sweep, while one whose process still runs, and one that names no process, are kept."""
+    import subprocess
+    import sys
+
+    from soutui.data.importers.staging import OWNER, PREFIX, remove_orphans
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed, running, unnamed = (tmp_path / f"{PREFIX}{n}" for n in ("a", "b", "c"))
+    for d in (killed, running, unnamed):
+        d.mkdir()
+        (d / "staging.duckdb").write_bytes(b"x" * 10)
+    (killed / OWNER).write_text(dead.stdout.strip())
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (running / OWNER).write_text(str(live.pid))
+        assert remove_orphans(tmp_path) == [killed]
+    finally:
+        live.kill()
+        live.wait()
+    assert not killed.exists() and running.exists() and unnamed.exists()

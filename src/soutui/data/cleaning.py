@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from soutui.data.schema import EVENT_TYPES
+from soutui.data.schema import EVENT_TYPES, QUARANTINE_COLUMNS
 
-QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]
 # clean_events' reasons in the order it applies them: one row at a time, then across all rows
 ROW_REASONS = ("bad_event_type", "missing_item", "nul_in_id", "missing_user", "impossible_ts")
 LATE_REASONS = ("duplicate_row", "duplicate_event_id", "unknown_item", "abnormal_user")

@@ -39,6 +39,7 @@ EVENT_COLUMNS: dict[str, str] = {
 }
 
 TABLES: dict[str, dict[str, str]] = {"items": ITEM_COLUMNS, "users": USER_COLUMNS, "events": EVENT_COLUMNS}
+QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]  # one row refused by cleaning, and why
 
 CATEGORY_SEP = " > "
 

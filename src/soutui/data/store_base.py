@@ -24,9 +24,8 @@ from typing import Any
 import pandas as pd
 
 from soutui.config import UserError
-from soutui.data.schema import TABLES, conform, fill_event_ids
+from soutui.data.schema import QUARANTINE_COLUMNS, TABLES, conform, fill_event_ids
 
-QUARANTINE_COLUMNS = ["table", "row", "reason", "data"]
 SHRINK_LIMIT = 0.5  # a re-import keeping fewer than this share of the stored events is refused
 
 

@@ -12,6 +12,7 @@ memory limit, so the import's memory is bounded by a chunk, not by the file.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import weakref
@@ -34,6 +35,36 @@ _PANDAS = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(), p
            pa.int64(): pd.Int64Dtype()}  # fmt: skip
 
 
+PREFIX, OWNER = "soutui-import-", "owner.pid"
+
+
+def remove_orphans(tmp: Path) -> list[Path]:
+    """Delete the scratch directories of imports whose process is gone (killed: `close` never ran).
+
+    Each directory names its process in `owner.pid`; one without it, or whose process still runs,
+    is left alone. Returns what was removed."""
+    gone = []
+    for d in tmp.glob(PREFIX + "*"):
+        try:
+            pid = int((d / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge: no owner recorded (or being created)
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -43,7 +74,9 @@ class Staging:
 
     def __init__(self, chunk_rows: int) -> None:
         self.chunk_rows = chunk_rows
-        self._dir = tempfile.mkdtemp(prefix="soutui-import-")
+        remove_orphans(Path(tempfile.gettempdir()))
+        self._dir = tempfile.mkdtemp(prefix=PREFIX)
+        (Path(self._dir) / OWNER).write_text(str(os.getpid()))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._dir, True)
         self._con = duckdb.connect(str(Path(self._dir) / "staging.duckdb"))
         self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
