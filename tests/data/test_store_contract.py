@@ -211,6 +211,21 @@ def test_failed_write_leaves_the_previous_dataset(url: str) -> None:
         store.close()
 
 
+def test_chunked_write_refuses_fewer_events_than_announced(url: str) -> None:
+    """A chunk stream that ends early (a reader bug, a truncated scratch file) is refused and rolled
+    back: the previous dataset stays, on every backend."""
+    _write_shop(url)
+    store = open_store(url)
+    try:
+        before = store.read("my-shop", "events")
+        chunks = [_events(["c1", "c2"]), _events(["c3"], t0=1_700_000_100)]
+        with pytest.raises(StoreError, match="3 events written where 4 were announced"):
+            store.write_dataset_chunks("my-shop", {"items": ITEMS, "users": USERS}, iter(chunks), iter([]), 4, replace=True)
+        pd.testing.assert_frame_equal(store.read("my-shop", "events"), before)
+    finally:
+        store.close()
+
+
 def test_forget_user_deletes_everywhere_and_keeps_only_a_hash(url: str) -> None:
     _write_shop(url)
     store = open_store(url)

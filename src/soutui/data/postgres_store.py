@@ -301,8 +301,12 @@ class PostgresStore(Store):
             }  # fmt: skip
             for table, chunks in chunked.items():
                 con.execute(f"DELETE FROM soutui_{table} WHERE dataset = %s", [ds])
+                n = 0
                 for df in chunks:
                     self._copy(con, ds, table, df)
+                    n += len(df)
+                if table == "events" and n != kept_events:  # raising rolls the whole write back
+                    raise StoreError(f"dataset {name!r}: {n:,} events written where {kept_events:,} were announced")
             _put_meta(con, ds, name, meta)
 
     def _copy(self, con: psycopg.Connection[Any], ds: str, table: str, df: pd.DataFrame) -> None:
