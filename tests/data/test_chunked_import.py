@@ -125,6 +125,30 @@ def test_other_formats_chunked(tmp_path: Path) -> None:
         _same(tiny.quarantine, whole.quarantine)
 
 
+def test_jsonl_key_first_used_in_a_later_chunk(tmp_path: Path) -> None:
+    """A JSONL key first used after the first chunk is mapped as the whole-file import maps it (the
+    earlier rows hold null); one that earlier rows' checks depend on is refused with what to do."""
+    from soutui.data.importers.base import DataError
+
+    recs = [{"user_id": f"u{i % 4}", "item_id": f"S{i % 6}", "ts": T0 + i, "event_type": "view"} for i in range(30)]
+    for i in range(12, 30, 3):
+        recs[i] |= {"query": f"red tea {i}", "session_id": f"s{i % 2}"}
+    path = tmp_path / "ev.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    opts = GenericOptions(events=str(path), name="x", pseudonymize=False)
+    whole, tiny = build(opts, chunk_rows=1000), build(opts, chunk_rows=5)
+    assert _report(tiny.report.to_dict()) == _report(whole.report.to_dict())
+    assert tiny.meta == whole.meta and "query" in json.loads(tiny.meta["mapping"])
+    for t in whole.tables:
+        _same(tiny.tables[t], whole.tables[t])
+    assert tiny.tables["events"]["query"].notna().sum() == 6
+    recs[17]["relevance"] = 2.0  # earlier rows were already checked as unlabelled
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(DataError, match=r"\['relevance'\] first appear at line 16 or later.*--chunk-rows"):
+        build(opts, chunk_rows=5)
+    assert build(opts, chunk_rows=1000).report.rows_read["events"] == 30
+
+
 @pytest.fixture(params=["duckdb", "postgresql"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "duckdb":

@@ -204,6 +204,7 @@ def stage(opts: GenericOptions, chunk_rows: int = CHUNK_ROWS) -> ImportResult:
             staging.add_quarantine(q.frame())
         dropped: dict[str, None] = {}
         for read in itertools.chain([first], chunks):
+            cols |= _late_columns(read, cols, opts)
             dropped |= dict.fromkeys(_stage_chunk(read, cols, key, opts, report, staging, now))
         report.privacy |= staging.distinct_ids()
         for reason, n in staging.finish(items["item_id"] if items is not None else None).items():
@@ -230,6 +231,25 @@ def stage(opts: GenericOptions, chunk_rows: int = CHUNK_ROWS) -> ImportResult:
             "pseudonymised": str(opts.pseudonymize).lower()}  # fmt: skip
     empty_q = Quarantine().frame()
     return ImportResult(name=opts.name, tables=tables, quarantine=empty_q, report=report, meta=meta, staged=staging)
+
+
+LATE_OK = ("user_id", "session_id", "query")  # a column that may first appear after the first chunk
+
+
+def _late_columns(read: ReadResult, cols: dict[str, str], opts: GenericOptions) -> dict[str, str]:
+    """Canonical columns a later chunk brings (a JSONL key first used after the first chunk), as the
+    whole-file importer would map them. Only columns no earlier row's checks depend on are taken;
+    the others are refused with what to do, rather than imported under different rules."""
+    new = {c: c for c in EVENT_COLUMNS if c in read.frame.columns and c not in cols and c not in cols.values()}
+    late = sorted(set(new) - set(LATE_OK))
+    if late:
+        row = int(read.frame["_row"].iloc[0]) if "_row" in read.frame and len(read.frame) else 0
+        raise DataError(
+            f"events file {opts.events}: column(s) {late} first appear at line {row:,} or later, but the rows before "
+            "were already checked without them; put every column in the first line (JSONL: give the first "
+            "record every key, null where unknown) or import with a larger --chunk-rows"
+        )
+    return new
 
 
 def _stage_chunk(

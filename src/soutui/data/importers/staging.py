@@ -101,6 +101,11 @@ class Staging:
             self.columns = canon
             self._con.execute("CREATE TABLE ev AS SELECT * FROM _chunk")
         else:
+            types = dict(self._con.execute("SELECT column_name, column_type FROM (DESCRIBE _chunk)").fetchall())
+            for c in canon:  # a column first seen in this chunk: the earlier rows hold null
+                if c not in self.columns:
+                    self._con.execute(f"ALTER TABLE ev ADD COLUMN {_q(c)} {types[c]}")
+            self.columns = canon + [c for c in self.columns if c not in canon]  # the mapping's order
             self._con.execute("INSERT INTO ev BY NAME SELECT * FROM _chunk")
         self._con.unregister("_chunk")
 
