@@ -123,3 +123,33 @@ def test_secure_aggregation_on_flowers_deployment_engine() -> None:
     (r,) = out["rounds"]
     assert r["failures"] == 0 and r["clients"] == 2 and r["bytes_up"] > r["bytes_down"] > 0
     assert out["metrics"]["test"]["users"] == 120 and out["metrics"]["test"]["NDCG@10"] > 0
+
+
+def test_flower_processes_die_with_the_process_that_started_them() -> None:
+    """SIGKILL runs no `finally`: the superlink and supernodes are tied to their parent by
+    PR_SET_PDEATHSIG instead, so killing soutui outright still stops them (checked on a stand-in child)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "from soutui.training.federated_secagg import tied_to_this_process\n"
+         "c = subprocess.Popen(['sleep', '120'], start_new_session=True, preexec_fn=tied_to_this_process())\n"
+         "print(c.pid, flush=True)\n"
+         "time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    status = Path(f"/proc/{child}/status")
+    assert "State:\tZ" not in status.read_text()  # alive while its parent lives
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    end = time.monotonic() + 30
+    while time.monotonic() < end and status.exists() and "State:\tZ" not in status.read_text():
+        time.sleep(0.1)
+    assert not status.exists() or "State:\tZ" in status.read_text(), "the child outlived a SIGKILLed parent"

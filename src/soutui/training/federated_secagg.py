@@ -27,6 +27,7 @@ per client, `flwr run` on a generated Flower app whose components are `deployed_
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -38,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,6 +346,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def tied_to_this_process() -> Callable[[], None]:
+    """A `preexec_fn` that makes the child get SIGTERM when this process dies, however it dies
+    (SIGKILL included, which runs no `finally`): Linux's PR_SET_PDEATHSIG. Where prctl is missing
+    the child starts untied."""
+    parent = os.getpid()
+
+    def tie() -> None:  # runs in the child, between fork and exec
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the tie was made
+            os._exit(1)
+
+    return tie
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 120.0) -> None:
     end = time.monotonic() + limit_s
     while time.monotonic() < end and proc.poll() is None:
@@ -396,13 +415,14 @@ def run_deployed(clients: Sequence[NumPyClient], weights: Sequence[int], strateg
             procs.append(subprocess.Popen([str(bin_dir / "flower-superlink"), "--insecure",
                                            "--disable-runtime-dependency-installation", "--host", "127.0.0.1",
                                            "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))  # fmt: skip
+                                          start_new_session=True, preexec_fn=tied_to_this_process()))  # fmt: skip
             _wait_port(port, procs[0])
             for i in range(len(clients)):
                 procs.append(subprocess.Popen([str(bin_dir / "flower-supernode"), "--insecure", "--superlink",
                                                f"127.0.0.1:{port}", "--node-config", f'client="{job}/client{i}.pkl"',
                                                "--port", str(_free_port())], env=env, stdout=log,
-                                              stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+                                              stderr=subprocess.STDOUT, start_new_session=True,
+                                              preexec_fn=tied_to_this_process()))  # fmt: skip
             subprocess.run([str(bin_dir / "flwr"), "run", str(app), "loop", "--stream"], env=env, stdout=log,
                            stderr=subprocess.STDOUT, timeout=limit_s, check=True)  # fmt: skip
         except (RuntimeError, subprocess.SubprocessError) as e:
