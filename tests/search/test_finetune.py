@@ -10,6 +10,8 @@ index's own graph, never the stock one. The CLI check proves no test query reach
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,15 @@ from soutui.features.onnx_encoder import PackagedEncoder, encode_minilm_onnx, en
 from soutui.search import evaluation
 from soutui.search.catalog import Catalog
 from soutui.search.engine import QUERY_ENCODER_DIR, SearchConfig, SearchEngine
-from soutui.search.finetune import Encoder, FineTuneConfig, fine_tune, in_batch_accuracy, training_pairs
+from soutui.search.finetune import (
+    Encoder,
+    FineTuneConfig,
+    fine_tune,
+    fits,
+    in_batch_accuracy,
+    reusable,
+    training_pairs,
+)
 
 from .catalog_fixture import items_frame
 
@@ -74,6 +84,28 @@ def test_fine_tuning_raises_in_batch_accuracy_on_its_pairs(tuned: tuple[Path, di
     # a second call with the same data and settings reuses the finished run
     again = fine_tune(_texts(), *_judged(), work, CONFIG)[1]
     assert again == record
+
+
+def test_a_larger_budget_resumes_the_finished_run_and_a_smaller_one_starts_afresh(
+    tuned: tuple[Path, dict, Path], tmp_path: Path  # type: ignore[type-arg]
+) -> None:
+    _, record, work = tuned
+    shutil.copytree(work, tmp_path / "ft")
+    more = fine_tune(_texts(), *_judged(), tmp_path / "ft", replace(CONFIG, max_steps=24))[1]
+    assert more["steps"] == 24 and [h["step"] for h in more["history"]] == [0, 8, 16, 24]
+    assert more["history"][:3] == record["history"]  # trained on from step 16, not again from 0
+    less = fine_tune(_texts(), *_judged(), tmp_path / "ft", replace(CONFIG, max_steps=8))[1]
+    assert less["steps"] == 8 and [h["step"] for h in less["history"]] == [0, 8]
+
+
+def test_budget_rules() -> None:
+    done = {"stopped_by": "budget", "config": {"minutes": 10.0, "max_steps": None}}
+    assert reusable(done, FineTuneConfig(minutes=10.0))
+    assert not reusable(done, FineTuneConfig(minutes=20.0))  # more time asked for: train on
+    assert not reusable(done, FineTuneConfig(minutes=5.0))  # less: the run on disk overspent it
+    assert reusable({**done, "stopped_by": "early stopping"}, FineTuneConfig(minutes=20.0))
+    assert fits(elapsed=50.0, step_s=4.0, check_s=6.0, budget_s=60.0)
+    assert not fits(elapsed=50.5, step_s=4.0, check_s=6.0, budget_s=60.0)
 
 
 def test_onnx_int8_encoder_agrees_with_the_pytorch_fine_tuned_one(tuned: tuple[Path, dict, Path]) -> None:  # type: ignore[type-arg]
@@ -134,13 +166,13 @@ def test_cli_fine_tune_never_trains_on_a_test_query(
     finally:
         store.close()
     argv = ["index", "build", "--dataset", "codes", "--store", url, "--out", str(tmp_path / "ix"),
-            "--encoder", "minilm", "--no-ltr", "--fine-tune", "--fine-tune-minutes", "0.02", "--json"]  # fmt: skip
+            "--encoder", "minilm", "--no-ltr", "--fine-tune", "--fine-tune-minutes", "60", "--fine-tune-steps", "1", "--json"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     train, test = evaluation.split(evaluation.qrels_from_events(pd.DataFrame(rows)))
     used = json.loads((tmp_path / "ix.finetune" / "queries.json").read_text())
     assert not (set(used["fit"]) | set(used["valid"])) & set(test)
     assert set(used["fit"]) | set(used["valid"]) == set(train) and not set(used["fit"]) & set(used["valid"])
-    assert report["fine_tune"]["steps"] >= 1 and report["method_choice"]["valid_queries"] == len(used["valid"])
+    assert report["fine_tune"]["steps"] == 1 and report["method_choice"]["valid_queries"] == len(used["valid"])
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     assert manifest["fine_tune"]["fit_queries"] == len(used["fit"])

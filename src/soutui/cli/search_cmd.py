@@ -44,7 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="fine-tune MiniLM on the training queries' judged pairs and serve it (needs relevance labels)",
     )
     b.add_argument(
-        "--fine-tune-minutes", type=float, default=15.0, help="wall-time budget of the fine-tuning (default 15)"
+        "--fine-tune-minutes",
+        type=float,
+        default=15.0,
+        help="wall-time cap of the fine-tuning, from loading the model to its last validation check (default 15)",
+    )
+    b.add_argument(
+        "--fine-tune-steps", type=int, default=None, help="also stop after this many steps (default: the time cap only)"
     )
     add_store_arg(b)
     b.add_argument("--json", action="store_true")
@@ -195,7 +201,7 @@ def _fine_tune(args: argparse.Namespace, items: Any, events: Any, out: Path) -> 
     try:
         return fine_tune(
             texts, {q: train[q] for q in sorted(fit_q)}, {q: train[q] for q in sorted(val_q)},
-            out.parent / f"{out.name}.finetune", FineTuneConfig(minutes=args.fine_tune_minutes),
+            out.parent / f"{out.name}.finetune", FineTuneConfig(minutes=args.fine_tune_minutes, max_steps=args.fine_tune_steps),
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )  # fmt: skip
     except ValueError as e:

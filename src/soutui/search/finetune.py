@@ -15,8 +15,11 @@ The result is exported with `features.onnx_encoder` (fp32 and dynamic int8, pool
 normalisation inside the graph) into one directory with the tokenizer, which
 `SearchEngine.build(own_encoder=...)` copies into the index: catalogue vectors and served
 queries are then encoded by the fine-tuned graphs (the served path is the measured path).
-Training is resumable: a checkpoint is written at every evaluation and a finished run is
-reused when the same data and settings are asked for again.
+The budget is a cap on wall time from loading the model to the last check: a step starts only
+when it and a validation check after it fit (timed by the slowest so far). Training is
+resumable: a checkpoint is written at every evaluation; a finished run is reused when the same
+data and settings (budget included) are asked for again or when it stopped early, resumed when a
+larger budget is asked for, and started afresh for a smaller one.
 """
 
 from __future__ import annotations
@@ -225,9 +228,15 @@ def fine_tune(
     # the queries this run may read, for audit: fit trains, valid early-stops; nothing else
     (work_dir / "queries.json").write_text(json.dumps({"fit": sorted(fit), "valid": sorted(valid)}))
     done = work_dir / "record.json"
-    if done.exists() and json.loads(done.read_text()).get("fingerprint") == key and _complete(work_dir / "encoder"):
-        say(f"fine-tune: reusing the finished run in {work_dir}")
-        return work_dir / "encoder", json.loads(done.read_text())
+    if done.exists() and json.loads(done.read_text()).get("fingerprint") == key:
+        finished = json.loads(done.read_text())
+        if _complete(work_dir / "encoder") and reusable(finished, config):
+            say(f"fine-tune: reusing the finished run in {work_dir}")
+            return work_dir / "encoder", finished
+        if not _extends(finished, config):  # a smaller budget than the run on disk: start again
+            say("fine-tune: the finished run used a larger budget than asked for; starting afresh")
+            (work_dir / "checkpoint.pt").unlink(missing_ok=True)
+        done.unlink()
     record = _train(texts, fit, valid, work_dir, config, key, say)
     best = work_dir / "best"
     enc_dir = work_dir / "encoder"
@@ -243,6 +252,29 @@ def fine_tune(
 
 def _complete(enc_dir: Path) -> bool:
     return all((enc_dir / f).is_file() for f in ENCODER_FILES)
+
+
+def reusable(record: dict[str, Any], config: FineTuneConfig) -> bool:
+    """A finished run answers a new request when it stopped early (more budget would change nothing)
+    or ran under the same budget; otherwise the request trains on (larger) or starts again (smaller)."""
+    if record.get("stopped_by") == "early stopping":
+        return True
+    ran = record.get("config", {})
+    return bool(ran.get("minutes") == config.minutes and ran.get("max_steps") == config.max_steps)
+
+
+def _extends(record: dict[str, Any], config: FineTuneConfig) -> bool:
+    """Whether `config`'s budget is at least the finished run's, so training can resume from its checkpoint."""
+    ran = record.get("config", {})
+    more_time = config.minutes >= float(ran.get("minutes", 0.0))
+    ran_steps = ran.get("max_steps")
+    more_steps = config.max_steps is None or (ran_steps is not None and config.max_steps >= ran_steps)
+    return more_time and more_steps
+
+
+def fits(elapsed: float, step_s: float, check_s: float, budget_s: float) -> bool:
+    """Whether one more step and the validation check after it end within the wall-time budget."""
+    return elapsed + step_s + check_s <= budget_s
 
 
 def _start(
@@ -264,13 +296,15 @@ def _start(
         enc.bert.load_state_dict(ck["model"])
     opt = torch.optim.AdamW(enc.bert.parameters(), lr=config.lr, weight_decay=0.01)
     pool = ValidPool.make(valid, texts, config)
-    st: dict[str, Any] = {"step": 0, "epoch": 0, "pos": 0, "elapsed": 0.0, "history": [], "bad": 0}
+    st: dict[str, Any] = {"step": 0, "epoch": 0, "pos": 0, "elapsed": 0.0, "check_s": 0.0, "history": [], "bad": 0}
     if ck is not None:
         opt.load_state_dict(ck["opt"])
-        st = ck["state"]
+        st = {"check_s": 0.0, **ck["state"]}
         say(f"fine-tune: resuming at step {st['step']} ({st['elapsed'] / 60:.1f} min done)")
     else:
+        t_check = time.time()
         before = pool.ndcg(enc, config)
+        st["check_s"] = time.time() - t_check
         st["history"].append({"step": 0, "valid_pool_ndcg@10": round(before, 4)})
         st["best"] = before
         say(f"fine-tune: validation pool NDCG@10 before {before:.4f} "
@@ -286,11 +320,16 @@ def _train(
     pairs = training_pairs(fit, texts, config, 0)
     if len(pairs.queries) < 2:
         raise ValueError("fewer than 2 fit queries with a relevant product: nothing to fine-tune on")
+    begin = time.time()
     enc, opt, pool, st = _start(texts, valid, work, config, key, say)
-    t0 = time.time() - st["elapsed"]  # the budget counts training and the checks after the first
+    t0 = begin - st["elapsed"]  # the budget counts everything from loading the model on, checks included
+    budget, step_s = config.minutes * 60, 0.0  # step_s: the slowest step so far
     pairs = training_pairs(fit, texts, config, st["epoch"])
     stop = "budget"
-    while time.time() - t0 < config.minutes * 60 and (config.max_steps is None or st["step"] < config.max_steps):
+    while fits(time.time() - t0, step_s, st["check_s"], budget) and (
+        config.max_steps is None or st["step"] < config.max_steps
+    ):
+        t_step = time.time()
         if st["pos"] + 2 > len(pairs.queries):
             st["epoch"], st["pos"] = st["epoch"] + 1, 0
             pairs = training_pairs(fit, texts, config, st["epoch"])
@@ -304,20 +343,23 @@ def _train(
         torch.nn.utils.clip_grad_norm_(enc.bert.parameters(), 1.0)
         opt.step()
         st["step"], st["pos"] = st["step"] + 1, st["pos"] + len(idx)
+        step_s = max(step_s, time.time() - t_step)
         if st["step"] % config.eval_every == 0 or st["step"] == config.max_steps:
             if _evaluate(enc, opt, pool, config, st, t0, key, work, float(loss), acc, say):
                 stop = "early stopping"
                 break
     else:
         stop = "max steps" if config.max_steps is not None and st["step"] >= config.max_steps else "budget"
-    if st["history"][-1]["step"] != st["step"]:
+    if st["history"][-1]["step"] != st["step"] and fits(time.time() - t0, 0.0, st["check_s"], budget):
         _evaluate(enc, opt, pool, config, st, t0, key, work, None, None, say)
     return {
         "fingerprint": key,
         "steps": st["step"],
         "epochs": round(st["epoch"] + st["pos"] / max(1, len(pairs.queries)), 3),
         "minutes": round((time.time() - t0) / 60, 2),
+        "budget_minutes": config.minutes,
         "stopped_by": stop,
+        "unchecked_steps": st["step"] - st["history"][-1]["step"],  # trained after the last check: not kept
         "fit_queries": len(fit),
         "pairs_per_epoch": len(pairs.queries),
         "valid_pool": {"queries": len(pool.queries), "products": len(pool.item_ids)},
@@ -336,7 +378,9 @@ def _evaluate(
     """Validation check: keep the best model, checkpoint, and say whether patience ran out."""
     import torch
 
+    t_check = time.time()
     ndcg = pool.ndcg(enc, config)
+    st["check_s"] = max(st["check_s"], time.time() - t_check)
     st["elapsed"] = time.time() - t0
     st["history"].append(
         {"step": st["step"], "loss": None if loss is None else round(loss, 4),
