@@ -21,6 +21,7 @@ from soutui.serving.bundle_build import catalogue_in_index_order, write_bundle
 
 CATS = ["Beauty > Skin", "Beauty > Hair", "Beauty > Nails", "Home > Kitchen"]
 API_KEY = "test-key-123"
+WORKER = "x-soutui-worker"  # the response header naming the worker process that answered
 
 
 def make_shop(n_items: int = 40, n_users: int = 60, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,3 +116,31 @@ def start_server(config: Path, env: dict[str, str] | None = None, timeout: float
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not start in time")
+
+
+def shop_database(pg_server: Any, shop: tuple[pd.DataFrame, pd.DataFrame]) -> str:
+    """A fresh PostgreSQL database (tests/pg_server.py) holding the shop as dataset "shop"; its URL."""
+    url = str(pg_server.create_database())
+    store = open_store(url)
+    try:
+        store.write_dataset("shop", {"items": shop[0], "events": shop[1]})
+    finally:
+        store.close()
+    return url
+
+
+def wait_workers(url: str, n: int, timeout: float = 90.0) -> list[int]:
+    """Poll /healthz on new connections until `n` distinct workers have answered; their pids, sorted."""
+    import time
+
+    import httpx
+
+    seen: set[int] = set()
+    deadline = time.time() + timeout
+    while len(seen) < n and time.time() < deadline:
+        try:
+            seen.add(int(httpx.get(url + "/healthz", timeout=5).headers[WORKER]))
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    assert len(seen) >= n, f"only workers {seen} answered in {timeout} s"
+    return sorted(seen)

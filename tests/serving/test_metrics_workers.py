@@ -23,11 +23,17 @@ import pandas as pd
 import pytest
 from pg_server import PgServer
 from prometheus_client.parser import text_string_to_metric_families
-from serving_shop import API_KEY, build_shop_bundle, free_port, start_server, write_config
+from serving_shop import (
+    API_KEY,
+    WORKER,
+    build_shop_bundle,
+    free_port,
+    shop_database,
+    start_server,
+    wait_workers,
+    write_config,
+)
 
-from soutui.data.store import open_store
-
-WORKER = "x-soutui-worker"
 ROUTE = "/v1/recommend/{user_id}"
 PROMETHEUS = shutil.which("prometheus")
 
@@ -58,18 +64,6 @@ def _scrape_each(url: str, pids: set[int], tries: int = 400) -> dict[int, dict[s
     raise AssertionError(f"only workers {sorted(seen)} of {sorted(pids)} answered /metrics")
 
 
-def _workers(url: str, n: int, timeout: float = 90.0) -> set[int]:
-    seen: set[int] = set()
-    deadline = time.time() + timeout
-    while len(seen) < n and time.time() < deadline:
-        try:
-            seen.add(int(httpx.get(url + "/healthz", timeout=5).headers[WORKER]))
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    assert len(seen) >= n, f"only workers {seen} answered in {timeout} s"
-    return seen
-
-
 def _recommend(url: str, n: int, tag: str) -> dict[int, int]:
     """n requests to /v1/recommend, each on a new connection: how many each worker answered."""
     by: dict[int, int] = {}
@@ -96,12 +90,7 @@ def server(
     (base URL, the worker pids, that directory)."""
     tmp = tmp_path_factory.mktemp("metrics-workers")
     bundle = build_shop_bundle(tmp / "bundles", *shop, search=False)  # no search index: a quick start
-    db = pg_server.create_database()
-    store = open_store(db)
-    try:
-        store.write_dataset("shop", {"items": shop[0], "events": shop[1]})
-    finally:
-        store.close()
+    db = shop_database(pg_server, shop)
     metrics_dir = tmp / "prom"
     metrics_dir.mkdir()
     _stale_run(metrics_dir)
@@ -109,7 +98,7 @@ def server(
                        store=db, event_log=str(tmp / "events.jsonl"), api_key=API_KEY, demo=True, workers=2)
     proc, url = start_server(cfg, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, timeout=120)
     try:
-        yield url, _workers(url, 2), metrics_dir
+        yield url, set(wait_workers(url, 2)), metrics_dir
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -132,7 +121,7 @@ def test_any_worker_reports_the_sum_over_workers_and_keeps_a_killed_workers_coun
 
     victim = min(pids)
     os.kill(victim, signal.SIGKILL)  # no shutdown hook runs
-    live = _workers(url, 2)  # the survivor and uvicorn's replacement
+    live = set(wait_workers(url, 2))  # the survivor and uvicorn's replacement
     assert victim not in live
     for pid, series in _scrape_each(url, live).items():
         assert _recommend_count(series) == 40, pid  # the dead worker's 40 - n still counted
@@ -147,7 +136,7 @@ def test_prometheus_scraping_the_shared_port_reads_the_sum(
 ) -> None:
     assert PROMETHEUS is not None
     url, _, _ = server
-    pids = _workers(url, 2)  # a test before may have replaced one
+    pids = set(wait_workers(url, 2))  # a test before may have replaced one
     start = max(_recommend_count(s) for s in _scrape_each(url, pids).values())
     by = _recommend(url, 30, "prom")
     assert len(by) == 2, by

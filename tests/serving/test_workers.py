@@ -23,7 +23,16 @@ import httpx
 import pandas as pd
 import pytest
 from pg_server import PgServer
-from serving_shop import API_KEY, build_shop_bundle, free_port, start_server, write_config
+from serving_shop import (
+    API_KEY,
+    WORKER,
+    build_shop_bundle,
+    free_port,
+    shop_database,
+    start_server,
+    wait_workers,
+    write_config,
+)
 
 from soutui.config import ConfigError
 from soutui.data.store import open_store
@@ -32,7 +41,6 @@ from soutui.serving.settings import ServeSettings
 from soutui.serving.shared_state import PAYLOAD_LIMIT, SharedState, records_from
 
 H = {"X-API-Key": API_KEY}
-WORKER = "x-soutui-worker"
 
 
 # --- the pieces ----------------------------------------------------------------------
@@ -124,16 +132,6 @@ def light_bundle(tmp_path_factory: pytest.TempPathFactory, shop: tuple[pd.DataFr
     return build_shop_bundle(tmp_path_factory.mktemp("bundles"), *shop, search=False)
 
 
-def _shop_database(pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame]) -> str:
-    url = pg_server.create_database()
-    store = open_store(url)
-    try:
-        store.write_dataset("shop", {"items": shop[0], "events": shop[1]})
-    finally:
-        store.close()
-    return url
-
-
 def _serve(tmp_path: Path, store: str, bundle: Path, **extra: Any) -> tuple[Any, str, list[int]]:
     cfg = write_config(
         tmp_path / "serve.toml", port=free_port(), bundle=str(bundle), bundles_dir=str(bundle.parent), store=store,
@@ -141,7 +139,7 @@ def _serve(tmp_path: Path, store: str, bundle: Path, **extra: Any) -> tuple[Any,
     )  # fmt: skip
     proc, url = start_server(cfg, timeout=120)
     try:
-        return proc, url, _workers(url, 2)
+        return proc, url, wait_workers(url, 2)
     except BaseException:
         _stop(proc)
         raise
@@ -153,25 +151,12 @@ def two_workers(
     light_bundle: Path,
 ) -> Iterator[tuple[str, list[int]]]:
     """`soutui serve --workers 2 --store postgresql://...`: (base URL, the two worker pids)."""
-    db = _shop_database(pg_server, shop)
+    db = shop_database(pg_server, shop)
     proc, url, pids = _serve(tmp_path_factory.mktemp("two-workers"), db, light_bundle)
     try:
         yield url, pids
     finally:
         _stop(proc)
-
-
-def _workers(url: str, n: int, timeout: float = 90.0) -> list[int]:
-    """Poll /healthz on new connections until `n` distinct workers have answered."""
-    seen: set[int] = set()
-    deadline = time.time() + timeout
-    while len(seen) < n and time.time() < deadline:
-        try:
-            seen.add(int(httpx.get(url + "/healthz", timeout=5).headers[WORKER]))
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    assert len(seen) >= n, f"only workers {seen} answered in {timeout} s"
-    return sorted(seen)
 
 
 def _stop(proc: Any) -> None:
@@ -279,7 +264,7 @@ def test_forgetting_a_user_on_one_worker_forgets_them_on_every_worker(two_worker
 def test_kill_9_of_one_worker_of_two_loses_no_acknowledged_event(
     tmp_path: Path, pg_server: PgServer, shop: tuple[pd.DataFrame, pd.DataFrame], light_bundle: Path
 ) -> None:
-    db = _shop_database(pg_server, shop)
+    db = shop_database(pg_server, shop)
     proc, url, _ = _serve(tmp_path, db, light_bundle, flush_interval_s=3600.0)  # acked = in the log only
     acked: dict[str, int] = {}  # event id -> worker that acked it
     victim = -1
@@ -293,7 +278,7 @@ def test_kill_9_of_one_worker_of_two_loses_no_acknowledged_event(
                 victim = by
                 os.kill(victim, signal.SIGKILL)
         assert victim in acked.values()
-        live = _workers(url, 2)  # the survivor and uvicorn's replacement for the victim
+        live = wait_workers(url, 2)  # the survivor and uvicorn's replacement for the victim
         assert victim not in live
         for pid in live:  # every worker, the replacement included, holds all 40 acked events
             assert _answers_from(url, "/v1/recommend/survivor", pid)[0]["history_length"] == 40
@@ -324,7 +309,7 @@ def test_a_bundle_reload_reaches_every_worker(
         h = httpx.get(url + "/healthz", timeout=5)
         versions[int(h.headers[WORKER])] = h.json()["bundle"]
     os.kill(pids[0], signal.SIGKILL)  # uvicorn's replacement starts on the configured (old) bundle ...
-    fresh = next(p for p in _workers(url, 2) if p not in pids)
+    fresh = next(p for p in wait_workers(url, 2) if p not in pids)
     t0 = time.monotonic()
     while _answers_from(url, "/healthz", fresh)[0]["bundle"] != "shop-workers-v2":  # ... and moves to its peer's
         assert time.monotonic() - t0 < 30, "the replacement worker did not take its peer's bundle"
@@ -337,7 +322,7 @@ def test_random_kill_9_of_workers_under_concurrent_posts_stores_every_acked_even
     """Two clients post random batches without pause while a random worker is killed three times,
     so kills land inside appends to the shared log (torn lines) and inside store syncs."""
     rng = random.Random(0)
-    db = _shop_database(pg_server, shop)
+    db = shop_database(pg_server, shop)
     proc, url, _ = _serve(tmp_path, db, light_bundle, flush_interval_s=0.05)
     acked: set[str] = set()
     stop = threading.Event()
@@ -359,12 +344,12 @@ def test_random_kill_9_of_workers_under_concurrent_posts_stores_every_acked_even
             t.start()
         for _ in range(3):
             time.sleep(rng.uniform(0.2, 1.0))
-            os.kill(rng.choice(_workers(url, 2)), signal.SIGKILL)
+            os.kill(rng.choice(wait_workers(url, 2)), signal.SIGKILL)
         time.sleep(rng.uniform(0.2, 1.0))
         stop.set()
         for t in clients:
             t.join(timeout=60)
-        _workers(url, 2)  # the last replacement has replayed the log
+        wait_workers(url, 2)  # the last replacement has replayed the log
     finally:
         stop.set()
         _stop(proc)
