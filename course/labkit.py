@@ -56,6 +56,26 @@ def budget(fast: T, full: T) -> T:
     return fast if FAST else full
 
 
+def beauty_shop(n_items: int, n_buyers: int, items: Any = None, seed: int = 0) -> tuple[Any, Any]:
+    """Amazon Beauty cut to a small shop: (events, its products).
+
+    The products are `items` if given, else the `n_items` most reviewed ones; the customers are a
+    seeded sample of `n_buyers` among those who bought at least 3 of them. `events` keeps the raw
+    file's columns plus `ts`: the review time in seconds, ties broken by the review's position."""
+    import numpy as np
+    import pandas as pd
+
+    raw = pd.read_csv(data_dir() / "amazon-beauty" / "beauty_interactions.tsv", sep="\t")
+    shop_items = raw.item_id.value_counts().index[:n_items] if items is None else pd.Index(items)
+    events = raw[raw.item_id.isin(shop_items)]
+    buyers = events.user_id.value_counts()
+    buyers = buyers[buyers >= 3].index
+    keep = np.random.default_rng(seed).choice(buyers, min(len(buyers), n_buyers), replace=False)
+    events = events[events.user_id.isin(keep)]
+    events = events.assign(ts=events.timestamp.fillna(events.timestamp.min()).astype("int64") + events.position)
+    return events, shop_items
+
+
 def _executable() -> str:
     beside = Path(sys.executable).parent / "soutui"
     found = str(beside) if beside.exists() else shutil.which("soutui")

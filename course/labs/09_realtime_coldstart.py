@@ -76,14 +76,8 @@ titles = pd.read_csv(DATA / "amazon-beauty" / "beauty_item_titles.tsv", sep="\t"
 titles["title"] = titles["title"].map(html.unescape)
 counts = raw.item_id.value_counts()
 titled = counts[counts.index.isin(titles.item_id)]
-shop_items = titled.index[: labkit.budget(800, 3000)]
 new_items = titled.index[-2000:].to_series().sample(12, random_state=0).to_numpy()
-events = raw[raw.item_id.isin(shop_items)]
-buyers = events.user_id.value_counts()
-buyers = buyers[buyers >= 3].index
-keep = np.random.default_rng(0).choice(buyers, min(len(buyers), labkit.budget(1500, 10**6)), replace=False)
-events = events[events.user_id.isin(keep)]
-events = events.assign(ts=events.timestamp.fillna(events.timestamp.min()).astype("int64") + events.position)
+events, shop_items = labkit.beauty_shop(0, labkit.budget(1500, 10**6), items=titled.index[: labkit.budget(800, 3000)])
 events[["user_id", "item_id", "ts"]].to_csv(work / "events.csv", index=False)
 catalogue = titles[titles.item_id.isin(np.concatenate([shop_items, new_items]))]
 catalogue[["item_id", "title"]].to_csv(work / "items.csv", index=False)

@@ -100,15 +100,8 @@ KEY = os.environ["SOUTUI_PSEUDONYM_KEY"].encode()
 
 # %%
 work = Path(tempfile.mkdtemp(prefix="lab11-"))  # the shop's own files, outside SOUTUI_HOME
-raw = pd.read_csv(DATA / "amazon-beauty" / "beauty_interactions.tsv", sep="\t")
-best = raw.asin.value_counts().index[: labkit.budget(600, 3000)]
-events = raw[raw.asin.isin(best)]
-buyers = events.reviewer_id.value_counts()
-buyers = buyers[buyers >= 3].index
-keep = np.random.default_rng(0).choice(buyers, min(len(buyers), labkit.budget(1200, 10**6)), replace=False)
-events = events[events.reviewer_id.isin(keep)]
-shop = pd.DataFrame({"customer": events.reviewer_id, "sku": events.asin,
-                     "time": events.timestamp.fillna(events.timestamp.min()).astype("int64") + events.position})
+events, _ = labkit.beauty_shop(labkit.budget(600, 3000), labkit.budget(1200, 10**6))
+shop = pd.DataFrame({"customer": events.reviewer_id, "sku": events.asin, "time": events.ts})
 shop["query"] = ""
 shop.iloc[:3, 3] = ["lipstick for jane.doe@example.com", "call 13812345678 about the serum", "moisturiser"]
 shop.to_csv(work / "events.csv", index=False)

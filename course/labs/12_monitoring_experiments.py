@@ -69,14 +69,7 @@ t_lab = time.perf_counter()
 
 # %%
 work = Path(tempfile.mkdtemp(prefix="lab12-"))
-raw = pd.read_csv(DATA / "amazon-beauty" / "beauty_interactions.tsv", sep="\t")
-shop_items = raw.item_id.value_counts().index[: labkit.budget(800, 3000)]
-events = raw[raw.item_id.isin(shop_items)]
-buyers = events.user_id.value_counts()
-buyers = buyers[buyers >= 3].index
-keep = np.random.default_rng(0).choice(buyers, min(len(buyers), labkit.budget(1500, 10**6)), replace=False)
-events = events[events.user_id.isin(keep)]
-events = events.assign(ts=events.timestamp.fillna(events.timestamp.min()).astype("int64") + events.position)
+events, shop_items = labkit.beauty_shop(labkit.budget(800, 3000), labkit.budget(1500, 10**6))
 cut = int(events.ts.quantile(0.8))
 old, new = events[events.ts <= cut], events[events.ts > cut]
 print(f"{len(events)} events; training window until {pd.to_datetime(cut, unit='s'):%Y-%m-%d}: {len(old)}, after: {len(new)}")

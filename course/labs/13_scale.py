@@ -93,14 +93,7 @@ work = Path(tempfile.mkdtemp(prefix="lab13-"))
 # %%
 URL = labpg.database("shop13")
 print("store:", URL)
-raw = pd.read_csv(DATA / "amazon-beauty" / "beauty_interactions.tsv", sep="\t")
-shop_items = raw.item_id.value_counts().index[: labkit.budget(800, 3000)]
-events = raw[raw.item_id.isin(shop_items)]
-buyers = events.user_id.value_counts()
-buyers = buyers[buyers >= 3].index
-keep = np.random.default_rng(0).choice(buyers, min(len(buyers), labkit.budget(1500, 10**6)), replace=False)
-events = events[events.user_id.isin(keep)]
-events = events.assign(ts=events.timestamp.fillna(events.timestamp.min()).astype("int64") + events.position)
+events, shop_items = labkit.beauty_shop(labkit.budget(800, 3000), labkit.budget(1500, 10**6))
 events[["user_id", "item_id", "ts"]].to_csv(work / "events.csv", index=False)
 pd.DataFrame({"item_id": shop_items}).to_csv(work / "items.csv", index=False)
 done = labkit.soutui("data", "import", "generic", "--events", str(work / "events.csv"), "--items",
