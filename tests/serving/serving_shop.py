@@ -64,8 +64,12 @@ def build_shop_bundle(out: Path, items: pd.DataFrame, events: pd.DataFrame, **kw
 
 
 def make_home(tmp: Path, shop: tuple[pd.DataFrame, pd.DataFrame]) -> str:
-    """A fresh store holding the shop dataset; returns its URL."""
-    url = f"duckdb://{tmp / 'store.duckdb'}"
+    """A fresh DuckDB store holding the shop dataset; returns its URL."""
+    return write_shop(f"duckdb://{tmp / 'store.duckdb'}", shop)
+
+
+def write_shop(url: str, shop: tuple[pd.DataFrame, pd.DataFrame]) -> str:
+    """Write the shop as dataset "shop" into the store at `url`; returns the URL."""
     store = open_store(url)
     try:
         store.write_dataset("shop", {"items": shop[0], "events": shop[1]})
@@ -120,13 +124,7 @@ def start_server(config: Path, env: dict[str, str] | None = None, timeout: float
 
 def shop_database(pg_server: Any, shop: tuple[pd.DataFrame, pd.DataFrame]) -> str:
     """A fresh PostgreSQL database (tests/pg_server.py) holding the shop as dataset "shop"; its URL."""
-    url = str(pg_server.create_database())
-    store = open_store(url)
-    try:
-        store.write_dataset("shop", {"items": shop[0], "events": shop[1]})
-    finally:
-        store.close()
-    return url
+    return write_shop(str(pg_server.create_database()), shop)
 
 
 def wait_workers(url: str, n: int, timeout: float = 90.0) -> list[int]:
