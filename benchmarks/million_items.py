@@ -7,7 +7,9 @@ Protocol (one process per stage, so each peak RSS is that stage's alone):
 2. train: SASRec, sampled softmax (`n_negatives`) with logQ correction, d = 64, 2 blocks,
    L = 50, batch 256, 1 thread, no titles, on the leave-one-out training split of the largest
    import, for `--train-seconds`; epoch time = batches per epoch x mean step time (an
-   extrapolation from the steps run, said so in the output); peak RSS of the process.
+   extrapolation from the steps run, said so in the output); peak RSS of the process. With
+   `--train-epochs N` it trains N whole epochs instead (no time budget) and reports each
+   epoch's measured wall and CPU seconds from the training record.
 3. serve: the trained model exported to ONNX in a bundle; RecService answers /recommend for
    `--requests` users (in-process, one thread, no HTTP) with the ANN path (serving/ann.py,
    IVF-Flat) and with the exact full path; p50 / p99 latency, RSS after serving, index build
@@ -108,7 +110,8 @@ def stage_train(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             return super().train(model, net, timed, n_batches, cfg, valid, **kw)
 
     trainer = Timed(progress=False)
-    model = build_model("sasrec", {**SASREC, "max_minutes": args.train_seconds / 60}, trainer)
+    budget = {"epochs": args.train_epochs} if args.train_epochs else {"max_minutes": args.train_seconds / 60}
+    model = build_model("sasrec", {**SASREC, **budget}, trainer)
     model.fit(prep.split.train, None)
     gaps = np.diff(steps[5:])  # the first steps warm up
     step_s = float(np.median(gaps)) if len(gaps) else float("nan")
@@ -116,7 +119,13 @@ def stage_train(args: argparse.Namespace, home: Path) -> dict[str, Any]:
            "train_interactions": prep.split.train.n_interactions, "load_s": round(load_s, 1),
            "load_peak_rss_mib": round(load_peak), "steps_run": len(steps), "batches_per_epoch": trainer.n_batches,
            "median_step_s": round(step_s, 4), "epoch_s_extrapolated": round(step_s * trainer.n_batches, 1),
-           "peak_rss_mib": round(peak_rss_mib()), "params": SASREC}  # fmt: skip
+           "peak_rss_mib": round(peak_rss_mib()), "params": {**SASREC, **budget}}  # fmt: skip
+    if args.train_epochs:  # whole epochs: measured, not extrapolated
+        rows = (model.training_report() or {}).get("history", [])
+        walls, cpus = [r["seconds"] for r in rows], [r["cpu_seconds"] for r in rows]
+        out["epochs_measured"] = [{"epoch": i + 1, "wall_s": round(w - (walls[i - 1] if i else 0), 1),
+                                   "cpu_s": round(c - (cpus[i - 1] if i else 0), 1)}
+                                  for i, (w, c) in enumerate(zip(walls, cpus, strict=True))]  # fmt: skip
     model.save(home / "model")
     return out
 
@@ -194,6 +203,7 @@ def main() -> int:
         "--train-events", type=int, default=0, help="which import to train on (default: the largest)"
     )
     ap.add_argument("--train-seconds", type=float, default=120.0)
+    ap.add_argument("--train-epochs", type=int, default=0, help="train whole epochs (measured) instead of seconds")
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--recall-users", type=int, default=50)
     ap.add_argument("--home", default="/tmp/soutui-million")

@@ -20,7 +20,9 @@ from collections.abc import Callable
 
 import torch
 
+from soutui.models.fitting import TrainConfig
 from soutui.models.sasrec import SASRec, SASRecConfig
+from soutui.training.loop import adamw
 
 
 def old_step(net: SASRec, seq: torch.Tensor, targets: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
@@ -56,6 +58,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--negatives", type=int, default=1024)
+    ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--variants", default="rows,full", help="rows (the step now), full (whole table, before)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -64,23 +67,24 @@ def main() -> int:
         ap.error(f"--variants takes a comma list of {sorted(steps)}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cfg = SASRecConfig(n_items=args.items, max_len=50, d_model=64, n_layers=2, n_heads=2,
+    T = args.max_len
+    cfg = SASRecConfig(n_items=args.items, max_len=T, d_model=64, n_layers=2, n_heads=2,
                        loss="sampled_softmax", n_negatives=args.negatives, cooc_neighbors=0)  # fmt: skip
     net = SASRec(cfg).train()
     pop = torch.rand(args.items + 1) ** 4 + 1e-6
     pop[0] = 0
     net.logq.copy_((pop / pop.sum()).log())
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    seq = torch.multinomial(pop, args.batch * 51, replacement=True).view(args.batch, 51)
-    seq[: args.batch // 2, :20] = 0  # half the rows shorter than L
+    opt = adamw(net, TrainConfig(lr=1e-3), torch.device("cpu"))  # the training loop's optimiser
+    seq = torch.multinomial(pop, args.batch * (T + 1), replacement=True).view(args.batch, T + 1)
+    seq[: args.batch // 2, : (2 * T) // 5] = 0  # half the rows shorter than L
     targets = seq[:, 1:].clone()
     seq = seq[:, :-1].clone()
     targets[seq == 0] = 0
-    ts = torch.cumsum(torch.rand(args.batch, 50), 1)
+    ts = torch.cumsum(torch.rand(args.batch, T), 1)
     ts[seq == 0] = -1.0
     batch = (seq, targets, ts)
     rows_used = int(torch.unique(torch.cat([seq.flatten(), targets.flatten()])).numel()) + args.negatives
-    res = {"items": args.items, "batch": args.batch, "max_len": 50, "d_model": 64, "negatives": args.negatives,
+    res = {"items": args.items, "batch": args.batch, "max_len": T, "d_model": 64, "negatives": args.negatives,
            "rows_used_about": rows_used, "threads": 1, "load_before": open("/proc/loadavg").read().split()[0]}  # fmt: skip
     timed(new_step, net, opt, batch, 1)  # warm-up (allocations, AdamW state)
     for name in args.variants.split(","):

@@ -132,3 +132,50 @@ def test_seen_counts_equal_comparing_every_prefix_with_every_candidate() -> None
     cand = torch.cat([y.unsqueeze(1), neg.unsqueeze(0).expand(len(y), -1)], dim=1)
     direct = (prefix.unsqueeze(2) == cand.unsqueeze(1)).sum(1)
     assert torch.equal(seen_counts(seq, rows, cols, y, neg).long(), direct)
+
+
+def _per_candidate_loss(
+    net: SASRec, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, hn: torch.Tensor, y: torch.Tensor,
+    neg: torch.Tensor, w_pos: torch.Tensor, w_neg: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss written per candidate: an (N, 1+M) candidate matrix and a gather of every term."""
+    from soutui.models.sasrec import seen_counts
+
+    logits = torch.cat([(hn * w_pos).sum(-1, keepdim=True), hn @ w_neg.T], dim=1)
+    cand = torch.cat([y.unsqueeze(1), neg.unsqueeze(0).expand(len(y), -1)], dim=1)
+    assert net.bias is not None
+    logits = logits + net.bias[cand]
+    if net.seen_w is not None:
+        logits = logits + net.seen_w * seen_counts(seq, rows, cols, y, neg).to(logits.dtype)
+    logits = logits / net.cfg.temperature - net.logq[cand]
+    hit = cand[:, 1:] == y.unsqueeze(1)
+    logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hit, torch.finfo(logits.dtype).min)], 1)
+    return logits, torch.nn.functional.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long))
+
+
+@pytest.mark.parametrize("seen_bias", [True, False])
+def test_shared_negatives_terms_broadcast_equal_the_per_candidate_gather(seen_bias: bool) -> None:
+    """The negatives' bias and logQ are gathered once (M,) and broadcast: same logits, loss and
+    gradients (item bias included) as gathering them for every (position, candidate), with a
+    negative that is also a target (an accidental hit, masked)."""
+    net = _model(seen_bias=seen_bias)
+    seq, targets, ts = _batch()
+    rows, cols = torch.nonzero(targets > 0, as_tuple=True)
+    y = targets[rows, cols]
+    neg = torch.cat([y[:3], torch.multinomial(net.logq.exp(), 27, replacement=True)])
+    table = net.item_table()
+    h = net.encode(seq, ts, table)
+    args = (seq, rows, cols, h[rows, cols] * net.scale, y, neg, table[y], table[neg])
+    results = []
+    for fn in (net._sampled_loss, lambda *a: _per_candidate_loss(net, *a)):
+        net.zero_grad(set_to_none=True)
+        logits, loss = fn(*args)
+        loss.backward(retain_graph=True)
+        results.append((logits.detach(), loss.detach(), _grads(net)))
+    (logits, loss, grads), (ref_logits, ref_loss, ref_grads) = results
+    assert (logits == torch.finfo(logits.dtype).min).any()  # the accidental hits were masked
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-6)
+    assert set(grads) == set(ref_grads) and "bias" in grads
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-6, msg=name)
