@@ -69,7 +69,7 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
         ax.plot(xs, [r["NDCG@10"] for r in rs], marker="o", label=f"{model} NDCG@10")
         ax.plot(xs, [r["HR@10"] for r in rs], marker="x", linestyle="--", label=f"{model} HR@10")
     ax.set_xlabel("target epsilon (delta fixed; inf = not private)")
-    ax.set_ylabel("test metric (sampled users, full ranking)")
+    ax.set_ylabel("test metric (full ranking)")
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
