@@ -30,7 +30,7 @@ from soutui.cli.common import print_table
 from soutui.evaluation.protocol import evaluate_full_ranking
 from soutui.training.pipeline import build_model, prepare
 
-SMALL = {"sasrec": {"d_model": 32, "n_heads": 2, "n_layers": 2, "max_len": 20, "batch_size": 128, "lr": 2e-3},
+SMALL: dict[str, dict[str, Any]] = {"sasrec": {"d_model": 32, "n_heads": 2, "n_layers": 2, "max_len": 20, "batch_size": 128, "lr": 2e-3},
          "mlp": {"batch_size": 256, "epochs": 20}}  # fmt: skip
 
 
