@@ -121,10 +121,10 @@ def stage_train(args: argparse.Namespace, home: Path) -> dict[str, Any]:
            "median_step_s": round(step_s, 4), "epoch_s_extrapolated": round(step_s * trainer.n_batches, 1),
            "peak_rss_mib": round(peak_rss_mib()), "params": {**SASREC, **budget}}  # fmt: skip
     if args.train_epochs:  # whole epochs: measured, not extrapolated
-        rows = (model.training_report() or {}).get("history", [])
-        walls, cpus = [r["seconds"] for r in rows], [r["cpu_seconds"] for r in rows]
-        out["epochs_measured"] = [{"epoch": i + 1, "wall_s": round(w - (walls[i - 1] if i else 0), 1),
-                                   "cpu_s": round(c - (cpus[i - 1] if i else 0), 1)}
+        rows = (model.training_report() or {}).get("history", [])  # seconds since the fit began
+        walls = np.diff([0.0, *(r["seconds"] for r in rows)])
+        cpus = np.diff([0.0, *(r["cpu_seconds"] for r in rows)])
+        out["epochs_measured"] = [{"epoch": i + 1, "wall_s": round(float(w), 1), "cpu_s": round(float(c), 1)}
                                   for i, (w, c) in enumerate(zip(walls, cpus, strict=True))]  # fmt: skip
     model.save(home / "model")
     return out

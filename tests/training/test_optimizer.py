@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from soutui.models.fitting import TrainConfig
 from soutui.training.loop import adamw
 
 
-def _run(opt_factory: object, steps: int = 5) -> torch.Tensor:
+def _run(opt_factory: Callable[[torch.nn.Module], torch.optim.Optimizer], steps: int = 5) -> torch.Tensor:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Embedding(5000, 16), torch.nn.Linear(16, 3))
-    opt = opt_factory(net)  # type: ignore[operator]
+    opt = opt_factory(net)
     g = torch.Generator().manual_seed(1)
     for _ in range(steps):
         idx = torch.randint(0, 5000, (64,), generator=g)  # a sparse-looking batch: most rows get no gradient
