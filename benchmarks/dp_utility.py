@@ -34,10 +34,19 @@ SMALL: dict[str, dict[str, Any]] = {"sasrec": {"d_model": 32, "n_heads": 2, "n_l
          "mlp": {"batch_size": 256, "epochs": 20}}  # fmt: skip
 
 
+# how SASRec represents items: a trained ID table (the runs of record), or only the public catalogue's
+# title and attribute vectors (no per-item vector for DP-SGD to noise: far fewer trained numbers), or both
+ITEMS: dict[str, dict[str, Any]] = {
+    "ids": {"use_attrs": False},
+    "content": {"item_ids": False, "use_attrs": True, "use_text": True},
+    "both": {"use_attrs": True, "use_text": True},
+}
+
+
 def one_run(prep: Any, model: str, eps: float, args: argparse.Namespace, test: Any) -> dict[str, Any]:
     params: dict[str, Any] = dict(SMALL[model])
     if model == "sasrec":
-        params |= {"progress": False, "threads": 1, "use_attrs": False}
+        params |= {"progress": False, "threads": 1, **ITEMS[args.items]}
     if math.isinf(eps):  # ordinary training: a CPU-time budget (fair on a shared machine)
         params |= {"max_cpu_minutes": args.cpu_minutes, "epochs": 200}
     else:  # DP-SGD: the planned steps are the budget (noise calibrated for them)
@@ -50,10 +59,16 @@ def one_run(prep: Any, model: str, eps: float, args: argparse.Namespace, test: A
     m = evaluate_full_ranking(rec, test, prep.data.n_items, (10,))
     report = rec.training_report() or {}
     p = report.get("privacy") or {}
-    return {"model": model, "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
+    return {"model": model, "items": args.items if model == "sasrec" else "mlp", "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
             "steps": p.get("steps"), "noise": p.get("noise_multiplier"), "NDCG@10": m["NDCG@10"],
             "HR@10": m["HR@10"], "train_s": round(train_s, 1), "cpu_s": report.get("cpu_seconds"),
             "stopped": report.get("stopped")}  # fmt: skip
+
+
+def label(row: dict[str, Any]) -> str:
+    """sasrec / mlp for the runs of record; 'sasrec (content)' etc. for another item representation."""
+    items = row.get("items")
+    return row["model"] if items in (None, "ids", row["model"]) else f"{row['model']} ({items})"
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -63,8 +78,8 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for model in sorted({r["model"] for r in rows}):
-        rs = [r for r in rows if r["model"] == model]
+    for model in sorted({label(r) for r in rows}):
+        rs = [r for r in rows if label(r) == model]
         xs = [str(r["epsilon_target"]) for r in rs]
         ax.plot(xs, [r["NDCG@10"] for r in rs], marker="o", label=f"{model} NDCG@10")
         ax.plot(xs, [r["HR@10"] for r in rs], marker="x", linestyle="--", label=f"{model} HR@10")
@@ -82,8 +97,8 @@ def saved_rows(paths: list[str]) -> list[dict[str, Any]]:
         for line in open(path, encoding="utf-8"):
             if line.startswith("{") and '"model"' in line:
                 rows.append(json.loads(line))
-    order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
-    return sorted(rows, key=lambda r: (order[r["model"]], r["epsilon_target"]))
+    order = {m: i for i, m in enumerate(dict.fromkeys(label(r) for r in rows))}
+    return sorted(rows, key=lambda r: (order[label(r)], r["epsilon_target"]))
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -111,6 +126,9 @@ def main() -> None:
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--test-users", type=int, default=0)
     ap.add_argument("--encoder", default="none", help="title encoder (none = IDs + attributes only)")
+    ap.add_argument("--items", choices=sorted(ITEMS), default="ids",
+                    help="SASRec's items: ids (a trained ID table, no attributes), content (public title + "
+                    "attribute vectors only, item_ids=false; needs --encoder), both")  # fmt: skip
     ap.add_argument("--plot", default=None)
     ap.add_argument("--title", default="DP-SGD utility on Amazon Beauty", help="the plot's title (say the budget)")
     ap.add_argument(
@@ -121,13 +139,14 @@ def main() -> None:
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.items == "content" and args.encoder == "none" and args.rows is None:
+        ap.error("--items content needs title vectors: give --encoder (e.g. minilm)")
     rows = saved_rows(args.rows) if args.rows is not None else run_all(args)
-    for model in {r["model"] for r in rows}:
-        base = next(
-            (r["NDCG@10"] for r in rows if r["model"] == model and math.isinf(r["epsilon_target"])), None
-        )
-        for r in rows:
-            if r["model"] == model and base:
+    for kind in {(r["model"], r.get("items")) for r in rows}:  # each against its own non-private run
+        same = [r for r in rows if (r["model"], r.get("items")) == kind]
+        base = next((r["NDCG@10"] for r in same if math.isinf(r["epsilon_target"])), None)
+        for r in same:
+            if base:
                 r["ndcg_vs_nonprivate"] = round(r["NDCG@10"] / base, 3)
     if args.plot:
         plot(rows, args.plot, args.title)

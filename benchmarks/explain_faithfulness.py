@@ -14,6 +14,9 @@ Protocol (one model, N seeded test users of the leave-one-out split whose histor
   other non-history item's) before minus after each removal; `top_beats_random_score` = share of users
   where the top removal cuts the margin strictly more (a tie counts 0, never as a win). Rank ties (both
   removals leave the item first) are where the two measures differ;
+- `oracle_top_beats_random`: every single removal is scored, and each user credited with what naming
+  the removal of largest fall would win against a random other (ties 1/2): no attribution can beat it,
+  so it is the model's own ceiling for top_beats_random (below 1 where no single item moves the top-1);
 - AOPC (Samek et al. 2017): remove the top-1..K attributed positions cumulatively (K = min(5, h - 1)) and
   average the explained item's score drop over k = 0..K (k = 0 adds 0), in the model's score units;
   `aopc_random` is the same with a random order, the baseline it should beat.
@@ -90,6 +93,14 @@ def margin_of(scores: np.ndarray, item: int, exclude: np.ndarray) -> float:
     return float(own - s.max())
 
 
+def oracle_win(falls: np.ndarray) -> float:
+    """The most any attribution can score on this user in the rank race: name the removal with the
+    largest fall, against a uniformly random other one (ties 1/2). An upper bound of `win`'s mean."""
+    best = int(np.argmax(falls))
+    others = np.delete(falls, best)
+    return float(np.mean((falls[best] > others) + 0.5 * (falls[best] == others)))
+
+
 def one_user(
     model: Recommender, hist: np.ndarray, ts: np.ndarray | None, rng: np.random.Generator, method: str
 ) -> dict[str, float]:
@@ -108,20 +119,22 @@ def one_user(
     order = [top] + [int(j) for j in np.argsort(-w, kind="stable") if j != top]
     rorder = [int(j) for j in rng.permutation(h)]
     k = min(K_AOPC, h - 1)
-    variants = [np.delete(np.arange(h), [top]), np.delete(np.arange(h), [rand])]
+    variants = [np.delete(np.arange(h), [j]) for j in range(h)]  # every single removal
     variants += [np.delete(np.arange(h), order[: i + 1]) for i in range(k)]
     variants += [np.delete(np.arange(h), rorder[: i + 1]) for i in range(k)]
     hs = [hist[v] for v in variants]
     tss = None if ts is None else [ts[v] for v in variants]
     s = model.score(hs, tss).astype(np.float64)
     s0 = model.score([hist], tsl)[0, item]
-    fall_top, fall_rand = rank_of(s[0], item, hist), rank_of(s[1], item, hist)
+    falls = np.array([rank_of(s[j], item, hist) for j in range(h)])
+    fall_top, fall_rand = falls[top], falls[rand]
     m0 = margin_of(base, item, hist)
-    drop_top, drop_rand = m0 - margin_of(s[0], item, hist), m0 - margin_of(s[1], item, hist)
-    drops = s0 - s[2 : 2 + k, item]
-    rdrops = s0 - s[2 + k :, item]
+    drop_top, drop_rand = m0 - margin_of(s[top], item, hist), m0 - margin_of(s[rand], item, hist)
+    drops = s0 - s[h : h + k, item]
+    rdrops = s0 - s[h + k :, item]
     return {
         "win": 1.0 if fall_top > fall_rand else 0.5 if fall_top == fall_rand else 0.0,
+        "oracle_win": oracle_win(falls),
         "tie": float(fall_top == fall_rand),
         # the same race in the model's own score margin; a tie is NOT a win (it counts 0)
         "score_win": float(drop_top > drop_rand),
@@ -177,6 +190,8 @@ def main() -> int:
         "aopc": round(mean["aopc"], 6),
         "aopc_random": round(mean["aopc_random"], 6),
         "ties": round(mean["tie"], 4),
+        # what a perfect attribution would score: the model's own ceiling for top_beats_random
+        "oracle_top_beats_random": round(mean["oracle_win"], 4),
         # the same share among users where the two removals leave the item at different ranks
         "top_beats_random_decisive": round(
             (mean["win"] - 0.5 * mean["tie"]) / max(1.0 - mean["tie"], 1e-12), 4

@@ -37,8 +37,8 @@ DEFAULTS = {k: v for k, v in ImplicitALS().params().items() if k != "seed"}  # b
 
 # name -> (low, high, log scale): the ranges a fair ALS user would search
 BOUNDS: dict[str, tuple[float, float, bool]] = {
-    "factors": (32, 512, True), "regularization": (1e-3, 10.0, True), "alpha": (1.0, 100.0, True),
-    "iterations": (10, 50, False), "K1": (1.0, 1000.0, True), "B": (0.0, 1.0, False),
+    "factors": (32, 512, True), "regularization": (1e-3, 1000.0, True), "alpha": (0.01, 100.0, True),
+    "iterations": (10, 100, False), "K1": (1.0, 1000.0, True), "B": (0.0, 1.0, False),
 }  # fmt: skip
 INTEGER = {"factors", "iterations"}
 
@@ -104,12 +104,16 @@ def tune(
     seed: int = 0,
     threads: int = 1,
     exclude_history: bool = False,
+    start: list[dict[str, Any]] | None = None,
 ) -> Any:
-    """A seeded TPE study (no pruning); stops after `trials` trials or `minutes` (0 = no limit)."""
+    """A seeded TPE study (no pruning); stops after `trials` trials or `minutes` (0 = no limit).
+    `start`: points tried first (e.g. an earlier search's best), as a user resuming a search would."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    for params in start or []:
+        study.enqueue_trial(params)
     study.optimize(
         validation_objective(train, valid, threads, exclude_history), n_trials=trials, timeout=minutes * 60 if minutes else None,
         callbacks=[_progress],
@@ -192,6 +196,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="kept",
         help="validation NDCG@10 with history items kept (the table's convention) or excluded",
     )
+    ap.add_argument("--start", action="append", default=[], metavar="JSON",
+                    help="a point to try first, as JSON params (repeatable), e.g. an earlier search's best")  # fmt: skip
     ap.add_argument("--dataset", default="amazon-beauty")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
@@ -202,13 +208,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(split: LeaveOneOut, args: argparse.Namespace) -> dict[str, Any]:
     load0, t0, c0 = os.getloadavg(), time.perf_counter(), time.process_time()
     excl = args.objective == "excluded"
-    study = tune(split.train, split.valid, args.trials, args.minutes, args.sampler_seed, args.threads, excl)
+    start = [json.loads(p) for p in args.start]
+    study = tune(split.train, split.valid, args.trials, args.minutes, args.sampler_seed, args.threads, excl, start)
     search_s, search_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     best = {**study.best_trial.params}
     refits = [measure(split, best, seed, args.threads) for seed in args.seed_list]
     return {
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
-        "budget": {"trials": args.trials, "minutes": args.minutes, "threads": args.threads},
+        "budget": {"trials": args.trials, "minutes": args.minutes, "threads": args.threads, "start": start},
         "objective": "valid NDCG@10, history " + ("excluded" if excl else "kept"),
         "trials_done": len(trajectory(study)),
         "search_s": round(search_s, 1),

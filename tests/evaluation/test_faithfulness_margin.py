@@ -58,3 +58,18 @@ def test_a_score_tie_is_not_a_win() -> None:
     w[:, 5] = 1.0 - 1e-3
     row = bench.one_user(Additive(w), np.array([0, 1, 2, 3]), None, np.random.default_rng(0), "occlusion")
     assert row["score_tie"] == 1.0 and row["score_win"] == 0.0
+
+
+def test_oracle_is_the_ceiling_of_the_rank_race() -> None:
+    # no single removal moves the top-1 -> even a perfect attribution only ties: ceiling 1/2
+    assert bench.oracle_win(np.array([0, 0, 0, 0])) == 0.5
+    # one removal drops it 3 places, the others 1, 1, 0: naming it wins every race
+    assert bench.oracle_win(np.array([1, 3, 1, 0])) == 1.0
+    # two removals share the largest fall: naming either ties the other (1/3 of the draws)
+    assert bench.oracle_win(np.array([2, 2, 0, 0])) == (0.5 + 1 + 1) / 3
+    w = np.zeros((N, N))
+    w[0, 4] = 5.0
+    w[1:4, 4] = 1.0
+    w[0:4, 5] = 0.5
+    row = bench.one_user(Additive(w), np.array([0, 1, 2, 3]), None, np.random.default_rng(0), "occlusion")
+    assert row["oracle_win"] == 0.5 and row["win"] <= row["oracle_win"]

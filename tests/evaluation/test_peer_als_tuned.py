@@ -57,10 +57,12 @@ def test_objective_reads_validation_never_test() -> None:
 def test_refit_reproduces_the_best_trial_and_reports_seeds() -> None:
     split = noisy_cycles(seed=1)
     args = argparse.Namespace(
-        trials=3, minutes=0, sampler_seed=0, threads=1, seed_list=[0, 1], objective="kept"
+        trials=3, minutes=0, sampler_seed=0, threads=1, seed_list=[0, 1], objective="kept",
+        start=['{"factors": 40, "regularization": 0.5, "alpha": 2.0, "iterations": 12, "weighting": "none"}'],
     )
     out = run(split, args)
     assert out["trials_done"] == 3
+    assert out["trajectory"][0]["params"]["factors"] == 40  # the given start point is tried first
     assert out["best_valid_NDCG@10"] == max(t["valid_NDCG@10"] for t in out["trajectory"])
     seed0 = out["refits"][0]
     assert seed0["seed"] == 0 and seed0["valid"]["NDCG@10"] == pytest.approx(
@@ -89,7 +91,7 @@ def test_best_parameters_at_a_bound_are_flagged() -> None:
     from peer_als_tuned import at_edges
 
     flagged = at_edges(
-        {"factors": 100, "alpha": 1.003, "regularization": 8.1, "iterations": 47, "weighting": "bm25"}
+        {"factors": 100, "alpha": 0.0101, "regularization": 990.0, "iterations": 47, "weighting": "bm25"}
     )
     assert [f.split("=")[0] for f in flagged] == ["alpha", "regularization"]
     assert "lower" in flagged[0] and "upper" in flagged[1]

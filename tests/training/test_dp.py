@@ -179,3 +179,19 @@ def test_bad_privacy_settings_are_refused(bad: dict[str, float]) -> None:
         sasrec(**SMALL, **{**DP, **bad})
     with pytest.raises(ConfigError, match="dp_"):
         MLPRecommender(**{**DP, **bad}).train_config()
+
+
+def test_content_only_items_train_privately_with_no_id_table() -> None:
+    """item_ids=false: items are their public title vectors only; the ID table stays zero and is no
+    parameter DP-SGD trains (so no noise is spent on it), and the model still learns the walk."""
+    split = cyclic_data(200)
+    rng = np.random.default_rng(0)
+    titles = rng.normal(size=(split.train.n_items, 12)).astype(np.float32)  # one public vector per item
+    content = ItemContent(text=titles / np.linalg.norm(titles, axis=1, keepdims=True))
+    m = sasrec(**{**SMALL, "lr": 0.03}, **DP, epochs=3, item_ids=False).fit(split.train, content=content)
+    net = m._net()
+    assert not net.items.id_emb.weight.requires_grad and float(net.items.id_emb.weight.abs().sum()) == 0.0
+    assert m.training_report()["privacy"]["epsilon"] <= 4.0  # type: ignore[index]
+    assert evaluate_full_ranking(m, split.test, split.train.n_items, (10,))["NDCG@10"] > 0.35
+    with pytest.raises(ConfigError, match="item_ids=false needs"):
+        sasrec(**SMALL, epochs=1, item_ids=False).fit(split.train)

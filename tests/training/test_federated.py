@@ -103,8 +103,49 @@ def test_cli_federated_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     prep = secret_data(100)
     monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: prep)
     sets = [x for k, v in SMALL.items() for x in ("--set", f"{k}={json.dumps(v)}")]
-    assert main(["federated", "--dataset", "secret", "--clients", "2", "--rounds", "1", "--json", *sets]) == 0
+    args = ["federated", "--dataset", "secret", "--clients", "2", "--rounds", "1", "--json", *sets]
+    assert main([*args, "--strategy", "fedadam", "--server-lr", "0.01", "--server-momentum", "0.5"]) == 0
     rec = json.loads(capsys.readouterr().out)
-    assert rec["federated"]["clients"] == 2 and rec["federated"]["strategy"] == "FedAvg"
+    assert rec["federated"]["clients"] == 2 and rec["federated"]["strategy"] == "FedAdam"
+    assert rec["federated"]["server_step"] == {"eta": 0.01, "beta_1": 0.5}
     assert rec["metrics"]["test"]["users"] == len(prep.split.test) and rec["bytes_per_round"] > 0
     assert main(["federated", "--dataset", "secret", "--clients", "0"]) == 2  # a user error, one line
+
+
+def _aggregate(cfg: FederatedConfig, init: list[np.ndarray], clients: list[tuple[list[np.ndarray], int]]
+               ) -> list[np.ndarray]:  # fmt: skip
+    """One server round of the strategy `cfg` names, on hand-made client results (no training)."""
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+
+    from soutui.training.federated import _strategy
+
+    strategy, _ = _strategy(cfg, ndarrays_to_parameters(init))
+    ok = Status(code=Code.OK, message="")
+    results = [(None, FitRes(ok, ndarrays_to_parameters(p), n, {"loss": 0.0})) for p, n in clients]
+    agg, _ = strategy.aggregate_fit(1, results, [])  # type: ignore[arg-type]
+    assert agg is not None
+    return parameters_to_ndarrays(agg)
+
+
+def test_server_steps_are_flowers_fedavg_fedavgm_and_fedadam() -> None:
+    init = [np.zeros(3, np.float32), np.ones((2, 2), np.float32)]
+    a = [np.array([1.0, 2.0, 3.0], np.float32), np.full((2, 2), 3.0, np.float32)]
+    b = [np.array([3.0, 2.0, -1.0], np.float32), np.full((2, 2), 1.0, np.float32)]
+    clients = [(a, 3), (b, 1)]  # FedAvg weights 3/4 and 1/4
+    avg = [0.75 * x + 0.25 * y for x, y in zip(a, b, strict=True)]
+    got = _aggregate(FederatedConfig(), init, clients)
+    for g, e in zip(got, avg, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-6)
+    # FedAvgM: the server moves server_lr times the averaged update (no momentum yet in round 1)
+    got = _aggregate(FederatedConfig(strategy="fedavgm", server_lr=2.0, server_momentum=0.9), init, clients)
+    for g, i, e in zip(got, init, avg, strict=True):
+        np.testing.assert_allclose(g, i + 2.0 * (e - i), rtol=1e-5)
+    # FedAdam, round 1: every coordinate with a non-zero update moves by about eta in its direction
+    got = _aggregate(FederatedConfig(strategy="fedadam", server_lr=0.05, server_momentum=0.9), init, clients)
+    for g, i, e in zip(got, init, avg, strict=True):
+        step = g - i
+        np.testing.assert_array_equal(np.sign(step), np.sign(e - i))
+        moved = np.abs(e - i) > 0
+        assert np.all(np.abs(step[moved]) > 0.01) and np.all(np.abs(step) < 0.2)
+    with pytest.raises(ValueError, match="strategy"):
+        FederatedConfig(strategy="fedprox")

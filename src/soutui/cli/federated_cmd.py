@@ -25,6 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--local-epochs", type=int, default=1, help="epochs each client trains per round (default 1)"
     )
+    p.add_argument("--strategy", choices=["fedavg", "fedavgm", "fedadam"], default="fedavg",
+                   help="the server's step on the clients' averaged update (Flower's FedAvg, FedAvgM or FedAdam; "
+                   "default fedavg)")  # fmt: skip
+    p.add_argument("--server-lr", type=float, default=1.0,
+                   help="fedavgm: server learning rate; fedadam: its step size eta (default 1.0)")  # fmt: skip
+    p.add_argument("--server-momentum", type=float, default=0.0,
+                   help="fedavgm: server momentum; fedadam: beta_1 (default 0.0)")  # fmt: skip
     p.add_argument("--dp-noise", type=float, default=0.0,
                    help="client-level DP: Gaussian noise multiplier on the clipped updates (0 = off)")  # fmt: skip
     p.add_argument("--dp-clip", type=float, default=1.0, help="client-level DP: update norm bound")
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                                 clipping_range=args.secagg_clip)  # fmt: skip
         cfg = FederatedConfig(args.clients, args.rounds, args.local_epochs, args.seed, args.dp_noise, args.dp_clip,
                               params, secure_aggregation=args.secure_aggregation, secagg=secagg,
-                              engine=args.engine)  # fmt: skip
+                              engine=args.engine, strategy=args.strategy, server_lr=args.server_lr,
+                              server_momentum=args.server_momentum)  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from e
     prep = prepare(args.dataset, store_url=args.store, progress=True)  # progress on stderr

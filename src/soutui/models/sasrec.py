@@ -57,6 +57,9 @@ class SASRecConfig:
     n_attrs: int = 0  # attribute vocabulary size (0 = none)
     attrs_per_item: int = 0  # width of the padded attribute-id table
     id_dropout: float = 0.2  # prob. an item's ID embedding is zeroed in a training step
+    # False: no trained per-item ID vector (the table stays zero and frozen), items are their public
+    # title and attribute vectors only: far fewer trained numbers, which is what DP-SGD's noise favours
+    item_ids: bool = True
     use_time: bool = True  # interval embedding + relative-time attention bias
     n_time_buckets: int = 16
     time_dropout: float = 0.1  # prob. a training row is shown without timestamps
@@ -96,6 +99,9 @@ class ItemEncoder(nn.Module):
         n = cfg.n_items + 1
         self.id_emb = nn.Embedding(n, cfg.d_model, padding_idx=0)
         nn.init.normal_(self.id_emb.weight, std=0.02)
+        if not cfg.item_ids:  # kept (zero) so checkpoints, ONNX and warm starts keep one layout
+            self.id_emb.weight.data.zero_()
+            self.id_emb.weight.requires_grad_(False)
         self.register_buffer("text", torch.zeros(n, cfg.text_dim) if cfg.text_dim else None)
         self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model) if cfg.text_dim else None
         self.register_buffer(

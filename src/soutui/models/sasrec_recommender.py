@@ -171,6 +171,9 @@ class SASRecRecommender(Recommender):
         if attrs is not None:
             table, cfg.n_attrs = attribute_table(attrs)
             cfg.attrs_per_item = table.shape[1] if cfg.n_attrs else 0
+        if not cfg.item_ids and text is None and table is None:
+            raise ConfigError("item_ids=false needs title vectors or attributes to represent items: give the "
+                              "dataset titles (and an encoder) or attributes, or keep item_ids=true")  # fmt: skip
         net = SASRec(cfg)
         if text is not None and net.items.text is not None:
             net.items.text[1:] = torch.from_numpy(np.asarray(text, dtype=np.float32))

@@ -345,7 +345,7 @@ def _train(
         st["step"], st["pos"] = st["step"] + 1, st["pos"] + len(idx)
         step_s = max(step_s, time.time() - t_step)
         if st["step"] % config.eval_every == 0 or st["step"] == config.max_steps:
-            if _evaluate(enc, opt, pool, config, st, t0, key, work, float(loss), acc, say):
+            if _evaluate(enc, opt, pool, config, st, t0, key, work, loss.item(), acc, say):
                 stop = "early stopping"
                 break
     else:

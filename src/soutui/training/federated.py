@@ -52,7 +52,13 @@ from flwr.compat.client.app import start_client  # noqa: E402
 from flwr.compat.server.app import start_server  # noqa: E402
 from flwr.server import ServerConfig  # noqa: E402
 from flwr.server.client_proxy import ClientProxy  # noqa: E402
-from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy  # noqa: E402
+from flwr.server.strategy import (  # noqa: E402
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    Strategy,
+)
 
 # what federated SASRec turns off: parts that would need pooled raw statistics
 FED_PARAMS = {"cooc_neighbors": 0, "cold_item_reset": False, "progress": False}
@@ -70,6 +76,11 @@ class FederatedConfig:
     secure_aggregation: bool = False  # Flower SecAgg+: the server sees only the masked sum
     secagg: SecAggSettings = field(default_factory=SecAggSettings)
     engine: str = "local"  # secure aggregation: "local" (in-process Grid) or "deployment" (flwr processes)
+    # the server's step on the averaged update: "fedavg" (take it), "fedavgm" (server_lr x it, with
+    # server_momentum) or "fedadam" (Adam on it, step server_lr, beta_1 = server_momentum): Flower's own
+    strategy: str = "fedavg"
+    server_lr: float = 1.0
+    server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
         if self.secure_aggregation and self.dp_noise > 0:
@@ -81,6 +92,10 @@ class FederatedConfig:
             raise ValueError("the deployment engine is wired for secure aggregation only")
         if self.secure_aggregation and self.clients < 2:
             raise ValueError("secure aggregation needs at least 2 clients")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}")
+        if self.server_lr <= 0 or not 0 <= self.server_momentum < 1:
+            raise ValueError("server_lr must be > 0 and server_momentum in [0, 1)")
 
 
 def partition_users(data: SequenceData, clients: int, seed: int = 0) -> list[SequenceData]:
@@ -142,7 +157,8 @@ class SASRecClient(NumPyClient):
 
 
 class RecordingFedAvg(FedAvg):
-    """FedAvg that keeps the aggregated weights and counts the bytes each round moves."""
+    """FedAvg (or, as a base of the classes below, FedAvgM / FedAdam) that keeps the aggregated weights
+    and counts the bytes each round moves."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -166,6 +182,27 @@ class RecordingFedAvg(FedAvg):
         return agg, metrics
 
 
+class RecordingFedAvgM(RecordingFedAvg, FedAvgM):
+    """Flower's FedAvgM (server learning rate and momentum on the averaged update), recorded."""
+
+
+class RecordingFedAdam(RecordingFedAvg, FedAdam):
+    """Flower's FedAdam (Adam on the averaged update, Reddi et al. 2021), recorded."""
+
+
+STRATEGIES: dict[str, type[RecordingFedAvg]] = {
+    "fedavg": RecordingFedAvg, "fedavgm": RecordingFedAvgM, "fedadam": RecordingFedAdam,
+}  # fmt: skip
+
+
+def _server_step(cfg: FederatedConfig) -> dict[str, float]:
+    if cfg.strategy == "fedavgm":
+        return {"server_learning_rate": cfg.server_lr, "server_momentum": cfg.server_momentum}
+    if cfg.strategy == "fedadam":  # eta_l is only informational in Flower's FedOpt
+        return {"eta": cfg.server_lr, "beta_1": cfg.server_momentum}
+    return {}
+
+
 def _mean_loss(results: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
     """Training loss averaged over clients, weighted by their user counts."""
     total = sum(n for n, _ in results)
@@ -180,9 +217,11 @@ def _free_port() -> int:
 
 def _strategy(cfg: FederatedConfig, initial: Parameters) -> tuple[Strategy, RecordingFedAvg]:
     n = cfg.clients
-    fedavg = RecordingFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_evaluate_clients=0,
-                             min_available_clients=n, initial_parameters=initial,
-                             fit_metrics_aggregation_fn=_mean_loss)  # fmt: skip
+    fedavg = STRATEGIES[cfg.strategy](
+        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_evaluate_clients=0,
+        min_available_clients=n, initial_parameters=initial, fit_metrics_aggregation_fn=_mean_loss,
+        **_server_step(cfg),
+    )  # fmt: skip
     if cfg.dp_noise <= 0:
         return fedavg, fedavg
     dp = DifferentialPrivacyServerSideFixedClipping(fedavg, noise_multiplier=cfg.dp_noise,
@@ -259,7 +298,8 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
                  else "flower (flwr legacy gRPC server + clients on loopback)")  # fmt: skip
     return {
         "dataset": prep.dataset, "model": "sasrec", "federated": {
-            "framework": framework, "strategy": "FedAvg",
+            "framework": framework, "strategy": {"fedavg": "FedAvg", "fedavgm": "FedAvgM", "fedadam": "FedAdam"}[
+                cfg.strategy], "server_step": _server_step(cfg),
             "clients": cfg.clients, "rounds": cfg.rounds, "local_epochs": cfg.local_epochs,
             "users_per_client": [int(p.n_users) for p in parts],
             "client_dp": {"noise_multiplier": cfg.dp_noise, "clipping_norm": cfg.dp_clip,
