@@ -59,7 +59,7 @@ def one_run(prep: Any, model: str, eps: float, args: argparse.Namespace, test: A
     m = evaluate_full_ranking(rec, test, prep.data.n_items, (10,))
     report = rec.training_report() or {}
     p = report.get("privacy") or {}
-    return {"model": model, "items": args.items if model == "sasrec" else "mlp", "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
+    return {"model": model, "items": args.items if model == "sasrec" else None, "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
             "steps": p.get("steps"), "noise": p.get("noise_multiplier"), "NDCG@10": m["NDCG@10"],
             "HR@10": m["HR@10"], "train_s": round(train_s, 1), "cpu_s": report.get("cpu_seconds"),
             "stopped": report.get("stopped")}  # fmt: skip
@@ -68,7 +68,7 @@ def one_run(prep: Any, model: str, eps: float, args: argparse.Namespace, test: A
 def label(row: dict[str, Any]) -> str:
     """sasrec / mlp for the runs of record; 'sasrec (content)' etc. for another item representation."""
     items = row.get("items")
-    return row["model"] if items in (None, "ids", row["model"]) else f"{row['model']} ({items})"
+    return row["model"] if items in (None, "ids") else f"{row['model']} ({items})"
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:

@@ -171,7 +171,7 @@ class SASRecRecommender(Recommender):
         if attrs is not None:
             table, cfg.n_attrs = attribute_table(attrs)
             cfg.attrs_per_item = table.shape[1] if cfg.n_attrs else 0
-        if not cfg.item_ids and text is None and table is None:
+        if not cfg.item_ids and text is None and not cfg.n_attrs:
             raise ConfigError("item_ids=false needs title vectors or attributes to represent items: give the "
                               "dataset titles (and an encoder) or attributes, or keep item_ids=true")  # fmt: skip
         net = SASRec(cfg)

@@ -298,8 +298,8 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
                  else "flower (flwr legacy gRPC server + clients on loopback)")  # fmt: skip
     return {
         "dataset": prep.dataset, "model": "sasrec", "federated": {
-            "framework": framework, "strategy": {"fedavg": "FedAvg", "fedavgm": "FedAvgM", "fedadam": "FedAdam"}[
-                cfg.strategy], "server_step": _server_step(cfg),
+            "framework": framework, "strategy": STRATEGIES[cfg.strategy].__name__.removeprefix("Recording"),
+            "server_step": _server_step(cfg),
             "clients": cfg.clients, "rounds": cfg.rounds, "local_epochs": cfg.local_epochs,
             "users_per_client": [int(p.n_users) for p in parts],
             "client_dp": {"noise_multiplier": cfg.dp_noise, "clipping_norm": cfg.dp_clip,
