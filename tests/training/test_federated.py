@@ -104,9 +104,11 @@ def test_cli_federated_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: prep)
     sets = [x for k, v in SMALL.items() for x in ("--set", f"{k}={json.dumps(v)}")]
     args = ["federated", "--dataset", "secret", "--clients", "2", "--rounds", "1", "--json", *sets]
-    assert main([*args, "--strategy", "fedadam", "--server-lr", "0.01", "--server-momentum", "0.5"]) == 0
+    assert main([*args, "--strategy", "fedadam", "--server-lr", "0.01", "--server-momentum", "0.5",
+                 "--reset-moments"]) == 0  # fmt: skip
     rec = json.loads(capsys.readouterr().out)
     assert rec["federated"]["clients"] == 2 and rec["federated"]["strategy"] == "FedAdam"
+    assert rec["federated"]["client_optimizer"] == "AdamW, moments reset every round"
     assert rec["federated"]["server_step"] == {"eta": 0.01, "beta_1": 0.5}
     assert rec["metrics"]["test"]["users"] == len(prep.split.test) and rec["bytes_per_round"] > 0
     assert main(["federated", "--dataset", "secret", "--clients", "0"]) == 2  # a user error, one line
@@ -149,3 +151,51 @@ def test_server_steps_are_flowers_fedavg_fedavgm_and_fedadam() -> None:
         assert np.all(np.abs(step[moved]) > 0.01) and np.all(np.abs(step) < 0.2)
     with pytest.raises(ValueError, match="strategy"):
         FederatedConfig(strategy="fedprox")
+
+
+def _client_rounds(keep: bool, rounds: int = 2) -> tuple[Any, list[np.ndarray], list[list[np.ndarray]]]:
+    from soutui.training.federated import FED_PARAMS, SASRecClient
+    from soutui.training.pipeline import build_model
+
+    prep = secret_data(120)
+    params = {**SMALL, **FED_PARAMS, "epochs": 1, "seed": 0}
+    net = build_model("sasrec", params)._build(prep.data.n_items, prep.content)  # type: ignore[attr-defined]
+    names = [n for n, _ in net.named_parameters()]
+    start = [p.detach().numpy().copy() for p in net.parameters()]
+    client = SASRecClient(prep.split.train, prep, params, names, keep_moments=keep)
+    sent = [client.fit(start, {})[0] for _ in range(rounds)]  # the same global weights every round
+    return client, start, sent
+
+
+def test_a_stateful_client_keeps_its_adamw_moments_and_reshuffles_each_round() -> None:
+    kept, _, sent = _client_rounds(keep=True)
+    steps = [float(s["step"]) for s in kept.moments["state"].values()]  # type: ignore[index]
+    n_batches = -(-sum(len(s) >= 2 for s in kept.part.sequences) // SMALL["batch_size"])
+    assert steps and all(s == 2 * n_batches for s in steps)  # two rounds of steps on the same moments
+    reset, _, again = _client_rounds(keep=False)
+    assert reset.moments is None
+    # the same start, a different round seed: the two rounds' updates differ (a fixed seed replayed them)
+    assert any(not np.allclose(a, b) for a, b in zip(again[0], again[1], strict=True))
+    # and resumed moments change the second round's update against a fresh optimiser
+    assert any(not np.allclose(a, b, atol=1e-6) for a, b in zip(sent[1], again[1], strict=True))
+
+
+def test_a_client_rebuilt_for_every_message_keeps_its_state_in_the_flower_context() -> None:
+    """Flower's deployment engine unpickles the client in a new process per message; the SuperNode
+    carries the node's Context.state between them, and the moments and round count travel there."""
+    import pickle
+
+    from flwr.app import RecordDict
+
+    client, start, _ = _client_rounds(keep=True, rounds=0)
+    blob, state = pickle.dumps(client), RecordDict()
+    for _ in range(2):
+        fresh = pickle.loads(blob)  # noqa: S301
+        fresh.attach(state)
+        fresh.fit(start, {})
+    again = pickle.loads(blob)  # noqa: S301
+    again.attach(state)
+    n_batches = -(-again.n_trained // SMALL["batch_size"])
+    assert again.round == 2
+    assert all(float(s["step"]) == 2 * n_batches for s in again.moments["state"].values())
+

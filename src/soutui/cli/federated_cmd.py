@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="fedavgm: server learning rate; fedadam: its step size eta (default 1.0)")  # fmt: skip
     p.add_argument("--server-momentum", type=float, default=0.0,
                    help="fedavgm: server momentum; fedadam: beta_1 (default 0.0)")  # fmt: skip
+    p.add_argument("--reset-moments", action="store_true",
+                   help="clients start every round's AdamW from zero (default: each client keeps its moments "
+                   "across rounds; they never leave it)")  # fmt: skip
     p.add_argument("--dp-noise", type=float, default=0.0,
                    help="client-level DP: Gaussian noise multiplier on the clipped updates (0 = off)")  # fmt: skip
     p.add_argument("--dp-clip", type=float, default=1.0, help="client-level DP: update norm bound")
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = FederatedConfig(args.clients, args.rounds, args.local_epochs, args.seed, args.dp_noise, args.dp_clip,
                               params, secure_aggregation=args.secure_aggregation, secagg=secagg,
                               engine=args.engine, strategy=args.strategy, server_lr=args.server_lr,
-                              server_momentum=args.server_momentum)  # fmt: skip
+                              server_momentum=args.server_momentum,
+                              keep_moments=not args.reset_moments)  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from e
     prep = prepare(args.dataset, store_url=args.store, progress=True)  # progress on stderr

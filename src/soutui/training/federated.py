@@ -8,7 +8,8 @@ and client APIs, talking over real gRPC on 127.0.0.1, the clients in threads of 
 Each round a client receives the global weights, trains SASRec on its users with the same
 model and epoch loop as `soutui train` (SASRecRecommender.fit with an injected trainer that
 starts from the global weights: GlobalStart) and returns its trainable parameters, its user
-count (FedAvg's weight) and its mean training loss. Nothing else leaves a client: no event,
+count (FedAvg's weight) and its mean training loss; its AdamW moments stay with it for the next
+round (`keep_moments`, the default). Nothing else leaves a client: no event,
 no user or item id, no buffer computed from its data (tests/training/test_federated.py reads
 the gRPC messages a client sends). The initial weights come from the server, built from the
 public catalogue (item count, titles, attributes) only.
@@ -25,6 +26,7 @@ clients and strategy, but the server only ever sees masked, quantised parameters
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -46,6 +48,7 @@ from soutui.training.trainer import LoopTrainer
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no network calls home
 
+from flwr.app import ConfigRecord, RecordDict  # noqa: E402
 from flwr.client import NumPyClient  # noqa: E402
 from flwr.common import FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays  # noqa: E402
 from flwr.compat.client.app import start_client  # noqa: E402
@@ -62,6 +65,7 @@ from flwr.server.strategy import (  # noqa: E402
 
 # what federated SASRec turns off: parts that would need pooled raw statistics
 FED_PARAMS = {"cooc_neighbors": 0, "cold_item_reset": False, "progress": False}
+STATE_KEY = "soutui.client"  # a client's round count and AdamW moments in its Flower Context.state
 
 
 @dataclass
@@ -81,6 +85,7 @@ class FederatedConfig:
     strategy: str = "fedavg"
     server_lr: float = 1.0
     server_momentum: float = 0.0
+    keep_moments: bool = True  # each client keeps its AdamW moments across rounds (False: reset every round)
 
     def __post_init__(self) -> None:
         if self.secure_aggregation and self.dp_noise > 0:
@@ -115,11 +120,19 @@ def _users(data: SequenceData, rows: np.ndarray) -> SequenceData:
 
 class GlobalStart(LoopTrainer):
     """The shared loop, started from the global weights: the client's fit builds its network as
-    `soutui train` does, then trains from the server's parameters, not from a fresh init."""
+    `soutui train` does, then trains from the server's parameters, not from a fresh init. With
+    `moments` (the client's AdamW state after its previous round) the optimiser resumes them
+    instead of starting from zero; `self.optimizer` is the one that trained, to read them back."""
 
-    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
-        super().__init__(progress=False)
-        self.weights = weights
+    def __init__(self, weights: dict[str, torch.Tensor], moments: dict[str, Any] | None = None) -> None:
+        super().__init__(progress=False, with_optimizer=self._restore)
+        self.weights, self.moments = weights, moments
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def _restore(self, opt: torch.optim.Optimizer) -> None:
+        if self.moments is not None:
+            opt.load_state_dict(self.moments)
+        self.optimizer = opt
 
     def train(self, model: Recommender, net: torch.nn.Module, batches: BatchFn, n_batches: int,
               cfg: TrainConfig, valid: Any, *, spent_s: float = 0.0, after_validations: float = 0.0
@@ -138,19 +151,49 @@ def trainable(net: torch.nn.Module) -> list[np.ndarray]:
 
 
 class SASRecClient(NumPyClient):
-    """One Flower client: its users' sequences stay here; it sends parameters, a count and a loss."""
+    """One Flower client: its users' sequences stay here; it sends parameters, a count and a loss.
 
-    def __init__(self, part: SequenceData, prep: Prepared, params: dict[str, Any], names: list[str]) -> None:
+    Each round shuffles with its own seed (seed, round). With `keep_moments` the client's AdamW
+    moments stay on the client from one round to the next (a stateful client: they never leave it);
+    otherwise every round's optimiser starts from zero, as a stateless client's would. Where each
+    message runs in a fresh process (Flower's deployment engine), `attach` puts the round count and
+    the moments in the node's Flower `Context.state`, which the SuperNode carries between them."""
+
+    def __init__(self, part: SequenceData, prep: Prepared, params: dict[str, Any], names: list[str],
+                 keep_moments: bool = True) -> None:  # fmt: skip
         self.part, self.content, self.params, self.names = part, prep.content, params, names
         self.n_trained = sum(len(s) >= 2 for s in part.sequences)
+        self.keep_moments, self.round = keep_moments, 0
+        self.moments: dict[str, Any] | None = None
+        self.node_state: RecordDict | None = None
+
+    def attach(self, state: RecordDict) -> None:
+        """Keep the round count and the moments in this Flower node's Context.state."""
+        self.node_state = state
+        if (rec := state.get(STATE_KEY)) is not None:
+            count, moments = rec["round"], rec["moments"]
+            assert isinstance(count, int) and isinstance(moments, bytes)
+            self.round = count
+            self.moments = torch.load(io.BytesIO(moments)) if moments else None
+
+    def _keep(self) -> None:
+        if self.node_state is not None:
+            buf = io.BytesIO()
+            if self.moments is not None:
+                torch.save(self.moments, buf)
+            self.node_state[STATE_KEY] = ConfigRecord({"round": self.round, "moments": buf.getvalue()})
 
     def fit(self, parameters: list[np.ndarray], config: dict[str, Scalar]
             ) -> tuple[list[np.ndarray], int, dict[str, Scalar]]:  # fmt: skip
         torch.set_num_threads(1)
         weights = {n: torch.from_numpy(np.asarray(a)) for n, a in zip(self.names, parameters, strict=True)}
-        rec = build_model("sasrec", self.params, GlobalStart(weights)).fit(
-            self.part, None, content=self.content
-        )
+        trainer = GlobalStart(weights, self.moments)
+        params = {**self.params, "seed": int(self.params.get("seed", 0)) * 100_003 + 1_009 * self.round}
+        rec = build_model("sasrec", params, trainer).fit(self.part, None, content=self.content)
+        self.round += 1
+        if self.keep_moments and trainer.optimizer is not None:
+            self.moments = trainer.optimizer.state_dict()
+        self._keep()
         report = rec.training_report() or {}
         loss = float(report["history"][-1]["loss"]) if report.get("history") else 0.0
         return trainable(rec._net()), self.n_trained, {"loss": loss}  # type: ignore[attr-defined]
@@ -276,7 +319,7 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
     net = server_model._build(prep.data.n_items, prep.content)  # type: ignore[attr-defined]  # public content only
     names = [n for n, _ in net.named_parameters()]
     fedavg_outer, fedavg = _strategy(cfg, ndarrays_to_parameters(trainable(net)))
-    clients = [SASRecClient(p, prep, params, names) for p in parts]
+    clients = [SASRecClient(p, prep, params, names, cfg.keep_moments) for p in parts]
     t0 = time.perf_counter()
     secure: dict[str, Any] | bool = False
     if cfg.secure_aggregation:
@@ -301,6 +344,8 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
             "framework": framework, "strategy": STRATEGIES[cfg.strategy].__name__.removeprefix("Recording"),
             "server_step": _server_step(cfg),
             "clients": cfg.clients, "rounds": cfg.rounds, "local_epochs": cfg.local_epochs,
+            "client_optimizer": "AdamW, moments kept on the client across rounds" if cfg.keep_moments
+            else "AdamW, moments reset every round",
             "users_per_client": [int(p.n_users) for p in parts],
             "client_dp": {"noise_multiplier": cfg.dp_noise, "clipping_norm": cfg.dp_clip,
                           "mechanism": "flwr DifferentialPrivacyServerSideFixedClipping"} if cfg.dp_noise > 0 else None,

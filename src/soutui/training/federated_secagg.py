@@ -217,7 +217,9 @@ def run_secure(clients: Sequence[NumPyClient], weights: Sequence[int], strategy:
 def _deployed_client(context: Context) -> Any:
     """A SuperNode's ClientApp process: the client (its users' sequences) comes from the node's own file."""
     with open(str(context.node_config["client"]), "rb") as f:
-        return pickle.load(f).to_client()  # noqa: S301  # written by run_deployed for this node
+        client = pickle.load(f)  # noqa: S301  # written by run_deployed for this node
+    client.attach(context.state)  # its round count and AdamW moments, carried by the SuperNode
+    return client.to_client()
 
 
 deployed_client_app = ClientApp(client_fn=_deployed_client, mods=[secaggplus_mod])

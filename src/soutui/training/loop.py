@@ -277,6 +277,7 @@ def train(
     stop_after_epochs: int | None = None,
     spent_s: float = 0.0,
     after_validations: float = 0.0,
+    with_optimizer: Callable[[torch.optim.Optimizer], None] | None = None,
 ) -> TrainState:
     """Train `net` in place; on return it holds the best-validation weights.
 
@@ -289,6 +290,9 @@ def train(
 
     `stop_after_epochs` simulates an interruption (tests): the loop returns after that
     many epochs of this call, leaving last.pt behind for `resume=True`.
+
+    `with_optimizer` is handed the AdamW before the first step (a federated client restores
+    its moments from the previous round into it, and reads them back afterwards).
     """
     device = pick_device(cfg.device)
     if device.type == "cpu":
@@ -296,6 +300,8 @@ def train(
     scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
     net.to(device)
     opt = adamw(net, cfg, device)
+    if with_optimizer is not None:
+        with_optimizer(opt)
     group = current()  # only rank 0 writes checkpoints; validation runs on rank 0, its metric broadcast
     validate = group.on_main(validate) if validate is not None else None
     state, best = TrainState(), None

@@ -9,7 +9,7 @@ can hand one over without torch installed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,12 +31,15 @@ class LoopTrainer:
 
     `progress` None keeps the model's own setting; True / False overrides it.
     `stop_after_epochs` returns early leaving a checkpoint behind (tests of resume).
+    `with_optimizer` is handed the loop's optimizer before the first step (federated clients
+    carry their AdamW moments from round to round through it).
     """
 
     checkpoint_dir: Path | None = None
     resume: bool = False
     progress: bool | None = None
     stop_after_epochs: int | None = None
+    with_optimizer: Callable[[torch.optim.Optimizer], None] | None = None  # handed the AdamW first
 
     def train(
         self,
@@ -58,7 +61,7 @@ class LoopTrainer:
         ckpt = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         return loop.train(
             net, batches, n_batches, validate, cfg, ckpt, self.resume, self.stop_after_epochs,
-            spent_s=spent_s, after_validations=after_validations,
+            spent_s=spent_s, after_validations=after_validations, with_optimizer=self.with_optimizer,
         )  # fmt: skip
 
     def validate(self, model: Recommender, valid: EvalSplit) -> float:
