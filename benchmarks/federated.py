@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    prepare(args.dataset, encoder=args.encoder, progress=False)  # import + content cache, once, up front
+    _prepared(args.dataset, args.encoder)  # once, before the pool: its forked workers inherit it
     grid = [(n, float(lr)) for n in [0, *(int(c) for c in args.clients.split(","))] for lr in args.lrs.split(",")]
     load = os.getloadavg()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
