@@ -199,3 +199,12 @@ def test_a_client_rebuilt_for_every_message_keeps_its_state_in_the_flower_contex
     assert again.round == 2
     assert all(float(s["step"]) == 2 * n_batches for s in again.moments["state"].values())
 
+
+
+def test_the_same_seed_gives_the_same_federation() -> None:
+    """Clients that share a process (the loopback simulation runs them as threads) share torch's
+    global RNG; without care their draws interleave and a seed gives a different model each run."""
+    runs = [run_federated(secret_data(), FederatedConfig(clients=3, rounds=2, params=SMALL), progress=False)
+            for _ in range(2)]  # fmt: skip
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+    assert [r["loss"] for r in runs[0]["rounds"]] == [r["loss"] for r in runs[1]["rounds"]]

@@ -66,6 +66,10 @@ from flwr.server.strategy import (  # noqa: E402
 # what federated SASRec turns off: parts that would need pooled raw statistics
 FED_PARAMS = {"cooc_neighbors": 0, "cold_item_reset": False, "progress": False}
 STATE_KEY = "soutui.client"  # a client's round count and AdamW moments in its Flower Context.state
+# torch's RNG (dropout, the seeded shuffle) is global to a process: clients that share one (the loopback
+# simulation runs them as threads) train one at a time, or their draws interleave and a seed stops
+# fixing the model. Clients in their own processes (a real deployment) are not held by it.
+_TORCH_RNG = threading.Lock()
 
 
 @dataclass
@@ -189,7 +193,8 @@ class SASRecClient(NumPyClient):
         weights = {n: torch.from_numpy(np.asarray(a)) for n, a in zip(self.names, parameters, strict=True)}
         trainer = GlobalStart(weights, self.moments)
         params = {**self.params, "seed": int(self.params.get("seed", 0)) * 100_003 + 1_009 * self.round}
-        rec = build_model("sasrec", params, trainer).fit(self.part, None, content=self.content)
+        with _TORCH_RNG:
+            rec = build_model("sasrec", params, trainer).fit(self.part, None, content=self.content)
         self.round += 1
         if self.keep_moments and trainer.optimizer is not None:
             self.moments = trainer.optimizer.state_dict()
@@ -210,6 +215,8 @@ class RecordingFedAvg(FedAvg):
 
     def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
                       failures: list[Any]) -> tuple[Parameters | None, dict[str, Scalar]]:  # fmt: skip
+        # a fixed order (not arrival order), so the float sums, and so the model, repeat with the seed
+        results = sorted(results, key=lambda r: (r[1].num_examples, r[1].parameters.tensors[0][-64:]))
         up = [sum(len(t) for t in res.parameters.tensors) for _, res in results]
         down = sum(len(t) for t in self.latest.tensors) if self.latest is not None else 0
         agg, metrics = super().aggregate_fit(server_round, results, failures)
@@ -316,6 +323,7 @@ def run_federated(prep: Prepared, cfg: FederatedConfig, progress: bool = True) -
     params = {**cfg.params, **FED_PARAMS, "epochs": cfg.local_epochs, "seed": cfg.seed}
     parts = partition_users(prep.split.train, cfg.clients, cfg.seed)
     server_model = build_model("sasrec", params)
+    torch.manual_seed(cfg.seed)  # the global model's initial weights follow the seed too
     net = server_model._build(prep.data.n_items, prep.content)  # type: ignore[attr-defined]  # public content only
     names = [n for n, _ in net.named_parameters()]
     fedavg_outer, fedavg = _strategy(cfg, ndarrays_to_parameters(trainable(net)))
