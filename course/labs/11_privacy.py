@@ -22,7 +22,7 @@
 #
 # 先说结论里不好听的部分：文档 `docs/privacy.md` 和 `docs/federated.md` 写明，在完整预算下 ε = 8 的 DP SASRec
 # 只保留了不加隐私时 NDCG@10 的 10-12 %（大约是热门榜的水平）；联邦学习 4 个客户端在同等算力（10 轮 x 每轮 4 个本地
-# epoch，对集中训练 40 个 epoch，3 个种子）下达到集中训练的 90 %，在议题允许的 15 % 以内（16 个客户端 57 %，一个种子）。
+# epoch，对集中训练 40 个 epoch，3 个种子）下达到集中训练的 90 %，在议题允许的 15 % 以内（16 个客户端 60 %，一个种子）。
 # 本实验不会说得比文档更好。
 
 # %% [markdown] tags=["en"]
@@ -46,7 +46,7 @@
 # The unflattering part first: `docs/privacy.md` and `docs/federated.md` say that at the full budget a DP SASRec at
 # eps = 8 keeps 10-12 % of its non-private NDCG@10 (about the level of item popularity), and that federated learning
 # with 4 clients reaches 90 % of the centralised model at the same compute (10 rounds x 4 local epochs against 40
-# epochs, 3 seeds), inside the 15 % (16 clients: 57 %, one seed). This lab claims nothing better than the docs.
+# epochs, 3 seeds), inside the 15 % (16 clients: 60 %, one seed). This lab claims nothing better than the docs.
 
 # %%
 import sys
