@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import torch
+from seeds import mean_sd, parse_seeds
 
 from soutui.cli.common import print_table
 from soutui.training.federated import FED_PARAMS, STRATEGIES, FederatedConfig, run_federated
@@ -100,24 +101,21 @@ def chosen(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [best[k] for k in sorted(best)]
 
 
-def _mean_sd(xs: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
-
-
 def summary(picked: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setting: the chosen runs' test NDCG@10 over seeds (mean, sd) and the ratio to centralised."""
     by: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in picked:
         by[_key(r)].append(r)
-    base = _mean_sd([r["NDCG@10"] for r in by[0]])[0] if 0 in by else None
+    base = statistics.fmean(r["NDCG@10"] for r in by[0]) if 0 in by else None
     rows = []
     for k in sorted(by):
         rs = by[k]
-        mean, sd = _mean_sd([r["NDCG@10"] for r in rs])
+        test = mean_sd([r["NDCG@10"] for r in rs])
+        mean, sd = float(test["mean"]), test["sd"]  # type: ignore[arg-type]
         rows.append({"setting": rs[0]["setting"], "clients": max(k, 1), "seeds": [r.get("seed", 0) for r in rs],
                      "chosen": [{"lr": r["lr"], "local_epochs": r.get("local_epochs") or (1 if k else None)} for r in rs],
                      "valid_NDCG@10": round(statistics.fmean(r["valid_NDCG@10"] for r in rs), 6),
-                     "NDCG@10": round(mean, 6), "NDCG@10_sd": None if sd is None else round(sd, 6),
+                     "NDCG@10": round(mean, 6), "NDCG@10_sd": None if sd is None else round(float(sd), 6),  # type: ignore[arg-type]
                      "HR@10": round(statistics.fmean(r["HR@10"] for r in rs), 6),
                      "ndcg_vs_centralised": round(mean / base, 3) if base else None,
                      "bytes_per_round": rs[0]["bytes_per_round"]})  # fmt: skip
@@ -138,7 +136,7 @@ def grid(args: argparse.Namespace) -> list[tuple[int, float, int, int]]:
     local = [int(x) for x in args.local_epochs.split(",")]
     if any(le < 1 or args.epochs % le for le in local):
         raise SystemExit(f"--local-epochs must divide --epochs ({args.epochs}); got {args.local_epochs}")
-    seeds = [int(x) for x in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
     central = [(0, float(lr), 1, s) for s in seeds for lr in (args.central_lrs or args.lrs).split(",")]
     fed = [(int(n), float(lr), le, s) for s in seeds for n in args.clients.split(",") if n
            for lr in args.lrs.split(",") for le in local]  # fmt: skip
