@@ -5,7 +5,10 @@ Protocol (one model, N seeded test users of the leave-one-out split whose histor
   the model's top-1 over the full catalogue with the history's own items excluded;
 - attributions come from the model's own hook, `Recommender.attribute` (what /v1/recommend?explain=true
   and `soutui explain` serve): occlusion for SASRec and the MLP, neighbour evidence for item-kNN
-  (`--method lime` for the LIME surrogate instead);
+  (`--method lime` for the LIME surrogate instead, `--method counterfactual` for the lead each history
+  item accounts for over the best item left out; that is the margin the score-based race below measures,
+  so for it `top_beats_random_score` is 1 by construction and the rank race is close to circular: read
+  it as "does the method find the removal that moves the item", not as independent evidence);
 - remove the history position with the largest attribution (ties: the most recent), and separately one
   uniformly random OTHER position (seeded); the explained item's fall = its rank after removal (0 = still
   first, full ranking, history excluded). top_beats_random = share of users where the top removal makes it
@@ -150,7 +153,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="itemknn", choices=["itemknn", "mlp", "sasrec"])
     ap.add_argument("--users", type=int, default=1000)
-    ap.add_argument("--method", default="occlusion", choices=["occlusion", "lime"])
+    ap.add_argument("--method", default="occlusion", choices=["occlusion", "counterfactual", "lime"])
     ap.add_argument("--minutes", type=float, default=None, help="SASRec training budget (default 4)")
     ap.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: its own, with early stopping)")
     ap.add_argument("--checkpoint", default=None, help="a saved model instead of training one here")

@@ -81,6 +81,27 @@ def test_occlusion_recovers_each_positions_true_contribution() -> None:
     np.testing.assert_allclose(got, m.w[HISTORY][:, ITEMS].T, atol=1e-12)
 
 
+def test_counterfactual_is_the_lead_each_removal_takes_away() -> None:
+    """Item 0 is explained. Position 0 (item 1) adds 5 to EVERY score, position 1 (item 2) adds 3 to
+    item 0 only: occlusion ranks position 0 first (5 > 3), yet only removing position 1 lets another
+    item catch up. The counterfactual weights are the exact lead drops, [0, 3], so it names position 1."""
+    m = Additive()
+    m.bias[:] = 0.0
+    m.w[:] = 0.0
+    m.w[1, :] = 5.0
+    m.w[2, 0] = 3.0
+    hist, items = np.array([1, 2]), np.array([0])
+    np.testing.assert_allclose(history_weights(m, hist, items), [[5.0, 3.0]])
+    np.testing.assert_allclose(history_weights(m, hist, items, method="counterfactual"), [[0.0, 3.0]])
+    # the competitor is re-chosen after each removal, and never an explained or history item
+    m.w[1, 4] = 7.0  # item 4 now scores 7 with item 1 in the history: item 0's lead is 8 - 7 = 1
+    m.w[1, 5] = 9.0  # item 5 scores 9, but it is explained too, so it is nobody's competitor
+    got = history_weights(m, hist, np.array([0, 5]), method="counterfactual")
+    # without position 0 item 0 leads 3 - 0 (the removal RAISES its lead by 2); without position 1 it
+    # trails 5 - 7; item 5 leads 9 - 7 = 2, 0 - 0 without position 0, 9 - 7 without position 1
+    np.testing.assert_allclose(got, [[-2.0, 3.0], [2.0, 0.0]])
+
+
 def test_lime_surrogate_recovers_the_additive_weights() -> None:
     m = Additive()
     got = history_weights(m, HISTORY, ITEMS, method="lime")

@@ -12,7 +12,7 @@ from soutui.data.sequences import SequenceData, leave_one_out
 from soutui.evaluation.protocol import target_ranks
 from soutui.features.content import UNKNOWN, ItemContent
 from soutui.models.itemknn import ItemKNN, cooccurrence
-from soutui.models.mlp import MLPRecommender, item_numeric, item_tokens
+from soutui.models.mlp import MLPRecommender, item_numeric, item_tokens, pad_histories
 from soutui.models.popularity import Popularity, RecentPopularity
 from soutui.training.trainer import LoopTrainer
 
@@ -107,3 +107,27 @@ def test_mlp_validation_is_the_protocols_with_pessimistic_ties() -> None:
     ranks, _ = target_ranks(m, split.valid)
     assert (ranks == split.train.n_items - 1).all()
     assert trainer.validate(m, split.valid) == 0.0
+
+
+def test_mlp_full_ce_trains_on_the_served_scores() -> None:
+    """With loss="full_ce" the training logits are the served scores over the whole catalogue (same
+    user and item towers, same bias), so the loss is the cross-entropy of what `score` ranks; the
+    sampled-BCE loss stays available, and an unknown loss is refused."""
+    split = leave_one_out(cyclic_data())
+    m = MLPRecommender(epochs=2, batch_size=64, dim=16, hidden=32, seed=0).use_trainer(LoopTrainer(progress=False))
+    m.fit(split.train, split.valid)
+    assert m.net_.softmax
+    histories = [np.array(h, np.int64) for h in split.test.histories[:5]]
+    hist, mask, counts = (torch.from_numpy(a) for a in pad_histories(histories, m.max_history))
+    target = torch.from_numpy(np.asarray(split.test.targets[:5], np.int64))[:, None]
+    with torch.no_grad():
+        logits, loss = m.net_(hist, mask, counts, target)
+    served = m.score(histories)
+    assert logits.shape == served.shape == (5, split.train.n_items)
+    np.testing.assert_allclose(logits.numpy(), served, rtol=1e-5, atol=1e-5)
+    expected = -torch.log_softmax(torch.from_numpy(served), 1)[torch.arange(5), target[:, 0]].mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    bce = MLPRecommender(epochs=1, batch_size=64, dim=16, hidden=32, loss="bce").use_trainer(LoopTrainer(progress=False))
+    assert not bce.fit(split.train).net_.softmax
+    with pytest.raises(ValueError, match="loss must be one of full_ce, bce"):
+        MLPRecommender(loss="softmax")

@@ -45,6 +45,21 @@ def test_explain_json_shape_and_sums(
     zh = json.loads(capsys.readouterr().out)
     assert zh["item_id"] == "i5" and zh["reason"].startswith(("因为你", "根据"))
 
+    # counterfactual: each history item's weight is the top pick's lead over the best other item outside
+    # the history, minus that lead once the item is removed
+    assert main([*base, "--method", "counterfactual"]) == 0
+    cf = json.loads(capsys.readouterr().out)
+    hist = np.asarray(data.sequences[u])
+
+    def lead(h: np.ndarray) -> float:
+        s = knn.score([h])[0].astype(np.float64)
+        others = s.copy()
+        others[np.r_[hist, target]] = -np.inf
+        return float(s[target] - others.max())
+
+    want = sorted(lead(hist) - lead(np.delete(hist, j)) for j in range(len(hist)))
+    assert cf["item_id"] == out["item_id"]
+    assert sorted(a["weight"] for a in cf["attributions"]) == pytest.approx(want, abs=1e-9)
     assert main([*base[:-1], "--method", "lime"]) == 0  # the human-readable form, by LIME
     assert "history_item" in capsys.readouterr().out
 

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--item", default=None, help="item id to explain (default: the model's top recommendation "
                    "outside the user's history)")
     p.add_argument("--checkpoint", default=None, help="saved model directory (default: the newest finished run)")
-    p.add_argument("--method", default="occlusion", choices=METHODS, help="occlusion (default) or lime")
+    p.add_argument("--method", default="occlusion", choices=METHODS, help="occlusion (default), counterfactual (what takes the item's lead over the best item left out) or lime")
     p.add_argument("--lang", default="en", choices=("en", "zh"), help="language of the reason (default en)")
     add_store_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -6,6 +6,14 @@ Generic for ANY `Recommender`, because both methods only call `score`:
   score(item | history without position j). Every history item and every explained item
   come from ONE batched `score` call of len(history) + 1 histories, so explaining a whole
   result list costs one pass.
+- **counterfactual**: weight of position j = how much of the item's *lead* removing j takes away,
+  the lead being its score minus the best score among the items that are neither explained nor
+  in the history (the best one left out; re-chosen after the removal). It answers "would this
+  still be recommended without j?", the counterfactual explanation of PRINCE (Ghazimatin et al.,
+  WSDM 2020) and ACCENT (Tran et al., CIKM 2021) for single actions: a weight above the lead
+  means that removing j alone lets another item overtake it. Occlusion explains the item's
+  score; this explains its place in the ranking, which a removal that lowers every score alike
+  does not move, and one that raises a competitor does. Same single batched `score` call.
 - **lime**: LIME's local surrogate (`lime.lime_base.LimeBase`, the `[explain]` extra) fitted
   over random subsets of the history: each sample keeps each history item with probability
   1/2, samples are weighted by LIME's exponential kernel on the cosine distance to the full
@@ -28,7 +36,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 Kind = Literal["history_item", "feature", "content"]
-METHODS: tuple[str, ...] = ("occlusion", "lime")
+METHODS: tuple[str, ...] = ("occlusion", "counterfactual", "lime")
 LIME_SAMPLES = 256
 LIME_KERNEL_WIDTH = 25.0  # lime.lime_text's default, on cosine distance x 100
 
@@ -70,13 +78,25 @@ def _subset(
 
 
 def _score_subsets(
-    model: Scorer, history: np.ndarray, timestamps: np.ndarray | None, masks: np.ndarray, items: np.ndarray
+    model: Scorer, history: np.ndarray, timestamps: np.ndarray | None, masks: np.ndarray, items: np.ndarray | None
 ) -> np.ndarray:
-    """(len(masks), len(items)) scores of `items` after each kept subset of the history (order kept)."""
+    """(len(masks), len(items)) scores of `items` (every item if None) after each kept subset of the
+    history (order kept)."""
     parts = [_subset(history, timestamps, m) for m in masks.astype(bool)]
     hists = [p[0] for p in parts]
     times = None if timestamps is None else [np.asarray(p[1]) for p in parts]
-    return np.asarray(model.score(hists, times), np.float64)[:, items]
+    s = np.asarray(model.score(hists, times), np.float64)
+    return s if items is None else s[:, items]
+
+
+def _leave_one_out_scores(
+    model: Scorer, history: np.ndarray, timestamps: np.ndarray | None, items: np.ndarray | None
+) -> np.ndarray:
+    """(h + 1, len(items)) scores: row j without history position j, the last row with all of it."""
+    h = len(history)
+    masks = np.ones((h + 1, h), bool)
+    masks[np.arange(h), np.arange(h)] = False
+    return _score_subsets(model, history, None if timestamps is None else np.asarray(timestamps), masks, items)
 
 
 def occlusion(
@@ -84,11 +104,27 @@ def occlusion(
 ) -> np.ndarray:
     """(len(items), len(history)) score drop of each item when each history position is removed."""
     history, items = np.asarray(history, np.int64), np.asarray(items, np.int64)
-    h = len(history)
-    masks = np.ones((h + 1, h), bool)
-    masks[np.arange(h), np.arange(h)] = False  # row j drops position j; the last row keeps all
-    s = _score_subsets(model, history, None if timestamps is None else np.asarray(timestamps), masks, items)
+    s = _leave_one_out_scores(model, history, timestamps, items)
     return (s[-1][None, :] - s[:-1]).T
+
+
+def leads(scores: np.ndarray, items: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """(rows, len(items)) each item's score minus the best score among items neither in `items` nor
+    in `history` (0 where no such item is left: nothing to overtake it)."""
+    others = np.array(scores, np.float64)
+    others[:, np.concatenate([items, history])] = -np.inf
+    best = others.max(1, keepdims=True)
+    return np.asarray(scores[:, items] - np.where(np.isfinite(best), best, scores[:, items]))
+
+
+def counterfactual(
+    model: Scorer, history: np.ndarray, items: np.ndarray, timestamps: np.ndarray | None = None
+) -> np.ndarray:
+    """(len(items), len(history)) drop of each item's lead over the best item left out when each
+    history position is removed (see the module docstring)."""
+    history, items = np.asarray(history, np.int64), np.asarray(items, np.int64)
+    lead = leads(_leave_one_out_scores(model, history, timestamps, None), items, history)
+    return (lead[-1][None, :] - lead[:-1]).T
 
 
 def lime_masks(h: int, n_samples: int, seed: int) -> np.ndarray:
@@ -143,10 +179,12 @@ def history_weights(
     timestamps: np.ndarray | None = None,
     method: str = "occlusion",
 ) -> np.ndarray:
-    """(len(items), len(history)) by `method` (occlusion or lime)."""
+    """(len(items), len(history)) by `method` (occlusion, counterfactual or lime)."""
     check_method(method)
     if method == "lime":
         return lime(model, history, items, timestamps)
+    if method == "counterfactual":
+        return counterfactual(model, history, items, timestamps)
     return occlusion(model, history, items, timestamps)
 
 

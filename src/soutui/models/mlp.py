@@ -6,8 +6,10 @@ mean and the last of the history's item vectors, and the mean history title embe
 (category/attribute affinity comes in through the item vectors it averages).
 Why two towers and not one MLP over each (user, item) pair: full ranking must score all
 ~12k items for every user, and a dot product makes that one (B, D) @ (D, I) matmul.
-Trained with binary cross-entropy: (history prefix -> next item) positives against
-uniformly sampled negatives (seeded), in the shared epoch loop (soutui.training.loop via
+Trained on every (history prefix -> next item) pair with a softmax over the whole catalogue
+(`loss="full_ce"`, the default: every other item is a negative, as for SASRec), or with binary
+cross-entropy against `n_negatives` uniformly sampled negatives (`loss="bce"`, cheaper per step on
+very large catalogues; always used under DP-SGD), in the shared epoch loop (soutui.training.loop via
 the injected trainer), early-stopping on validation NDCG@10 with pessimistic ties.
 """
 
@@ -33,7 +35,12 @@ from soutui.models.popularity import item_counts
 
 MAX_TOKENS = 16  # category + brand + attributes kept per item
 # learned from user data outside DP-SGD, so off when training privately (docs/privacy.md)
-DP_OFF = ["item popularity feature (zeroed)", "early stopping on validation: the last step's weights are kept"]
+DP_OFF = [
+    "item popularity feature (zeroed)",
+    "early stopping on validation: the last step's weights are kept",
+    "full-softmax loss: sampled BCE instead (a per-user gradient over the whole catalogue costs its size per user)",
+]
+LOSSES = ("full_ce", "bce")
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -108,6 +115,7 @@ class TwoTowerNet(nn.Module):
         self.item_bias = nn.Embedding(n_items, 1)
         nn.init.normal_(self.id_emb.weight, std=0.05)
         nn.init.zeros_(self.item_bias.weight)
+        self.softmax = False  # training loss: softmax over every item (True) or BCE over `cand`
 
     def item_vectors(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (...,) -> (..., dim)."""
@@ -137,8 +145,14 @@ class TwoTowerNet(nn.Module):
     def forward(
         self, hist: torch.Tensor, mask: torch.Tensor, counts: torch.Tensor, cand: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training batch: candidates (B, 1 + n_neg), the true next item first -> (logits, BCE loss)."""
-        logits = self.logits(self.user_vectors(hist, mask, counts), cand)  # (B, 1 + n_neg)
+        """One training batch: candidates (B, 1 + n_neg), the true next item first -> (logits, loss):
+        cross-entropy over the whole catalogue when `softmax` (only column 0 is read), else BCE."""
+        user = self.user_vectors(hist, mask, counts)  # (B, D)
+        if self.softmax:
+            items = self.item_vectors(torch.arange(self.tokens.shape[0], device=user.device))  # (I, D)
+            logits = torch.addmm(self.item_bias.weight.T, user, items.T)  # (B, I)
+            return logits, F.cross_entropy(logits, cand[:, 0])
+        logits = self.logits(user, cand)  # (B, 1 + n_neg)
         labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0
         return logits, F.binary_cross_entropy_with_logits(logits, labels)
@@ -170,14 +184,15 @@ class MLPRecommender(Recommender):
         hidden: int = 128,
         id_dim: int = 32,
         max_history: int = 20,
-        epochs: int = 6,
+        epochs: int = 20,
         batch_size: int = 512,
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         dropout: float = 0.1,
         n_negatives: int = 8,
+        loss: str = "full_ce",
         use_text: bool = True,
-        patience: int = 2,
+        patience: int = 3,
         valid_users: int = 2000,
         seed: int = 0,
         dp_epsilon: float = 0.0,
@@ -188,9 +203,11 @@ class MLPRecommender(Recommender):
     ) -> None:
         if min(dim, hidden, id_dim, max_history, epochs, batch_size, n_negatives) < 1:
             raise ValueError("dim, hidden, id_dim, max_history, epochs, batch_size, n_negatives must be >= 1")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.dim, self.hidden, self.id_dim, self.max_history = dim, hidden, id_dim, max_history
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.dropout, self.n_negatives, self.use_text = dropout, n_negatives, use_text
+        self.dropout, self.n_negatives, self.loss, self.use_text = dropout, n_negatives, loss, use_text
         self.patience, self.valid_users, self.seed = patience, valid_users, seed
         self.dp_epsilon, self.dp_delta, self.dp_clip, self.dp_steps = dp_epsilon, dp_delta, dp_clip, dp_steps
         self.max_cpu_minutes = max_cpu_minutes  # CPU-time budget of the fit (0 = epochs alone)
@@ -198,7 +215,7 @@ class MLPRecommender(Recommender):
 
     def params(self) -> dict[str, Any]:
         keys = ("dim", "hidden", "id_dim", "max_history", "epochs", "batch_size", "lr", "weight_decay",
-                "dropout", "n_negatives", "use_text", "patience", "valid_users", "seed",
+                "dropout", "n_negatives", "loss", "use_text", "patience", "valid_users", "seed",
                 "dp_epsilon", "dp_delta", "dp_clip", "dp_steps", "max_cpu_minutes")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
@@ -220,6 +237,10 @@ class MLPRecommender(Recommender):
             dp_clip=self.dp_clip, dp_steps=self.dp_steps, max_cpu_minutes=self.max_cpu_minutes,
         )  # fmt: skip
 
+    def _full_softmax(self) -> bool:
+        """The training loss is the softmax over every item: `loss="full_ce"`, outside DP-SGD."""
+        return self.loss == "full_ce" and not self.train_config().private
+
     def fit(
         self, train: SequenceData, valid: EvalSplit | None = None, *, content: ItemContent | None = None
     ) -> Self:
@@ -240,6 +261,7 @@ class MLPRecommender(Recommender):
             None if text is None else torch.from_numpy(np.asarray(text, np.float32)),
             self.id_dim, self.dim, self.hidden, self.dropout,
         )  # fmt: skip
+        self.net_.softmax = self._full_softmax()
         gen, n_batches = self._batches(train)
         vsplit = valid
         if valid is not None and self.valid_users and len(valid) > self.valid_users:
@@ -266,7 +288,8 @@ class MLPRecommender(Recommender):
         if len(pos) == 0:
             raise ValueError("MLP needs training sequences with at least two items")
         offs = np.arange(-self.max_history, 0)
-        bs, n_items, n_neg = self.batch_size, self.n_items_, self.n_negatives
+        bs, n_items = self.batch_size, self.n_items_
+        n_neg = 0 if self._full_softmax() else self.n_negatives  # the softmax reads only the target
 
         def rows(sel: np.ndarray, rng: np.random.Generator) -> Batch:
             p, s = pos[sel], start[sel]

@@ -221,6 +221,7 @@ class RecService:
         model: str | None = None,
         bundle: LoadedBundle | None = None,
         explain_results: bool = False,
+        explain_method: str = "occlusion",
     ) -> dict[str, Any]:
         b = bundle or self.bundle  # another bundle: an experiment arm (serving/experiments.py)
         name = model or b.default
@@ -252,7 +253,7 @@ class RecService:
         notes = None
         if explain_results:  # attributions in the model's own terms; the reason from the strongest
             notes = (
-                explain.for_history(b.models[name], hist, times, types, items, b.catalogue)
+                explain.for_history(b.models[name], hist, times, types, items, b.catalogue, explain_method)
                 if len(hist)
                 else [explain.plain(r, "热门推荐") for r in reasons]
             )

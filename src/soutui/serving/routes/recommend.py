@@ -7,7 +7,7 @@ its threadpool and the event loop keeps accepting requests meanwhile.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -18,6 +18,12 @@ from soutui.serving.routes.experiments import ExperimentsDep
 
 router = APIRouter(tags=["recommend"], dependencies=[Reader], responses=READ_ERRORS)
 Explain = Annotated[bool, Query(description="add each result's attributions and a reason written from the strongest")]
+ExplainMethod = Annotated[
+    Literal["occlusion", "counterfactual", "lime"],
+    Query(description="how history items are attributed with explain=true: occlusion (each one's share of the "
+          "score; item-kNN: its exact neighbour evidence), counterfactual (each one's share of the result's lead "
+          "over the best item left out) or lime (a local surrogate over random subsets of the history)"),
+]  # fmt: skip
 
 
 @router.get("/v1/recommend/{user_id}", response_model=S.RecommendResponse, responses=NOT_FOUND)
@@ -31,13 +37,16 @@ def recommend(
     diverse: Annotated[bool, Query(description="spread results over categories / item space")] = False,
     model: ModelName = None,
     explain: Explain = False,
+    explain_method: ExplainMethod = "occlusion",
 ) -> Response:
     """Personalised list from the user's latest history; users without history get trending. A user
     in an online experiment gets its list, tagged with `experiment` (send its `impression_id` with events).
     `explain=true` adds each result's attributions (the plain model's list, outside experiments)."""
     start = time.perf_counter()
     if explain:
-        out = svc.recommend(user_id, k, category, exclude_purchased, diverse, model, explain_results=True)
+        out = svc.recommend(
+            user_id, k, category, exclude_purchased, diverse, model, explain_results=True, explain_method=explain_method
+        )
     else:
         out = exps.recommend(user_id, k, category, exclude_purchased, diverse, model)  # an experiment's or the plain answer
     svc.monitor.served_response("recommend", out, time.perf_counter() - start)
