@@ -330,6 +330,9 @@ print(f"lab ran in {time.perf_counter() - t_lab:.0f} s")
 # - 搜索排序模型用 TreeSHAP：特征贡献加上期望值就是分数。
 # - 解释要检验：去掉归因最高的商品应当比随机去掉伤害更大。`benchmarks/explain_faithfulness.py` 在更多用户和
 #   SASRec 上做同样的检验（`docs/explanations.md`）。
+# - 遮挡解释的是分数；`method="counterfactual"`（反事实，PRINCE / ACCENT 的单步形式）解释的是名次：去掉每个
+#   历史商品后，这条推荐领先“没展示的最好商品”的差距少了多少。去掉一个商品会让所有分数一起变的模型（比如 MLP
+#   的用户向量）上，它比遮挡忠实得多（0.926 对 0.80）。
 #
 # 快速模式用 40 个用户比较遮挡和 LIME、300 个用户做忠实度检验，数字只作演示。
 
@@ -344,6 +347,10 @@ print(f"lab ran in {time.perf_counter() - t_lab:.0f} s")
 # - Explanations must be checked: removing the top-attributed item should hurt more than a random removal.
 #   `benchmarks/explain_faithfulness.py` runs the same check on more users and on SASRec
 #   (`docs/explanations.md`).
+# - Occlusion explains the score; `method="counterfactual"` (the single-action form of PRINCE / ACCENT)
+#   explains the rank: how much of the pick's lead over the best item not shown each history item accounts
+#   for. On a model where one removal moves every score (the MLP's user vector) it is far more faithful than
+#   occlusion (0.926 against 0.80).
 #
 # The fast mode compares occlusion and LIME on 40 users and checks faithfulness on 300; its figures only
 # illustrate.
