@@ -1,6 +1,6 @@
 """Attributions: how much each history item (or item content, or search feature) adds to one score.
 
-Generic for ANY `Recommender`, because both methods only call `score`:
+Generic for ANY `Recommender`, because all three methods only call `score`:
 
 - **occlusion** (the default): weight of history position j = score(item | history) -
   score(item | history without position j). Every history item and every explained item
