@@ -43,6 +43,7 @@ import numpy as np
 
 from soutui.data.sequences import leave_one_out
 from soutui.evaluation.report import load_sequences
+from soutui.models.attribution import METHODS
 from soutui.models.base import Recommender
 from soutui.models.registry import load_model, model_class
 from soutui.training.trainer import LoopTrainer
@@ -153,7 +154,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="itemknn", choices=["itemknn", "mlp", "sasrec"])
     ap.add_argument("--users", type=int, default=1000)
-    ap.add_argument("--method", default="occlusion", choices=["occlusion", "counterfactual", "lime"])
+    ap.add_argument("--method", default="occlusion", choices=METHODS)
     ap.add_argument("--minutes", type=float, default=None, help="SASRec training budget (default 4)")
     ap.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: its own, with early stopping)")
     ap.add_argument("--checkpoint", default=None, help="a saved model instead of training one here")

@@ -57,6 +57,16 @@ def test_recommend_explains_by_the_requested_method(client) -> None:  # type: ig
     assert bad.status_code == 422 and "counterfactual" in bad.text
 
 
+def test_the_routes_methods_are_the_attribution_modules() -> None:
+    """The API's explain_method values (a Literal, for the OpenAPI schema) are exactly attribution.METHODS."""
+    from typing import get_args
+
+    from soutui.models.attribution import METHODS
+    from soutui.serving.routes.recommend import ExplainMethod
+
+    assert get_args(get_args(ExplainMethod)[0]) == METHODS
+
+
 def test_a_model_that_ignores_history_names_no_history_item(client) -> None:  # type: ignore[no-untyped-def]
     body = client.get("/v1/recommend/u1", params={"k": 3, "explain": "true", "model": "popularity"}).json()
     for row in body["items"]:
