@@ -107,3 +107,43 @@ def test_eval_split_take_keeps_rows_aligned(split) -> None:  # type: ignore[no-u
     for j, i in enumerate(rows):
         assert list(sub.histories[j]) == list(split.test.histories[i])
         assert list(sub.timestamps[j]) == list(split.test.timestamps[i])
+
+
+def test_item_mask_hides_history_items_only_in_training() -> None:
+    import torch
+
+    from soutui.models.sasrec import SASRec, SASRecConfig
+
+    net = SASRec(SASRecConfig(n_items=20, max_len=6, d_model=8, n_heads=2, item_mask=1.0, use_time=False,
+                              dropout=0.0, emb_dropout=0.0, id_dropout=0.0, cooc_neighbors=0))  # fmt: skip
+    a = torch.tensor([[0, 0, 3, 4, 5, 6]])
+    b = torch.tensor([[0, 0, 11, 9, 17, 2]])  # other items at the same positions
+    table = net.item_table()
+    net.train()  # every item hidden: only the positions are left, so the two histories read alike
+    torch.testing.assert_close(net.encode(a, None, table), net.encode(b, None, table))
+    net.eval()  # serving never hides anything
+    assert not torch.allclose(net.encode(a, None, table), net.encode(b, None, table))
+
+
+def test_contrastive_term_is_added_in_training_only() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from soutui.models.sasrec import SASRec, SASRecConfig
+
+    cfg = dict(n_items=20, max_len=6, d_model=8, n_heads=2, use_time=False, dropout=0.0, emb_dropout=0.0,
+               id_dropout=0.0, cooc_neighbors=0, seen_bias=False)  # fmt: skip
+    seq = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 7, 8, 9, 10], [3, 5, 7, 9, 11, 13]])
+    tgt = torch.tensor([[0, 2, 3, 4, 5, 6], [0, 0, 8, 9, 10, 11], [5, 7, 9, 11, 13, 15]])
+    torch.manual_seed(0)
+    plain = SASRec(SASRecConfig(**cfg))  # type: ignore[arg-type]
+    with_cl = SASRec(SASRecConfig(**cfg, cl_weight=0.5))  # type: ignore[arg-type]
+    with_cl.load_state_dict(plain.state_dict())
+    plain.train(), with_cl.train()
+    _, base = plain(seq, tgt)
+    _, total = with_cl(seq, tgt)
+    # without dropout both views are equal, so the term is the InfoNCE of the states with themselves
+    z = plain.encode(seq, None, plain.item_table())[:, -1]
+    nce = F.cross_entropy((z @ z.T) * plain.scale, torch.arange(3))
+    assert base is not None and total is not None
+    torch.testing.assert_close(total, base + 0.5 * nce)

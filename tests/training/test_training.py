@@ -25,8 +25,9 @@ def split():  # type: ignore[no-untyped-def]
     return cyclic_data(n_users=60)
 
 
-def test_resume_equals_uninterrupted(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    params = {**SMALL, "epochs": 3, "patience": 10}
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_equals_uninterrupted(split, tmp_path, ema_decay) -> None:  # type: ignore[no-untyped-def]
+    params = {**SMALL, "epochs": 3, "patience": 10, "ema_decay": ema_decay}  # the average resumes too
 
     def fit(**trainer: object) -> SASRecRecommender:
         m = SASRecRecommender(**params).use_trainer(LoopTrainer(progress=False, **trainer))  # type: ignore[arg-type]
@@ -153,3 +154,67 @@ def test_cosine_schedule_follows_the_budget() -> None:
     assert scheduled_lr(TrainConfig(lr=0.3), 5, 0.9) == 0.3  # constant ignores the budget
     with pytest.raises(ConfigError, match="lr_schedule"):
         SASRecRecommender(lr_schedule="linear")
+
+
+def _linear_fit(ema_decay: float, seen: list[np.ndarray], steps: list[np.ndarray]):  # type: ignore[no-untyped-def]
+    """A 3-weight least-squares net trained 2 epochs x 4 batches by the loop; `steps` gets the
+    weights after every optimizer step, `seen` the weights each validation saw."""
+    import torch
+
+    from soutui.training.loop import TrainConfig, train
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(3))
+
+        def forward(self, x, y):  # type: ignore[no-untyped-def]
+            return None, ((x @ self.w - y) ** 2).mean()
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + rng.normal(scale=0.5, size=32)).astype(np.float32)
+
+    def batches(r: np.random.Generator):  # type: ignore[no-untyped-def]
+        order = r.permutation(32)
+        for i in range(0, 32, 8):
+            yield x[order[i : i + 8]], y[order[i : i + 8]]
+
+    net = Net()
+
+    def validate() -> float:
+        seen.append(net.w.detach().numpy().copy())
+        return 1.0 / (1.0 + float(np.abs(seen[-1] - np.array([1.0, -2.0, 0.5])).sum()))
+
+    def record(opt: torch.optim.Optimizer) -> None:
+        opt.register_step_post_hook(lambda *_: steps.append(net.w.detach().numpy().copy()))
+
+    cfg = TrainConfig(epochs=2, lr=0.1, patience=10, grad_clip=0.0, ema_decay=ema_decay, progress=False)
+    state = train(net, batches, 4, validate, cfg, with_optimizer=record)
+    return net, state
+
+
+def test_weight_average_is_what_is_validated_and_kept() -> None:
+    raw_seen: list[np.ndarray] = []
+    raw_steps: list[np.ndarray] = []
+    _linear_fit(0.0, raw_seen, raw_steps)
+    seen: list[np.ndarray] = []
+    steps: list[np.ndarray] = []
+    net, state = _linear_fit(0.5, seen, steps)
+    # the average does not change the iterates it averages (validation swaps the weights back)
+    np.testing.assert_allclose(np.array(steps), np.array(raw_steps), atol=1e-6)
+    ema = [steps[0]]  # the first update copies; then avg = 0.5 avg + 0.5 w
+    for w in steps[1:]:
+        ema.append(0.5 * ema[-1] + 0.5 * w)
+    np.testing.assert_allclose(seen[0], ema[3], atol=1e-6)  # end of epoch 1 (4 steps)
+    np.testing.assert_allclose(seen[1], ema[7], atol=1e-6)
+    assert not np.allclose(seen[1], steps[7], atol=1e-3)  # the average, not the last iterate
+    assert state.best_epoch == 2  # (epochs count from 1) and the net holds what it validated
+    np.testing.assert_allclose(net.w.detach().numpy(), seen[1], atol=1e-6)
+
+
+def test_ema_decay_is_checked() -> None:
+    from soutui.training.loop import TrainConfig
+
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

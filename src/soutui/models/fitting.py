@@ -49,6 +49,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_beta2: float = 0.98  # AdamW second-moment decay
     grad_clip: float = 5.0  # max gradient norm; 0 = no clipping
+    # exponential moving average of the weights (Polyak averaging), validated and kept in place
+    # of the raw iterate; 0 = off, else the per-step decay (0.999 averages ~1,000 steps)
+    ema_decay: float = 0.0
     patience: int = 8  # validations without improvement before stopping
     eval_every: int = 1  # epochs between validations
     seed: int = 0
@@ -64,6 +67,8 @@ class TrainConfig:
     dp_steps: int = 0  # planned optimizer steps the noise is calibrated for (0 = epochs x steps/epoch)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.dp_epsilon < 0 or not 0 < self.dp_delta < 1 or self.dp_clip <= 0 or self.dp_steps < 0:
             raise ConfigError(
                 "dp_epsilon must be >= 0 (0 or inf = not private), 0 < dp_delta < 1, dp_clip > 0, dp_steps >= 0; "

@@ -57,6 +57,7 @@ class SASRecConfig:
     n_attrs: int = 0  # attribute vocabulary size (0 = none)
     attrs_per_item: int = 0  # width of the padded attribute-id table
     id_dropout: float = 0.2  # prob. an item's ID embedding is zeroed in a training step
+    item_mask: float = 0.0  # prob. a history item is hidden (its vector zeroed, position kept) in a training step
     # False: no trained per-item ID vector (the table stays zero and frozen), items are their public
     # title and attribute vectors only: far fewer trained numbers, which is what DP-SGD's noise favours
     item_ids: bool = True
@@ -71,6 +72,9 @@ class SASRecConfig:
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     n_negatives: int = 1024  # sampled_softmax only
     label_smoothing: float = 0.0
+    # full_ce only: weight of an unsupervised contrastive term (CL4SRec / DuoRec's dropout views): each
+    # history's last state under two dropout draws must pick the other out of the batch (InfoNCE)
+    cl_weight: float = 0.0
     temperature: float = 1.0  # logits are divided by it in the loss and in scoring
     # loss over every position, labelled ones picked by masking (fixed shapes, so per-user
     # gradients can be taken with torch.func.vmap for DP-SGD); set by the wrapper, not the user
@@ -227,7 +231,10 @@ class SASRec(nn.Module):
         B, T = seq.shape
         pad = seq == 0  # (B, T)
         pos = torch.arange(self.cfg.max_len - T, self.cfg.max_len, device=seq.device)  # (T,)
-        x = table[seq] + self.pos_emb(pos)  # (B, T, D); table rows are layer-normed
+        x = table[seq]  # (B, T, D); table rows are layer-normed
+        if self.training and self.cfg.item_mask > 0:  # hide random history items (augmentation)
+            x = x * (torch.rand(B, T, 1, device=seq.device) >= self.cfg.item_mask)
+        x = x + self.pos_emb(pos)
         rel_t = None
         if self.cfg.use_time and self.gap_emb is not None:
             if ts is None:
@@ -300,10 +307,21 @@ class SASRec(nn.Module):
             loss = F.cross_entropy(
                 logits.float(), y - 1, label_smoothing=self.cfg.label_smoothing, ignore_index=-1
             )  # y - 1 = -1 only at unlabelled positions (dense_loss)
+            if self.cfg.cl_weight > 0 and self.training and not self.cfg.dense_loss:
+                loss = loss + self.cfg.cl_weight * self._contrastive(seq, ts, table, h)
             return logits, loss
         # sampled softmax with logQ correction: negatives shared by the batch, drawn by popularity
         neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)
         return self._sampled_loss(seq, rows, cols, hn, y, neg, table[y], table[neg])
+
+    def _contrastive(
+        self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor, h: torch.Tensor
+    ) -> torch.Tensor:
+        """InfoNCE between each row's last state `h[:, -1]` and the same history encoded again
+        (other dropout draws): the other rows of the batch are the negatives."""
+        z1, z2 = h[:, -1], self.encode(seq, ts, table)[:, -1]  # (B, D) each
+        logits = (z1 @ z2.T) * self.scale  # (B, B)
+        return F.cross_entropy(logits.float(), torch.arange(len(z1), device=z1.device))
 
     def _sampled_loss(
         self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, hn: torch.Tensor, y: torch.Tensor,

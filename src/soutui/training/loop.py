@@ -15,13 +15,15 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from soutui.models.fitting import Batch, BatchFn, TrainConfig, pick_device
@@ -100,23 +102,65 @@ def save_checkpoint(
     opt: torch.optim.Optimizer,
     state: TrainState,
     best: dict[str, Any] | None,
+    average: AveragedModel | None = None,
 ) -> None:
-    """Atomically write last.pt: weights, optimizer, loop state and the best weights so far."""
+    """Atomically write last.pt: weights, optimizer, loop state, the best weights so far and the
+    weights' moving average (when kept)."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / "last.pt.tmp"
+    avg = average.state_dict() if average is not None else None
     torch.save(
-        {"model": net.state_dict(), "optim": opt.state_dict(), "state": state.__dict__, "best": best}, tmp
+        {"model": net.state_dict(), "optim": opt.state_dict(), "state": state.__dict__, "best": best, "average": avg},
+        tmp,
     )
     tmp.replace(path / "last.pt")
 
 
 def load_checkpoint(
-    path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer
+    path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, average: AveragedModel | None = None
 ) -> tuple[TrainState, dict[str, Any] | None]:
     ck = torch.load(path / "last.pt", map_location="cpu", weights_only=False)
     net.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optim"])
+    if average is not None and ck.get("average") is not None:
+        average.load_state_dict(ck["average"])
     return TrainState(**ck["state"]), ck["best"]
+
+
+def _averager(net: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | None:
+    """The weights' exponential moving average (`ema_decay` > 0), or None. Its first update copies
+    the weights; buffers are not averaged (they are the model's fixed tables)."""
+    if cfg.ema_decay <= 0:
+        return None
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
+
+
+def _averaged_state(net: torch.nn.Module, average: AveragedModel | None) -> dict[str, Any] | None:
+    """The state dict with the averaged parameters (None without an average: keep `net` as is)."""
+    if average is None or not int(average.n_averaged):
+        return None
+    with _averaged_weights(net, average):
+        return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+
+
+@contextmanager
+def _averaged_weights(net: torch.nn.Module, avg: AveragedModel | None) -> Iterator[None]:
+    """Inside: `net` holds the averaged parameters (what is validated and, when best, kept);
+    after: its own iterate again, to train on."""
+    if avg is None or not int(avg.n_averaged):
+        yield
+        return
+    params = [p for p in net.parameters()]
+    live = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, a in zip(params, avg.module.parameters(), strict=True):
+            p.copy_(a)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, x in zip(params, live, strict=True):
+                p.copy_(x)
 
 
 def _run_epoch(
@@ -131,10 +175,12 @@ def _run_epoch(
     stop_at: float = math.inf,
     ranks: Group | None = None,
     private: PrivateTraining | None = None,
+    average: AveragedModel | None = None,
 ) -> tuple[float, bool]:
     """One epoch of optimizer steps (seeded from (seed, epoch)); returns (mean loss, cut short):
     no batch starts unless it should end before `stop_at` seconds on the run's wall clock.
-    Under DDP (`ranks`) each rank steps on its rows of every batch and all ranks agree on the cut."""
+    Under DDP (`ranks`) each rank steps on its rows of every batch and all ranks agree on the cut.
+    `average` (the weights' moving average) is updated after every step."""
     ranks = ranks or current()
     fwd = ranks.model(net)  # DistributedDataParallel under torchrun, `net` itself otherwise
     rng = seed_epoch(cfg.seed, state.epoch)
@@ -153,6 +199,8 @@ def _run_epoch(
                 bar.close()
                 return total / max(count, 1), True
             total, count = total + private.step(net, _to_device(batch, device)), count + 1
+            if average is not None:  # post-processing of the private iterates: no privacy cost
+                average.update_parameters(net)
             continue
         part = ranks.shard(batch)
         if part is None:
@@ -175,6 +223,8 @@ def _run_epoch(
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
+        if average is not None:
+            average.update_parameters(net)
         total += float(loss.detach())
         count += 1
         bar.set_postfix(loss=f"{total / count:.4f}")
@@ -188,16 +238,19 @@ def _validate(
     state: TrainState,
     row: dict[str, float],
     best: dict[str, Any] | None,
+    average: AveragedModel | None = None,
 ) -> dict[str, Any] | None:
-    """Read the validation metric; returns the best weights so far (patience counted in `state`)."""
+    """Read the validation metric; returns the best weights so far (patience counted in `state`).
+    With a moving average, the averaged weights are what is validated and kept."""
     net.eval()
     t0 = time.perf_counter()
-    metric = float(validate())
-    state.valid_seconds = max(state.valid_seconds, time.perf_counter() - t0)  # a busy machine slows some
-    row["valid"] = round(metric, 6)
-    if metric > state.best_metric:
-        state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
-        return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+    with _averaged_weights(net, average):
+        metric = float(validate())
+        state.valid_seconds = max(state.valid_seconds, time.perf_counter() - t0)  # a busy machine slows some
+        row["valid"] = round(metric, 6)
+        if metric > state.best_metric:
+            state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
+            return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
     state.bad_evals += 1
     if state.bad_evals >= cfg.patience:
         state.stopped = "patience"
@@ -304,9 +357,9 @@ def train(
         with_optimizer(opt)
     group = current()  # only rank 0 writes checkpoints; validation runs on rank 0, its metric broadcast
     validate = group.on_main(validate) if validate is not None else None
-    state, best = TrainState(), None
+    state, best, average = TrainState(), None, _averager(net, cfg)
     if resume and checkpoint_dir is not None and (checkpoint_dir / "last.pt").exists():
-        state, best = load_checkpoint(checkpoint_dir, net, opt)
+        state, best = load_checkpoint(checkpoint_dir, net, opt, average)
         net.to(device)
     private = _private(opt, cfg, n_batches, state, group)
     state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
@@ -316,23 +369,25 @@ def train(
     done_here = 0
     while state.epoch < cfg.epochs and not state.stopped:
         stop_at = stop_second(cfg, state, spent_s, after_validations)
-        loss, cut = _run_epoch(net, opt, batches, n_batches, cfg, state, device, clock, stop_at, group, private)
+        loss, cut = _run_epoch(
+            net, opt, batches, n_batches, cfg, state, device, clock, stop_at, group, private, average
+        )
         state.epoch += 1
         state.stopped = "time" if cut else ""
         if private is not None:
             state.privacy = private.report()
             state.stopped = "dp_steps" if private.exhausted else state.stopped
         row: dict[str, float] = {"epoch": state.epoch, "loss": round(loss, 5)}
-        if validate is None:
-            best = None  # keep the current weights
+        if validate is None:  # keep the current weights (the average, when kept)
+            best = _averaged_state(net, average)
         elif state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs or cut:
-            best = _validate(net, validate, cfg, state, row, best)
+            best = _validate(net, validate, cfg, state, row, best, average)
         _record_epoch(state, row, clock, show=cfg.progress and group.is_main)
         stop_at = stop_second(cfg, state, spent_s, after_validations)
         batch_s = state.seconds / max(state.epoch * n_batches, 1)
         state.stopped = state.stopped or group.stop_reason(_budget_spent(cfg, state, stop_at, batch_s))
         if checkpoint_dir is not None and group.is_main:
-            save_checkpoint(checkpoint_dir, net, opt, state, best)
+            save_checkpoint(checkpoint_dir, net, opt, state, best, average)
         done_here += 1
         if stop_after_epochs is not None and done_here >= stop_after_epochs and not state.stopped:
             return state
