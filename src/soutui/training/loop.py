@@ -150,7 +150,7 @@ def _averaged_weights(net: torch.nn.Module, avg: AveragedModel | None) -> Iterat
     if avg is None or not int(avg.n_averaged):
         yield
         return
-    params = [p for p in net.parameters()]
+    params = list(net.parameters())
     live = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, a in zip(params, avg.module.parameters(), strict=True):
