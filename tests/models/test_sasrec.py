@@ -147,3 +147,8 @@ def test_contrastive_term_is_added_in_training_only() -> None:
     nce = F.cross_entropy((z @ z.T) * plain.scale, torch.arange(3))
     assert base is not None and total is not None
     torch.testing.assert_close(total, base + 0.5 * nce)
+
+
+def test_contrastive_term_refuses_the_sampled_loss() -> None:
+    with pytest.raises(ConfigError, match="cl_weight needs loss='full_ce'"):
+        SASRecRecommender(cl_weight=0.1, loss="sampled_softmax")

@@ -111,6 +111,10 @@ class SASRecRecommender(Recommender):
 
     def __init__(self, **params: Any):
         self.net_cfg, self.train_cfg, self.content_cfg = split_params(params)
+        if self.net_cfg.cl_weight > 0 and self.net_cfg.loss != "full_ce":
+            raise ConfigError(
+                "sasrec: cl_weight needs loss='full_ce' (the contrastive term is not in the sampled loss)"
+            )
         self._params = dict(params)
         self.net_: SASRec | None = None
         self.training_: TrainOutcome | None = None
