@@ -127,6 +127,11 @@ def load_checkpoint(
     return TrainState(**ck["state"]), ck["best"]
 
 
+def _snapshot(net: torch.nn.Module) -> dict[str, Any]:
+    """A CPU copy of `net`'s state dict (the best weights kept so far)."""
+    return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+
+
 def _averager(net: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | None:
     """The weights' exponential moving average (`ema_decay` > 0), or None. Its first update copies
     the weights; buffers are not averaged (they are the model's fixed tables)."""
@@ -140,7 +145,7 @@ def _averaged_state(net: torch.nn.Module, average: AveragedModel | None) -> dict
     if average is None or not int(average.n_averaged):
         return None
     with _averaged_weights(net, average):
-        return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+        return _snapshot(net)
 
 
 @contextmanager
@@ -250,7 +255,7 @@ def _validate(
         row["valid"] = round(metric, 6)
         if metric > state.best_metric:
             state.best_metric, state.best_epoch, state.bad_evals = metric, state.epoch, 0
-            return copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+            return _snapshot(net)
     state.bad_evals += 1
     if state.bad_evals >= cfg.patience:
         state.stopped = "patience"
