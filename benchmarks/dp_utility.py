@@ -51,6 +51,8 @@ def one_run(
     prep: Any, model: str, eps: float, lr: float | None, args: argparse.Namespace, splits: Any
 ) -> dict[str, Any]:
     params: dict[str, Any] = {**SMALL[model], **({"lr": lr} if lr else {})}
+    if args.batch_size:  # a private run's expected batch: q = batch / users, so sigma is solved for it
+        params["batch_size"] = args.batch_size
     if model == "sasrec":
         params |= {"progress": False, "threads": 1, **ITEMS[args.items]}
     if math.isinf(eps):  # ordinary training: a CPU-time budget (fair on a shared machine)
@@ -68,7 +70,7 @@ def one_run(
     report = rec.training_report() or {}
     p = report.get("privacy") or {}
     return {"model": model, "items": args.items if model == "sasrec" else None, "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
-            "lr": params.get("lr"), "valid_NDCG@10": v["NDCG@10"], "steps": p.get("steps"), "noise": p.get("noise_multiplier"), "NDCG@10": m["NDCG@10"],
+            "lr": params.get("lr"), "batch": params.get("batch_size"), "valid_NDCG@10": v["NDCG@10"], "steps": p.get("steps"), "noise": p.get("noise_multiplier"), "NDCG@10": m["NDCG@10"],
             "HR@10": m["HR@10"], "train_s": round(train_s, 1), "cpu_s": report.get("cpu_seconds"),
             "stopped": report.get("stopped")}  # fmt: skip
 
@@ -146,6 +148,8 @@ def main() -> None:
     ap.add_argument(
         "--lrs", default="", help="learning rates tried per run, chosen on validation (default: each model's)"
     )
+    ap.add_argument("--batch-size", type=int, default=0,
+                    help="expected users per step (default: each model's; larger = less noise per user, fewer steps)")  # fmt: skip
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--test-users", type=int, default=0)

@@ -110,7 +110,13 @@ def save_checkpoint(
     tmp = path / "last.pt.tmp"
     avg = average.state_dict() if average is not None else None
     torch.save(
-        {"model": net.state_dict(), "optim": opt.state_dict(), "state": state.__dict__, "best": best, "average": avg},
+        {
+            "model": net.state_dict(),
+            "optim": opt.state_dict(),
+            "state": state.__dict__,
+            "best": best,
+            "average": avg,
+        },
         tmp,
     )
     tmp.replace(path / "last.pt")
@@ -168,6 +174,45 @@ def _averaged_weights(net: torch.nn.Module, avg: AveragedModel | None) -> Iterat
                 p.copy_(x)
 
 
+def _schedule(
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    step: int,
+    epochs: float,
+    clock: tuple[float, float],
+    stop_at: float,
+    ranks: Group,
+) -> None:
+    """Set the scheduled learning rate for optimizer step `step`, `epochs` into the run."""
+    wall = time.perf_counter() - clock[0]
+    if 0 < stop_at < math.inf:  # the schedule ends where training must stop, not at the budget
+        wall *= cfg.max_minutes * 60 / stop_at
+    frac = ranks.max(budget_fraction(cfg, epochs, wall, time.process_time() - clock[1]))
+    for group in opt.param_groups:  # every rank steps with the same learning rate, though clocks differ
+        group["lr"] = scheduled_lr(cfg, step, frac)
+
+
+def _step(
+    net: torch.nn.Module,
+    fwd: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    part: tuple[Batch, float],
+    cfg: TrainConfig,
+    device: torch.device,
+) -> float:
+    """One ordinary optimizer step on this rank's rows of a batch; returns its loss."""
+    batch, weight = part
+    with _autocast(device):
+        _, loss = fwd(*_to_device(batch, device))
+    assert loss is not None
+    opt.zero_grad(set_to_none=True)
+    (loss * weight if weight != 1.0 else loss).backward()  # DDP averages: weight by share of rows
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
 def _run_epoch(
     net: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -210,28 +255,20 @@ def _run_epoch(
         part = ranks.shard(batch)
         if part is None:
             continue
-        batch, weight = part
         if cfg.lr_schedule != "constant":
-            wall = time.perf_counter() - clock[0]
-            if 0 < stop_at < math.inf:  # the schedule ends where training must stop, not at the budget
-                wall *= cfg.max_minutes * 60 / stop_at
-            frac = ranks.max(budget_fraction(
-                cfg, state.epoch + b / max(n_batches, 1), wall, time.process_time() - clock[1]
-            ))  # fmt: skip  # every rank steps with the same learning rate, though clocks differ
-            for group in opt.param_groups:
-                group["lr"] = scheduled_lr(cfg, state.epoch * n_batches + b, frac)
-        with _autocast(device):
-            _, loss = fwd(*_to_device(batch, device))
-        assert loss is not None
-        opt.zero_grad(set_to_none=True)
-        (loss * weight if weight != 1.0 else loss).backward()  # DDP averages: weight by share of rows
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        opt.step()
+            _schedule(
+                opt,
+                cfg,
+                state.epoch * n_batches + b,
+                state.epoch + b / max(n_batches, 1),
+                clock,
+                stop_at,
+                ranks,
+            )
+        total += _step(net, fwd, opt, part, cfg, device)
+        count += 1
         if average is not None:
             average.update_parameters(net)
-        total += float(loss.detach())
-        count += 1
         bar.set_postfix(loss=f"{total / count:.4f}")
     return total / max(count, 1), False
 
@@ -262,9 +299,10 @@ def _validate(
     return best
 
 
-def _budget_spent(cfg: TrainConfig, state: TrainState, stop_at: float, batch_s: float) -> str:
+def _budget_spent(cfg: TrainConfig, state: TrainState, stop_at: float, n_batches: int) -> str:
     """Why the budget ends training after this epoch ('' = keep going); `stop_at`: the wall
     second after which no batch may end (the time budget less what is reserved after it)."""
+    batch_s = state.seconds / max(state.epoch * n_batches, 1)  # mean wall seconds a batch so far
     if state.seconds + batch_s > stop_at:
         return "time"
     if cfg.max_cpu_minutes > 0 and state.cpu_seconds > cfg.max_cpu_minutes * 60:
@@ -295,7 +333,11 @@ def adamw(net: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch
     DP-SGD the default implementation is kept: Opacus's optimiser wraps it."""
     fused = device.type in ("cpu", "cuda") and not cfg.private
     return torch.optim.AdamW(
-        net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.adam_beta2), fused=fused or None
+        net.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        betas=(0.9, cfg.adam_beta2),
+        fused=fused or None,
     )
 
 
@@ -312,6 +354,15 @@ def _private(
     return make_private(opt, cfg, n_batches, steps_done=int((state.privacy or {}).get("steps", 0)))
 
 
+def _count_epoch(state: TrainState, cut: bool, private: PrivateTraining | None) -> None:
+    """Count a finished epoch on `state`: cut short by the clock, or by DP-SGD's planned steps."""
+    state.epoch += 1
+    state.stopped = "time" if cut else ""
+    if private is not None:
+        state.privacy = private.report()
+        state.stopped = "dp_steps" if private.exhausted else state.stopped
+
+
 def _record_epoch(state: TrainState, row: dict[str, float], clock: tuple[float, float], show: bool) -> None:
     """Stamp the epoch's wall and CPU time (since the fit began) on `state` and its history row."""
     state.seconds = time.perf_counter() - clock[0]
@@ -320,8 +371,32 @@ def _record_epoch(state: TrainState, row: dict[str, float], clock: tuple[float, 
     state.history.append(row)
     if show:
         tqdm.write(
-            f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"), file=sys.stderr
+            f"epoch {state.epoch}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
+            file=sys.stderr,
         )
+
+
+def _start(
+    net: torch.nn.Module,
+    cfg: TrainConfig,
+    resume_from: Path | None,
+    with_optimizer: Callable[[torch.optim.Optimizer], None] | None,
+) -> tuple[torch.device, torch.optim.Optimizer, TrainState, dict[str, Any] | None, AveragedModel | None]:
+    """The device (threads set), optimizer, loop state, best weights and moving average of a fit:
+    fresh, or read from `resume_from`'s last.pt when there is one."""
+    device = pick_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cfg.threads))
+    scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
+    net.to(device)
+    opt = adamw(net, cfg, device)
+    if with_optimizer is not None:
+        with_optimizer(opt)
+    state, best, average = TrainState(), None, _averager(net, cfg)
+    if resume_from is not None and (resume_from / "last.pt").exists():
+        state, best = load_checkpoint(resume_from, net, opt, average)
+        net.to(device)
+    return device, opt, state, best, average
 
 
 def train(
@@ -352,20 +427,9 @@ def train(
     `with_optimizer` is handed the AdamW before the first step (a federated client restores
     its moments from the previous round into it, and reads them back afterwards).
     """
-    device = pick_device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, cfg.threads))
-    scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
-    net.to(device)
-    opt = adamw(net, cfg, device)
-    if with_optimizer is not None:
-        with_optimizer(opt)
+    device, opt, state, best, average = _start(net, cfg, checkpoint_dir if resume else None, with_optimizer)
     group = current()  # only rank 0 writes checkpoints; validation runs on rank 0, its metric broadcast
     validate = group.on_main(validate) if validate is not None else None
-    state, best, average = TrainState(), None, _averager(net, cfg)
-    if resume and checkpoint_dir is not None and (checkpoint_dir / "last.pt").exists():
-        state, best = load_checkpoint(checkpoint_dir, net, opt, average)
-        net.to(device)
     private = _private(opt, cfg, n_batches, state, group)
     state.device, state.threads = str(device), torch.get_num_threads() if device.type == "cpu" else 0
     clock = (time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)  # wall, CPU starts
@@ -377,11 +441,7 @@ def train(
         loss, cut = _run_epoch(
             net, opt, batches, n_batches, cfg, state, device, clock, stop_at, group, private, average
         )
-        state.epoch += 1
-        state.stopped = "time" if cut else ""
-        if private is not None:
-            state.privacy = private.report()
-            state.stopped = "dp_steps" if private.exhausted else state.stopped
+        _count_epoch(state, cut, private)
         row: dict[str, float] = {"epoch": state.epoch, "loss": round(loss, 5)}
         if validate is None:  # keep the current weights (the average, when kept)
             best = _averaged_state(net, average)
@@ -389,8 +449,7 @@ def train(
             best = _validate(net, validate, cfg, state, row, best, average)
         _record_epoch(state, row, clock, show=cfg.progress and group.is_main)
         stop_at = stop_second(cfg, state, spent_s, after_validations)
-        batch_s = state.seconds / max(state.epoch * n_batches, 1)
-        state.stopped = state.stopped or group.stop_reason(_budget_spent(cfg, state, stop_at, batch_s))
+        state.stopped = state.stopped or group.stop_reason(_budget_spent(cfg, state, stop_at, n_batches))
         if checkpoint_dir is not None and group.is_main:
             save_checkpoint(checkpoint_dir, net, opt, state, best, average)
         done_here += 1
