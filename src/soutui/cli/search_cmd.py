@@ -25,7 +25,16 @@ def default_index_dir(dataset: str) -> Path:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("index", help="build search indexes")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
-    b = isub.add_parser("build", help="keyword + semantic indexes (and the LTR ranker when labels exist)")
+    _register_build(
+        isub.add_parser("build", help="keyword + semantic indexes (and the LTR ranker when labels exist)")
+    )
+    _register_search(sub.add_parser("search", help="search a built index"))
+    _register_evaluate(
+        sub.add_parser("evaluate-search", help="graded NDCG of a search method on the by-query test split")
+    )
+
+
+def _register_build(b: argparse.ArgumentParser) -> None:
     b.add_argument("--dataset", required=True, help="dataset name in the store (e.g. homedepot-search)")
     b.add_argument("--out", default=None, help="index dir (default $SOUTUI_HOME/indexes/DATASET)")
     b.add_argument(
@@ -50,13 +59,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="wall-time cap of the fine-tuning, from loading the model to its last validation check (default 15)",
     )
     b.add_argument(
-        "--fine-tune-steps", type=int, default=None, help="also stop after this many steps (default: the time cap only)"
+        "--fine-tune-steps",
+        type=int,
+        default=None,
+        help="also stop after this many steps (default: the time cap only)",
     )
     add_store_arg(b)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_build)
 
-    s = sub.add_parser("search", help="search a built index")
+
+def _register_search(s: argparse.ArgumentParser) -> None:
     s.add_argument("query")
     s.add_argument(
         "--index", default=None, help="index dir (default: the only/first one under $SOUTUI_HOME/indexes)"
@@ -85,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_search)
 
-    e = sub.add_parser("evaluate-search", help="graded NDCG of a search method on the by-query test split")
+
+def _register_evaluate(e: argparse.ArgumentParser) -> None:
     e.add_argument("--dataset", default="homedepot-search")
     e.add_argument("--index", default=None, help="index dir (default $SOUTUI_HOME/indexes/DATASET)")
     e.add_argument(
@@ -195,7 +209,9 @@ def _fine_tune(args: argparse.Namespace, items: Any, events: Any, out: Path) -> 
     if not 0 < args.valid_frac < 1:
         raise UserError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
     train, _test = evaluation.split(evaluation.qrels_from_events(events))  # test is never read
-    fit_q, val_q = split_queries(list(train), test_frac=args.valid_frac, seed=1)  # as choose_method (seed 0 + 1)
+    fit_q, val_q = split_queries(
+        list(train), test_frac=args.valid_frac, seed=1
+    )  # as choose_method (seed 0 + 1)
     cat = Catalog.from_items(items)
     texts = {str(i): t for i, t in zip(cat.item_ids.tolist(), cat.embed_texts(), strict=True) if t}
     try:

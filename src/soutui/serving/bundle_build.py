@@ -82,15 +82,7 @@ def write_bundle(
     tmp.mkdir(parents=True)
     try:
         items.reset_index(drop=True).to_parquet(tmp / "items.parquet", index=False)
-        entries: dict[str, dict[str, Any]] = {}
-        for name, m in models.items():
-            if name in (onnx_models or {}):
-                continue
-            m.save(tmp / "models" / name)
-            entries[name] = {"dir": f"models/{name}", "runtime": "recommender", "class": m.name, "params": m.params()}
-        for name, write in (onnx_models or {}).items():
-            write(tmp / "models" / name)
-            entries[name] = {"dir": f"models/{name}", "runtime": "onnx", "class": name}
+        entries = _save_models(tmp, models, onnx_models or {})
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "dataset": dataset,
@@ -118,6 +110,28 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _save_models(
+    tmp: Path, models: dict[str, Recommender], onnx_models: dict[str, Callable[[Path], None]]
+) -> dict[str, dict[str, Any]]:
+    """Save each model under `tmp/models/<name>` (its ONNX scorer when it has one); the manifest's
+    entries."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name, m in models.items():
+        if name in onnx_models:
+            continue
+        m.save(tmp / "models" / name)
+        entries[name] = {
+            "dir": f"models/{name}",
+            "runtime": "recommender",
+            "class": m.name,
+            "params": m.params(),
+        }
+    for name, write in onnx_models.items():
+        write(tmp / "models" / name)
+        entries[name] = {"dir": f"models/{name}", "runtime": "onnx", "class": name}
+    return entries
 
 
 def _privacy(models: dict[str, Recommender], evaluation: dict[str, Any] | None) -> dict[str, Any]:
@@ -248,7 +262,9 @@ def build_from_dataset(
     onnx: dict[str, Callable[[Path], None]] = {}
     with tempfile.TemporaryDirectory(prefix="soutui-onnx-") as staged:
         if sasrec:
-            evaluation["models"]["sasrec"] = _served_sasrec(sasrec, split, data.n_items, Path(staged), progress)
+            evaluation["models"]["sasrec"] = _served_sasrec(
+                sasrec, split, data.n_items, Path(staged), progress
+            )
             onnx["sasrec"] = lambda path: _copy_tree(Path(staged), path)  # the very files just evaluated
         if dp:
             default = "sasrec"
@@ -257,13 +273,18 @@ def build_from_dataset(
             default = max(evaluation["models"], key=lambda n: evaluation["models"][n]["valid"]["NDCG@10"])
             evaluation["default_recommender"] = f"{default} (best validation NDCG@10)"
         extra = _bundle_extra(evaluation, catalogue, data, popularity, with_search, progress)
-        path = write_bundle(out_root, dataset, catalogue, serving, default, evaluation, extra, onnx_models=onnx)
+        path = write_bundle(
+            out_root, dataset, catalogue, serving, default, evaluation, extra, onnx_models=onnx
+        )
     _clear_pending_forget(dataset, store_url, read_at, progress)
     return path
 
 
 def _light_models(
-    data: SequenceData, split: LeaveOneOut, evaluation: dict[str, Any], dp: CountPrivacy | None,
+    data: SequenceData,
+    split: LeaveOneOut,
+    evaluation: dict[str, Any],
+    dp: CountPrivacy | None,
     progress: ProgressFn,
 ) -> tuple[dict[str, Recommender], np.ndarray]:
     """Fit and evaluate the light baselines on the training part, refit them on all data for serving;
@@ -344,8 +365,10 @@ def _served_sasrec(
         "note": "valid/test: the served ONNX scorer (checkpoint as trained, not refitted); "
         "pytorch_test: the same checkpoint in PyTorch, for reference",
     }
-    progress(f"sasrec (served ONNX): test NDCG@10={out['test']['NDCG@10']:.4f} "
-             f"(PyTorch {out['pytorch_test']['NDCG@10']:.4f})")
+    progress(
+        f"sasrec (served ONNX): test NDCG@10={out['test']['NDCG@10']:.4f} "
+        f"(PyTorch {out['pytorch_test']['NDCG@10']:.4f})"
+    )
     return out
 
 
@@ -356,8 +379,12 @@ def data_until(data: SequenceData) -> int:
 
 
 def _bundle_extra(
-    evaluation: dict[str, Any], catalogue: pd.DataFrame, data: SequenceData, popularity: np.ndarray,
-    with_search: bool, progress: ProgressFn,
+    evaluation: dict[str, Any],
+    catalogue: pd.DataFrame,
+    data: SequenceData,
+    popularity: np.ndarray,
+    with_search: bool,
+    progress: ProgressFn,
 ) -> Callable[[Path], dict[str, Any]]:
     """Plots, evaluation.json and (optionally) the search index, written into the bundle being built."""
 
