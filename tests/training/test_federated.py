@@ -208,3 +208,35 @@ def test_the_same_seed_gives_the_same_federation() -> None:
             for _ in range(2)]  # fmt: skip
     assert runs[0]["metrics"] == runs[1]["metrics"]
     assert [r["loss"] for r in runs[0]["rounds"]] == [r["loss"] for r in runs[1]["rounds"]]
+
+
+def test_loopback_clients_take_whole_turns() -> None:
+    """In-process clients never run a fit (where Flower parses the parameters, which CPython 3.11 cannot
+    do in two threads at once) at the same time."""
+    import threading
+    import time
+
+    from flwr.client import Client
+    from flwr.common import FitIns, FitRes, Parameters
+
+    from soutui.training.federated import _TakeTurns
+
+    spans: list[tuple[float, float]] = []
+
+    class Slow(Client):
+        def fit(self, ins: FitIns) -> FitRes:
+            t0 = time.perf_counter()
+            time.sleep(0.05)
+            spans.append((t0, time.perf_counter()))
+            return FitRes(status=None, parameters=ins.parameters, num_examples=1, metrics={})  # type: ignore[arg-type]
+
+    clients = [_TakeTurns(Slow()) for _ in range(4)]
+    ins = FitIns(Parameters(tensors=[], tensor_type="numpy.ndarray"), {})
+    threads = [threading.Thread(target=c.fit, args=(ins,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert len(spans) == 4
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans  # no two overlap

@@ -49,8 +49,8 @@ from soutui.training.trainer import LoopTrainer
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no network calls home
 
 from flwr.app import ConfigRecord, RecordDict  # noqa: E402
-from flwr.client import NumPyClient  # noqa: E402
-from flwr.common import FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays  # noqa: E402
+from flwr.client import Client, NumPyClient  # noqa: E402
+from flwr.common import FitIns, FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays  # noqa: E402
 from flwr.compat.client.app import start_client  # noqa: E402
 from flwr.compat.server.app import start_server  # noqa: E402
 from flwr.server import ServerConfig  # noqa: E402
@@ -70,6 +70,10 @@ STATE_KEY = "soutui.client"  # a client's round count and AdamW moments in its F
 # simulation runs them as threads) train one at a time, or their draws interleave and a seed stops
 # fixing the model. Clients in their own processes (a real deployment) are not held by it.
 _TORCH_RNG = threading.Lock()
+# CPython 3.11's parser is not thread-safe: Flower reads each array's header with np.load, which goes
+# through ast.literal_eval, and clients parsing at once failed with "AST constructor recursion depth
+# mismatch"; the dead client left the server waiting for it. In-process clients take whole turns.
+_IN_PROCESS = threading.Lock()
 
 
 @dataclass
@@ -279,11 +283,22 @@ def _strategy(cfg: FederatedConfig, initial: Parameters) -> tuple[Strategy, Reco
     return dp, fedavg
 
 
+class _TakeTurns(Client):
+    """A loopback client whose fit (parsing the parameters, training, serialising) holds `_IN_PROCESS`."""
+
+    def __init__(self, inner: Client) -> None:
+        self.inner = inner
+
+    def fit(self, ins: FitIns) -> FitRes:
+        with _IN_PROCESS:
+            return self.inner.fit(ins)
+
+
 def _serve_grpc(clients: list[SASRecClient], strategy: Strategy, rounds: int) -> None:
     """Flower's legacy gRPC server on a free loopback port, the clients in threads of this process."""
     address = f"127.0.0.1:{_free_port()}"
     threads = [threading.Thread(target=start_client, daemon=True, kwargs={
-        "server_address": address, "client": c.to_client(), "insecure": True, "max_retries": 30,
+        "server_address": address, "client": _TakeTurns(c.to_client()), "insecure": True, "max_retries": 30,
         "max_wait_time": 60.0})for c in clients]  # fmt: skip
 
     def launch() -> None:
