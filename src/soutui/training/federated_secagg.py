@@ -110,6 +110,7 @@ class LocalGrid(Grid):
         self.setup: dict[str, Any] = {}
         self._replies: dict[str, Message] = {}
         self._lock = threading.Lock()
+        self._turn = threading.Lock()  # held while a node's ClientApp runs
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="flwr-node")
 
     def set_run(self, run: Run) -> None:
@@ -149,7 +150,9 @@ class LocalGrid(Grid):
         msg = serde.message_from_proto(ProtoMessage.FromString(wire))
         nid = msg.metadata.dst_node_id
         try:
-            reply = self.apps[nid](msg, self.contexts[nid])
+            # CPython 3.11's parser is not thread-safe (see federated._IN_PROCESS): one node at a time
+            with self._turn:
+                reply = self.apps[nid](msg, self.contexts[nid])
         except Exception as ex:  # noqa: BLE001  # the server sees a failed reply, as from a SuperNode
             reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, repr(ex)), reply_to=msg)
         reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
