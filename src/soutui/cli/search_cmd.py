@@ -209,9 +209,8 @@ def _fine_tune(args: argparse.Namespace, items: Any, events: Any, out: Path) -> 
     if not 0 < args.valid_frac < 1:
         raise UserError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
     train, _test = evaluation.split(evaluation.qrels_from_events(events))  # test is never read
-    fit_q, val_q = split_queries(
-        list(train), test_frac=args.valid_frac, seed=1
-    )  # as choose_method (seed 0 + 1)
+    # the fit / validation carve of choose_method (its seed 0 + 1)
+    fit_q, val_q = split_queries(list(train), test_frac=args.valid_frac, seed=1)
     cat = Catalog.from_items(items)
     texts = {str(i): t for i, t in zip(cat.item_ids.tolist(), cat.embed_texts(), strict=True) if t}
     try:

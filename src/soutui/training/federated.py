@@ -42,7 +42,7 @@ import torch
 from soutui.data.sequences import SequenceData
 from soutui.models.base import Recommender
 from soutui.models.fitting import BatchFn, TrainConfig, TrainOutcome
-from soutui.training.federated_secagg import SecAggSettings, run_deployed, run_secure
+from soutui.training.federated_secagg import IN_PROCESS_TURN, SecAggSettings, run_deployed, run_secure
 from soutui.training.pipeline import Prepared, build_model, evaluate_splits
 from soutui.training.trainer import LoopTrainer
 
@@ -70,10 +70,6 @@ STATE_KEY = "soutui.client"  # a client's round count and AdamW moments in its F
 # simulation runs them as threads) train one at a time, or their draws interleave and a seed stops
 # fixing the model. Clients in their own processes (a real deployment) are not held by it.
 _TORCH_RNG = threading.Lock()
-# CPython 3.11's parser is not thread-safe: Flower reads each array's header with np.load, which goes
-# through ast.literal_eval, and clients parsing at once failed with "AST constructor recursion depth
-# mismatch"; the dead client left the server waiting for it. In-process clients take whole turns.
-_IN_PROCESS = threading.Lock()
 
 
 @dataclass
@@ -284,13 +280,13 @@ def _strategy(cfg: FederatedConfig, initial: Parameters) -> tuple[Strategy, Reco
 
 
 class _TakeTurns(Client):
-    """A loopback client whose fit (parsing the parameters, training, serialising) holds `_IN_PROCESS`."""
+    """A loopback client whose fit (parsing the parameters, training, serialising) holds `IN_PROCESS_TURN`."""
 
     def __init__(self, inner: Client) -> None:
         self.inner = inner
 
     def fit(self, ins: FitIns) -> FitRes:
-        with _IN_PROCESS:
+        with IN_PROCESS_TURN:
             return self.inner.fit(ins)
 
 

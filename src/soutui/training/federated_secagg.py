@@ -97,6 +97,13 @@ class SecAggSettings:
         return (k * 2 * c / q + c * k / q) / total
 
 
+# CPython 3.11's parser is not thread-safe: Flower reads each array's header with np.load, which goes
+# through ast.literal_eval, and clients parsing at once failed with "AST constructor recursion depth
+# mismatch" (a dead loopback client left the gRPC server waiting for it). Clients that share this
+# process (LocalGrid's nodes here, federated's loopback gRPC clients) hold this lock for a whole call.
+IN_PROCESS_TURN = threading.Lock()
+
+
 class LocalGrid(Grid):
     """Flower's Grid interface over in-process ClientApps (see the module docstring). Counts the bytes
     of every message per round (group_id) each way, and keeps the SecAgg+ setup the server sent."""
@@ -110,7 +117,6 @@ class LocalGrid(Grid):
         self.setup: dict[str, Any] = {}
         self._replies: dict[str, Message] = {}
         self._lock = threading.Lock()
-        self._turn = threading.Lock()  # held while a node's ClientApp runs
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="flwr-node")
 
     def set_run(self, run: Run) -> None:
@@ -150,8 +156,7 @@ class LocalGrid(Grid):
         msg = serde.message_from_proto(ProtoMessage.FromString(wire))
         nid = msg.metadata.dst_node_id
         try:
-            # CPython 3.11's parser is not thread-safe (see federated._IN_PROCESS): one node at a time
-            with self._turn:
+            with IN_PROCESS_TURN:
                 reply = self.apps[nid](msg, self.contexts[nid])
         except Exception as ex:  # noqa: BLE001  # the server sees a failed reply, as from a SuperNode
             reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, repr(ex)), reply_to=msg)
