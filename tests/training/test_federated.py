@@ -217,7 +217,7 @@ def test_loopback_clients_take_whole_turns() -> None:
     import time
 
     from flwr.client import Client
-    from flwr.common import FitIns, FitRes, Parameters
+    from flwr.common import Code, FitIns, FitRes, GetPropertiesIns, GetPropertiesRes, Parameters, Status
 
     from soutui.training.federated import _TakeTurns
 
@@ -240,3 +240,11 @@ def test_loopback_clients_take_whole_turns() -> None:
     spans.sort()
     assert len(spans) == 4
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans  # no two overlap
+
+    class Answers(Client):
+        def get_properties(self, ins: GetPropertiesIns) -> GetPropertiesRes:
+            return GetPropertiesRes(status=Status(Code.OK, "own"), properties={"own": True})
+
+    # the wrapper passes every call to the wrapped client, not only fit
+    res = _TakeTurns(Answers()).get_properties(GetPropertiesIns(config={}))
+    assert res.properties == {"own": True}

@@ -50,7 +50,20 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no network calls home
 
 from flwr.app import ConfigRecord, RecordDict  # noqa: E402
 from flwr.client import Client, NumPyClient  # noqa: E402
-from flwr.common import FitIns, FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays  # noqa: E402
+from flwr.common import (  # noqa: E402
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    GetParametersIns,
+    GetParametersRes,
+    GetPropertiesIns,
+    GetPropertiesRes,
+    Parameters,
+    Scalar,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from flwr.compat.client.app import start_client  # noqa: E402
 from flwr.compat.server.app import start_server  # noqa: E402
 from flwr.server import ServerConfig  # noqa: E402
@@ -280,14 +293,27 @@ def _strategy(cfg: FederatedConfig, initial: Parameters) -> tuple[Strategy, Reco
 
 
 class _TakeTurns(Client):
-    """A loopback client whose fit (parsing the parameters, training, serialising) holds `IN_PROCESS_TURN`."""
+    """A loopback client whose every call (parsing the parameters, training, serialising) holds
+    `IN_PROCESS_TURN`; each call is the wrapped client's own."""
 
     def __init__(self, inner: Client) -> None:
         self.inner = inner
 
+    def get_properties(self, ins: GetPropertiesIns) -> GetPropertiesRes:
+        with IN_PROCESS_TURN:
+            return self.inner.get_properties(ins)
+
+    def get_parameters(self, ins: GetParametersIns) -> GetParametersRes:
+        with IN_PROCESS_TURN:
+            return self.inner.get_parameters(ins)
+
     def fit(self, ins: FitIns) -> FitRes:
         with IN_PROCESS_TURN:
             return self.inner.fit(ins)
+
+    def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
+        with IN_PROCESS_TURN:
+            return self.inner.evaluate(ins)
 
 
 def _serve_grpc(clients: list[SASRecClient], strategy: Strategy, rounds: int) -> None:
