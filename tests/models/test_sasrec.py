@@ -75,7 +75,9 @@ def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-u
     train = split.train.with_sequences(seqs, None)
     text = np.eye(N_ITEMS, dtype=np.float32)
     text[cold] = text[6]
-    m = sasrec(**SMALL, epochs=12, id_dropout=0.5, use_attrs=False)
+    # nothing hidden: on this 24-item toy, hiding history items changes the validation choice the
+    # reset is (it is kept only when validation does not drop), and the reset is what is tested here
+    m = sasrec(**SMALL, epochs=12, id_dropout=0.5, use_attrs=False, item_mask=0.0)
     m.fit(train, split.valid, content=ItemContent(text=text))
     assert m.net_ is not None and float(m.net_.items.id_emb.weight[cold + 1].abs().sum()) == 0.0
     ranks = [int((m.score([h])[0] > m.score([h])[0][cold]).sum()) for h in ([4, 5], [3, 4, 5])]
@@ -132,7 +134,7 @@ def test_contrastive_term_is_added_in_training_only() -> None:
     from soutui.models.sasrec import SASRec, SASRecConfig
 
     cfg = dict(n_items=20, max_len=6, d_model=8, n_heads=2, use_time=False, dropout=0.0, emb_dropout=0.0,
-               id_dropout=0.0, cooc_neighbors=0, seen_bias=False)  # fmt: skip
+               id_dropout=0.0, item_mask=0.0, cooc_neighbors=0, seen_bias=False)  # fmt: skip
     seq = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 7, 8, 9, 10], [3, 5, 7, 9, 11, 13]])
     tgt = torch.tensor([[0, 2, 3, 4, 5, 6], [0, 0, 8, 9, 10, 11], [5, 7, 9, 11, 13, 15]])
     torch.manual_seed(0)

@@ -57,7 +57,7 @@ class SASRecConfig:
     n_attrs: int = 0  # attribute vocabulary size (0 = none)
     attrs_per_item: int = 0  # width of the padded attribute-id table
     id_dropout: float = 0.2  # prob. an item's ID embedding is zeroed in a training step
-    item_mask: float = 0.0  # prob. a history item is hidden (its vector zeroed, position kept) in a training step
+    item_mask: float = 0.2  # prob. a history item is hidden (its vector zeroed, position kept) in a training step
     # False: no trained per-item ID vector (the table stays zero and frozen), items are their public
     # title and attribute vectors only: far fewer trained numbers, which is what DP-SGD's noise favours
     item_ids: bool = True
