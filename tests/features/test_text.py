@@ -26,7 +26,22 @@ def test_mixed_text_keeps_both_scripts() -> None:
 def test_normalize_full_width_and_case() -> None:
     assert normalize("ＡＢＣ  Drill\t１２") == "abc drill 12"
     assert normalize(None) == ""
-    assert words("1/2 in. o'neil 2.5") == ["1", "2", "in", "o'neil", "2.5"]
+    assert words("1/2 in. o'neil 2.5") == ["1/2", "inch", "o'neil", "2.5"]
+
+
+def test_sizes_get_one_spelling_after_a_number() -> None:
+    # the ways one size is written in titles and queries meet on the same tokens
+    lumber = analyze("2 in. x 4 in. x 8 ft. Lumber")
+    assert set(analyze("2x4x8 ft lumber")) <= set(lumber) and set(analyze("2\" x 4\" 8' lumber")) <= set(lumber)
+    assert words("1/2-inch PVC") == words('1/2" pvc') == words("1/2 in pvc") == ["1/2", "inch", "pvc"]
+    assert words("12V drill") == ["12", "volt", "drill"] and words("5 gal. bucket") == ["5", "gal", "bucket"]
+    assert words("14-Gauge wire") == words("14 ga. wire") == ["14", "gauge", "wire"]
+    assert words("6 sq. ft.") == ["6", "sqft"] and words("100 Lbs") == ["100", "lb"]
+    # a unit word without a number keeps its meaning; "3 in 1" is not a size
+    assert words("foot stool") == ["foot", "stool"] and words("3 in 1 tool") == ["3", "in", "1", "tool"]
+    assert "in" not in analyze("3 in 1 tool") and "inch" not in analyze("3 in 1 tool")
+    # fractions stay one token, so 1/2 and 2 differ
+    assert "1/2" in words("1/2 in.") and "2" not in words("1/2 in.")
 
 
 def test_edit_distance_with_transposition_and_cutoff() -> None:

@@ -26,6 +26,22 @@ def test_features_of_an_exact_title_match(engine: SearchEngine) -> None:
     assert row[col["cos_minilm"]] == x[:, col["cos_minilm"]].max()
 
 
+def test_sizes_match_however_they_are_written(engine: SearchEngine) -> None:
+    col = {n: i for i, n in enumerate(feats.FEATURES)}
+    for query, title in [("rheem 40 gallon water heater", "Rheem 40"), ("12ga angle bracket", "Simpson"),
+                         ("60-watt light bulb", "Philips LED")]:  # fmt: skip
+        q = engine.parse(query)
+        cand = engine.candidates(q, None)
+        x = feats.compute(q, cand, engine.catalog, engine.bm_title, engine.bm_text)
+        rows = list(cand.rows)
+        assert x[rows.index(engine.row_of[item_id(title)]), col["size_match"]] == 1, query
+        others = [i for i, r in enumerate(rows) if r != engine.row_of[item_id(title)]]
+        assert (x[others, col["size_match"]] == 0).all(), query  # no other product has that size
+    q = engine.parse("cordless drill")
+    x = feats.compute(q, engine.candidates(q, None), engine.catalog, engine.bm_title, engine.bm_text)
+    assert np.isnan(x[:, col["size_match"]]).all()  # no size in the query
+
+
 def test_gain_to_grade_matches_home_depot_thirds() -> None:
     assert gain_to_grade(np.array([0.0, 1 / 3, 0.5, 2 / 3, 1.0, 2.0, -0.1])).tolist() == [0, 1, 2, 2, 3, 6, 0]
 

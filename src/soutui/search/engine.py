@@ -41,7 +41,7 @@ __all__ = ["SearchConfig", "SearchEngine", "SearchFilters", "SearchHit"]
 
 Method = Literal["ltr", "hybrid", "bm25", "dense"]
 METHODS: tuple[str, ...] = ("ltr", "hybrid", "bm25", "dense")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sizes and units tokenised in one spelling, the size_match feature
 QUERY_ENCODER_DIR = "query_encoder"  # MiniLM query graph + tokenizer, so serving needs no torch
 
 

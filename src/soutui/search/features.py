@@ -1,7 +1,7 @@
 """Learning-to-rank features for (query, candidate) pairs, computed per query in one pass.
 
 Each feature is cheap and explainable: lexical match (BM25, coverage, phrase, bigram,
-numbers, head noun), semantic similarity (every encoder in the index), retrieval
+numbers, sizes, head noun), semantic similarity (every encoder in the index), retrieval
 ranks, and item priors (price, popularity). NaN means "not applicable" (LightGBM
 treats it as missing).
 """
@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from soutui.features.text import analyze, normalize
+from soutui.features.text import analyze, normalize, sizes
 from soutui.search.catalog import Catalog
 from soutui.search.keyword import BM25Matrix
 from soutui.search.query import ParsedQuery
@@ -39,6 +39,7 @@ FEATURES: tuple[str, ...] = (
     "first_token",
     "bigram_frac",
     "numeric_match",
+    "size_match",
     "trigram_jaccard",
     "n_query_tokens",
     "title_len",
@@ -122,6 +123,7 @@ def _match_features(f: np.ndarray, q: ParsedQuery, rows: np.ndarray, cat: Catalo
     qset = set(toks)
     qbigrams = set(zip(toks, toks[1:], strict=False))
     nums = {t for t in toks if any(ch.isdigit() for ch in t)}
+    qsizes = sizes(toks)
     qnorm = normalize(q.text)
     qtri = _trigrams(qnorm)
     first, last = toks[0], toks[-1]
@@ -142,6 +144,8 @@ def _match_features(f: np.ndarray, q: ParsedQuery, rows: np.ndarray, cat: Catalo
             f[i, col["bigram_frac"]] = len(qbigrams & set(zip(tt, tt[1:], strict=False))) / len(qbigrams)
         if nums:
             f[i, col["numeric_match"]] = len(nums & tset) / len(nums)
+        if qsizes:  # "2x8" in "2 in. x 8 in. x 12 ft.", "16 gal" in "16 Gal."
+            f[i, col["size_match"]] = len(qsizes & sizes(tt)) / len(qsizes)
         ttri = _trigrams(title)
         f[i, col["trigram_jaccard"]] = len(qtri & ttri) / max(len(qtri | ttri), 1)
         b = cat.brands[r]

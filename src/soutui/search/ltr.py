@@ -44,6 +44,7 @@ FEATURE_LABELS: dict[str, str] = {
     "first_token": "first query word in the title",
     "bigram_frac": "word pairs in the title",
     "numeric_match": "numbers (sizes, models) match",
+    "size_match": "sizes (2 x 4, 16 gal) match",
     "trigram_jaccard": "spelling similarity",
     "n_query_tokens": "query length",
     "title_len": "title length",

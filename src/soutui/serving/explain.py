@@ -104,6 +104,7 @@ FEATURE_ZH = {
     "first query word in the title": "标题含第一个查询词",
     "word pairs in the title": "标题含相邻词组",
     "numbers (sizes, models) match": "数字（尺寸、型号）匹配",
+    "sizes (2 x 4, 16 gal) match": "规格（2 x 4、16 加仑）匹配",
     "spelling similarity": "拼写相似度",
     "query length": "查询长度",
     "title length": "标题长度",
