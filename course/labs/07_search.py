@@ -183,15 +183,15 @@ if checks.lab07_ndcg(graded_ndcg, ndcg_at_k):
 # %% [markdown] tags=["zh"]
 # ## 学习排序
 #
-# RRF 只看名次。排序模型（LightGBM lambdarank）读每个候选商品的 28 个特征：两个字段的 BM25、各编码器的
-# 余弦、检索名次、RRF 分数、查询词覆盖率、短语匹配、品牌和类目匹配、价格、热度等，用训练查询的标注学
+# RRF 只看名次。排序模型（LightGBM lambdarank）读每个候选商品的 29 个特征：两个字段的 BM25、各编码器的
+# 余弦、检索名次、RRF 分数、查询词覆盖率、短语匹配、尺寸匹配、品牌和类目匹配、价格、热度等，用训练查询的标注学
 # 怎样组合它们；早停用训练查询里再分出来的一小部分，测试查询只在最后读一次。
 
 # %% [markdown] tags=["en"]
 # ## Learning to rank
 #
-# RRF reads ranks only. The ranker (LightGBM lambdarank) reads 28 features of each candidate: BM25 of two
-# fields, the cosine of each encoder, retrieval ranks, the RRF score, query coverage, phrase matches, brand
+# RRF reads ranks only. The ranker (LightGBM lambdarank) reads 29 features of each candidate: BM25 of two
+# fields, the cosine of each encoder, retrieval ranks, the RRF score, query coverage, phrase and size matches, brand
 # and category matches, price, popularity and more, and learns from the training queries' labels how to
 # combine them; early stopping uses a slice of the training queries, and the test queries are read once at
 # the end.
