@@ -67,7 +67,8 @@ def test_stopping_early_records_the_smaller_epsilon_spent() -> None:
 def test_per_sample_grads_equal_each_row_alone() -> None:
     torch.manual_seed(0)
     cfg = SASRecConfig(n_items=12, max_len=6, d_model=8, n_heads=2, n_layers=1, dropout=0.0, emb_dropout=0.0,
-                       id_dropout=0.0, item_mask=0.0, time_dropout=0.0, cooc_neighbors=0, dense_loss=True)  # fmt: skip
+                       id_dropout=0.0, item_mask=0.0, time_dropout=0.0, cooc_neighbors=0,
+                       dense_loss=True)  # fmt: skip
     net = SASRec(cfg).train()
     seq = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 7, 8]])
     tgt = torch.tensor([[0, 0, 4, 5, 6], [2, 3, 4, 5, 6], [0, 0, 0, 8, 9]])
@@ -190,7 +191,8 @@ def test_content_only_items_train_privately_with_no_id_table() -> None:
     content = ItemContent(text=titles / np.linalg.norm(titles, axis=1, keepdims=True))
     # nothing hidden: the walk's next item is read from the last item, and hiding it in a fifth of the
     # steps only slows this 3-epoch toy
-    m = sasrec(**{**SMALL, "lr": 0.03}, **DP, epochs=3, item_ids=False, item_mask=0.0).fit(split.train, content=content)
+    m = sasrec(**{**SMALL, "lr": 0.03}, **DP, epochs=3, item_ids=False, item_mask=0.0)
+    m.fit(split.train, content=content)
     net = m._net()
     assert not net.items.id_emb.weight.requires_grad and float(net.items.id_emb.weight.abs().sum()) == 0.0
     assert m.training_report()["privacy"]["epsilon"] <= 4.0  # type: ignore[index]

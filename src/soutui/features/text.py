@@ -41,7 +41,8 @@ _UNITS: tuple[tuple[str, str], ...] = (
 )
 _NUMBER = r"[0-9]+(?:[.,/][0-9]+)?"
 _UNIT_RE = [
-    (re.compile(rf"({_NUMBER})(?:\s*-\s*|\s*)(?:{pattern})(?![a-z0-9])"), rf"\1 {unit} ") for unit, pattern in _UNITS
+    (re.compile(rf"({_NUMBER})(?:\s*-\s*|\s*)(?:{pattern})(?![a-z0-9])"), rf"\1 {unit} ")
+    for unit, pattern in _UNITS
 ]
 # the "x" of a dimension, also after a unit glued to its number: "2x4", "2ftx3ft", '20"x50"'
 _DIMENSION_X = re.compile(r"(?<=[0-9])(\s*(?:in\.?|ft\.?|\"|'|mm|cm)?)\s*x\s*(?=[0-9])")
@@ -109,7 +110,7 @@ def sizes(tokens: list[str]) -> frozenset[tuple[str, ...]]:
             after = tokens[n + 1] if n + 1 < len(tokens) else ""
             if after in units:
                 out.add((t, after))
-            run = [*run, t] if n >= 1 and tokens[n - 1] == "x" and run else [t]
+            run = [*run, t] if run and tokens[n - 1] == "x" else [t]  # a run is open only after a number
             for start in range(len(run) - 1):
                 out.add(tuple(run[start:]))
         elif t != "x" and t not in units:
