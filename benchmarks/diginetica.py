@@ -34,7 +34,7 @@ PUBLISHED = {"SR-GNN": (50.73, 17.59), "GCE-GNN": (54.22, 19.04)}  # P@20, MRR@2
 PARAMS: dict[str, Any] = {
     "loss": "sampled_softmax", "n_negatives": 2048, "d_model": 64, "n_layers": 2, "n_heads": 2, "max_len": 20,
     "dropout": 0.2, "emb_dropout": 0.2, "seen_bias": True, "item_bias": True, "use_time": False,
-    "batch_size": 512, "lr": 0.002, "patience": 3, "valid_users": 5000, "cooc_neighbors": 100,
+    "batch_size": 512, "lr": 0.002, "valid_users": 5000, "cooc_neighbors": 100,
     "lr_schedule": "cosine",
 }  # fmt: skip
 
@@ -66,13 +66,16 @@ def load(valid_frac: float = 0.03, seed: int = 0) -> tuple[SequenceData, EvalSpl
 
 
 def run_seed(
-    params: dict[str, Any], train: SequenceData, valid: EvalSplit, test: EvalSplit, progress: bool
+    params: dict[str, Any], train: SequenceData, valid: EvalSplit, test: EvalSplit, progress: bool,
+    save_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train one seed and measure P@20 / MRR@20 on the test prefixes (and the transformer alone)."""
     model = SASRecRecommender(**params).use_trainer(LoopTrainer())
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train, valid)
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    if save_dir:  # the trained model, for later study (e.g. `soutui evaluate --checkpoint`)
+        model.save(os.path.join(save_dir, f"seed{params['seed']}"))
     known = test.targets >= 0
     known_split = test.take(np.flatnonzero(known))
 
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--save-dir", default=None, help="save each seed's trained model under DIR/seed<N>")
     ap.add_argument("--out", default=None, help="also append each seed's result (a JSON line) as soon as it is done")
     args = ap.parse_args(argv)
     import torch
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
               "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
     runs = []
     for seed in seeds:  # each seed is written out when done, so a stopped run keeps its finished seeds
-        runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json))
+        runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json, args.save_dir))
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(runs[-1], default=str) + "\n")

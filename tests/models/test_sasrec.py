@@ -95,9 +95,17 @@ def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) ->
     assert 0.0 in m.cooc_valid_
     alpha = float(m.net_.cooc_alpha)
     assert m.cooc_valid_[alpha] == max(m.cooc_valid_.values())  # the best weight on VALIDATION
+    # ... at the best half-life: the chosen pair is the best of every (half-life, weight) tried
+    assert m.half_life_valid_ is not None and sorted(m.half_life_valid_) == [0.25, 0.5, 1.0, 2.0]
+    chosen = m.net_.cfg.cooc_half_life
+    assert m.half_life_valid_[chosen] == max(m.half_life_valid_.values()) == m.cooc_valid_[alpha]
+    report = m.training_report()
+    assert report is not None and report["head_half_life"] == chosen
     m.save(tmp_path / "m")
     h = split.test.histories[:10]
-    np.testing.assert_allclose(load_model(tmp_path / "m").score(h), m.score(h), atol=1e-5)
+    loaded = load_model(tmp_path / "m")
+    assert loaded._net().cfg.cooc_half_life == chosen  # type: ignore[attr-defined]
+    np.testing.assert_allclose(loaded.score(h), m.score(h), atol=1e-5)
 
 
 def test_eval_split_take_keeps_rows_aligned(split) -> None:  # type: ignore[no-untyped-def]

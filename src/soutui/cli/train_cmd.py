@@ -158,8 +158,8 @@ def _follower_trainer(ckpt: Any, resume: bool) -> Any:
         def validate(self, model: Any, valid: Any) -> float:
             return 0.0
 
-        def blend_weights(self, parts: Any, valid: Any, weights: Any) -> dict[float, float]:
-            return {float(w): 0.0 for w in weights}
+        def blend_weights(self, parts: Any, valid: Any, weights: Any) -> list[dict[float, float]]:
+            return [{float(w): 0.0 for w in weights}]
 
     return Follower(checkpoint_dir=ckpt, resume=resume, progress=False)
 

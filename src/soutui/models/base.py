@@ -60,8 +60,11 @@ class Trainer(Protocol):
         """Validation NDCG@10 of `model` as it scores now (full ranking, pessimistic ties)."""
         ...
 
-    def blend_weights(self, parts: PartsFn, valid: EvalSplit, weights: Sequence[float]) -> dict[float, float]:
-        """Validation NDCG@10 of base + w * extra for every weight w (scored once, blended cheaply)."""
+    def blend_weights(
+        self, parts: PartsFn, valid: EvalSplit, weights: Sequence[float]
+    ) -> list[dict[float, float]]:
+        """Validation NDCG@10 of base + w * extra for every candidate extra and weight w (one
+        table per extra; scored once, blended cheaply)."""
         ...
 
 

@@ -16,7 +16,7 @@ fails at once with the one line that fixes it. This module stays torch-free.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 # returns (output, loss). SASRec: (seq, targets, ts); the MLP: (hist, mask, counts, cand).
 Batch = tuple[np.ndarray | None, ...]
 BatchFn = Callable[[np.random.Generator], Iterator[Batch]]  # one epoch of batches from a seeded rng
-# (histories, timestamps) -> (base scores, extra scores), both (B, I): blended as base + w * extra
-PartsFn = Callable[[list[np.ndarray], list[np.ndarray] | None], tuple[np.ndarray, np.ndarray]]
+# (histories, timestamps) -> (base scores (B, I), candidate extras, each (B, I)): blended as base + w * extra
+PartsFn = Callable[[list[np.ndarray], list[np.ndarray] | None], tuple[np.ndarray, Sequence[np.ndarray]]]
 
 
 @dataclass

@@ -376,14 +376,15 @@ class SASRec(nn.Module):
             s = s + self.cooc_alpha * self.cooc_scores(seq)
         return s
 
-    def cooc_scores(self, seq: torch.Tensor) -> torch.Tensor:
+    def cooc_scores(self, seq: torch.Tensor, half_life: float | None = None) -> torch.Tensor:
         """(B, I) item-to-item co-occurrence evidence for left-padded `seq` (B, T), in [0, 1]:
-        the sum of each history item's neighbour similarities, weighted by recency, divided
-        by the row maximum so the head's weight means the same for every user."""
+        the sum of each history item's neighbour similarities, weighted by recency (`half_life`,
+        default the config's), divided by the row maximum so the head's weight means the same
+        for every user."""
         assert self.cooc_idx is not None and self.cooc_val is not None
         B, T = seq.shape
         steps = torch.arange(T - 1, -1, -1, device=seq.device, dtype=self.cooc_val.dtype)  # (T,)
-        w = torch.pow(0.5, steps / self.cfg.cooc_half_life) * (seq > 0)  # (B, T)
+        w = torch.pow(0.5, steps / (half_life or self.cfg.cooc_half_life)) * (seq > 0)  # (B, T)
         idx = self.cooc_idx[seq].reshape(B, -1)  # (B, T*K) neighbour rows
         val = (self.cooc_val[seq] * w.unsqueeze(-1)).reshape(B, -1)  # (B, T*K)
         out = torch.zeros(B, self.cfg.n_items + 1, device=seq.device, dtype=val.dtype)

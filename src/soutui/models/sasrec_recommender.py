@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,9 @@ DP_OFF = ["co-occurrence head", "popularity prior of the item bias", "cold-item 
           "choices on validation (early stopping, head weight): the last step's weights are kept"]  # fmt: skip
 
 
+HALF_LIVES = (0.25, 0.5, 1.0, 2.0)
+
+
 @dataclass
 class ContentConfig:
     use_text: bool = True  # use title embeddings when fit(content=) provides them
@@ -65,6 +69,9 @@ class ContentConfig:
         24.0,
         32.0,
     )
+    # the head's history half-lives tried on validation with every weight (the network's own
+    # `cooc_half_life` is always tried, and wins ties); () = only the network's
+    cooc_half_lives: tuple[float, ...] = HALF_LIVES
 
 
 COOC_NOTE = "co-occurrence head weight chosen on VALIDATION NDCG@10 (transformer alone = weight 0)"
@@ -120,7 +127,8 @@ class SASRecRecommender(Recommender):
         self.training_: TrainOutcome | None = None
         self.item_ids_: np.ndarray | None = None
         self.cold_reset_valid_: tuple[float, float] | None = None  # valid NDCG@10 before/after
-        self.cooc_valid_: dict[float, float] | None = None  # head weight -> valid NDCG@10
+        self.cooc_valid_: dict[float, float] | None = None  # head weight -> valid NDCG@10 (chosen half-life)
+        self.half_life_valid_: dict[float, float] | None = None  # head half-life -> its best valid NDCG@10
         self.content_used_: dict[str, bool] | None = None  # which item content the fit fed the network
         self.warm_from_: SASRecRecommender | None = None  # set by warm_start: the next fit starts from it
         self.warm_report_: dict[str, Any] | None = None  # what the warm start carried over
@@ -143,6 +151,9 @@ class SASRecRecommender(Recommender):
             chosen = float(self._net().cooc_alpha)
             info["head_weight"] = chosen
             info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_}
+            if self.half_life_valid_ is not None:
+                info["head_half_life"] = float(self._net().cfg.cooc_half_life)
+                info["cooc_valid"]["best_ndcg10_by_half_life"] = self.half_life_valid_
             info["transformer_alone_valid_ndcg10"] = self.cooc_valid_.get(0.0)
             warning = head_weight_warning(self.cooc_valid_, chosen)
             info["warnings"] = [warning] if warning else []
@@ -306,7 +317,8 @@ class SASRecRecommender(Recommender):
         cold = float(self.content_cfg.cold_item_reset and has_content and bool((counts == 0).any()))
         # on Beauty (14 weights, a busy 2-core machine) cold check + choice took 2.1-2.7 validations;
         # 1 + 0.03 / weight overran a 3-minute budget by 5 s, so keep a margin
-        head = 1.0 + 0.1 * len(self.content_cfg.cooc_alphas) if net.cooc_idx is not None else 0.0
+        blends = len(self.content_cfg.cooc_alphas) * len(self._half_lives())
+        head = 1.0 + 0.1 * blends if net.cooc_idx is not None else 0.0
         return cold + head
 
     def _valid_sample(self, valid: EvalSplit | None) -> EvalSplit | None:
@@ -326,28 +338,39 @@ class SASRecRecommender(Recommender):
         idx, val = knn.neighbour_table(net.cfg.cooc_neighbors)
         net.set_cooccurrence(torch.from_numpy(idx), torch.from_numpy(val))
 
+    def _half_lives(self) -> tuple[float, ...]:
+        """The head's history half-lives to try: the network's own first, then the configured grid."""
+        own = float(self._net().cfg.cooc_half_life)
+        return (own, *sorted({float(h) for h in self.content_cfg.cooc_half_lives} - {own}))
+
     def _choose_head_weight(self, vsplit: EvalSplit | None) -> None:
-        """The trainer reads the head's weight on validation NDCG@10 (weight 0, the transformer
-        alone, is always a candidate; ties go to the smaller weight)."""
+        """The trainer reads the head's weight and history half-life on validation NDCG@10 (weight
+        0, the transformer alone, is always a candidate; ties go to the smaller weight, then to the
+        network's own half-life)."""
         net = self._net()
         alphas = tuple(sorted({0.0, *map(float, self.content_cfg.cooc_alphas)}))
         if vsplit is None or not self.content_cfg.cooc_alphas:
             return
-        found = self._trainer().blend_weights(self._score_parts, vsplit, alphas)
-        self.cooc_valid_ = found
-        best = max(alphas, key=lambda a: (found[a], -a))  # ties -> the smaller weight
+        lives = self._half_lives()
+        tables = self._trainer().blend_weights(functools.partial(self._score_parts, lives), vsplit, alphas)
+        pairs = [(i, a) for i in range(len(lives)) for a in alphas]
+        i, best = max(pairs, key=lambda p: (tables[p[0]][p[1]], -p[1], -p[0]))
+        self.cooc_valid_ = tables[i]
+        self.half_life_valid_ = {h: max(t.values()) for h, t in zip(lives, tables, strict=True)}
+        net.cfg.cooc_half_life = lives[i]
         net.cooc_alpha.fill_(best)
 
     @torch.no_grad()
     def _score_parts(
-        self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(transformer scores, co-occurrence head scores), each (B, I), for choosing the weight."""
+        self, half_lives: Sequence[float], histories: list[np.ndarray], timestamps: list[np.ndarray] | None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(transformer scores, the co-occurrence head's scores at each history half-life), each
+        (B, I), for choosing the head's weight and half-life."""
         net = self._net()
         with self.cooc_weight(0.0):
             base = self.score(histories, timestamps).astype(np.float64)
-        extra = net.cooc_scores(torch.from_numpy(pad_left(histories, net.cfg.max_len)))  # (B, I)
-        return base, extra.double().numpy()
+        seq = torch.from_numpy(pad_left(histories, net.cfg.max_len))
+        return base, [net.cooc_scores(seq, h).double().numpy() for h in half_lives]  # each (B, I)
 
     @torch.no_grad()
     def _reset_cold_items(self, counts: np.ndarray) -> bool:

@@ -65,11 +65,7 @@ def write_bundle(
     files (e.g. the search index) and returns manifest fields to merge. `onnx_models`
     maps a model name to a function writing its torch-free ONNX scorer into a dir.
     """
-    if default not in models and default not in (onnx_models or {}):
-        raise ValueError(f"default recommender {default!r} is not among the models {sorted(models)}")
-    for name, m in models.items():
-        if int(m.n_items_) != len(items):
-            raise ValueError(f"model {name} has {m.n_items_} items but the catalogue has {len(items)}")
+    _check_models(len(items), models, default, onnx_models or {})
     privacy = _privacy(models, evaluation)
     if default in privacy:  # a DP bundle: every model private, and the composed total stated
         privacy["total"] = dp_total(privacy, [*models, *(onnx_models or {})])
@@ -110,6 +106,17 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _check_models(
+    n_items: int, models: dict[str, Recommender], default: str, onnx_models: dict[str, Callable[[Path], None]]
+) -> None:
+    """The default is among the models, and every model scores the catalogue's items."""
+    if default not in models and default not in onnx_models:
+        raise ValueError(f"default recommender {default!r} is not among the models {sorted(models)}")
+    for name, m in models.items():
+        if int(m.n_items_) != n_items:
+            raise ValueError(f"model {name} has {m.n_items_} items but the catalogue has {n_items}")
 
 
 def _save_models(

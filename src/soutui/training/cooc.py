@@ -2,8 +2,9 @@
 
 The head's neighbours are fitted on the TRAINING sequences (ItemKNN, inside the model);
 its weight is a choice read on VALIDATION NDCG@10 only, made here with the protocol's
-one `pessimistic_ranks`. Both parts are scored once per batch and blended for every
-candidate weight, so trying nine weights costs one validation pass, not nine.
+one `pessimistic_ranks`. The base and every candidate extra (e.g. the head at several
+history half-lives) are scored once per batch and blended for every candidate weight, so
+trying nine weights of four extras costs one validation pass, not 36.
 """
 
 from __future__ import annotations
@@ -20,14 +21,20 @@ from soutui.models.fitting import PartsFn
 
 def blend_weights(
     parts: PartsFn, valid: EvalSplit, weights: Sequence[float], batch_size: int = 256
-) -> dict[float, float]:
-    """Validation NDCG@10 (full ranking, pessimistic ties) of base + w * extra for each weight w."""
-    ranks: dict[float, list[np.ndarray]] = {w: [] for w in weights}
+) -> list[dict[float, float]]:
+    """Validation NDCG@10 (full ranking, pessimistic ties) of base + w * extra for each candidate
+    extra and weight w: one {weight: NDCG@10} table per extra, in the order `parts` gives them.
+    Weight 0 (the base alone) is scored once and shared by every table."""
+    ranks: list[dict[float, list[np.ndarray]]] = []
     for start in range(0, len(valid), batch_size):
         hist = valid.histories[start : start + batch_size]
         times = valid.timestamps[start : start + batch_size] if valid.timestamps is not None else None
-        base, extra = parts(hist, times)
+        base, extras = parts(hist, times)
         tgt = valid.targets[start : start + batch_size]
-        for w in weights:
-            ranks[w].append(pessimistic_ranks(base + w * extra, tgt))
-    return {w: round(ndcg_from_ranks(np.concatenate(r), 10), 6) for w, r in ranks.items()}
+        if not ranks:
+            ranks = [{w: [] for w in weights} for _ in extras]
+        alone = pessimistic_ranks(base, tgt) if 0.0 in weights else None
+        for table, extra in zip(ranks, extras, strict=True):
+            for w in weights:
+                table[w].append(alone if w == 0.0 and alone is not None else pessimistic_ranks(base + w * extra, tgt))
+    return [{w: round(ndcg_from_ranks(np.concatenate(r), 10), 6) for w, r in t.items()} for t in ranks]

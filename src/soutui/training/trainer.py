@@ -68,7 +68,9 @@ class LoopTrainer:
         ranks, _ = target_ranks(model, valid)
         return ranking_metrics(ranks, (10,))[VALID_METRIC]
 
-    def blend_weights(self, parts: PartsFn, valid: EvalSplit, weights: Sequence[float]) -> dict[float, float]:
+    def blend_weights(
+        self, parts: PartsFn, valid: EvalSplit, weights: Sequence[float]
+    ) -> list[dict[float, float]]:
         from soutui.training.cooc import blend_weights
 
         return blend_weights(parts, valid, weights)
