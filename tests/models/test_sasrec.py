@@ -85,7 +85,7 @@ def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-u
 
 
 def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    m = sasrec(**SMALL, epochs=2, cooc_neighbors=4).fit(split.train, split.valid)
+    m = sasrec(**SMALL, epochs=2, cooc_neighbors=4, cooc_half_lives=(0.25, 2.0, 0.5)).fit(split.train, split.valid)
     assert m.net_ is not None and m.cooc_valid_ is not None
     import torch
 
@@ -96,7 +96,7 @@ def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) ->
     alpha = float(m.net_.cooc_alpha)
     assert m.cooc_valid_[alpha] == max(m.cooc_valid_.values())  # the best weight on VALIDATION
     # ... at the best half-life: the chosen pair is the best of every (half-life, weight) tried
-    assert m.half_life_valid_ is not None and sorted(m.half_life_valid_) == [0.25, 0.5, 1.0, 2.0]
+    assert m.half_life_valid_ is not None and list(m.half_life_valid_) == [1.0, 0.25, 0.5, 2.0]  # own first
     chosen = m.net_.cfg.cooc_half_life
     assert m.half_life_valid_[chosen] == max(m.half_life_valid_.values()) == m.cooc_valid_[alpha]
     report = m.training_report()
