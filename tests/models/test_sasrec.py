@@ -85,7 +85,8 @@ def test_cold_item_is_placed_by_its_content(split) -> None:  # type: ignore[no-u
 
 
 def test_cooccurrence_head_is_chosen_on_validation_and_saved(split, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    m = sasrec(**SMALL, epochs=2, cooc_neighbors=4, cooc_half_lives=(0.25, 2.0, 0.5)).fit(split.train, split.valid)
+    m = sasrec(**SMALL, epochs=2, cooc_neighbors=4, cooc_half_lives=(0.25, 2.0, 0.5))
+    m.fit(split.train, split.valid)
     assert m.net_ is not None and m.cooc_valid_ is not None
     import torch
 

@@ -4,8 +4,8 @@ The same file is the torchrun worker (`python -m torch.distributed.run ... test_
 SCENARIO`): each rank fits a small SASRec on synthetic data and writes its weights and loop
 state. Equivalence needs what makes two processes do the same arithmetic as one: no dropout
 and no hidden history items (ranks draw different masks), full cross-entropy (sampled softmax
-draws negatives per rank), and rows with equal numbers of labelled positions (each rank's loss is a mean over its own
-positions; see soutui.training.distributed).
+draws negatives per rank), and rows with equal numbers of labelled positions (each rank's loss
+is a mean over its own positions; see soutui.training.distributed).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 N_ITEMS, N_USERS, LENGTH = 40, 96, 13
 EXACT = {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 10, "dropout": 0.0, "emb_dropout": 0.0,
          "id_dropout": 0.0, "item_mask": 0.0, "time_dropout": 0.0, "use_time": False, "cooc_neighbors": 0,
-         "batch_size": 16, "lr": 0.01, "epochs": 1, "patience": 50, "progress": False, "seed": 0, "threads": 1,
-         "device": "cpu", "cold_item_reset": False, "valid_users": 0}  # fmt: skip
+         "batch_size": 16, "lr": 0.01, "epochs": 1, "patience": 50, "progress": False, "seed": 0,
+         "threads": 1, "device": "cpu", "cold_item_reset": False, "valid_users": 0}  # fmt: skip
 # Stated tolerances after K = 6 steps (1 epoch x 6 global batches of 16 rows). The two runs sum
 # the same gradients in a different order (one 16-row sum vs two 8-row sums averaged), so they
 # differ by float32 rounding. Adam divides each step by the gradient's own scale, so where the

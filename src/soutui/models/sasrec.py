@@ -384,7 +384,8 @@ class SASRec(nn.Module):
         assert self.cooc_idx is not None and self.cooc_val is not None
         B, T = seq.shape
         steps = torch.arange(T - 1, -1, -1, device=seq.device, dtype=self.cooc_val.dtype)  # (T,)
-        w = torch.pow(0.5, steps / (half_life or self.cfg.cooc_half_life)) * (seq > 0)  # (B, T)
+        half_life = self.cfg.cooc_half_life if half_life is None else half_life
+        w = torch.pow(0.5, steps / half_life) * (seq > 0)  # (B, T)
         idx = self.cooc_idx[seq].reshape(B, -1)  # (B, T*K) neighbour rows
         val = (self.cooc_val[seq] * w.unsqueeze(-1)).reshape(B, -1)  # (B, T*K)
         out = torch.zeros(B, self.cfg.n_items + 1, device=seq.device, dtype=val.dtype)

@@ -149,10 +149,9 @@ class SASRecRecommender(Recommender):
         if self.cooc_valid_ is not None:
             chosen = float(self._net().cooc_alpha)
             info["head_weight"] = chosen
-            info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_}
-            if self.half_life_valid_ is not None:
-                info["head_half_life"] = float(self._net().cfg.cooc_half_life)
-                info["cooc_valid"]["best_ndcg10_by_half_life"] = self.half_life_valid_
+            info["head_half_life"] = float(self._net().cfg.cooc_half_life)
+            info["cooc_valid"] = {"note": COOC_NOTE, "ndcg10_by_weight": self.cooc_valid_,
+                                  "best_ndcg10_by_half_life": self.half_life_valid_}  # fmt: skip
             info["transformer_alone_valid_ndcg10"] = self.cooc_valid_.get(0.0)
             warning = head_weight_warning(self.cooc_valid_, chosen)
             info["warnings"] = [warning] if warning else []

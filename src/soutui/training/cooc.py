@@ -33,8 +33,9 @@ def blend_weights(
         tgt = valid.targets[start : start + batch_size]
         if not ranks:
             ranks = [{w: [] for w in weights} for _ in extras]
-        alone = pessimistic_ranks(base, tgt) if 0.0 in weights else None
+        alone = pessimistic_ranks(base, tgt) if 0.0 in weights else None  # weight 0: shared by every extra
         for table, extra in zip(ranks, extras, strict=True):
             for w in weights:
-                table[w].append(alone if w == 0.0 and alone is not None else pessimistic_ranks(base + w * extra, tgt))
+                r = alone if w == 0.0 and alone is not None else pessimistic_ranks(base + w * extra, tgt)
+                table[w].append(r)
     return [{w: round(ndcg_from_ranks(np.concatenate(r), 10), 6) for w, r in t.items()} for t in ranks]
