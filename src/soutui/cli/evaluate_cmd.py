@@ -64,8 +64,10 @@ def parse_params(text: str | None) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     from soutui.evaluation.report import columns_of, evaluate_baselines, evaluate_model, summary_rows
+    from soutui.models.fitting import retain_freed_memory
     from soutui.training.trainer import LoopTrainer
 
+    retain_freed_memory()  # a batch job: scoring reuses its large blocks (models.fitting)
     ks = parse_ks(args.ks)
     params = parse_params(args.params)
     progress = True  # bars and epoch lines go to stderr, --json or not

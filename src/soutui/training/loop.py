@@ -26,7 +26,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from soutui.models.fitting import Batch, BatchFn, TrainConfig, pick_device
+from soutui.models.fitting import Batch, BatchFn, TrainConfig, pick_device, retain_freed_memory
 from soutui.training.distributed import Group, current
 
 if TYPE_CHECKING:
@@ -385,6 +385,7 @@ def _start(
     """The device (threads set), optimizer, loop state, best weights and moving average of a fit:
     fresh, or read from `resume_from`'s last.pt when there is one."""
     device = pick_device(cfg.device)
+    retain_freed_memory()  # no page faults for the step's large tensors (models.fitting)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
     scheduled_lr(cfg, 0, 0.0)  # rejects an unknown schedule before any work
