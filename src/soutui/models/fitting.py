@@ -16,6 +16,7 @@ fails at once with the one line that fixes it. This module stays torch-free.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 import os
@@ -109,22 +110,20 @@ def pick_device(name: str) -> torch.device:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
-_RETAINED: list[bool] = []  # set once per process
 
 
+@functools.cache  # once per process
 def retain_freed_memory() -> bool:
     """Keep freed memory in the process instead of handing it back to the kernel (glibc only).
 
     A training step allocates and frees the same large tensors every time (full-softmax logits
     are batch x length x items floats: 620 MB on Beauty). glibc serves each one with a fresh
     mmap and unmaps it on free, so every step pays page faults to zero the memory again: on
-    2 cores half of an epoch's CPU time went to the kernel. With mmap off and no trimming, the
+    2 cores about 30 % of a training process's CPU time went to the kernel. With mmap off and no trimming, the
     heap keeps the freed blocks and the next step reuses them (measured in docs/sasrec.md:
     epochs 1.6-1.9x faster; peak memory +8 %). Same results, bit for bit: only where memory
     comes from changes. Process-wide and one-way, so only batch jobs (training, evaluation)
     call it; `SOUTUI_RETAIN_FREED_MEMORY=0` turns it off. Returns whether it is in effect."""
-    if _RETAINED:
-        return _RETAINED[0]
     on = os.environ.get("SOUTUI_RETAIN_FREED_MEMORY", "1") != "0" and platform.libc_ver()[0] == "glibc"
     if on:
         try:
@@ -133,7 +132,6 @@ def retain_freed_memory() -> bool:
         except (OSError, AttributeError):
             on = False
         log.debug("retain freed memory (glibc mallopt): %s", on)
-    _RETAINED.append(on)
     return on
 
 
