@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import numpy as np
+from curves import describe, reached_by
 from seeds import fmt, mean_sd, parse_seeds
 
 from soutui.data.sequences import EvalSplit, LeaveOneOut, SequenceData
@@ -212,18 +213,20 @@ def run_variant(
     net = rec._net()
     alpha, slug = float(net.cooc_alpha), "".join(c if c.isalnum() else "-" for c in name).strip("-")
     seed = f" [seed {params.get('seed', 0)}]"
+    reached = reached_by(st.get("history", []))  # the same training run for both rows
     rows = []
     if net.cooc_idx is not None:  # the transformer alone first: the same network with head weight 0
         with rec.cooc_weight(0.0):
             alone = measure(rec, prep, cold, train_s, cpu_s, int(st["epoch"]))
-        alone.update({"variant": f"{name}: transformer alone (head weight 0)", "seed": params.get("seed", 0)})
+        alone.update({"variant": f"{name}: transformer alone (head weight 0)", "seed": params.get("seed", 0),
+                      "valid_reached": reached})  # fmt: skip
         alone["label"] = alone["variant"] + seed
         rows.append(alone)
         name = f"{name} + co-occurrence head (weight chosen on validation)"
     res = measure(rec, prep, cold, train_s, cpu_s, int(st["epoch"]))
     res.update({"variant": name, "label": f"{name}{seed}, weight {alpha:g}", "seed": params.get("seed", 0),
                 "params": params, "best_epoch": st["best_epoch"], "stopped": st["stopped"],
-                "history": st["history"], "cooc_valid": rec.cooc_valid_})  # fmt: skip
+                "history": st["history"], "cooc_valid": rec.cooc_valid_, "valid_reached": reached})  # fmt: skip
     if save_dir:
         res["onnx_check"] = onnx_check(rec, prep, os.path.join(save_dir, slug))
     return [*rows, res]
@@ -258,15 +261,20 @@ def seed_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for variant, rows in by_variant.items():
         stats = {col: mean_sd([r[part][m] for r in rows]) for col, (part, m) in SUMMARY_METRICS.items()}
         stats["train s"] = mean_sd([r["train_s"] for r in rows])
+        shares = [(r.get("valid_reached") or {}).get("share") for r in rows]
+        if all(x is not None for x in shares):  # validation after 10 minutes / its final value
+            stats["valid share @10 min"] = mean_sd(shares)
         out.append({"variant": variant, "seeds": [r["seed"] for r in rows], "metrics": stats})
     return out
 
 
 def summary_table(summary: list[dict[str, Any]]) -> str:
-    head = ("variant", "seeds", *SUMMARY_METRICS, "train s")
+    head = ("variant", "seeds", *SUMMARY_METRICS, "train s", "valid share @10 min")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summary:
         cells = [fmt(s["metrics"][c]) for c in SUMMARY_METRICS] + [fmt(s["metrics"]["train s"], 0)]
+        share = s["metrics"].get("valid share @10 min")
+        cells.append(fmt(share, 3) if share else "")
         lines.append("| " + " | ".join([s["variant"], ",".join(map(str, s["seeds"])), *cells]) + " |")
     return "\n".join(lines)
 
@@ -356,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_report(results: list[dict[str, Any]], seeds: list[int]) -> None:
     print(table(results))
+    for r in results:
+        if "history" in r:
+            print(f"{r['label']}: {describe(r.get('valid_reached'))}")
     print(f"\nmean ± sd (ddof=1) over seeds {seeds}:")
     print(summary_table(seed_summary(results)))
     print("\npublished / independent (history not excluded): "

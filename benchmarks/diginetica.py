@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import numpy as np
+from curves import describe, reached_by
 from seeds import fmt, mean_sd, parse_seeds
 
 from soutui.data.sequences import EvalSplit, SequenceData
@@ -39,8 +40,16 @@ PARAMS: dict[str, Any] = {
 }  # fmt: skip
 
 
-def load(valid_frac: float = 0.03, seed: int = 0) -> tuple[SequenceData, EvalSplit, EvalSplit]:
-    """(training sequences, validation split from training sessions, test split from the prefixes file)."""
+def load(
+    valid_frac: float = 0.03, seed: int = 0, valid_from: str = "prefixes"
+) -> tuple[SequenceData, EvalSplit, EvalSplit]:
+    """(training sequences, validation split from training sessions, test split from the prefixes file).
+
+    `valid_from="prefixes"` (the default since 2 Dec 2026): a seeded 3 % of the training sessions are
+    held out whole and every prefix of each is a validation row (prefix -> next click), the shape of
+    the test file, where a quarter of the rows are one-click prefixes. `"last-click"` (before): the
+    last click of a seeded 3 % of the sessions of length >= 3, the rest of each session trained on.
+    """
     from soutui.data.datasets import find_data_dir, load_dataset
     from soutui.data.importers.diginetica import read_test_prefixes
 
@@ -49,11 +58,24 @@ def load(valid_frac: float = 0.03, seed: int = 0) -> tuple[SequenceData, EvalSpl
     data.timestamps = None  # synthetic clock: order only
     rng = np.random.default_rng(seed)
     seqs = list(data.sequences)
-    cand = np.flatnonzero([len(s) >= 3 for s in seqs])
-    vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
-    valid = EvalSplit(vsel, [seqs[u][:-1] for u in vsel], np.array([seqs[u][-1] for u in vsel]), "valid")
-    for u in vsel:
-        seqs[u] = seqs[u][:-1]
+    if valid_from == "last-click":
+        cand = np.flatnonzero([len(s) >= 3 for s in seqs])
+        vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
+        valid = EvalSplit(vsel, [seqs[u][:-1] for u in vsel], np.array([seqs[u][-1] for u in vsel]), "valid")
+        for u in vsel:
+            seqs[u] = seqs[u][:-1]
+    elif valid_from == "prefixes":
+        cand = np.flatnonzero([len(s) >= 2 for s in seqs])
+        vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
+        rows = [(u, k) for u in vsel for k in range(1, len(seqs[u]))]
+        valid = EvalSplit(
+            np.array([u for u, _ in rows]), [seqs[u][:k] for u, k in rows],
+            np.array([seqs[u][k] for u, k in rows]), "valid",
+        )  # fmt: skip
+        for u in vsel:  # the held-out sessions are not trained on (emptied: user rows keep their places)
+            seqs[u] = seqs[u][:0]
+    else:
+        raise SystemExit(f"--valid-from must be 'prefixes' or 'last-click', got {valid_from!r}")
     train = data.with_sequences(seqs, None)
     prefixes, targets = read_test_prefixes(
         find_data_dir(dataset="diginetica-sessions") / "diginetica-sessions" / "test_prefixes.tsv"
@@ -66,7 +88,11 @@ def load(valid_frac: float = 0.03, seed: int = 0) -> tuple[SequenceData, EvalSpl
 
 
 def run_seed(
-    params: dict[str, Any], train: SequenceData, valid: EvalSplit, test: EvalSplit, progress: bool,
+    params: dict[str, Any],
+    train: SequenceData,
+    valid: EvalSplit,
+    test: EvalSplit,
+    progress: bool,
     save_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train one seed and measure P@20 / MRR@20 on the test prefixes (and the transformer alone)."""
@@ -96,6 +122,7 @@ def run_seed(
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
         "best_epoch": st.get("best_epoch"), "stopped": st.get("stopped"), "valid_ndcg10_best": st.get("best_metric"),
+        "history": st.get("history", []), "valid_reached": reached_by(st.get("history", [])),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
@@ -103,6 +130,9 @@ def run_seed(
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """mean ± sd (ddof=1) over seeds of the headline and the transformer-alone figures."""
     out = {k: mean_sd([r[k] for r in runs]) for k in ("P@20", "MRR@20", "train_s")}
+    shares = [(r.get("valid_reached") or {}).get("share") for r in runs]
+    if all(x is not None for x in shares):  # validation NDCG@10 after 10 minutes / its final value
+        out["valid share @10 min"] = mean_sd(shares)
     if all(r["transformer_alone"] for r in runs):
         for k in ("P@20", "MRR@20"):
             out[f"transformer_alone {k}"] = mean_sd([r["transformer_alone"][k] for r in runs])
@@ -121,16 +151,22 @@ def main(argv: list[str] | None = None) -> int:
         "--limit-train", type=int, default=0, help="train on the first N sessions only (smoke runs)"
     )
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--valid-from", choices=("prefixes", "last-click"), default="prefixes",
+        help="validation rows: every prefix of held-out training sessions (as the test file), or their last click",
+    )  # fmt: skip
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save-dir", default=None, help="save each seed's trained model under DIR/seed<N>")
-    ap.add_argument("--out", default=None, help="also append each seed's result (a JSON line) as soon as it is done")
+    ap.add_argument(
+        "--out", default=None, help="also append each seed's result (a JSON line) as soon as it is done"
+    )
     args = ap.parse_args(argv)
     import torch
 
     seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads)
-    train, valid, test = load()
+    train, valid, test = load(valid_from=args.valid_from)
     if args.limit_train:
         train = train.with_sequences(train.sequences[: args.limit_train], None)
     if args.limit_test:
@@ -147,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {
         "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
         "seeds": seeds, "runs": runs, "summary": summarise(runs), "test_rows": len(test), "items": train.n_items,
-        "params": params, "published": PUBLISHED,
+        "params": params, "published": PUBLISHED, "valid_from": args.valid_from, "valid_rows": len(valid),
     }  # fmt: skip
     if args.json:
         json.dump(res, sys.stdout, indent=1, default=str)
@@ -158,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         head = f"transformer alone P@20 {alone['P@20']:.2f} MRR@20 {alone['MRR@20']:.2f}; " if alone else ""
         print(f"seed {r['seed']}: {head}with co-occurrence head (weight {r['cooc_weight']:g}) P@20 {r['P@20']:.2f}  "
               f"MRR@20 {r['MRR@20']:.2f}  ({r['epochs']} epochs, train {r['train_s']:.0f} s wall / {r['train_cpu_s']:.0f} s "
-              f"CPU, stopped: {r['stopped']}, load {r['load_avg_1m']})")  # fmt: skip
+              f"CPU, stopped: {r['stopped']}, load {r['load_avg_1m']}); {describe(r['valid_reached'])}")  # fmt: skip
     summ = res["summary"]
     print(f"soutui SASRec (sampled softmax + logQ + co-occurrence head), mean ± sd over seeds {seeds}: "
           f"P@20 {fmt(summ['P@20'], 2)}  MRR@20 {fmt(summ['MRR@20'], 2)}  ({res['test_rows']} test rows, "
           f"{res['items']} items)")  # fmt: skip
+    if "valid share @10 min" in summ:
+        print(
+            f"validation NDCG@10 after 10 minutes / final, mean ± sd: {fmt(summ['valid share @10 min'], 3)}"
+        )
     if "transformer_alone P@20" in summ:
         print(f"transformer alone, mean ± sd: P@20 {fmt(summ['transformer_alone P@20'], 2)}  "
               f"MRR@20 {fmt(summ['transformer_alone MRR@20'], 2)}")  # fmt: skip

@@ -163,3 +163,15 @@ def test_contrastive_term_is_added_in_training_only() -> None:
 def test_contrastive_term_refuses_the_sampled_loss() -> None:
     with pytest.raises(ConfigError, match="cl_weight needs loss='full_ce'"):
         SASRecRecommender(cl_weight=0.1, loss="sampled_softmax")
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_scores_start_from_log_popularity_at_any_temperature(split, temperature: float) -> None:  # type: ignore[no-untyped-def]
+    """Scores are divided by the temperature, so the item bias starts at temperature x the centred
+    log popularity: the prior the scores start from does not depend on the temperature."""
+    m = sasrec(**{**SMALL, "lr": 0.0}, epochs=1, temperature=temperature, cooc_neighbors=0)
+    m.fit(split.train)
+    counts = np.bincount(np.concatenate(split.train.sequences), minlength=N_ITEMS)
+    pop = np.log((counts + 1.0) / (counts + 1.0).sum())
+    bias = m._net().bias.detach().numpy()[1:]
+    np.testing.assert_allclose(bias / temperature, pop - pop.mean(), atol=1e-5)

@@ -260,7 +260,9 @@ class SASRecRecommender(Recommender):
         pop = torch.from_numpy(np.log((counts + 1.0) / (counts + 1.0).sum())).float()
         self.net_.logq[1:] = pop  # sampling distribution for sampled softmax
         if self.net_.bias is not None and not private:
-            self.net_.bias.data[1:] = pop - pop.mean()  # start from the popularity prior
+            # start from the popularity prior: scores are divided by the temperature, so the bias is
+            # multiplied by it, and the prior the scores start from is log popularity at any temperature
+            self.net_.bias.data[1:] = (pop - pop.mean()) * self.net_.cfg.temperature
         if self.warm_from_ is not None:  # keep what the previous model learned (soutui.models.sasrec_warm)
             if private:
                 raise ConfigError(
