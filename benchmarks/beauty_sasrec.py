@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import numpy as np
-from curves import describe, reached_by
+from curves import describe, mean_share, reached_by
 from seeds import fmt, mean_sd, parse_seeds
 
 from soutui.data.sequences import EvalSplit, LeaveOneOut, SequenceData
@@ -261,9 +261,9 @@ def seed_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for variant, rows in by_variant.items():
         stats = {col: mean_sd([r[part][m] for r in rows]) for col, (part, m) in SUMMARY_METRICS.items()}
         stats["train s"] = mean_sd([r["train_s"] for r in rows])
-        shares = [(r.get("valid_reached") or {}).get("share") for r in rows]
-        if all(x is not None for x in shares):  # validation after 10 minutes / its final value
-            stats["valid share @10 min"] = mean_sd(shares)
+        share = mean_share(rows)  # validation after 10 minutes / its final value
+        if share is not None:
+            stats["valid share @10 min"] = share
         out.append({"variant": variant, "seeds": [r["seed"] for r in rows], "metrics": stats})
     return out
 

@@ -1,5 +1,5 @@
-"""How fast a run learns: the validation figure it had reached after a given share of the wall-clock
-budget, as a share of its final one (issue 15: "validation NDCG@10 within 95 % of its final value
+"""How fast a run learns: the validation figure it had reached after a given number of wall-clock
+seconds, as a share of its final one (issue 15: "validation NDCG@10 within 95 % of its final value
 after 10 minutes" of a 20-minute budget).
 
 `history` is the training record's per-epoch rows (`training_report()["history"]`): `seconds` is the
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from seeds import mean_sd
 
 GOAL_SECONDS = 600.0  # 10 minutes
 GOAL_SHARE = 0.95
@@ -33,6 +35,12 @@ def reached_by(history: Sequence[dict[str, Any]], seconds: float = GOAL_SECONDS)
         "valid_final": round(final, 6),
         "share": round(at / final, 4) if final > 0 else None,
     }
+
+
+def mean_share(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """mean ± sd over seeds of the rows' `valid_reached` share; None unless every row has one."""
+    shares = [(r.get("valid_reached") or {}).get("share") for r in rows]
+    return mean_sd(shares) if shares and all(x is not None for x in shares) else None
 
 
 def describe(reached: dict[str, Any] | None) -> str:

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import numpy as np
-from curves import describe, reached_by
+from curves import describe, mean_share, reached_by
 from seeds import fmt, mean_sd, parse_seeds
 
 from soutui.data.sequences import EvalSplit, SequenceData
@@ -58,15 +58,15 @@ def load(
     data.timestamps = None  # synthetic clock: order only
     rng = np.random.default_rng(seed)
     seqs = list(data.sequences)
+    if valid_from not in ("last-click", "prefixes"):
+        raise SystemExit(f"--valid-from must be 'prefixes' or 'last-click', got {valid_from!r}")
+    cand = np.flatnonzero([len(s) >= (3 if valid_from == "last-click" else 2) for s in seqs])
+    vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
     if valid_from == "last-click":
-        cand = np.flatnonzero([len(s) >= 3 for s in seqs])
-        vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
         valid = EvalSplit(vsel, [seqs[u][:-1] for u in vsel], np.array([seqs[u][-1] for u in vsel]), "valid")
         for u in vsel:
             seqs[u] = seqs[u][:-1]
-    elif valid_from == "prefixes":
-        cand = np.flatnonzero([len(s) >= 2 for s in seqs])
-        vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
+    else:
         rows = [(u, k) for u in vsel for k in range(1, len(seqs[u]))]
         valid = EvalSplit(
             np.array([u for u, _ in rows]), [seqs[u][:k] for u, k in rows],
@@ -74,8 +74,6 @@ def load(
         )  # fmt: skip
         for u in vsel:  # the held-out sessions are not trained on (emptied: user rows keep their places)
             seqs[u] = seqs[u][:0]
-    else:
-        raise SystemExit(f"--valid-from must be 'prefixes' or 'last-click', got {valid_from!r}")
     train = data.with_sequences(seqs, None)
     prefixes, targets = read_test_prefixes(
         find_data_dir(dataset="diginetica-sessions") / "diginetica-sessions" / "test_prefixes.tsv"
@@ -130,9 +128,9 @@ def run_seed(
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """mean ± sd (ddof=1) over seeds of the headline and the transformer-alone figures."""
     out = {k: mean_sd([r[k] for r in runs]) for k in ("P@20", "MRR@20", "train_s")}
-    shares = [(r.get("valid_reached") or {}).get("share") for r in runs]
-    if all(x is not None for x in shares):  # validation NDCG@10 after 10 minutes / its final value
-        out["valid share @10 min"] = mean_sd(shares)
+    share = mean_share(runs)  # validation NDCG@10 after 10 minutes / its final value
+    if share is not None:
+        out["valid share @10 min"] = share
     if all(r["transformer_alone"] for r in runs):
         for k in ("P@20", "MRR@20"):
             out[f"transformer_alone {k}"] = mean_sd([r["transformer_alone"][k] for r in runs])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from curves import describe, reached_by  # noqa: E402
+from curves import describe, mean_share, reached_by  # noqa: E402
 
 
 def test_share_is_the_best_validation_by_the_deadline_over_the_best_of_the_run() -> None:
@@ -32,3 +32,11 @@ def test_no_epoch_by_the_deadline_reads_zero_and_no_validation_reads_none() -> N
     assert r is not None and r["share"] == 0.0 and r["epochs"] == 0
     assert reached_by([{"epoch": 1, "loss": 5.0, "seconds": 10.0}]) is None
     assert describe(None) == "validation after 10 min: not recorded"
+
+
+def test_mean_share_needs_every_seed() -> None:
+    rows = [{"valid_reached": {"share": 0.9}}, {"valid_reached": {"share": 1.0}}]
+    stat = mean_share(rows)
+    assert stat is not None and abs(stat["mean"] - 0.95) < 1e-12 and stat["n"] == 2
+    assert mean_share([*rows, {"valid_reached": None}]) is None
+    assert mean_share([]) is None
