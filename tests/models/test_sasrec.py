@@ -175,3 +175,70 @@ def test_scores_start_from_log_popularity_at_any_temperature(split, temperature:
     pop = np.log((counts + 1.0) / (counts + 1.0).sum())
     bias = m._net().bias.detach().numpy()[1:]
     np.testing.assert_allclose(bias / temperature, pop - pop.mean(), atol=1e-5)
+
+
+def _net_with_neighbours(**extra: float):  # type: ignore[no-untyped-def]
+    import torch
+
+    from soutui.models.sasrec import SASRec, SASRecConfig
+
+    cfg = SASRecConfig(n_items=12, max_len=6, d_model=8, n_heads=2, use_time=False, dropout=0.0, emb_dropout=0.0,
+                       id_dropout=0.0, item_mask=0.0, cooc_neighbors=3, seen_bias=False, **extra)  # type: ignore[arg-type]  # fmt: skip
+    net = SASRec(cfg)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(1, 13, (13, 3), generator=g)
+    idx[0] = 0
+    idx[5] = 0  # item 5 has no neighbours
+    net.set_cooccurrence(idx, torch.rand(13, 3, generator=g) * (idx > 0))
+    return net
+
+
+def test_cooc_teacher_is_the_heads_evidence_of_each_positions_own_history() -> None:
+    import torch
+
+    net = _net_with_neighbours()
+    seq = torch.tensor([[0, 3, 7, 2, 9, 4], [0, 0, 0, 5, 5, 1]])
+    rows, cols = torch.tensor([0, 0, 1]), torch.tensor([5, 3, 4])
+    q = net.cooc_teacher(seq, rows, cols)
+    for n, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        prefix = seq[r, : c + 1].unsqueeze(0)  # left-padded history ending at the position
+        head = net.cooc_scores(prefix)[0]  # the head at serving time, scaled to its row maximum
+        head[prefix[prefix > 0] - 1] = 0.0  # the history's own items are not taught
+        expect = head / head.sum() if head.sum() > 0 else head
+        torch.testing.assert_close(q[n], expect)
+    assert q[2].sum() == 0  # a history of items without neighbours teaches nothing
+    assert (q[0, seq[0, 1:] - 1] == 0).all()
+    torch.testing.assert_close(q[:2].sum(1), torch.ones(2))
+
+
+def test_cooc_distill_mixes_the_label_with_the_teacher_in_training_only() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    net = _net_with_neighbours(cooc_distill=0.4)
+    plain = _net_with_neighbours()
+    plain.load_state_dict(net.state_dict())
+    seq = torch.tensor([[0, 3, 7, 2, 9, 4], [0, 0, 0, 5, 5, 1]])
+    tgt = torch.tensor([[0, 7, 2, 9, 4, 6], [0, 0, 0, 5, 1, 8]])
+    net.train(), plain.train()
+    logits, loss = net(seq, tgt)
+    _, base = plain(seq, tgt)
+    rows, cols = torch.nonzero(tgt > 0, as_tuple=True)
+    q = net.cooc_teacher(seq, rows, cols)
+    logp = F.log_softmax(logits, dim=1)
+    ce = F.nll_loss(logp, tgt[rows, cols] - 1, reduction="none")
+    w = 0.4 * (q.sum(1) > 0).float()
+    assert loss is not None and base is not None
+    torch.testing.assert_close(loss, ((1 - w) * ce + w * -(q * logp).sum(1)).mean())
+    torch.testing.assert_close(base, ce.mean())
+    assert (w == 0).any() and (w > 0).any()  # both kinds of position are in the batch
+
+
+def test_cooc_distill_applies_only_where_there_is_a_teacher() -> None:
+    from soutui.models.sasrec import SASRec, SASRecConfig
+
+    assert _net_with_neighbours(cooc_distill=0.3).distill_weight() == 0.3
+    for off in ({"cooc_neighbors": 0}, {"loss": "sampled_softmax"}, {"dense_loss": True}):
+        assert SASRec(SASRecConfig(n_items=5, cooc_distill=0.3, **off)).distill_weight() == 0.0  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"in \[0, 1\)"):
+        SASRecRecommender(cooc_distill=1.0)

@@ -76,6 +76,11 @@ class SASRecConfig:
     # history's last state under two dropout draws must pick the other out of the batch (InfoNCE)
     cl_weight: float = 0.0
     temperature: float = 1.0  # logits are divided by it in the loss and in scoring
+    # weight (0..1) of a distillation term: at each labelled position the softmax is also pulled toward
+    # the co-occurrence head's evidence of that position's own history (item-kNN as the teacher, its
+    # tables built from the training sequences before training); 0 = off. It applies with full_ce and a
+    # head (cooc_neighbors > 0) outside DP-SGD, and has no effect elsewhere (the run record says 0)
+    cooc_distill: float = 0.0
     # loss over every position, labelled ones picked by masking (fixed shapes, so per-user
     # gradients can be taken with torch.func.vmap for DP-SGD); set by the wrapper, not the user
     dense_loss: bool = False
@@ -304,15 +309,53 @@ class SASRec(nn.Module):
                 logits = self._add_seen(logits, self._prefix(seq, rows, cols))
             if tau != 1.0:
                 logits = logits / tau
-            loss = F.cross_entropy(
-                logits.float(), y - 1, label_smoothing=self.cfg.label_smoothing, ignore_index=-1
-            )  # y - 1 = -1 only at unlabelled positions (dense_loss)
+            if self.training and self.distill_weight() > 0:
+                loss = self._distilled_loss(logits, seq, rows, cols, y)
+            else:
+                loss = F.cross_entropy(
+                    logits.float(), y - 1, label_smoothing=self.cfg.label_smoothing, ignore_index=-1
+                )  # y - 1 = -1 only at unlabelled positions (dense_loss)
             if self.cfg.cl_weight > 0 and self.training and not self.cfg.dense_loss:
                 loss = loss + self.cfg.cl_weight * self._contrastive(seq, ts, table, h)
             return logits, loss
         # sampled softmax with logQ correction: negatives shared by the batch, drawn by popularity
         neg = torch.multinomial(self.logq.exp(), self.cfg.n_negatives, replacement=True)  # (M,)
         return self._sampled_loss(seq, rows, cols, hn, y, neg, table[y], table[neg])
+
+    def distill_weight(self) -> float:
+        """`cooc_distill` where it applies (full softmax, a head, not DP-SGD's dense loss), else 0."""
+        on = self.cfg.loss == "full_ce" and self.cooc_idx is not None and not self.cfg.dense_loss
+        return self.cfg.cooc_distill if on else 0.0
+
+    def cooc_teacher(self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """(N, I) the co-occurrence head's evidence for each labelled position's own history
+        seq[row, :col+1] (its last `steps` items, recency-weighted as in `cooc_scores`), as a
+        distribution over the catalogue items not in that history; all zeros where it has none."""
+        assert self.cooc_idx is not None and self.cooc_val is not None
+        back = torch.arange(steps, device=seq.device)  # 0 = the position itself, 1 = the item before ...
+        at = cols.unsqueeze(1) - back  # (N, S) history columns
+        items = torch.where(at >= 0, seq[rows.unsqueeze(1), at.clamp(min=0)], torch.zeros_like(at))  # (N, S)
+        w = torch.pow(0.5, back.to(self.cooc_val.dtype) / self.cfg.cooc_half_life) * (items > 0)  # (N, S)
+        val = (self.cooc_val[items] * w.unsqueeze(-1)).reshape(len(rows), -1)  # (N, S*K)
+        out = torch.zeros(len(rows), self.cfg.n_items + 1, device=seq.device, dtype=val.dtype)
+        out = out.scatter_add(1, self.cooc_idx[items].reshape(len(rows), -1), val)
+        # items already in the history are left to the seen bias: their neighbour evidence (an item
+        # co-occurs with the one before it) would teach the network to repeat the history
+        out = out.scatter(1, self._prefix(seq, rows, cols), 0.0)[:, 1:]  # (N, I)
+        return out / out.sum(1, keepdim=True).clamp(min=1e-12)
+
+    def _distilled_loss(
+        self, logits: torch.Tensor, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy against (1 - w) x the label + w x the co-occurrence teacher (`cooc_distill`
+        = w); positions whose history has no neighbours keep the label alone."""
+        logp = F.log_softmax(logits.float(), dim=1)  # (N, I)
+        ls = self.cfg.label_smoothing
+        ce = -(1 - ls) * logp.gather(1, (y - 1).unsqueeze(1)).squeeze(1) - ls * logp.mean(1)  # (N,)
+        q = self.cooc_teacher(seq, rows, cols)  # (N, I)
+        w = self.cfg.cooc_distill * (q.sum(1) > 0).to(logp.dtype)  # (N,)
+        kd = -(q * logp).sum(1)  # (N,)
+        return ((1 - w) * ce + w * kd).mean()
 
     def _contrastive(
         self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor, h: torch.Tensor

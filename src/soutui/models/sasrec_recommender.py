@@ -109,6 +109,16 @@ def split_params(params: dict[str, Any]) -> tuple[SASRecConfig, TrainConfig, Con
     )
 
 
+def _check_objective(cfg: SASRecConfig) -> None:
+    """Refuses terms the chosen loss cannot carry, with what to change."""
+    if cfg.cl_weight > 0 and cfg.loss != "full_ce":
+        raise ConfigError(
+            "sasrec: cl_weight needs loss='full_ce' (the contrastive term is not in the sampled loss)"
+        )
+    if not 0 <= cfg.cooc_distill < 1:
+        raise ConfigError(f"sasrec: cooc_distill must be in [0, 1) (0 = off), got {cfg.cooc_distill}")
+
+
 class SASRecRecommender(Recommender):
     """Content-aware causal transformer; see soutui.models.sasrec for the network."""
 
@@ -117,10 +127,7 @@ class SASRecRecommender(Recommender):
 
     def __init__(self, **params: Any):
         self.net_cfg, self.train_cfg, self.content_cfg = split_params(params)
-        if self.net_cfg.cl_weight > 0 and self.net_cfg.loss != "full_ce":
-            raise ConfigError(
-                "sasrec: cl_weight needs loss='full_ce' (the contrastive term is not in the sampled loss)"
-            )
+        _check_objective(self.net_cfg)
         self._params = dict(params)
         self.net_: SASRec | None = None
         self.training_: TrainOutcome | None = None
@@ -140,6 +147,7 @@ class SASRecRecommender(Recommender):
             return None
         info = self.training_.as_dict()
         info["content_used"] = self.content_used_
+        info["cooc_distill"] = self._net().distill_weight()  # 0 where it does not apply
         if info.get("privacy"):
             info["privacy"]["off_in_dp_mode"] = DP_OFF
         if self.warm_report_ is not None:
