@@ -331,14 +331,10 @@ class SASRec(nn.Module):
         """(N, I) the co-occurrence head's evidence for each labelled position's own history
         seq[row, :col+1] (its last `steps` items, recency-weighted as in `cooc_scores`), as a
         distribution over the catalogue items not in that history; all zeros where it has none."""
-        assert self.cooc_idx is not None and self.cooc_val is not None
         back = torch.arange(steps, device=seq.device)  # 0 = the position itself, 1 = the item before ...
         at = cols.unsqueeze(1) - back  # (N, S) history columns
         items = torch.where(at >= 0, seq[rows.unsqueeze(1), at.clamp(min=0)], torch.zeros_like(at))  # (N, S)
-        w = torch.pow(0.5, back.to(self.cooc_val.dtype) / self.cfg.cooc_half_life) * (items > 0)  # (N, S)
-        val = (self.cooc_val[items] * w.unsqueeze(-1)).reshape(len(rows), -1)  # (N, S*K)
-        out = torch.zeros(len(rows), self.cfg.n_items + 1, device=seq.device, dtype=val.dtype)
-        out = out.scatter_add(1, self.cooc_idx[items].reshape(len(rows), -1), val)
+        out = self._neighbour_evidence(items, back, self.cfg.cooc_half_life)  # (N, I+1)
         # items already in the history are left to the seen bias: their neighbour evidence (an item
         # co-occurs with the one before it) would teach the network to repeat the history
         out = out.scatter(1, self._prefix(seq, rows, cols), 0.0)[:, 1:]  # (N, I)
@@ -424,16 +420,23 @@ class SASRec(nn.Module):
         the sum of each history item's neighbour similarities, weighted by recency (`half_life`,
         default the config's), divided by the row maximum so the head's weight means the same
         for every user."""
-        assert self.cooc_idx is not None and self.cooc_val is not None
-        B, T = seq.shape
-        steps = torch.arange(T - 1, -1, -1, device=seq.device, dtype=self.cooc_val.dtype)  # (T,)
+        T = seq.shape[1]
+        steps = torch.arange(T - 1, -1, -1, device=seq.device)  # (T,)
         half_life = self.cfg.cooc_half_life if half_life is None else half_life
-        w = torch.pow(0.5, steps / half_life) * (seq > 0)  # (B, T)
-        idx = self.cooc_idx[seq].reshape(B, -1)  # (B, T*K) neighbour rows
-        val = (self.cooc_val[seq] * w.unsqueeze(-1)).reshape(B, -1)  # (B, T*K)
-        out = torch.zeros(B, self.cfg.n_items + 1, device=seq.device, dtype=val.dtype)
-        out = out.scatter_add(1, idx, val)[:, 1:]  # (B, I); padding neighbours land in column 0
+        out = self._neighbour_evidence(seq, steps, half_life)[:, 1:]  # (B, I)
         return out / out.amax(1, keepdim=True).clamp(min=1e-9)
+
+    def _neighbour_evidence(self, items: torch.Tensor, steps: torch.Tensor, half_life: float) -> torch.Tensor:
+        """(B, I+1) the sum of each of `items` (B, S)'s neighbour similarities, weighted by
+        0.5 ** (`steps` (S,) from the end / `half_life`); padding items add nothing, and padding
+        neighbours land in column 0."""
+        assert self.cooc_idx is not None and self.cooc_val is not None
+        B = items.shape[0]
+        w = torch.pow(0.5, steps.to(self.cooc_val.dtype) / half_life) * (items > 0)  # (B, S)
+        idx = self.cooc_idx[items].reshape(B, -1)  # (B, S*K) neighbour rows
+        val = (self.cooc_val[items] * w.unsqueeze(-1)).reshape(B, -1)  # (B, S*K)
+        out = torch.zeros(B, self.cfg.n_items + 1, device=items.device, dtype=val.dtype)
+        return out.scatter_add(1, idx, val)
 
     @torch.no_grad()
     def set_cooccurrence(self, idx: torch.Tensor, val: torch.Tensor) -> None:
