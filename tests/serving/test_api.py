@@ -96,6 +96,7 @@ def test_bad_requests_are_4xx_with_message(client) -> None:  # type: ignore[no-u
     assert client.get("/v1/recommend/u1", params={"model": "nope"}).status_code == 404
     # a blank id is the client's mistake (422), not a server error (the fuzz test found a 503 here)
     assert client.delete("/v1/users/%09", headers=H).status_code == 422
+    assert client.delete("/v1/users/%1C%1F", headers=H).status_code == 422  # blank to str.strip()
     assert client.get("/v1/recommend/%20").status_code == 422
 
 

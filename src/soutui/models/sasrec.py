@@ -75,12 +75,12 @@ class SASRecConfig:
     # full_ce only: weight of an unsupervised contrastive term (CL4SRec / DuoRec's dropout views): each
     # history's last state under two dropout draws must pick the other out of the batch (InfoNCE)
     cl_weight: float = 0.0
-    temperature: float = 1.0  # logits are divided by it in the loss and in scoring
+    temperature: float = 0.5  # logits are divided by it in the loss and in scoring
     # weight (0..1) of a distillation term: at each labelled position the softmax is also pulled toward
     # the co-occurrence head's evidence of that position's own history (item-kNN as the teacher, its
     # tables built from the training sequences before training); 0 = off. It applies with full_ce and a
     # head (cooc_neighbors > 0) outside DP-SGD, and has no effect elsewhere (the run record says 0)
-    cooc_distill: float = 0.0
+    cooc_distill: float = 0.3
     # loss over every position, labelled ones picked by masking (fixed shapes, so per-user
     # gradients can be taken with torch.func.vmap for DP-SGD); set by the wrapper, not the user
     dense_loss: bool = False
