@@ -52,6 +52,21 @@ def test_itemknn_recency_weighting_and_bm25() -> None:
         ItemKNN(similarity="jaccard")  # type: ignore[arg-type]
 
 
+def test_neighbour_table_is_each_items_strongest_neighbours_first() -> None:
+    rng = np.random.default_rng(0)
+    data = _seqs(*[list(rng.choice(30, 8, replace=False)) for _ in range(60)], n_items=30)
+    model = ItemKNN(neighbors=12).fit(data)
+    idx, val = model.neighbour_table(5)
+    sim = model.sim_.toarray()
+    assert idx.shape == (31, 5) and not idx[0].any() and not val[0].any()  # row 0 = padding
+    for i in range(30):
+        row = sim[i]
+        assert np.all(np.diff(val[i + 1]) <= 0)  # strongest first: a prefix [:g] is the top g
+        kept = val[i + 1] > 0
+        np.testing.assert_allclose(val[i + 1][kept], np.sort(row[row > 0])[::-1][: kept.sum()], rtol=1e-6)
+        assert np.allclose(row[idx[i + 1][kept] - 1], val[i + 1][kept])
+
+
 def test_mlp_item_features_from_items_table() -> None:
     items = pd.DataFrame(
         {

@@ -66,9 +66,25 @@ def _grads(net: SASRec) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("seen_bias", [True, False])
-def test_loss_and_gradients_equal_the_full_table_computation(seen_bias: bool) -> None:
+def _with_graph(net: SASRec) -> SASRec:
+    """Random co-occurrence neighbours (row 0 = padding: none) and a non-zero graph projection."""
+    g = torch.Generator().manual_seed(5)
+    k = net.cfg.cooc_neighbors
+    idx = torch.randint(1, N_ITEMS + 1, (N_ITEMS + 1, k), generator=g)
+    val = torch.rand(N_ITEMS + 1, k, generator=g)
+    idx[0], val[0], idx[3, 2:], val[3, 2:] = 0, 0.0, 0, 0.0  # item 3 has only two neighbours
+    net.set_cooccurrence(idx, val)
+    assert net.graph_proj is not None
+    with torch.no_grad():
+        net.graph_proj.weight.normal_(std=0.3)
+    return net
+
+
+@pytest.mark.parametrize(("seen_bias", "graph"), [(True, False), (False, False), (True, True)])
+def test_loss_and_gradients_equal_the_full_table_computation(seen_bias: bool, graph: bool) -> None:
     net = _model(seen_bias=seen_bias)
+    if graph:  # graph-aware item vectors: each used row also encodes its neighbours
+        net = _with_graph(_model(seen_bias=seen_bias, cooc_neighbors=6, graph_neighbors=4))
     seq, targets, ts = _batch()
     full_table_calls = []
     net.items.register_forward_hook(lambda *_: full_table_calls.append(1))
@@ -90,6 +106,7 @@ def test_loss_and_gradients_equal_the_full_table_computation(seen_bias: bool) ->
     torch.testing.assert_close(logits, old_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(loss, old_loss, rtol=1e-6, atol=1e-6)
     assert set(new) == set(old) and "items.id_emb.weight" in new and "items.text_proj.weight" in new
+    assert ("graph_proj.weight" in new) == graph
     for name in old:
         torch.testing.assert_close(new[name], old[name], rtol=1e-5, atol=1e-6, msg=name)
     emb = new["items.id_emb.weight"]

@@ -257,3 +257,21 @@ def test_cooc_distill_applies_only_where_there_is_a_teacher() -> None:
         assert SASRec(SASRecConfig(n_items=5, cooc_distill=0.3, **off)).distill_weight() == 0.0  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"in \[0, 1\)"):
         SASRecRecommender(cooc_distill=1.0)
+
+
+def test_graph_term_adds_the_weighted_mean_of_each_items_neighbours() -> None:
+    import torch
+
+    net = _net_with_neighbours(graph_neighbors=2).eval()
+    assert net.graph_proj is not None and not net.graph_proj.weight.any()  # starts as the plain table
+    torch.testing.assert_close(net.item_table(), net.items())
+    with torch.no_grad():
+        net.graph_proj.weight.copy_(torch.eye(8))
+    base, table = net.items(), net.item_table()
+    assert net.cooc_idx is not None and net.cooc_val is not None
+    for i in range(13):
+        idx, val = net.cooc_idx[i, :2], net.cooc_val[i, :2]  # the two strongest neighbours only
+        mean = (base[idx] * val.unsqueeze(1)).sum(0) / val.sum() if val.sum() > 0 else torch.zeros(8)
+        torch.testing.assert_close(table[i], base[i] + mean)
+    assert not table[0].any() and torch.equal(table[5], base[5])  # padding stays zero; no neighbours, no term
+    assert _net_with_neighbours(graph_neighbors=0).graph_proj is None

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sasrec_fixtures import N_ITEMS, SMALL, cyclic_data, sasrec
 
 from soutui.features.content import ItemContent
@@ -21,11 +22,15 @@ def split():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("use_time", [False, True])
 def test_onnx_matches_pytorch(split, tmp_path, use_time: bool) -> None:  # type: ignore[no-untyped-def]
     text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
-    m = sasrec(**SMALL, epochs=2, use_time=use_time, gated=use_time, cooc_neighbors=3 * use_time)
+    m = sasrec(
+        **SMALL, epochs=2, use_time=use_time, gated=use_time, cooc_neighbors=3 * use_time, graph_neighbors=2 * use_time
+    )
     m.fit(split.train, content=ItemContent(text=text, attributes=[[i % 4] for i in range(N_ITEMS)]))
-    if use_time:  # the co-occurrence head (weight normally chosen on validation) exports too
-        assert m.net_ is not None
+    if use_time:  # the co-occurrence head (weight normally chosen on validation) exports too, and so
+        assert m.net_ is not None and m.net_.graph_proj is not None  # do graph-aware item vectors
         m.net_.cooc_alpha.fill_(1.5)
+        with torch.no_grad():
+            m.net_.graph_proj.weight.normal_(std=0.3)
     m.save(tmp_path)
     export_onnx(m, tmp_path, quantize=True)
     ort = OnnxScorer(tmp_path)

@@ -228,16 +228,17 @@ class ItemKNN(Recommender):
 
     def neighbour_table(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each item's top-k neighbours as dense (I+1, k) tables (row 0 and missing
-        neighbours = padding 0), item index i at row / value i + 1: the layout of SASRec's
-        co-occurrence head."""
+        neighbours = padding 0), item index i at row / value i + 1, strongest first: the layout
+        of SASRec's co-occurrence head."""
         sim = self.sim_.tocsr()
         n = self.n_items_
         idx = np.zeros((n + 1, k), dtype=np.int64)
         val = np.zeros((n + 1, k), dtype=np.float32)
         for i in range(n):
-            a, b = sim.indptr[i], min(sim.indptr[i + 1], sim.indptr[i] + k)
-            idx[i + 1, : b - a] = sim.indices[a:b] + 1
-            val[i + 1, : b - a] = sim.data[a:b]
+            a, b = sim.indptr[i], sim.indptr[i + 1]
+            top = np.lexsort((sim.indices[a:b], -sim.data[a:b]))[:k]  # strongest first, ties by item
+            idx[i + 1, : len(top)] = sim.indices[a:b][top] + 1
+            val[i + 1, : len(top)] = sim.data[a:b][top]
         return idx, val
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

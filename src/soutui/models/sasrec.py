@@ -69,6 +69,10 @@ class SASRecConfig:
     gated: bool = False  # HSTU-style pointwise gate on the attention output
     cooc_neighbors: int = 100  # co-occurrence head: top neighbours kept per item (0 = no head)
     cooc_half_life: float = 1.0  # history weight 0.5 ** (steps from the end / half-life)
+    # graph-aware item vectors (GCE-GNN's global graph, one hop): each item's vector gets a learned
+    # projection of the similarity-weighted mean of its top `graph_neighbors` co-occurrence neighbours'
+    # vectors (the head's table, from the training sequences); 0 = off. Needs the head's table
+    graph_neighbors: int = 0
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     n_negatives: int = 1024  # sampled_softmax only
     label_smoothing: float = 0.0
@@ -229,6 +233,10 @@ class SASRec(nn.Module):
         self.register_buffer("cooc_idx", torch.zeros(cfg.n_items + 1, k, dtype=torch.long) if k else None)
         self.register_buffer("cooc_val", torch.zeros(cfg.n_items + 1, k) if k else None)
         self.register_buffer("cooc_alpha", torch.zeros(()))
+        g = min(cfg.graph_neighbors, k)
+        self.graph_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if g > 0 else None
+        if self.graph_proj is not None:  # starts as the plain item table
+            nn.init.zeros_(self.graph_proj.weight)
 
     # --- encoder ---------------------------------------------------------------------
     def encode(self, seq: torch.Tensor, ts: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
@@ -260,7 +268,23 @@ class SASRec(nn.Module):
         return self.ln_f(x)  # (B, T, D)
 
     def item_table(self) -> torch.Tensor:
-        return self.items()  # (I+1, D)
+        t = self.items()  # (I+1, D)
+        if self.graph_proj is None:
+            return t
+        idx, val = self._graph_edges(torch.arange(t.shape[0], device=t.device))
+        return self._with_graph(t, t[idx], val)
+
+    def _graph_edges(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, G) neighbour rows and normalised weights of items `ids` (K,) for the graph term."""
+        assert self.cooc_idx is not None and self.cooc_val is not None
+        g = min(self.cfg.graph_neighbors, self.cfg.cooc_neighbors)
+        idx, val = self.cooc_idx[ids, :g], self.cooc_val[ids, :g]
+        return idx, val / val.sum(1, keepdim=True).clamp(min=1e-9)
+
+    def _with_graph(self, t: torch.Tensor, nbr: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        """Item vectors `t` (K, D) plus the projected weighted mean of their neighbours' `nbr` (K, G, D)."""
+        assert self.graph_proj is not None
+        return t + self.graph_proj((nbr * val.unsqueeze(-1)).sum(1))
 
     def _prefix(self, seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """(N, T) item rows of each labelled position's own prefix seq[row, :col+1]; 0 elsewhere."""
@@ -395,11 +419,21 @@ class SASRec(nn.Module):
         pad = seq.new_zeros(1)  # row 0 (padding) is always local row 0: encode finds padding by id 0
         used, local = torch.unique(torch.cat([pad, seq.reshape(-1), y, neg]), return_inverse=True)
         n_seq, n_y = seq.numel(), len(y)
-        table = self.items.rows(used)  # (K, D)
+        table = self._rows(used)  # (K, D)
         h = self.encode(local[1 : 1 + n_seq].view_as(seq), ts, table)  # (B, T, D)
         hn = h[rows, cols] * self.scale
         w_pos, w_neg = table[local[1 + n_seq : 1 + n_seq + n_y]], table[local[1 + n_seq + n_y :]]
         return self._sampled_loss(seq, rows, cols, hn, y, neg, w_pos, w_neg)
+
+    def _rows(self, used: torch.Tensor) -> torch.Tensor:
+        """item_table()[used] (K, D), encoding only those rows and, with the graph term, their neighbours."""
+        if self.graph_proj is None:
+            return self.items.rows(used)
+        idx, val = self._graph_edges(used)  # (K, G)
+        ext, inv = torch.unique(torch.cat([used, idx.reshape(-1)]), return_inverse=True)
+        t = self.items.rows(ext)
+        k = len(used)
+        return self._with_graph(t[inv[:k]], t[inv[k:]].view(k, idx.shape[1], -1), val)
 
     # --- scoring ---------------------------------------------------------------------
     def score_last(self, seq: torch.Tensor, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
