@@ -82,9 +82,8 @@ def _with_graph(net: SASRec) -> SASRec:
 
 @pytest.mark.parametrize(("seen_bias", "graph"), [(True, False), (False, False), (True, True)])
 def test_loss_and_gradients_equal_the_full_table_computation(seen_bias: bool, graph: bool) -> None:
-    net = _model(seen_bias=seen_bias)
-    if graph:  # graph-aware item vectors: each used row also encodes its neighbours
-        net = _with_graph(_model(seen_bias=seen_bias, cooc_neighbors=6, graph_neighbors=4))
+    # with graph-aware item vectors, each used row also encodes its neighbours
+    net = _with_graph(_model(seen_bias=seen_bias, cooc_neighbors=6, graph_neighbors=4)) if graph else _model(seen_bias=seen_bias)
     seq, targets, ts = _batch()
     full_table_calls = []
     net.items.register_forward_hook(lambda *_: full_table_calls.append(1))

@@ -236,9 +236,10 @@ class ItemKNN(Recommender):
         val = np.zeros((n + 1, k), dtype=np.float32)
         for i in range(n):
             a, b = sim.indptr[i], sim.indptr[i + 1]
-            top = np.lexsort((sim.indices[a:b], -sim.data[a:b]))[:k]  # strongest first, ties by item
-            idx[i + 1, : len(top)] = sim.indices[a:b][top] + 1
-            val[i + 1, : len(top)] = sim.data[a:b][top]
+            cols, vals = sim.indices[a:b], sim.data[a:b]
+            top = np.lexsort((cols, -vals))[:k]  # strongest first, ties by item (as prune_rows keeps them)
+            idx[i + 1, : len(top)] = cols[top] + 1
+            val[i + 1, : len(top)] = vals[top]
         return idx, val
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

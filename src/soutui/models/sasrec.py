@@ -233,8 +233,8 @@ class SASRec(nn.Module):
         self.register_buffer("cooc_idx", torch.zeros(cfg.n_items + 1, k, dtype=torch.long) if k else None)
         self.register_buffer("cooc_val", torch.zeros(cfg.n_items + 1, k) if k else None)
         self.register_buffer("cooc_alpha", torch.zeros(()))
-        g = min(cfg.graph_neighbors, k)
-        self.graph_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if g > 0 else None
+        self.graph_width = max(min(cfg.graph_neighbors, k), 0)  # neighbours the graph term reads (0 = off)
+        self.graph_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if self.graph_width else None
         if self.graph_proj is not None:  # starts as the plain item table
             nn.init.zeros_(self.graph_proj.weight)
 
@@ -277,8 +277,7 @@ class SASRec(nn.Module):
     def _graph_edges(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, G) neighbour rows and normalised weights of items `ids` (K,) for the graph term."""
         assert self.cooc_idx is not None and self.cooc_val is not None
-        g = min(self.cfg.graph_neighbors, self.cfg.cooc_neighbors)
-        idx, val = self.cooc_idx[ids, :g], self.cooc_val[ids, :g]
+        idx, val = self.cooc_idx[ids, : self.graph_width], self.cooc_val[ids, : self.graph_width]
         return idx, val / val.sum(1, keepdim=True).clamp(min=1e-9)
 
     def _with_graph(self, t: torch.Tensor, nbr: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
