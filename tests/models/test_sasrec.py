@@ -275,3 +275,7 @@ def test_graph_term_adds_the_weighted_mean_of_each_items_neighbours() -> None:
         torch.testing.assert_close(table[i], base[i] + mean)
     assert not table[0].any() and torch.equal(table[5], base[5])  # padding stays zero; no neighbours, no term
     assert _net_with_neighbours(graph_neighbors=0).graph_proj is None
+    with pytest.raises(ConfigError, match="set cooc_neighbors > 0 or graph_neighbors=0"):
+        SASRecRecommender(graph_neighbors=10, cooc_neighbors=0)
+    with pytest.raises(ConfigError, match="graph_neighbors must be >= 0"):
+        SASRecRecommender(graph_neighbors=-1)

@@ -117,6 +117,12 @@ def _check_objective(cfg: SASRecConfig) -> None:
         )
     if not 0 <= cfg.cooc_distill < 1:
         raise ConfigError(f"sasrec: cooc_distill must be in [0, 1) (0 = off), got {cfg.cooc_distill}")
+    if cfg.graph_neighbors < 0:
+        raise ConfigError(f"sasrec: graph_neighbors must be >= 0 (0 = off), got {cfg.graph_neighbors}")
+    if cfg.graph_neighbors > 0 and cfg.cooc_neighbors <= 0:
+        raise ConfigError(
+            "sasrec: graph_neighbors reads the co-occurrence head's table; set cooc_neighbors > 0 or graph_neighbors=0"
+        )
 
 
 class SASRecRecommender(Recommender):

@@ -413,20 +413,19 @@ def train(
     after_validations: float = 0.0,
     with_optimizer: Callable[[torch.optim.Optimizer], None] | None = None,
 ) -> TrainState:
-    """Train `net` in place; on return it holds the best-validation weights.
-
-    With `validate=None` there is no early stopping: the last epoch's weights are kept.
+    """Train `net` in place; on return it holds the best-validation weights (with `validate=None`,
+    no early stopping: the last epoch's weights are kept).
 
     `max_minutes` caps the whole fit's wall time: `spent_s` (before the loop) + the loop +
     `after_validations` validation passes the caller runs afterwards (choices made on
-    validation). With a budget the loop times one validation before training, and stops in
-    the middle of an epoch rather than overrun (that epoch is validated and counted).
+    validation). With a budget the loop times one validation before training, and stops
+    mid-epoch rather than overrun (that epoch is validated and counted).
 
     `stop_after_epochs` simulates an interruption (tests): the loop returns after that
     many epochs of this call, leaving last.pt behind for `resume=True`.
 
-    `with_optimizer` is handed the AdamW before the first step (a federated client restores
-    its moments from the previous round into it, and reads them back afterwards).
+    `with_optimizer` is handed the AdamW before the first step (a federated client restores its
+    moments from the previous round into it, and reads them back afterwards).
     """
     device, opt, state, best, average = _start(net, cfg, checkpoint_dir if resume else None, with_optimizer)
     group = current()  # only rank 0 writes checkpoints; validation runs on rank 0, its metric broadcast
