@@ -1,4 +1,4 @@
-"""Metrics cross-checked against ranx on seeded random runs, plus hand-computed answers."""
+"""Metrics cross-checked against trec_eval (pytrec_eval) on seeded random runs, plus hand-computed answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from soutui.evaluation import metrics as M
 
-ranx = pytest.importorskip("ranx")
+pytrec_eval = pytest.importorskip("pytrec_eval")
 
 KS = (1, 3, 5, 10)
 
@@ -37,36 +37,56 @@ def _ours(fn, qrels: dict, runs: dict, k: int, **kw) -> float:  # type: ignore[n
     return float(np.mean([fn(_ranked(runs[q]), qrels[q], k, **kw) for q in qrels]))
 
 
-def _theirs(metric: str, qrels: dict, runs: dict) -> float:
-    return float(ranx.evaluate(ranx.Qrels(qrels), ranx.Run(runs), metric))
+def _trec(qrels: dict, runs: dict, measure: str, k: int) -> dict[str, dict[str, float]]:
+    """trec_eval's per-query figures for `measure` at cutoff k (e.g. "P" -> key "P_k")."""
+    return pytrec_eval.RelevanceEvaluator(qrels, {f"{measure}.{k}"}).evaluate(runs)  # type: ignore[no-any-return]
+
+
+def _theirs(name: str, qrels: dict, runs: dict, k: int) -> float:
+    """trec_eval's mean over queries of the metric our function `name` computes at k."""
+    trec = {"hit_rate": "success", "precision": "P", "recall": "recall", "map": "map_cut", "ndcg": "ndcg_cut"}
+    if name in trec:
+        per_query = _trec(qrels, runs, trec[name], k)
+        return float(np.mean([v[f"{trec[name]}_{k}"] for v in per_query.values()]))
+    if name == "f1":  # harmonic mean of trec_eval's P@k and recall@k, per query
+        p, r = _trec(qrels, runs, "P", k), _trec(qrels, runs, "recall", k)
+        pr = [(p[q][f"P_{k}"], r[q][f"recall_{k}"]) for q in p]
+        return float(np.mean([0.0 if a + b == 0 else 2 * a * b / (a + b) for a, b in pr]))
+    if name == "mrr":  # trec_eval's recip_rank has no cutoff: give it each run's top k only
+        top = {q: {d: runs[q][d] for d in _ranked(runs[q])[:k]} for q in runs}
+        per_query = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top)
+        return float(np.mean([v["recip_rank"] for v in per_query.values()]))
+    raise KeyError(name)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("k", KS)
-def test_binary_metrics_match_ranx(seed: int, k: int) -> None:
+def test_binary_metrics_match_trec_eval(seed: int, k: int) -> None:
     qrels, runs = _random_runs(seed)
     pairs = [
-        (M.hit_rate_at_k, f"hit_rate@{k}"),
-        (M.precision_at_k, f"precision@{k}"),
-        (M.recall_at_k, f"recall@{k}"),
-        (M.f1_at_k, f"f1@{k}"),
-        (M.reciprocal_rank, f"mrr@{k}"),
-        (M.average_precision, f"map@{k}"),
-        (M.ndcg_at_k, f"ndcg@{k}"),
+        (M.hit_rate_at_k, "hit_rate"),
+        (M.precision_at_k, "precision"),
+        (M.recall_at_k, "recall"),
+        (M.f1_at_k, "f1"),
+        (M.reciprocal_rank, "mrr"),
+        (M.average_precision, "map"),
+        (M.ndcg_at_k, "ndcg"),
     ]
     for fn, name in pairs:
-        assert _ours(fn, qrels, runs, k) == pytest.approx(_theirs(name, qrels, runs), abs=1e-9), name
+        assert _ours(fn, qrels, runs, k) == pytest.approx(_theirs(name, qrels, runs, k), abs=1e-9), name
 
 
 @pytest.mark.parametrize("seed", [3, 4])
 @pytest.mark.parametrize("k", KS)
-def test_graded_ndcg_matches_ranx(seed: int, k: int) -> None:
+def test_graded_ndcg_matches_trec_eval(seed: int, k: int) -> None:
     qrels, runs = _random_runs(seed, graded=True)
-    # ranx "ndcg" is Jarvelin-Kekalainen (linear gain), "ndcg_burges" uses 2^rel - 1
+    # trec_eval's ndcg_cut is Jarvelin-Kekalainen (the judged grade is the gain); judged with 2^rel - 1
+    # as the grade it is the exponential-gain NDCG (Burges et al.)
+    exp_qrels = {q: {d: 2**r - 1 for d, r in rels.items()} for q, rels in qrels.items()}
     linear = _ours(M.ndcg_at_k, qrels, runs, k, exponential=False)
     expo = _ours(M.ndcg_at_k, qrels, runs, k, exponential=True)
-    assert linear == pytest.approx(_theirs(f"ndcg@{k}", qrels, runs), abs=1e-9)
-    assert expo == pytest.approx(_theirs(f"ndcg_burges@{k}", qrels, runs), abs=1e-9)
+    assert linear == pytest.approx(_theirs("ndcg", qrels, runs, k), abs=1e-9)
+    assert expo == pytest.approx(_theirs("ndcg", exp_qrels, runs, k), abs=1e-9)
     if k >= 3:
         assert linear != pytest.approx(expo)  # graded data: the two gains really differ
 
