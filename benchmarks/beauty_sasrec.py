@@ -8,6 +8,9 @@ Training is bounded by a CPU-time budget per variant (`--cpu-minutes`) because t
 is shared; wall time, CPU time and the machine load are printed beside every number.
 Each variant runs once per seed (`--seeds 0,1,2`); every seed's row is printed, then the
 mean ± sample sd (ddof=1) over seeds.
+`--refit` also measures the served recipe of `bundle build --refit` one step back: each run's model
+refitted (its best epoch count and head weight, both chosen on validation) on every event up to each
+user's validation item, scored on the test items, with item-kNN refitted on the same events beside it.
 
     .venv/bin/python benchmarks/beauty_sasrec.py [--variants id-only,full] [--cpu-minutes 15] [--seeds 0,1,2] [--json]
 """
@@ -15,6 +18,7 @@ mean ± sample sd (ddof=1) over seeds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -29,6 +33,7 @@ from soutui.data.sequences import EvalSplit, LeaveOneOut, SequenceData
 from soutui.evaluation.protocol import evaluate_full_ranking
 from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
+from soutui.models.itemknn import ItemKNN
 from soutui.models.sasrec_recommender import SASRecRecommender
 from soutui.training.pipeline import Prepared, parse_overrides, prepare
 from soutui.training.trainer import LoopTrainer
@@ -201,10 +206,61 @@ def onnx_check(rec: SASRecRecommender, prep: Prepared, out_dir: str) -> dict[str
     return res
 
 
+def through_validation(prep: Prepared) -> SequenceData:
+    """Every event but each user's test item: what the served recipe (`refit`) learns from, one step back."""
+    d = prep.data
+    times = None if d.timestamps is None else [np.asarray(t)[:-1] for t in d.timestamps]
+    return d.with_sequences([np.asarray(s)[:-1] for s in d.sequences], times)
+
+
+def refit_rows(rec: SASRecRecommender, prep: Prepared, name: str, seed: int) -> list[dict[str, Any]]:
+    """`rec` refitted through each user's validation item, then scored on the test items (the transformer
+    alone, and with the head at the weight validation chose), and item-kNN fitted on the same events.
+    Validation was trained on, so only test is reported."""
+    back, n, test = through_validation(prep), prep.data.n_items, prep.split.test
+    t0, c0 = time.perf_counter(), time.process_time()
+    new = rec.refit(back)
+    cost = {"train_s": round(time.perf_counter() - t0, 1), "train_cpu_s": round(time.process_time() - c0, 1),
+            "epochs": int((new.training_report() or {})["epoch"]), "interactions": back.n_interactions}  # fmt: skip
+    weight = float(new._net().cooc_alpha)
+    models: list[tuple[str, Recommender, float | None]] = [
+        (f"{name}: transformer alone", new, 0.0), (f"{name} + head (weight {weight:g})", new, None),
+        ("item-kNN", ItemKNN().fit(back), None),
+    ]  # fmt: skip
+    rows = []
+    for label, model, w in models:
+        with model.variant(head_weight=w) if w is not None else contextlib.nullcontext():
+            row = {"test": evaluate_full_ranking(model, test, n, (10, 20)),
+                   "test_excluding_history": evaluate_full_ranking(model, test, n, (10, 20), exclude_history=True)}  # fmt: skip
+        rows.append({"refit": label, "seed": seed, **row, **(cost if model is new else {})})
+    return rows
+
+
+def refit_table(rows: list[dict[str, Any]]) -> str:
+    """Each refit row, then mean ± sd (ddof=1) over seeds per label."""
+    cols = {"test NDCG@10": ("test", "NDCG@10"), "test HR@10": ("test", "HR@10"),
+            "NDCG@10 excl.": ("test_excluding_history", "NDCG@10")}  # fmt: skip
+    lines = ["| refitted through validation | seed | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_label.setdefault(r["refit"].split(" (weight")[0], []).append(r)
+        lines.append(f"| {r['refit']} | {r['seed']} | " + " | ".join(f"{r[p][m]:.4f}" for p, m in cols.values()) + " |")
+    for label, rs in by_label.items():
+        cells = [fmt(mean_sd([r[p][m] for r in rs])) for p, m in cols.values()]
+        lines.append(f"| **{label}**, mean ± sd | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run_variant(
-    name: str, params: dict[str, Any], prep: Prepared, cold: EvalSplit, save_dir: str | None = None
+    name: str,
+    params: dict[str, Any],
+    prep: Prepared,
+    cold: EvalSplit,
+    save_dir: str | None = None,
+    refits: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train one variant; a variant with the co-occurrence head yields two rows (without / with it)."""
+    """Train one variant; a variant with the co-occurrence head yields two rows (without / with it).
+    With `refits`, the refit one step back is measured too and its rows appended there."""
     rec = SASRecRecommender(**params).use_trainer(LoopTrainer())
     t0, c0 = time.perf_counter(), time.process_time()
     rec.fit(prep.split.train, prep.split.valid, content=prep.content)
@@ -223,6 +279,8 @@ def run_variant(
         alone["label"] = alone["variant"] + seed
         rows.append(alone)
         name = f"{name} + co-occurrence head (weight chosen on validation)"
+    if refits is not None:
+        refits += refit_rows(rec, prep, name.split(" + ")[0], int(params.get("seed", 0)))
     res = measure(rec, prep, cold, train_s, cpu_s, int(st["epoch"]))
     res.update({"variant": name, "label": f"{name}{seed}, weight {alpha:g}", "seed": params.get("seed", 0),
                 "params": params, "best_epoch": st["best_epoch"], "stopped": st["stopped"],
@@ -303,6 +361,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--set", dest="overrides", action="append", default=[], help="key=value for every variant"
     )
     ap.add_argument("--skip-external", action="store_true", help="do not run implicit ALS")
+    ap.add_argument(
+        "--refit", action="store_true", help="also measure each model refitted through validation (module doc)"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", default="0", help="comma list of seeds; each variant runs once per seed")
     ap.add_argument(
@@ -336,14 +397,15 @@ def main(argv: list[str] | None = None) -> int:
     cold = cold_slice(prep)
     budget = {"max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "threads": args.threads,
               "progress": not args.json, "patience": 5}  # fmt: skip
-    results = []
+    results: list[dict[str, Any]] = []
+    refits: list[dict[str, Any]] | None = [] if args.refit else None
     jobs = [
         (n, {**COMMON, **budget, **NO_HEAD, **VARIANTS[n], **parse_overrides(args.overrides), "seed": seed})
         for n in args.names
         for seed in args.seed_list
     ]
     for name, params in jobs:
-        for row in run_variant(name, params, prep, cold, args.save_dir):
+        for row in run_variant(name, params, prep, cold, args.save_dir, refits):
             results.append(row)
             _emit(row, args.out)
     if not args.skip_external:
@@ -353,12 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit_users:
         protocol += f" SMOKE RUN: {args.limit_users} sampled valid/test users."
     if args.json:
-        json.dump({"protocol": protocol, "results": results, "seeds": args.seed_list,
+        json.dump({"protocol": protocol, "results": results, "seeds": args.seed_list, "refit": refits,
                    "summary": seed_summary(results), "published": PUBLISHED}, sys.stdout, indent=1, default=str)  # fmt: skip
         return 0
     print(protocol)
     print(f"data: {prep.data.stats()}; cold-start test users: {len(cold)}")
     print_report(results, args.seed_list)
+    if refits:
+        print("\n" + refit_table(refits))
     return 0
 
 

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bb.add_argument("--sasrec", default=None, metavar="CHECKPOINT", help="saved SASRec model dir to include (ONNX)")
     bb.add_argument("--out", default=None, help="bundles dir (default $SOUTUI_HOME/bundles)")
     bb.add_argument("--no-search", action="store_true", help="skip the search index")
+    bb.add_argument("--refit", action="store_true",
+                    help="serve the SASRec checkpoint's recipe retrained on all interactions (its epochs and "
+                         "validation choices kept); the bundle's figures stay the checkpoint's")
     bb.add_argument("--dp-counts-epsilon", type=float, default=1.0, metavar="E",
                     help="DP SASRec checkpoint: epsilon of the private popularity release (composed with DP-SGD's)")
     bb.add_argument("--dp-counts-items", type=int, default=20, metavar="K",
@@ -166,7 +169,7 @@ def bundle_build(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else home_dir() / "bundles"
     path = build_from_dataset(args.dataset, out, store_url=args.store, sasrec=args.sasrec,
-                              with_search=not args.no_search, progress=_progress(args.json),
+                              with_search=not args.no_search, progress=_progress(args.json), refit=args.refit,
                               counts=CountPrivacy(epsilon=args.dp_counts_epsilon, max_items=args.dp_counts_items))
     manifest = read_manifest(path)
     if args.json:

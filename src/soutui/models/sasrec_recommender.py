@@ -144,6 +144,7 @@ class SASRecRecommender(Recommender):
         self.content_used_: dict[str, bool] | None = None  # which item content the fit fed the network
         self.warm_from_: SASRecRecommender | None = None  # set by warm_start: the next fit starts from it
         self.warm_report_: dict[str, Any] | None = None  # what the warm start carried over
+        self.saved_report_: dict[str, Any] = {}  # a loaded checkpoint's training.json (what its fit chose)
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -306,6 +307,44 @@ class SASRecRecommender(Recommender):
         if self.net_.cooc_idx is not None and outcome.stopped and not private:
             self._choose_head_weight(vsplit)
         return self
+
+    def refit(self, data: SequenceData) -> SASRecRecommender:
+        """This model's recipe trained again on `data` (every interaction, through each user's newest),
+        for as many epochs as its validated fit kept, with what that fit chose on validation kept: the
+        head's weight and half-life, and whether the cold-item reset stayed. Nothing is validated.
+
+        A model fitted on a leave-one-out training part never learns each user's last two events, the
+        newest and most telling ones (docs/sasrec.md, "Refitting for serving"). Same item vocabulary
+        and content (read from this model); the trainer is this model's (`use_trainer`)."""
+        if self.train_cfg.private:
+            raise ConfigError("sasrec: a DP-SGD model cannot be refitted outside its privacy accounting; "
+                              "serve the checkpoint as trained")  # fmt: skip
+        net, report = self._net(), self.training_report() or self.saved_report_
+        best = int(report.get("best_epoch", -1))
+        epochs = best if best > 0 else int(report.get("epoch", 0))  # no validation: every epoch it ran
+        if epochs <= 0:
+            raise ValueError("sasrec: this model has no record of its training epochs (training.json); "
+                             "train it with `soutui train` before refitting it")  # fmt: skip
+        if self.item_ids_ is not None and [str(x) for x in self.item_ids_] != [str(x) for x in data.item_ids]:
+            raise ValueError("sasrec: refit needs the catalogue the model was trained on (same items, same order)")
+        params = {**self._params, "epochs": epochs, "max_minutes": 0.0, "max_cpu_minutes": 0.0,
+                  "cooc_half_life": float(net.cfg.cooc_half_life)}  # fmt: skip
+        reset = report.get("cold_reset_valid")
+        if reset is not None and reset[1] < reset[0]:  # validation refused the reset: so does the refit
+            params["cold_item_reset"] = False
+        new = SASRecRecommender(**params).use_trainer(self._trainer())
+        new.fit(data, None, content=self._own_content())
+        new._net().cooc_alpha.fill_(float(net.cooc_alpha))
+        return new
+
+    def _own_content(self) -> ItemContent:
+        """The item content this network was built with (title vectors, attribute rows)."""
+        items = self._net().items
+        text = None if items.text is None else items.text[1:].numpy().copy()
+        attrs = None
+        if items.attrs is not None and self._net().cfg.n_attrs:
+            attrs = [[int(a) for a in row if a > 0] for row in items.attrs[1:].tolist()]
+        return ItemContent(text=text, attributes=attrs)
 
     def _check_private(self) -> bool:
         """Whether this fit is DP-SGD (then everything in DP_OFF stays off); refuses what it cannot
@@ -484,6 +523,8 @@ class SASRecRecommender(Recommender):
         net.load_state_dict(state)
         self.net_ = net.eval()
         self.net_cfg = cfg
+        report = path / "training.json"
+        self.saved_report_ = json.loads(report.read_text()) if report.exists() else {}
         items = path / "items.json"
         self.item_ids_ = np.array(json.loads(items.read_text()), dtype=object) if items.exists() else None
         if self.item_ids_ is not None and len(self.item_ids_) not in (0, cfg.n_items):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soutui.config import ConfigError
 from soutui.data.sequences import LeaveOneOut, SequenceData
 from soutui.data.store import StoreError, open_store
 from soutui.models.base import Recommender
@@ -235,9 +236,14 @@ def build_from_dataset(
     with_search: bool = True,
     progress: ProgressFn = print,
     counts: CountPrivacy = CountPrivacy(),
+    refit: bool = False,
 ) -> Path:
     """The `soutui bundle build` pipeline: fit light baselines, evaluate (leave-one-out, full
     ranking), refit them on all data for serving, add SASRec (+ONNX) and search, publish.
+
+    SASRec is served as its checkpoint was trained and measured, unless `refit`: then its recipe is
+    retrained on all interactions for serving (`SASRecRecommender.refit`); the figures stay the
+    checkpoint's, since no held-out figure can measure a model trained on every event.
 
     The default recommender is the one with the best validation NDCG@10 (never chosen on test). When
     the SASRec checkpoint was trained with DP-SGD the bundle is private instead: SASRec is the default
@@ -264,15 +270,21 @@ def build_from_dataset(
         "models": {},
     }
     private = checkpoint_privacy(sasrec) if sasrec else None
+    if refit and (not sasrec or private):
+        raise ConfigError("--refit retrains a SASRec checkpoint: give --sasrec CHECKPOINT" if not sasrec else
+                          "--refit: a DP-SGD checkpoint cannot be retrained outside its privacy accounting; "
+                          "build without --refit")  # fmt: skip
     dp = CountPrivacy(counts.epsilon, float(private["delta"]), counts.max_items) if private else None
     serving, popularity = _light_models(data, split, evaluation, dp, progress)
     onnx: dict[str, Callable[[Path], None]] = {}
     with tempfile.TemporaryDirectory(prefix="soutui-onnx-") as staged:
         if sasrec:
             evaluation["models"]["sasrec"] = _served_sasrec(
-                sasrec, split, data.n_items, Path(staged), progress
+                sasrec, split, data.n_items, Path(staged), progress, refit=data if refit else None
             )
-            onnx["sasrec"] = lambda path: _copy_tree(Path(staged), path)  # the very files just evaluated
+            if refit:
+                evaluation["served_models"] += "; SASRec's recipe too (its figures are the checkpoint's)"
+            onnx["sasrec"] = lambda path: _copy_tree(Path(staged), path)  # the files just evaluated (or refitted)
         if dp:
             default = "sasrec"
             evaluation["default_recommender"] = "sasrec (trained with DP-SGD; not chosen on validation)"
@@ -346,11 +358,17 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 
 def _served_sasrec(
-    checkpoint: str, split: LeaveOneOut, n_items: int, staged: Path, progress: ProgressFn
+    checkpoint: str,
+    split: LeaveOneOut,
+    n_items: int,
+    staged: Path,
+    progress: ProgressFn,
+    refit: SequenceData | None = None,
 ) -> dict[str, Any]:
     """Export the SASRec checkpoint to ONNX in `staged` and measure THAT scorer (the served form,
     fed the split's event times as the server feeds live ones); PyTorch's test figures stay
-    beside it as the reference the export is checked against."""
+    beside it as the reference the export is checked against. With `refit` (all interactions),
+    the checkpoint is measured so, then its recipe retrained on them replaces it in `staged`."""
     from soutui.evaluation.protocol import evaluate_full_ranking
     from soutui.models import sasrec_onnx
     from soutui.models.registry import load_model
@@ -371,12 +389,50 @@ def _served_sasrec(
         **({"privacy": p} if (p := checkpoint_privacy(checkpoint)) else {}),
         "note": "valid/test: the served ONNX scorer (checkpoint as trained, not refitted); "
         "pytorch_test: the same checkpoint in PyTorch, for reference",
+        "served": {"refit": False},
     }
     progress(
         f"sasrec (served ONNX): test NDCG@10={out['test']['NDCG@10']:.4f} "
         f"(PyTorch {out['pytorch_test']['NDCG@10']:.4f})"
     )
+    if refit is not None:
+        out["served"] = _refit_sasrec(model, refit, split, staged, progress)
+        out["note"] = ("valid/test: the checkpoint as trained, through its ONNX form; the served model is its "
+                       "recipe retrained on all interactions (served), which no held-out figure can measure")  # fmt: skip
     return out
+
+
+def _refit_sasrec(
+    model: Recommender, data: SequenceData, split: LeaveOneOut, staged: Path, progress: ProgressFn
+) -> dict[str, Any]:
+    """Retrain `model`'s recipe on all of `data` and put its ONNX scorer (and checkpoint) in `staged`
+    in place of the measured checkpoint's; its ONNX form is checked against its PyTorch form."""
+    from soutui.models import sasrec_onnx
+    from soutui.models.sasrec_recommender import SASRecRecommender
+    from soutui.training.trainer import LoopTrainer
+
+    assert isinstance(model, SASRecRecommender)
+    t0 = time.perf_counter()
+    progress(f"sasrec: refitting on all {data.n_interactions} interactions ...")
+    new = model.use_trainer(LoopTrainer(progress=False)).refit(data)
+    shutil.rmtree(staged)
+    staged.mkdir()
+    sasrec_onnx.export_onnx(new, staged)
+    new.save(staged / CHECKPOINT_DIR)
+    rows = np.arange(min(256, len(split.test)))
+    hist = [split.test.histories[i] for i in rows]
+    times = None if split.test.timestamps is None else [split.test.timestamps[i] for i in rows]
+    served = sasrec_onnx.OnnxScorer(staged, threads=1).score(hist, times)
+    diff = float(np.abs(served - new.score(hist, times)).max())
+    report = new.training_report() or {}
+    net = new._net()
+    record = {
+        "refit": True, "interactions": int(data.n_interactions), "epochs": int(report.get("epoch", 0)),
+        "head_weight": float(net.cooc_alpha), "head_half_life": float(net.cfg.cooc_half_life),
+        "seconds": round(time.perf_counter() - t0, 1), "onnx_vs_pytorch_max_abs_diff": diff,
+    }  # fmt: skip
+    progress(f"sasrec: refitted ({record['epochs']} epochs, {record['seconds']} s); ONNX max |diff| {diff:.2e}")
+    return record
 
 
 def data_until(data: SequenceData) -> int:
