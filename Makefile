@@ -19,7 +19,7 @@ test-all:
 
 lint:
 	.venv/bin/ruff check src tests benchmarks scripts course
-	.venv/bin/mypy src/soutui
+	.venv/bin/mypy src/soutui benchmarks/*.py
 
 check-install:
 	bash scripts/check_serving_install.sh

@@ -100,9 +100,9 @@ def measure(retriever: Any, catalogue: Any, requests: int, k: int = 10) -> dict[
     out: dict[str, Any] = {"requests": requests, "mismatches": mismatches, "fallbacks": fallbacks}
     for kind, d in (("wall", wall), ("cpu", cpu)):
         for name, v in d.items():
-            a = np.array(v)
-            out[f"{name}_{kind}"] = {"p50_ms": round(float(np.percentile(a, 50)), 2),
-                                     "p99_ms": round(float(np.percentile(a, 99)), 2), "mean_ms": round(float(a.mean()), 2)}  # fmt: skip
+            arr = np.array(v)
+            out[f"{name}_{kind}"] = {"p50_ms": round(float(np.percentile(arr, 50)), 2),
+                                     "p99_ms": round(float(np.percentile(arr, 99)), 2), "mean_ms": round(float(arr.mean()), 2)}  # fmt: skip
     return out
 
 

@@ -200,7 +200,7 @@ def onnx_check(rec: SASRecRecommender, prep: Prepared, out_dir: str) -> dict[str
         t0 = time.perf_counter()
         res[tag] = evaluate_full_ranking(scorer, v, n, (10,))
         res[tag]["seconds"] = round(time.perf_counter() - t0, 1)
-    h, ts = v.histories[:512], (v.timestamps or [None] * 512)[:512]
+    h, ts = v.histories[:512], (v.timestamps[:512] if v.timestamps is not None else None)
     ref, got = rec.score(h, ts), OnnxScorer(out_dir).score(h, ts)
     res["max_abs_diff_float"] = float(np.abs(ref - got).max())
     return res

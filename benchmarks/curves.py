@@ -40,7 +40,8 @@ def reached_by(history: Sequence[dict[str, Any]], seconds: float = GOAL_SECONDS)
 def mean_share(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """mean ± sd over seeds of the rows' `valid_reached` share; None unless every row has one."""
     shares = [(r.get("valid_reached") or {}).get("share") for r in rows]
-    return mean_sd(shares) if shares and all(x is not None for x in shares) else None
+    known = [float(x) for x in shares if x is not None]
+    return mean_sd(known) if known and len(known) == len(shares) else None
 
 
 def describe(reached: dict[str, Any] | None) -> str:

@@ -137,6 +137,7 @@ def stage_serve(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     import pandas as pd
 
     from soutui.models.registry import load_model
+    from soutui.models.sasrec_recommender import SASRecRecommender
     from soutui.serving.ann import AnnConfig
     from soutui.serving.bundle_build import catalogue_in_index_order, sasrec_onnx_writer, write_bundle
     from soutui.serving.service import RecService
@@ -145,6 +146,7 @@ def stage_serve(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     store = home / f"store-{args.train_events}"
     os.environ["SOUTUI_HOME"] = str(store)
     model = load_model(home / "model")
+    assert isinstance(model, SASRecRecommender) and model.item_ids_ is not None, type(model)
     items = pd.read_parquet(home / f"shop-{args.items}-{args.train_events}" / "items.parquet")
     t0 = time.perf_counter()
     path = write_bundle(home / "bundles", "synth", catalogue_in_index_order(items, model.item_ids_), {}, "sasrec",

@@ -8,14 +8,18 @@ Protocol (issue 11 §1):
   earlier events (the gate's protocol, soutui.training.retrain.window_ranks): full ranking over
   each model's own catalogue, pessimistic ties, history not excluded; a target outside a model's
   catalogue (an item first bought after that model was trained) counts as a miss.
-- After each week, two models are retrained on everything so far: `warm` starts from the previous
-  warm model (weights kept by item id, new items content-initialised from title + attributes),
-  `scratch` starts from nothing. `never` is the first model, never retrained.
+- After each week, models are retrained on everything so far (`--arms`): `warm` starts from the
+  previous warm model (weights kept by item id, new items content-initialised from title +
+  attributes) and runs the fit recipe (each user's last event only validates), `scratch` runs it
+  from nothing, and `refit` is what `soutui retrain` publishes by default: the recipe warm-started
+  from the previous refit model chooses the epoch count, then `Recommender.refit` trains that many
+  epochs on every event, each user's last included (soutui.training.retrain.final_fit; two fits a
+  week). `never` is the first model, never retrained.
 - The catalogue at a time is the items bought before it (Beauty's item table has no listing dates),
   so every week brings new items.
 - Every fit gets the same wall-clock budget (`--minutes-per-retrain`, the model's max_minutes).
-- `paired_ndcg10`: warm - never, warm - scratch, scratch - never over every replayed target, with a
-  95 % interval and a paired t-test p-value (soutui.training.retrain.paired_difference).
+- `paired_ndcg10`: every pair of arms over every replayed target, with a 95 % interval and a
+  paired t-test p-value (soutui.training.retrain.paired_difference).
 
 The full protocol (every week to the end of the data, a full budget per fit) takes many hours;
 `--max-weeks` and `--minutes-per-retrain` cut it down, and the output says which was run.
@@ -44,6 +48,7 @@ from soutui.models.base import Recommender
 from soutui.training.pipeline import parse_overrides
 from soutui.training.retrain import (
     PROTOCOL,
+    final_fit,
     fit_recipe,
     metrics_of,
     paired_difference,
@@ -86,12 +91,31 @@ Fitted = tuple[Recommender, list[str]]  # a model and its item vocabulary (ids i
 
 
 def fit(
-    data: SequenceData, cat: Catalogue, params: dict[str, Any], previous: Fitted | None
+    data: SequenceData, cat: Catalogue, params: dict[str, Any], previous: Fitted | None, refit: bool = False
 ) -> tuple[Fitted, float]:
+    """The fit recipe on `data` (warm from `previous` if given); with `refit`, then what a retrain
+    publishes: that recipe refitted on every event for the epoch count it chose."""
     t0 = time.perf_counter()
     prev = previous[0] if previous is not None else None
-    model = fit_recipe("sasrec", params, data, cat.content(data.item_ids), prev, LoopTrainer(progress=False))
+    content = cat.content(data.item_ids)
+    model = fit_recipe("sasrec", params, data, content, prev, LoopTrainer(progress=False))
+    if refit:
+        model, _ = final_fit(model, "sasrec", params, data, content, prev)
     return (model, [str(x) for x in data.item_ids]), time.perf_counter() - t0
+
+
+RETRAINED = ("warm", "scratch", "refit")
+
+
+def retrain_arms(
+    models: dict[str, Fitted], row: dict[str, Any], data: SequenceData, cat: Catalogue, params: dict[str, Any]
+) -> None:
+    """Retrain every arm but `never` on `data` (everything up to the end of this week)."""
+    for name in (n for n in RETRAINED if n in models):
+        previous = None if name == "scratch" else models[name]
+        models[name], row[f"{name}_fit_s"] = fit(data, cat, params, previous, refit=name == "refit")
+        row[f"{name}_epochs"] = (models[name][0].training_report() or {}).get("epoch")
+    log("retrains: " + ", ".join(f"{n} {row[f'{n}_fit_s']:.0f}s" for n in RETRAINED if n in models))
 
 
 def replay(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,7 +131,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     log(f"time span {_day(lo)}..{_day(hi)}; past until {_day(start)}; {weeks} week(s) replayed")
     first, first_s = fit(upto(events, start), cat, params, None)
     log(f"initial fit on {int((events['ts'] < start).sum())} events: {first_s:.0f}s")
-    models = {"never": first, "warm": first, "scratch": first}
+    models = {"never": first, **{name: first for name in args.arms}}
     rows: list[dict[str, Any]] = []
     ranks: dict[str, list[np.ndarray]] = {name: [] for name in models}  # per-target ranks, every week
     for w in range(weeks):
@@ -127,32 +151,23 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row)
         log(json.dumps({k: (v["NDCG@10"] if isinstance(v, dict) else v) for k, v in row.items()}))
         if w + 1 < weeks:  # retrain on everything up to the end of this week
-            models["warm"], row["warm_fit_s"] = fit(data, cat, params, models["warm"])
-            models["scratch"], row["scratch_fit_s"] = fit(data, cat, params, None)
-            row["warm_epochs"] = (models["warm"][0].training_report() or {}).get("epoch")
-            row["scratch_epochs"] = (models["scratch"][0].training_report() or {}).get("epoch")
-            log(f"week {w + 1} retrains: warm {row['warm_fit_s']:.0f}s, scratch {row['scratch_fit_s']:.0f}s")
-    out = summarise(args, rows, first_s, weeks)
+            retrain_arms(models, row, data, cat, params)
+    out = summarise(args, rows, first_s, weeks, list(models))
     pooled = {n: np.concatenate(r) if r else np.zeros(0, np.int64) for n, r in ranks.items()}
-    # paired over the same targets of every replayed week (week 1 included, where all three are one model)
+    # paired over the same targets of every replayed week (week 1 included, where all arms are one model)
+    names = list(models)
     out["paired_ndcg10"] = {f"{a} - {b}": paired_difference(pooled[a], pooled[b])
-                            for a, b in (("warm", "never"), ("warm", "scratch"), ("scratch", "never"))}  # fmt: skip
+                            for i, b in enumerate(names) for a in names[i + 1 :]}  # fmt: skip
     return out
 
 
 def summarise(
-    args: argparse.Namespace, rows: list[dict[str, Any]], first_s: float, weeks: int
+    args: argparse.Namespace, rows: list[dict[str, Any]], first_s: float, weeks: int, arms: list[str]
 ) -> dict[str, Any]:
     scored = [r for r in rows if r["never"] is not None]
-    mean = {
-        n: round(float(np.mean([r[n]["NDCG@10"] for r in scored])), 5) if scored else None
-        for n in ("never", "warm", "scratch")
-    }
-    hr = {
-        n: round(float(np.mean([r[n]["HR@10"] for r in scored])), 5) if scored else None
-        for n in ("never", "warm", "scratch")
-    }
-    fits = {n: [r[f"{n}_fit_s"] for r in rows if f"{n}_fit_s" in r] for n in ("warm", "scratch")}
+    mean = {n: round(float(np.mean([r[n]["NDCG@10"] for r in scored])), 5) if scored else None for n in arms}
+    hr = {n: round(float(np.mean([r[n]["HR@10"] for r in scored])), 5) if scored else None for n in arms}
+    fits = {n: [r[f"{n}_fit_s"] for r in rows if f"{n}_fit_s" in r] for n in arms if n != "never"}
     return {
         "benchmark": "retrain_replay",
         "dataset": "amazon-beauty",
@@ -189,11 +204,15 @@ def main() -> int:
     )
     p.add_argument("--valid-users", type=int, default=2000, help="users early stopping reads (seeded sample)")
     p.add_argument("--encoder", default="minilm", help="title encoder (none = attributes only)")
+    p.add_argument("--arms", type=lambda v: [a for a in v.split(",") if a], default=list(RETRAINED),
+                   help=f"retrained arms beside `never`, comma-separated, from {','.join(RETRAINED)}")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    if not set(args.arms) <= set(RETRAINED):
+        p.error(f"--arms: choose from {', '.join(RETRAINED)}, got {','.join(args.arms)}")
     out = replay(args)
     if args.json:
         print(json.dumps(out, indent=1, default=str))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+import soutui.search.evaluation as evaluation
 from soutui.config import home_dir
-from soutui.search import evaluation
 from soutui.search.engine import SearchConfig, SearchEngine
 
 GOAL = 1.15  # ltr NDCG@10 >= 1.15 x bm25s
@@ -128,10 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["ndcg@10", "ndcg@5", "recall@10", "mrr@10", "map@10", "ndcg@10_vs_bm25s", "seconds"]
     print(f"{'system':42s}" + "".join(f"{c:>18s}" for c in cols))
     for r in results:
-        print(
-            f"{r['system']:42s}"
-            + "".join(f"{float(r[c]):18.4f}" if r.get(c) is not None else f"{'':>18s}" for c in cols)
-        )  # type: ignore[arg-type]
+        cells = [f"{float(str(r[c])):18.4f}" if r.get(c) is not None else f"{'':>18s}" for c in cols]
+        print(f"{r['system']:42s}" + "".join(cells))
     print(f"\nltr training: {ltr_info}")
     print(f"goal ({report['goal']}): {'MET' if report['goal_met'] else 'NOT met'}")
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from contract import CASES, HOT_ITEM, Case, cyclic_data, fit_case, probe_histories
+from contract import CASES, HOT_ITEM, Case, cyclic_data, fit_case, probe_histories, synthetic_content
 
 from soutui.data.sequences import SequenceData, leave_one_out
 from soutui.evaluation.protocol import evaluate_full_ranking
@@ -60,6 +60,10 @@ def test_score_shape_and_finite(fitted: Recommender, data: SequenceData) -> None
 
 
 def test_known_answer(case: Case, fitted: Recommender, data: SequenceData) -> None:
+    check_known_answer(case, fitted, data)
+
+
+def check_known_answer(case: Case, fitted: Recommender, data: SequenceData) -> None:
     hists = probe_histories(data)
     truth = np.array([(h[-1] + 1) % data.n_items for h in hists])
     scores = fitted.score(hists)
@@ -123,3 +127,27 @@ def test_deterministic(case: Case, fitted: Recommender, data: SequenceData) -> N
     again = fit_case(case, data)
     hists = probe_histories(data)
     np.testing.assert_allclose(again.score(hists), fitted.score(hists), rtol=1e-6, atol=1e-7)
+
+
+def test_refit_repeats_the_fit_on_every_interaction(case: Case, fitted: Recommender, data: SequenceData) -> None:
+    """`refit`, what serving publishes: a new model of the same kind and parameters fitted on `data`
+    with nothing validated: a model trained in epochs runs as many as the fit it repeats, one
+    without epochs refits exactly as a plain fit does. The refit still knows the data."""
+    if case.served_from is not None:
+        with pytest.raises(NotImplementedError, match="load-only"):
+            fitted.refit(data)
+        return
+    new = fitted.refit(data, content=synthetic_content(data))
+    assert type(new) is type(fitted) and new is not fitted
+    hists = probe_histories(data)
+    exempt = {"epochs", *fitted.BUDGETS}
+    assert {k: new.params()[k] for k in fitted.params() if k not in exempt} == {
+        k: v for k, v in fitted.params().items() if k not in exempt
+    }
+    if fitted.BUDGETS:
+        report, old = new.training_report() or {}, fitted.training_report() or {}
+        assert report["epoch"] == old["epoch"] > 0 and report["best_epoch"] == -1
+        assert all(new.params()[k] == 0.0 for k in fitted.BUDGETS)
+    else:
+        np.testing.assert_array_equal(new.score(hists), fit_case(case, data).score(hists))
+    check_known_answer(case, new, data)

@@ -25,6 +25,8 @@ from soutui.training.retrain import (  # noqa: E402
     MISS,
     cutoff_time,
     decide,
+    final_fit,
+    fit_recipe,
     last_event_holdout,
     paired_difference,
     retrain_config,
@@ -243,6 +245,24 @@ def test_retrain_waits_for_a_store_a_writer_holds(tmp_path: Path) -> None:
 SHOP_TS = 1_700_000_000
 
 
+def test_final_fit_learns_each_users_last_event_which_the_recipe_only_validates() -> None:
+    """Known answer: item "new" is only ever bought last. The early-stopped recipe holds every
+    user's last event out for validation, so it never learns it; the refit (the default) does."""
+    base = cyclic()
+    ids = [*base.item_ids, "new"]
+    seqs = [np.append(s, N) for s in base.sequences]
+    tss = [np.append(t, t[-1] + DAY) for t in base.timestamps or []]
+    data = SequenceData(np.array(ids, dtype=object), base.user_ids, seqs, tss)
+    candidate = fit_recipe("itemknn", {}, data, None, None)
+    hists = [np.array([(k + 1) % N, (k + 2) % N]) for k in range(N)]
+    assert np.all(candidate.score(hists)[:, N] == 0)  # never trained on a user's last event
+    published, how = final_fit(candidate, "itemknn", {}, data, None, None)
+    assert how == "refit" and np.all(published.score(hists)[:, N] > 0)
+    np.testing.assert_array_equal(published.score(hists), ItemKNN().fit(data).score(hists))
+    again, how = final_fit(candidate, "itemknn", {}, data, None, None, refit=False)
+    assert how == "recipe" and np.all(again.score(hists)[:, N] == 0)
+
+
 def _shop() -> tuple[pd.DataFrame, pd.DataFrame]:
     items = pd.DataFrame({"item_id": [f"i{j}" for j in range(N)], "title": [f"Product {j}" for j in range(N)],
                           "category": [f"c{j % 3}" for j in range(N)]})  # fmt: skip
@@ -293,6 +313,9 @@ def test_soutui_retrain_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         and rec["serving_bundle"] == "shop-" + old.name.removeprefix("shop-")
     )
     assert rec["warm_start"]["items_new"] == 1 and rec["window"]["targets"] > 0
+    # the published model: the candidate's recipe refitted on every event (its validated epoch count)
+    assert rec["final_fit"]["how"] == "refit" and rec["final_fit"]["interactions"] == len(events) + len(live)
+    assert 1 <= rec["final_fit"]["epochs"] <= rec["candidate_epochs"]
     assert {"NDCG@10", "HR@10", "targets"} <= set(rec["candidate"])
     # a 3-day window would reach back into the first bundle's data: it starts after it, at the live events
     assert rec["window"]["clipped_to_serving_data"] and rec["window"]["events"] == len(live)

@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="retrain on every event (live ones included), gate against the serving bundle, publish if not worse",
         description="Holds out the last time window of events, trains a candidate (warm-started from the serving "
         "bundle's checkpoint) on the events before it, and scores candidate and serving model on the window "
-        "(NDCG@10, full ranking). If the candidate is not worse than serving by more than the margin, it retrains "
-        "on every event and writes a new bundle, which `soutui serve --watch` picks up. Every decision is appended "
+        "(NDCG@10, full ranking). If the candidate is not worse than serving by more than the margin, it refits "
+        "the candidate's recipe on every event and writes a new bundle, which `soutui serve --watch` picks up. Every decision is appended "
         "to $SOUTUI_HOME/runs/retrain-<dataset>.jsonl. Schedule it with cron or a systemd timer (docs/retrain.md).",
     )
     p.add_argument("--dataset", required=True, help="dataset name in the store")
@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--encoder", default=None, help="title encoder for item content (default minilm; none = no titles)"
     )
     p.add_argument("--cold", action="store_true", help="train the candidate from scratch (no warm start)")
+    p.add_argument("--no-refit", action="store_true",
+                   help="on promotion, run the early-stopped recipe on every event again instead of refitting "
+                   "the candidate's recipe (its epoch count) on every event, each user's newest included")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model parameter for the candidate, e.g. --set max_minutes=10 (repeatable)")  # fmt: skip
     add_store_arg(p)
@@ -61,6 +64,8 @@ def run_retrain(args: argparse.Namespace) -> int:
         values["window_days"] = 0.0
     if args.cold:
         values["warm_start"] = False
+    if args.no_refit:
+        values["refit"] = False
     cfg = retrain_config(values)
     record = retrain(
         args.dataset,

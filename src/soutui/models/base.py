@@ -97,6 +97,9 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     # settings `variant` accepts (e.g. SASRec: head_weight); empty = the model has no variants
     VARIANTS: ClassVar[dict[str, str]] = {}
+    # time-budget parameters of a model trained in epochs (empty: no epoch loop); `refit` zeroes
+    # them and trains the validated fit's epoch count instead
+    BUDGETS: ClassVar[tuple[str, ...]] = ()
 
     n_items_: int
     trainer: Trainer | None = None  # set with use_trainer; only models with an epoch loop read it
@@ -130,6 +133,39 @@ class Recommender(ABC):
         vocabulary may be older (a retrain after new events and new items). Default: nothing to
         carry over (a model without learned weights refits as fast as it would warm-start)."""
         return self
+
+    def refit(
+        self, data: SequenceData, *, content: ItemContent | None = None, previous: Recommender | None = None
+    ) -> Self:
+        """This model's recipe fitted again on every interaction of `data` (through each user's
+        newest), with what its validated fit chose kept, for serving: nothing is validated.
+
+        A fit that early-stops on each user's last event never learns that event, the newest and
+        most telling one (docs/sasrec.md, "Refitting for serving"). Default: a new model with this
+        one's parameters, and for a model with an epoch loop as many epochs as the validated fit
+        kept and no time budget; warm-started from `previous` when given; `content` as in `fit`."""
+        new = type(self)(**self._refit_params(self.training_report() or {}))
+        if self.trainer is not None:
+            new.use_trainer(self.trainer)
+        if previous is not None:
+            new.warm_start(previous)
+        return new.fit(data, None, content=content)
+
+    def _refit_params(self, report: dict[str, Any]) -> dict[str, Any]:
+        """`params()` for a refit: the validated fit's epoch count (`best_epoch`, else every epoch
+        it ran) and no time budget. A DP-SGD fit is refused: a second fit is outside its accounting."""
+        if report.get("privacy"):
+            raise ConfigError(f"{self.name}: a DP-SGD model cannot be refitted outside its privacy "
+                              "accounting; serve it as trained")  # fmt: skip
+        params = self.params()
+        if self.BUDGETS:  # trained in epochs
+            best = int(report.get("best_epoch", -1))
+            epochs = best if best > 0 else int(report.get("epoch", 0))
+            if epochs <= 0:
+                raise ValueError(f"{self.name}: this model has no record of its training epochs "
+                                 "(training.json); train it with `soutui train` before refitting it")  # fmt: skip
+            params.update({"epochs": epochs, **{k: 0.0 for k in self.BUDGETS}})
+        return params
 
     def _trainer(self) -> Trainer:
         if self.trainer is None:

@@ -177,6 +177,7 @@ class MLPRecommender(Recommender):
     """Two-tower MLP over user-history and item features (see module docstring)."""
 
     name = "mlp"
+    BUDGETS = ("max_cpu_minutes",)
 
     def __init__(
         self,

@@ -222,6 +222,14 @@ class OnnxScorer(Recommender):
     def load(cls, path: str | Path) -> Self:
         return cls(path)
 
+    def refit(
+        self, data: SequenceData, *, content: ItemContent | None = None, previous: Recommender | None = None
+    ) -> Self:
+        raise NotImplementedError(
+            "sasrec-onnx is the served, load-only form of SASRec: refit its PyTorch checkpoint "
+            "(soutui bundle build --sasrec CKPT --refit) and export that"
+        )
+
     def save(self, path: str | Path) -> Path:
         raise NotImplementedError(
             "sasrec-onnx is load-only: save the PyTorch SASRecRecommender and export it with export_onnx"

@@ -130,6 +130,7 @@ class SASRecRecommender(Recommender):
 
     name = "sasrec"
     VARIANTS = {"head_weight": "co-occurrence head weight; 0 = the transformer alone"}
+    BUDGETS = ("max_minutes", "max_cpu_minutes")
 
     def __init__(self, **params: Any):
         self.net_cfg, self.train_cfg, self.content_cfg = split_params(params)
@@ -308,32 +309,27 @@ class SASRecRecommender(Recommender):
             self._choose_head_weight(vsplit)
         return self
 
-    def refit(self, data: SequenceData) -> SASRecRecommender:
-        """This model's recipe trained again on `data` (every interaction, through each user's newest),
-        for as many epochs as its validated fit kept, with what that fit chose on validation kept: the
-        head's weight and half-life, and whether the cold-item reset stayed. Nothing is validated.
-
-        A model fitted on a leave-one-out training part never learns each user's last two events, the
-        newest and most telling ones (docs/sasrec.md, "Refitting for serving"). Same item vocabulary
-        and content (read from this model); the trainer is this model's (`use_trainer`)."""
+    def refit(
+        self, data: SequenceData, *, content: ItemContent | None = None, previous: Recommender | None = None
+    ) -> Self:
+        """The contract's refit (every interaction, the validated epoch count, nothing validated),
+        with the rest of what that fit chose on validation kept: the head's weight and half-life,
+        and whether the cold-item reset stayed. Same item vocabulary; content defaults to this
+        model's own (read back from its network); warm-started from `previous` when given."""
         if self.train_cfg.private:
             raise ConfigError("sasrec: a DP-SGD model cannot be refitted outside its privacy accounting; "
                               "serve the checkpoint as trained")  # fmt: skip
         net, report = self._net(), self.training_report() or self.saved_report_
-        best = int(report.get("best_epoch", -1))
-        epochs = best if best > 0 else int(report.get("epoch", 0))  # no validation: every epoch it ran
-        if epochs <= 0:
-            raise ValueError("sasrec: this model has no record of its training epochs (training.json); "
-                             "train it with `soutui train` before refitting it")  # fmt: skip
         if self.item_ids_ is not None and [str(x) for x in self.item_ids_] != [str(x) for x in data.item_ids]:
             raise ValueError("sasrec: refit needs the catalogue the model was trained on (same items, same order)")
-        params = {**self._params, "epochs": epochs, "max_minutes": 0.0, "max_cpu_minutes": 0.0,
-                  "cooc_half_life": float(net.cfg.cooc_half_life)}  # fmt: skip
+        params = {**self._refit_params(report), "cooc_half_life": float(net.cfg.cooc_half_life)}
         reset = report.get("cold_reset_valid")
         if reset is not None and reset[1] < reset[0]:  # validation refused the reset: so does the refit
             params["cold_item_reset"] = False
-        new = SASRecRecommender(**params).use_trainer(self._trainer())
-        new.fit(data, None, content=self._own_content())
+        new = type(self)(**params).use_trainer(self._trainer())
+        if previous is not None:
+            new.warm_start(previous)
+        new.fit(data, None, content=self._own_content() if content is None else content)
         new._net().cooc_alpha.fill_(float(net.cooc_alpha))
         return new
 

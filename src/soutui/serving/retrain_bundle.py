@@ -38,7 +38,7 @@ from soutui.serving.bundle_build import (
     write_bundle,
 )
 from soutui.training.records import append_record
-from soutui.training.retrain import RetrainConfig, fit_recipe, run_gate
+from soutui.training.retrain import RetrainConfig, final_fit, run_gate
 
 ProgressFn = Callable[[str], None]
 
@@ -122,8 +122,8 @@ def retrain(
     params = {**(serving.trainable.params() if serving.trainable is not None else {}), **(params or {})}
     previous = serving.trainable if cfg.warm_start else None
     # the candidate saw only the events before the window: it is measured, never published
-    record, _ = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params, cfg,
-                         serving_until=until)  # fmt: skip
+    record, candidate = run_gate(data, content, (serving.model, serving.item_ids), previous, cls.name, params,
+                                 cfg, serving_until=until)  # fmt: skip
     progress(f"gate: candidate NDCG@10={record['candidate']['NDCG@10']:.4f}, serving "
              f"NDCG@10={record['serving']['NDCG@10']:.4f} on {record['window']['targets']} window events: "
              + ("PROMOTE" if record["promoted"] else "keep serving"))  # fmt: skip
@@ -131,8 +131,11 @@ def retrain(
                   started_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))  # fmt: skip
     if record["promoted"]:
         t0 = time.perf_counter()
-        final = fit_recipe(cls.name, params, data, content, previous)
+        final, how = final_fit(candidate, cls.name, params, data, content, previous, cfg.refit)
         record["time"]["final_fit_s"] = round(time.perf_counter() - t0, 1)
+        record["final_fit"] = {"how": how, "interactions": int(data.n_interactions),
+                               "epochs": (final.training_report() or {}).get("epoch")}  # fmt: skip
+        progress(f"final fit ({how}) on {data.n_interactions} interactions: {record['time']['final_fit_s']} s")
         path = publish(
             root,
             dataset,

@@ -8,7 +8,8 @@ bundles) calls this module for everything that is not a bundle:
    data newer than the cut, which the decision reports as `serving_saw_window`).
 2. `fit_recipe` trains a model the one way retraining trains: warm-started from the previous
    model when it has one (`Recommender.warm_start`), fitted on every event except each user's
-   last, which early stopping reads.
+   last, which early stopping reads. On promotion `final_fit` refits the candidate's recipe on
+   every event, each user's last included, for the epoch count its early stopping chose.
 3. `window_metrics` scores any model on the window with the evaluation code (full ranking,
    pessimistic ties, history not excluded). Each model ranks its own catalogue; a target the
    model does not know (an item newer than it) counts as a miss, so a stale vocabulary costs.
@@ -53,6 +54,7 @@ class RetrainConfig:
     max_window_targets: int = 0  # score at most this many window events (seeded sample; 0 = all)
     encoder: str = "minilm"  # title encoder for item content (must match the serving model's)
     store_wait_s: float = 120.0  # a store held by a writer (the server's flush) is retried this long
+    refit: bool = True  # publish the candidate's recipe refitted on every event (see `final_fit`)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -164,6 +166,30 @@ def fit_recipe(
         rec.warm_start(previous)
     train, valid = last_event_holdout(data)
     return rec.fit(train, valid, content=content)
+
+
+def final_fit(
+    candidate: Recommender,
+    model: str,
+    params: dict[str, Any],
+    data: SequenceData,
+    content: ItemContent | None,
+    previous: Recommender | None,
+    refit: bool = True,
+) -> tuple[Recommender, str]:
+    """The model a promotion publishes, trained on every event of `data`, and how it was fitted.
+
+    `refit` (the default): the candidate's recipe refitted on every event, each user's newest
+    included, for the epoch count the candidate's early stopping chose, with its other validated
+    choices kept (`Recommender.refit`); warm-started from `previous` like the candidate. No
+    validation pass, so it costs at most the candidate's fit. A DP-SGD candidate cannot be refitted
+    outside its accounting; it, one that trained no epoch, and `refit=False` run `fit_recipe` on
+    `data` again (each user's last event then only validates)."""
+    report = candidate.training_report() or {}
+    trained = not candidate.BUDGETS or int(report.get("epoch", 0)) > 0  # an untrained candidate has no count
+    if refit and trained and not report.get("privacy"):
+        return candidate.refit(data, content=content, previous=previous), "refit"
+    return fit_recipe(model, params, data, content, previous, candidate.trainer), "recipe"
 
 
 def window_ranks(
