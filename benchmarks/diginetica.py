@@ -27,7 +27,9 @@ from seeds import fmt, mean_sd, parse_seeds
 
 from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.evaluation.protocol import ranking_metrics, target_ranks
+from soutui.models.base import Recommender
 from soutui.models.sasrec_recommender import SASRecRecommender
+from soutui.models.sknn import SessionKNN
 from soutui.training.pipeline import parse_overrides
 from soutui.training.trainer import LoopTrainer
 
@@ -105,13 +107,9 @@ def run_seed(
     if save_dir:  # the trained model, for later study (e.g. `soutui evaluate --checkpoint`)
         model.save(os.path.join(save_dir, f"seed{params['seed']}"))
     known = test.targets >= 0
-    known_split = test.take(np.flatnonzero(known))
 
     def evaluate_test() -> dict[str, float]:
-        ranks = np.full(len(test), train.n_items, dtype=np.int64)  # unknown target = miss
-        ranks[known], _ = target_ranks(model, known_split, progress=progress)
-        m = ranking_metrics(ranks, (20,))
-        return {"P@20": round(100 * m["HR@20"], 2), "MRR@20": round(100 * m["MRR@20"], 2)}
+        return test_figures(model, train, test, progress)
 
     net = model._net()
     alone = None
@@ -127,6 +125,25 @@ def run_seed(
         "history": st.get("history", []), "valid_reached": reached_by(st.get("history", [])),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
+
+
+def test_figures(model: Recommender, train: SequenceData, test: EvalSplit, progress: bool) -> dict[str, float]:
+    """P@20 / MRR@20 (x 100) of `model` on the test prefixes; a target unknown to the catalogue is a miss."""
+    known = test.targets >= 0
+    ranks = np.full(len(test), train.n_items, dtype=np.int64)
+    ranks[known], _ = target_ranks(model, test.take(np.flatnonzero(known)), progress=progress)
+    m = ranking_metrics(ranks, (20,))
+    return {"P@20": round(100 * m["HR@20"], 2), "MRR@20": round(100 * m["MRR@20"], 2)}
+
+
+def peer_sknn(train: SequenceData, test: EvalSplit, progress: bool) -> dict[str, Any]:
+    """Session-kNN (V-SKNN, soutui.models.sknn, its defaults) on the same protocol: deterministic, no training loop."""
+    t0 = time.perf_counter()
+    model = SessionKNN().fit(train)
+    fit_s = time.perf_counter() - t0
+    figures = test_figures(model, train, test, progress)
+    return {**figures, "params": model.params(), "fit_s": round(fit_s, 1),
+            "test_s": round(time.perf_counter() - t0 - fit_s, 1)}  # fmt: skip
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save-dir", default=None, help="save each seed's trained model under DIR/seed<N>")
+    ap.add_argument("--peer-sknn", action="store_true", help="also measure session-kNN (V-SKNN) as a peer")
+    ap.add_argument("--peers-only", action="store_true", help="measure the peers only (no SASRec training)")
     ap.add_argument(
         "--out", default=None, help="also append each seed's result (a JSON line) as soon as it is done"
     )
@@ -176,16 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     params = {**PARAMS, "max_cpu_minutes": args.cpu_minutes, "max_minutes": args.minutes, "progress": not args.json,
               "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
     runs = []
-    for seed in seeds:  # each seed is written out when done, so a stopped run keeps its finished seeds
+    for seed in [] if args.peers_only else seeds:  # each seed is written out when done (a stopped run keeps them)
         runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json, args.save_dir))
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(runs[-1], default=str) + "\n")
+    peer = peer_sknn(train, test, not args.json) if args.peer_sknn or args.peers_only else None
     smoke = args.limit_train or args.limit_test
     res = {
         "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
-        "seeds": seeds, "runs": runs, "summary": summarise(runs), "test_rows": len(test), "items": train.n_items,
+        "seeds": seeds, "runs": runs, "summary": summarise(runs) if runs else {}, "test_rows": len(test), "items": train.n_items,
         "params": params, "published": PUBLISHED, "valid_from": args.valid_from, "valid_rows": len(valid),
+        "peer_sknn": peer,
     }  # fmt: skip
     if args.json:
         json.dump(res, sys.stdout, indent=1, default=str)
@@ -198,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
               f"MRR@20 {r['MRR@20']:.2f}  ({r['epochs']} epochs, train {r['train_s']:.0f} s wall / {r['train_cpu_s']:.0f} s "
               f"CPU, stopped: {r['stopped']}, load {r['load_avg_1m']}); {describe(r['valid_reached'])}")  # fmt: skip
     summ = res["summary"]
+    if not runs:
+        print(f"session-kNN (V-SKNN, same protocol): P@20 {peer['P@20']:.2f}  MRR@20 {peer['MRR@20']:.2f}" if peer else "")
+        return 0
     print(f"soutui SASRec (sampled softmax + logQ + co-occurrence head), mean ± sd over seeds {seeds}: "
           f"P@20 {fmt(summ['P@20'], 2)}  MRR@20 {fmt(summ['MRR@20'], 2)}  ({res['test_rows']} test rows, "
           f"{res['items']} items)")  # fmt: skip
@@ -208,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if "transformer_alone P@20" in summ:
         print(f"transformer alone, mean ± sd: P@20 {fmt(summ['transformer_alone P@20'], 2)}  "
               f"MRR@20 {fmt(summ['transformer_alone MRR@20'], 2)}")  # fmt: skip
+    if peer is not None:
+        print(f"session-kNN (V-SKNN, same protocol, measured here): P@20 {peer['P@20']:.2f}  MRR@20 {peer['MRR@20']:.2f}")
     for k, (p20, mrr20) in PUBLISHED.items():
         print(f"{k} (published): P@20 {p20:.2f}  MRR@20 {mrr20:.2f}")
     return 0

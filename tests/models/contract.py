@@ -26,6 +26,7 @@ from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
 from soutui.models.itemknn import ItemKNN
 from soutui.models.popularity import Popularity, RecentPopularity
+from soutui.models.sknn import SessionKNN
 from soutui.training.trainer import LoopTrainer
 
 N_ITEMS = 24
@@ -113,6 +114,7 @@ CASES: list[Case] = [
     Case("popularity", Popularity, most_popular_top1=True),
     Case("recent-popularity", lambda: RecentPopularity(half_life_days=365.0), most_popular_top1=True),
     Case("itemknn", ItemKNN, next_item_top1=True),
+    Case("sknn", SessionKNN, min_next_item_hr10=0.9),
     Case("mlp", _mlp_factory, min_next_item_hr10=0.9),
     Case("sasrec", _sasrec_factory, min_next_item_hr10=0.9),
     Case("sasrec-onnx", _sasrec_factory, served_from=_onnx_from, min_next_item_hr10=0.9),

@@ -14,6 +14,7 @@ MODELS: dict[str, str] = {
     "popularity": "soutui.models.popularity:Popularity",
     "recent-popularity": "soutui.models.popularity:RecentPopularity",
     "itemknn": "soutui.models.itemknn:ItemKNN",
+    "sknn": "soutui.models.sknn:SessionKNN",
     "mlp": "soutui.models.mlp:MLPRecommender",
     "sasrec": "soutui.models.sasrec_recommender:SASRecRecommender",
 }
