@@ -113,12 +113,18 @@ def run_seed(
 
     net = model._net()
     alone = None
-    if net.cooc_idx is not None:  # the same network with head weight 0 = the transformer alone
+    if net.cooc_idx is not None or model.session_ is not None:  # head weight 0 = the transformer alone
         with model.cooc_weight(0.0):
             alone = evaluate_test()
+    no_session = None
+    if model.session_ is not None and model.session_.weight:  # the same model without its session head
+        kept, model.session_.weight = model.session_.weight, 0.0
+        no_session = evaluate_test()
+        model.session_.weight = kept
     st = model.training_report() or {}
     return {
-        "seed": params["seed"], **evaluate_test(), "transformer_alone": alone,
+        "seed": params["seed"], **evaluate_test(), "transformer_alone": alone, "without_session_head": no_session,
+        "session_head": (model.training_report() or {}).get("session_head"),
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
         "best_epoch": st.get("best_epoch"), "stopped": st.get("stopped"), "valid_ndcg10_best": st.get("best_metric"),

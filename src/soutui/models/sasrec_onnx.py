@@ -23,6 +23,7 @@ from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import ItemContent
 from soutui.models.base import Recommender
 from soutui.models.sasrec_features import pad_left, pad_times
+from soutui.models.sasrec_session import SessionHead
 
 ONNX_FILE = "sasrec.onnx"
 INT8_FILE = "sasrec.int8.onnx"
@@ -84,6 +85,9 @@ def export_onnx(model: Exportable, out_dir: str | Path, quantize: bool = False, 
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     np.save(out / VECTORS_FILE, np.asarray(model.item_vectors(), dtype=np.float32))
+    session: SessionHead | None = getattr(model, "session_", None)
+    if session is not None:  # numpy-only: the served scorer adds it exactly as the PyTorch model does
+        session.save(out)
     if quantize:
         quantize_int8(out / ONNX_FILE, out / INT8_FILE)
     export_retrieval(net, out, names, args, opset)
@@ -182,6 +186,7 @@ class OnnxScorer(Recommender):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session_head = SessionHead.load(d)
 
     def params(self) -> dict[str, Any]:
         return {"int8": self.int8, "threads": self.threads}
@@ -206,7 +211,8 @@ class OnnxScorer(Recommender):
             ts = timestamps if timestamps is not None else [None] * len(histories)
             feeds["ts"] = pad_times(list(ts), feeds["seq"].shape[1])
         (scores,) = self.session.run(["scores"], feeds)
-        return np.asarray(scores)
+        out = np.asarray(scores)
+        return out if self.session_head is None else self.session_head.add(out, histories)
 
     def item_vectors(self) -> np.ndarray | None:
         return self.vectors_
@@ -216,6 +222,8 @@ class OnnxScorer(Recommender):
         d = self.model_dir
         if not (d / RETRIEVAL_FILE).exists() or not (d / INDEX_FILE).exists():
             return None
+        if self.session_head is not None and self.session_head.weight:
+            return None  # its votes are not in the two-tower form: such a model is scored in full
         return OnnxRetrieval(d, self.max_len, self.uses_time, self.width, self.threads)
 
     @classmethod

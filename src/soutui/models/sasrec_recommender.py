@@ -33,6 +33,7 @@ from soutui.models.itemknn import ItemKNN
 from soutui.models.sasrec import SASRec, SASRecConfig
 from soutui.models.sasrec_features import attribute_table, pad_left, pad_times, training_windows
 from soutui.models.sasrec_onnx import export_onnx
+from soutui.models.sasrec_session import SessionHead, choose_session_head
 from soutui.models.sasrec_warm import warm_start_net
 
 # network fields derived from the data, never set by the user
@@ -71,6 +72,9 @@ class ContentConfig:
     # Diginetica validation preferred 0.25 but test did not move, and each half-life costs a blend
     # of every weight; docs/sasrec.md). (0.25, 0.5, 1.0, 2.0) is a sensible grid to try
     cooc_half_lives: tuple[float, ...] = ()
+    # session head (soutui.models.sasrec_session): session-kNN's votes from this many most similar
+    # training sessions, added with a weight chosen on validation; 0 = off (the default)
+    session_neighbors: int = 0
 
 
 COOC_NOTE = "co-occurrence head weight chosen on VALIDATION NDCG@10 (transformer alone = weight 0)"
@@ -146,6 +150,7 @@ class SASRecRecommender(Recommender):
         self.warm_from_: SASRecRecommender | None = None  # set by warm_start: the next fit starts from it
         self.warm_report_: dict[str, Any] | None = None  # what the warm start carried over
         self.saved_report_: dict[str, Any] = {}  # a loaded checkpoint's training.json (what its fit chose)
+        self.session_: SessionHead | None = None  # the optional session head (content_cfg.session_neighbors)
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -171,6 +176,8 @@ class SASRecRecommender(Recommender):
             info["transformer_alone_valid_ndcg10"] = self.cooc_valid_.get(0.0)
             warning = head_weight_warning(self.cooc_valid_, chosen)
             info["warnings"] = [warning] if warning else []
+        if self.session_ is not None:
+            info["session_head"] = self.session_.report()
         return info
 
     def ablations(self) -> dict[str, dict[str, float]]:
@@ -267,6 +274,7 @@ class SASRecRecommender(Recommender):
         torch.manual_seed(self.train_cfg.seed)
         self.n_items_ = train.n_items
         self.item_ids_ = np.asarray(train.item_ids)
+        self.session_ = None
         self.net_ = self._build(train.n_items, content)
         self.content_used_ = self._content_used(content, train)
         counts = np.bincount(
@@ -307,6 +315,10 @@ class SASRecRecommender(Recommender):
                     self.net_.load_state_dict(before)
         if self.net_.cooc_idx is not None and outcome.stopped and not private:
             self._choose_head_weight(vsplit)
+        if self.content_cfg.session_neighbors > 0 and outcome.stopped and vsplit is not None and not private:
+            self.session_ = choose_session_head(
+                train, self.content_cfg.session_neighbors, self.score, trainer.blend_weights, vsplit
+            )
         return self
 
     def refit(
@@ -331,6 +343,7 @@ class SASRecRecommender(Recommender):
             new.warm_start(previous)
         new.fit(data, None, content=self._own_content() if content is None else content)
         new._net().cooc_alpha.fill_(float(net.cooc_alpha))
+        new.session_ = None if self.session_ is None else self.session_.refit(data)
         return new
 
     def _own_content(self) -> ItemContent:
@@ -368,7 +381,8 @@ class SASRecRecommender(Recommender):
         # 1 + 0.03 / weight overran a 3-minute budget by 5 s, so keep a margin
         blends = len(self.content_cfg.cooc_alphas) * len(self._half_lives())
         head = 1.0 + 0.1 * blends if net.cooc_idx is not None else 0.0
-        return cold + head
+        session = 1.5 if self.content_cfg.session_neighbors > 0 else 0.0  # a pass + session-kNN's votes
+        return cold + head + session
 
     def _valid_sample(self, valid: EvalSplit | None) -> EvalSplit | None:
         """The validation users early stopping reads: all, or a seeded sample of `valid_users`."""
@@ -442,14 +456,18 @@ class SASRecRecommender(Recommender):
     @contextlib.contextmanager
     def cooc_weight(self, weight: float) -> Iterator[None]:
         """Score with the co-occurrence head at `weight` inside the block (0 = the transformer
-        alone, for ablations); the chosen weight is restored on exit."""
-        net = self._net()
-        kept = float(net.cooc_alpha)
+        alone, for ablations: the session head is off too); the chosen weights are restored on exit."""
+        net, session = self._net(), self.session_
+        kept, kept_session = float(net.cooc_alpha), session.weight if session is not None else 0.0
         net.cooc_alpha.fill_(weight)
+        if session is not None and weight == 0.0:
+            session.weight = 0.0
         try:
             yield
         finally:
             net.cooc_alpha.fill_(kept)
+            if session is not None:
+                session.weight = kept_session
 
     def _net(self) -> SASRec:
         if self.net_ is None:
@@ -469,8 +487,8 @@ class SASRecRecommender(Recommender):
         ts = None
         if net.cfg.use_time and self.content_cfg.use_timestamps and timestamps is not None:
             ts = torch.from_numpy(pad_times(timestamps, seq.shape[1])).to(device)
-        out = net.score(torch.from_numpy(seq).to(device), ts)
-        return out.float().cpu().numpy()
+        out = net.score(torch.from_numpy(seq).to(device), ts).float().cpu().numpy()
+        return out if self.session_ is None else self.session_.add(out, histories)
 
     @torch.no_grad()
     def item_vectors(self) -> np.ndarray:
@@ -509,6 +527,8 @@ class SASRecRecommender(Recommender):
         info = self.training_report()
         if info is not None:
             (path / "training.json").write_text(json.dumps(info, indent=1))
+        if self.session_ is not None:
+            self.session_.save(path)
 
     def _load_state(self, path: Path) -> None:
         ck = torch.load(path / "sasrec.pt", map_location="cpu", weights_only=False)
@@ -521,6 +541,7 @@ class SASRecRecommender(Recommender):
         self.net_cfg = cfg
         report = path / "training.json"
         self.saved_report_ = json.loads(report.read_text()) if report.exists() else {}
+        self.session_ = SessionHead.load(path)
         items = path / "items.json"
         self.item_ids_ = np.array(json.loads(items.read_text()), dtype=object) if items.exists() else None
         if self.item_ids_ is not None and len(self.item_ids_) not in (0, cfg.n_items):

@@ -1,0 +1,92 @@
+"""SASRec's session head: session-kNN votes added with a weight chosen on validation, served alike.
+
+Known answer: every session is one "topic" of four items in random order, so the items seen name
+the rest. Session-kNN finds them from whole sessions; a barely trained transformer does not, so
+validation must choose a weight above 0, and the head must lift the topic's other items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sasrec_fixtures import SMALL, sasrec
+
+from soutui.data.sequences import SequenceData, leave_one_out
+from soutui.models.registry import load_model
+from soutui.models.sasrec_onnx import OnnxScorer, export_onnx
+from soutui.models.sknn import SessionKNN
+
+TOPICS, SIZE = 10, 4
+
+
+def topic_sessions(n: int = 400, seed: int = 0) -> SequenceData:
+    rng = np.random.default_rng(seed)
+    seqs = [SIZE * int(rng.integers(TOPICS)) + rng.permutation(SIZE) for _ in range(n)]
+    ids = np.array([f"i{i}" for i in range(SIZE * TOPICS)], dtype=object)
+    return SequenceData(ids, np.array([f"s{u}" for u in range(n)], dtype=object), seqs, None)
+
+
+@pytest.fixture(scope="module")
+def fitted():  # type: ignore[no-untyped-def]
+    split = leave_one_out(topic_sessions())
+    params = {**SMALL, "lr": 1e-4}  # barely trained: the network alone does not know the topics
+    model = sasrec(**params, epochs=1, patience=5, cooc_neighbors=0, session_neighbors=20)
+    return split, model.fit(split.train, split.valid)
+
+
+def topic_margins(scores: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """Per history: the lowest score of its topic's unseen items less the highest of another topic's."""
+    out = []
+    for row, h in enumerate(histories):
+        topic = SIZE * (int(h[0]) // SIZE) + np.arange(SIZE)
+        rest, others = np.setdiff1d(topic, h), np.setdiff1d(np.arange(SIZE * TOPICS), topic)
+        out.append(float(scores[row, rest].min() - scores[row, others].max()))
+    return np.array(out)
+
+
+def network_alone(model, histories):  # type: ignore[no-untyped-def]
+    head, model.session_ = model.session_, None
+    try:
+        return model.score(histories)
+    finally:
+        model.session_ = head
+
+
+def test_validation_chooses_the_session_head_and_it_adds_session_knn(fitted) -> None:  # type: ignore[no-untyped-def]
+    split, model = fitted
+    head = model.session_
+    assert head is not None and head.weight > 0  # the weak network needs it here
+    assert head.valid[head.weight] > head.valid[0.0]
+    report = model.training_report()["session_head"]
+    assert report["weight"] == head.weight and report["params"]["neighbors"] == 20
+    hist = [np.array([0, 1]), np.array([6, 4]), np.array([39, 37])]
+    knn = SessionKNN(neighbors=20).fit(split.train)
+    want = network_alone(model, hist) + head.weight * knn.score(hist)
+    np.testing.assert_allclose(model.score(hist), want, rtol=1e-5, atol=1e-5)
+    with_head, alone = topic_margins(model.score(hist), hist), topic_margins(network_alone(model, hist), hist)
+    assert (with_head > alone + 0.5).all(), (with_head, alone)  # the head lifts the topic's unseen items
+    with model.cooc_weight(0.0):  # the transformer alone: both heads off
+        np.testing.assert_allclose(model.score(hist), network_alone(model, hist))
+    assert model.session_.weight == head.weight  # restored
+
+
+def test_the_head_is_saved_exported_and_served_alike(fitted, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    split, model = fitted
+    hist = [split.test.histories[i] for i in range(40)]
+    model.save(tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")
+    np.testing.assert_allclose(loaded.score(hist), model.score(hist), rtol=1e-6)
+    export_onnx(model, tmp_path / "onnx")
+    served = OnnxScorer(tmp_path / "onnx")
+    assert served.session_head is not None and served.session_head.weight == model.session_.weight
+    np.testing.assert_allclose(served.score(hist), model.score(hist), rtol=1e-4, atol=1e-4)
+    assert served.candidate_scorer() is None  # the two-tower form lacks the votes: scored in full
+
+
+def test_refit_keeps_the_weight_and_refits_the_sessions(fitted) -> None:  # type: ignore[no-untyped-def]
+    split, model = fitted
+    data = topic_sessions()
+    new = model.refit(data)
+    assert new.session_ is not None and new.session_.weight == model.session_.weight
+    assert new.session_.knn.sessions_.shape[0] == data.n_users  # every sequence, each one's last item too
+    assert new.session_.knn.sessions_.sum() > model.session_.knn.sessions_.sum()
