@@ -124,7 +124,7 @@ def run_seed(
     st = model.training_report() or {}
     return {
         "seed": params["seed"], **evaluate_test(), "transformer_alone": alone, "without_session_head": no_session,
-        "session_head": (model.training_report() or {}).get("session_head"),
+        "session_head": st.get("session_head"),
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
         "best_epoch": st.get("best_epoch"), "stopped": st.get("stopped"), "valid_ndcg10_best": st.get("best_metric"),

@@ -143,17 +143,24 @@ class Recommender(ABC):
         A fit that early-stops on each user's last event never learns that event, the newest and
         most telling one (docs/sasrec.md, "Refitting for serving"). Default: a new model with this
         one's parameters, and for a model with an epoch loop as many epochs as the validated fit
-        kept and no time budget; warm-started from `previous` when given; `content` as in `fit`."""
-        new = type(self)(**self._refit_params(self.training_report() or {}))
+        kept and no time budget; warm-started from `previous` when given; `content` as in `fit`.
+        A model that chose more on validation carries it over in `_refit_params` and `_carry_choices`."""
+        new = type(self)(**self._refit_params(data))
         if self.trainer is not None:
             new.use_trainer(self.trainer)
         if previous is not None:
             new.warm_start(previous)
-        return new.fit(data, None, content=content)
+        new.fit(data, None, content=content)
+        self._carry_choices(new, data)
+        return new
 
-    def _refit_params(self, report: dict[str, Any]) -> dict[str, Any]:
-        """`params()` for a refit: the validated fit's epoch count (`best_epoch`, else every epoch
-        it ran) and no time budget. A DP-SGD fit is refused: a second fit is outside its accounting."""
+    def _refit_params(self, data: SequenceData) -> dict[str, Any]:
+        """`params()` for a refit on `data`: the validated fit's epoch count (`best_epoch`, else every
+        epoch it ran) and no time budget. A DP-SGD fit is refused: a second fit is outside its accounting."""
+        return self._epoch_params(self.training_report() or {})
+
+    def _epoch_params(self, report: dict[str, Any]) -> dict[str, Any]:
+        """`params()` with the epoch count and budgets of the fit `report` describes (see `_refit_params`)."""
         if report.get("privacy"):
             raise ConfigError(f"{self.name}: a DP-SGD model cannot be refitted outside its privacy "
                               "accounting; serve it as trained")  # fmt: skip
@@ -166,6 +173,11 @@ class Recommender(ABC):
                                  "(training.json); train it with `soutui train` before refitting it")  # fmt: skip
             params.update({"epochs": epochs, **{k: 0.0 for k in self.BUDGETS}})
         return params
+
+    def _carry_choices(self, new: Self, data: SequenceData) -> None:
+        """Copy onto `new` (just refitted on `data`) what this model chose after its fit, on
+        validation, that a fit without validation does not choose again. Default: nothing."""
+        return None
 
     def _trainer(self) -> Trainer:
         if self.trainer is None:

@@ -326,25 +326,30 @@ class SASRecRecommender(Recommender):
     ) -> Self:
         """The contract's refit (every interaction, the validated epoch count, nothing validated),
         with the rest of what that fit chose on validation kept: the head's weight and half-life,
-        and whether the cold-item reset stayed. Same item vocabulary; content defaults to this
-        model's own (read back from its network); warm-started from `previous` when given."""
+        whether the cold-item reset stayed, and the session head's weight. Same item vocabulary;
+        content defaults to this model's own (read back from its network)."""
         if self.train_cfg.private:
             raise ConfigError("sasrec: a DP-SGD model cannot be refitted outside its privacy accounting; "
                               "serve the checkpoint as trained")  # fmt: skip
+        own = self._own_content() if content is None else content
+        return super().refit(data, content=own, previous=previous)
+
+    def _refit_params(self, data: SequenceData) -> dict[str, Any]:
+        """The epoch count and budgets (a loaded checkpoint's from its training.json), the head's
+        half-life, and the cold-item reset only if validation kept it."""
         net, report = self._net(), self.training_report() or self.saved_report_
         if self.item_ids_ is not None and [str(x) for x in self.item_ids_] != [str(x) for x in data.item_ids]:
             raise ValueError("sasrec: refit needs the catalogue the model was trained on (same items, same order)")
-        params = {**self._refit_params(report), "cooc_half_life": float(net.cfg.cooc_half_life)}
+        params = {**self._epoch_params(report), "cooc_half_life": float(net.cfg.cooc_half_life)}
         reset = report.get("cold_reset_valid")
         if reset is not None and reset[1] < reset[0]:  # validation refused the reset: so does the refit
             params["cold_item_reset"] = False
-        new = type(self)(**params).use_trainer(self._trainer())
-        if previous is not None:
-            new.warm_start(previous)
-        new.fit(data, None, content=self._own_content() if content is None else content)
-        new._net().cooc_alpha.fill_(float(net.cooc_alpha))
+        return params
+
+    def _carry_choices(self, new: Self, data: SequenceData) -> None:
+        """The co-occurrence head's weight, and the session head refitted on `data` at its weight."""
+        new._net().cooc_alpha.fill_(float(self._net().cooc_alpha))
         new.session_ = None if self.session_ is None else self.session_.refit(data)
-        return new
 
     def _own_content(self) -> ItemContent:
         """The item content this network was built with (title vectors, attribute rows)."""
