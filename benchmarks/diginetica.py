@@ -44,30 +44,41 @@ PARAMS: dict[str, Any] = {
     # default since then, has no effect with sampled softmax
     "temperature": 1.0,
 }  # fmt: skip
+VALID_FROM = ("last-click", "prefixes", "recent")
 
 
 def load(
     valid_frac: float = 0.03, seed: int = 0, valid_from: str = "last-click"
-) -> tuple[SequenceData, EvalSplit, EvalSplit]:
-    """(training sequences, validation split from training sessions, test split from the prefixes file).
+) -> tuple[SequenceData, EvalSplit, EvalSplit, SequenceData]:
+    """(training sequences, validation split from training sessions, test split from the prefixes file,
+    every training session whole: what `--catch-up` rebuilds the heads from).
 
     `valid_from="last-click"` (the headline's): the last click of a seeded 3 % of the sessions of
     length >= 3, the rest of each session trained on. `"prefixes"`: a seeded 3 % of the training
     sessions are held out whole and every prefix of each is a validation row (prefix -> next click),
-    the shape of the test file, where a quarter of the rows are one-click prefixes (not measured yet).
+    the shape of the test file, where a quarter of the rows are one-click prefixes. `"recent"`: as
+    `"prefixes"`, but the held-out sessions are the latest 3 % of the file (SR-GNN's training file is
+    in date order, and the test sessions are the days after it), so validation looks ahead in time
+    as the test does.
     """
     from soutui.data.datasets import find_data_dir, load_dataset
     from soutui.data.importers.diginetica import read_test_prefixes
 
     items, events = load_dataset("diginetica-sessions")
     data = SequenceData.from_events(events, items, event_types=("view",), group="session_id")
+    assert data.timestamps is not None
+    first = np.array([t[0] for t in data.timestamps])  # the synthetic clock: file order = date order
     data.timestamps = None  # synthetic clock: order only
     rng = np.random.default_rng(seed)
     seqs = list(data.sequences)
-    if valid_from not in ("last-click", "prefixes"):
-        raise SystemExit(f"--valid-from must be 'prefixes' or 'last-click', got {valid_from!r}")
+    if valid_from not in VALID_FROM:
+        raise SystemExit(f"--valid-from must be one of {VALID_FROM}, got {valid_from!r}")
     cand = np.flatnonzero([len(s) >= (3 if valid_from == "last-click" else 2) for s in seqs])
-    vsel = np.sort(rng.choice(cand, int(len(cand) * valid_frac), replace=False))
+    n_valid = int(len(cand) * valid_frac)
+    if valid_from == "recent":
+        vsel = np.sort(cand[np.argsort(first[cand], kind="stable")[-n_valid:]])
+    else:
+        vsel = np.sort(rng.choice(cand, n_valid, replace=False))
     if valid_from == "last-click":
         valid = EvalSplit(vsel, [seqs[u][:-1] for u in vsel], np.array([seqs[u][-1] for u in vsel]), "valid")
         for u in vsel:
@@ -88,7 +99,7 @@ def load(
     hist = [np.array([idx[str(x)] for x in p if str(x) in idx], dtype=np.int64) for p in prefixes]
     tgt = np.array([idx.get(str(t), -1) for t in targets], dtype=np.int64)
     test = EvalSplit(np.arange(len(tgt)), hist, tgt, "test")
-    return train, valid, test
+    return train, valid, test, data
 
 
 def run_seed(
@@ -98,8 +109,11 @@ def run_seed(
     test: EvalSplit,
     progress: bool,
     save_dir: str | None = None,
+    catch_up: SequenceData | None = None,
 ) -> dict[str, Any]:
-    """Train one seed and measure P@20 / MRR@20 on the test prefixes (and the transformer alone)."""
+    """Train one seed and measure P@20 / MRR@20 on the test prefixes (and the transformer alone). With
+    `catch_up` (every training session), the heads are rebuilt from it after training and
+    validation (`refit_heads`: the held-out sessions join the counts, the network and weights stay)."""
     model = SASRecRecommender(**params).use_trainer(LoopTrainer())
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train, valid)
@@ -107,6 +121,12 @@ def run_seed(
     if save_dir:  # the trained model, for later study (e.g. `soutui evaluate --checkpoint`)
         model.save(os.path.join(save_dir, f"seed{params['seed']}"))
     known = test.targets >= 0
+    before = None
+    if catch_up is not None:
+        before = test_figures(model, train, test, progress)
+        c0 = time.process_time()
+        model.refit_heads(catch_up)
+        cpu_s += time.process_time() - c0
 
     def evaluate_test() -> dict[str, float]:
         return test_figures(model, train, test, progress)
@@ -124,6 +144,7 @@ def run_seed(
     st = model.training_report() or {}
     return {
         "seed": params["seed"], **evaluate_test(), "transformer_alone": alone, "without_session_head": no_session,
+        "before_catch_up": before,
         "session_head": st.get("session_head"),
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
@@ -177,8 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
-        "--valid-from", choices=("last-click", "prefixes"), default="last-click",
-        help="validation rows: every prefix of held-out training sessions (as the test file), or their last click",
+        "--valid-from", choices=VALID_FROM, default="last-click",
+        help="validation rows: the last click of random training sessions, every prefix of random held-out "
+        "sessions (as the test file), or every prefix of the latest held-out sessions",
+    )  # fmt: skip
+    ap.add_argument(
+        "--catch-up", action="store_true",
+        help="after training, rebuild the co-occurrence and session heads from every training session "
+        "(the held-out validation sessions too; the network and the chosen weights stay)",
     )  # fmt: skip
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
@@ -193,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads)
-    train, valid, test = load(valid_from=args.valid_from)
+    train, valid, test, every = load(valid_from=args.valid_from)
     if args.limit_train:
         train = train.with_sequences(train.sequences[: args.limit_train], None)
     if args.limit_test:
@@ -202,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
               "threads": args.threads, **parse_overrides(args.overrides)}  # fmt: skip
     runs = []
     for seed in [] if args.peers_only else seeds:  # each seed is written out when done (a stopped run keeps them)
-        runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json, args.save_dir))
+        runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json, args.save_dir,
+                             every if args.catch_up else None))  # fmt: skip
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(runs[-1], default=str) + "\n")
@@ -212,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
         "seeds": seeds, "runs": runs, "summary": summarise(runs) if runs else {}, "test_rows": len(test), "items": train.n_items,
         "params": params, "published": PUBLISHED, "valid_from": args.valid_from, "valid_rows": len(valid),
+        "catch_up": args.catch_up,
         "peer_sknn": peer,
     }  # fmt: skip
     if args.json:

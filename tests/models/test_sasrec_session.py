@@ -90,3 +90,31 @@ def test_refit_keeps_the_weight_and_refits_the_sessions(fitted) -> None:  # type
     assert new.session_ is not None and new.session_.weight == model.session_.weight
     assert new.session_.knn.sessions_.shape[0] == data.n_users  # every sequence, each one's last item too
     assert new.session_.knn.sessions_.sum() > model.session_.knn.sessions_.sum()
+
+
+def test_refit_heads_adds_new_sessions_to_both_heads_and_leaves_the_network() -> None:
+    full = topic_sessions()
+    old = [s for s in full.sequences if int(s[0]) < SIZE * (TOPICS - 1)]  # the last topic never trained on
+    split = leave_one_out(full.with_sequences(old, None))
+    model = sasrec(**{**SMALL, "lr": 1e-4}, epochs=1, patience=5, cooc_neighbors=10, session_neighbors=20)
+    model.fit(split.train, split.valid)
+    assert model.session_ is not None
+    model._net().cooc_alpha.fill_(2.0)
+    model.session_.weight = 1.0  # whatever validation chose, refit_heads must keep
+    last = SIZE * (TOPICS - 1) + np.arange(SIZE)
+    hist = [last[:2], np.array([0, 1])]
+    with model.cooc_weight(0.0):
+        alone_before = model.score(hist)
+    lift = model.score(hist)[0, last[2:]] - alone_before[0, last[2:]]
+    assert np.abs(lift).max() < 1e-6  # neither head has seen the last topic
+    assert model.refit_heads(full) is model
+    assert model.session_.weight == 1.0 and float(model._net().cooc_alpha) == 2.0
+    assert model.session_.knn.sessions_.shape[0] == full.n_users
+    with model.cooc_weight(0.0):
+        np.testing.assert_allclose(model.score(hist), alone_before, rtol=1e-6)  # the network is untouched
+    lift = model.score(hist)[0, last[2:]] - alone_before[0, last[2:]]
+    assert (lift > 1.0).all(), lift  # both heads now vote for the topic's unseen items
+    other = SequenceData(np.array([f"x{i}" for i in range(SIZE * TOPICS)], dtype=object), full.user_ids,
+                         full.sequences, None)  # fmt: skip
+    with pytest.raises(ValueError, match="catalogue"):
+        model.refit_heads(other)

@@ -321,6 +321,24 @@ class SASRecRecommender(Recommender):
             )
         return self
 
+    def refit_heads(self, data: SequenceData) -> Self:
+        """Rebuild the heads that train nothing (the co-occurrence table and the session head's sessions)
+        from `data`, in place, their weights and the network kept: seconds, where `refit` retrains. For
+        events the network was not trained on, e.g. the newest sessions a time-based validation held
+        out. Same item vocabulary. Refused for DP-SGD (the heads are off there) and for
+        `graph_neighbors > 0`, whose item vectors read the table (use `refit`)."""
+        net = self._net()
+        if self.train_cfg.private:
+            raise ConfigError("sasrec: a DP-SGD model has no co-occurrence or session head to refit")
+        if net.cfg.graph_neighbors > 0:
+            raise ConfigError("sasrec: graph_neighbors > 0 feeds the table into the item vectors; use refit")
+        self._same_catalogue(data, "refit_heads")
+        if net.cooc_idx is not None:
+            self._install_neighbours(data)
+        if self.session_ is not None:
+            self.session_ = self.session_.refit(data)
+        return self
+
     def refit(
         self, data: SequenceData, *, content: ItemContent | None = None, previous: Recommender | None = None
     ) -> Self:
@@ -338,13 +356,16 @@ class SASRecRecommender(Recommender):
         """The epoch count and budgets (a loaded checkpoint's from its training.json), the head's
         half-life, and the cold-item reset only if validation kept it."""
         net, report = self._net(), self.training_report() or self.saved_report_
-        if self.item_ids_ is not None and [str(x) for x in self.item_ids_] != [str(x) for x in data.item_ids]:
-            raise ValueError("sasrec: refit needs the catalogue the model was trained on (same items, same order)")
+        self._same_catalogue(data, "refit")
         params = {**self._epoch_params(report), "cooc_half_life": float(net.cfg.cooc_half_life)}
         reset = report.get("cold_reset_valid")
         if reset is not None and reset[1] < reset[0]:  # validation refused the reset: so does the refit
             params["cold_item_reset"] = False
         return params
+
+    def _same_catalogue(self, data: SequenceData, what: str) -> None:
+        if self.item_ids_ is not None and [str(x) for x in self.item_ids_] != [str(x) for x in data.item_ids]:
+            raise ValueError(f"sasrec: {what} needs the catalogue the model was trained on (same items, same order)")
 
     def _carry_choices(self, new: Self, data: SequenceData) -> None:
         """The co-occurrence head's weight, and the session head refitted on `data` at its weight."""
