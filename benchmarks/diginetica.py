@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,11 +48,22 @@ PARAMS: dict[str, Any] = {
 VALID_FROM = ("last-click", "prefixes", "recent")
 
 
+@dataclass
+class CatchUp:
+    """What `--catch-up` needs: every training session whole, the sessions' rows oldest first, and the
+    recent fine-tune (fraction of the newest sessions, epochs, learning rate), None = the heads only."""
+
+    every: SequenceData
+    order: np.ndarray
+    tune: tuple[float, int, float] | None
+
+
 def load(
     valid_frac: float = 0.03, seed: int = 0, valid_from: str = "last-click"
-) -> tuple[SequenceData, EvalSplit, EvalSplit, SequenceData]:
+) -> tuple[SequenceData, EvalSplit, EvalSplit, SequenceData, np.ndarray]:
     """(training sequences, validation split from training sessions, test split from the prefixes file,
-    every training session whole: what `--catch-up` rebuilds the heads from).
+    every training session whole: what `--catch-up` rebuilds the heads from, the session rows in
+    date order: what its fine-tune takes the newest from).
 
     `valid_from="last-click"` (the headline's): the last click of a seeded 3 % of the sessions of
     length >= 3, the rest of each session trained on. `"prefixes"`: a seeded 3 % of the training
@@ -99,7 +111,55 @@ def load(
     hist = [np.array([idx[str(x)] for x in p if str(x) in idx], dtype=np.int64) for p in prefixes]
     tgt = np.array([idx.get(str(t), -1) for t in targets], dtype=np.int64)
     test = EvalSplit(np.arange(len(tgt)), hist, tgt, "test")
-    return train, valid, test, data
+    return train, valid, test, data, np.argsort(first, kind="stable")
+
+
+def newest(data: SequenceData, order: np.ndarray, frac: float) -> np.ndarray:
+    """The rows of the newest `frac` of `data`'s non-empty sequences (`order`: rows, oldest first; a
+    `--limit-train` run has the first rows only)."""
+    rows = [int(u) for u in order if u < len(data.sequences) and len(data.sequences[u])]
+    return np.array(rows[len(rows) - max(1, int(len(rows) * frac)) :], dtype=np.int64)
+
+
+def valid_ndcg10(model: Recommender, valid: EvalSplit) -> float:
+    """NDCG@10 on every validation row (full ranking, history not excluded)."""
+    ranks, _ = target_ranks(model, valid, progress=False)
+    return float(ranking_metrics(ranks, (10,))["NDCG@10"])
+
+
+def catch_up(
+    model: SASRecRecommender, train: SequenceData, valid: EvalSplit, cu: CatchUp
+) -> tuple[SASRecRecommender, dict[str, Any] | None]:
+    """The model caught up on every training session, and what its fine-tune's rehearsal read.
+
+    Without `cu.tune`: the heads rebuilt from every session (`refit_heads`). With it, a rehearsal on
+    VALIDATION first: the model fine-tuned on the newest trained sessions (`tune_recent`) must beat
+    it on the held-out ones; then the fine-tune is made on the newest of every session (the held-out
+    ones included) and the heads rebuilt from all. Otherwise the heads only."""
+    if cu.tune is None:
+        return model.refit_heads(cu.every), None
+    frac, epochs, lr = cu.tune
+    trial = model.tune_recent(train, newest(train, cu.order, frac), epochs=epochs, lr=lr)
+    before, after = valid_ndcg10(model, valid), valid_ndcg10(trial, valid)
+    record = {"frac": frac, "epochs": epochs, "lr": lr, "rehearsal_valid_ndcg10": [round(before, 5), round(after, 5)],
+              "applied": after > before}  # fmt: skip
+    if after > before:
+        return model.tune_recent(cu.every, newest(cu.every, cu.order, frac), epochs=epochs, lr=lr), record
+    return model.refit_heads(cu.every), record
+
+
+def parse_tune(text: str) -> tuple[float, int, float] | None:
+    """`FRAC:EPOCHS:LR` (e.g. 0.15:6:0.0006) or `off`."""
+    if text == "off":
+        return None
+    try:
+        frac, epochs, lr = text.split(":")
+        out = (float(frac), int(epochs), float(lr))
+    except ValueError:
+        raise SystemExit(f"--catch-up-tune must be FRAC:EPOCHS:LR (e.g. 0.15:6:0.0006) or off, got {text!r}") from None
+    if not 0 < out[0] <= 1 or out[1] < 1 or out[2] <= 0:
+        raise SystemExit(f"--catch-up-tune: FRAC in (0, 1], EPOCHS >= 1, LR > 0; got {text!r}")
+    return out
 
 
 def run_seed(
@@ -109,11 +169,11 @@ def run_seed(
     test: EvalSplit,
     progress: bool,
     save_dir: str | None = None,
-    catch_up: SequenceData | None = None,
+    cu: CatchUp | None = None,
 ) -> dict[str, Any]:
     """Train one seed and measure P@20 / MRR@20 on the test prefixes (and the transformer alone). With
-    `catch_up` (every training session), the heads are rebuilt from it after training and
-    validation (`refit_heads`: the held-out sessions join the counts, the network and weights stay)."""
+    `cu`, the model catches up on every training session after training and validation (`catch_up`:
+    the held-out sessions join the heads' counts, and with a fine-tune the network's too)."""
     model = SASRecRecommender(**params).use_trainer(LoopTrainer())
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train, valid)
@@ -121,11 +181,11 @@ def run_seed(
     if save_dir:  # the trained model, for later study (e.g. `soutui evaluate --checkpoint`)
         model.save(os.path.join(save_dir, f"seed{params['seed']}"))
     known = test.targets >= 0
-    before = None
-    if catch_up is not None:
+    before = tune = None
+    if cu is not None:
         before = test_figures(model, train, test, progress)
         c0 = time.process_time()
-        model.refit_heads(catch_up)
+        model, tune = catch_up(model, train, valid, cu)
         cpu_s += time.process_time() - c0
 
     def evaluate_test() -> dict[str, float]:
@@ -144,7 +204,7 @@ def run_seed(
     st = model.training_report() or {}
     return {
         "seed": params["seed"], **evaluate_test(), "transformer_alone": alone, "without_session_head": no_session,
-        "before_catch_up": before,
+        "before_catch_up": before, "catch_up_tune": tune,
         "session_head": st.get("session_head"),
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
@@ -205,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--catch-up", action="store_true",
         help="after training, rebuild the co-occurrence and session heads from every training session "
-        "(the held-out validation sessions too; the network and the chosen weights stay)",
+        "(the held-out validation sessions too; the chosen weights stay), after the fine-tune below",
+    )  # fmt: skip
+    ap.add_argument(
+        "--catch-up-tune", default="0.15:6:0.0006", metavar="FRAC:EPOCHS:LR",
+        help="with --catch-up: fine-tune the network on the newest FRAC of the sessions, EPOCHS at LR, "
+        "if a rehearsal on validation (the newest trained sessions) gains; 'off' = the heads only",
     )  # fmt: skip
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")
@@ -220,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads)
-    train, valid, test, every = load(valid_from=args.valid_from)
+    train, valid, test, every, order = load(valid_from=args.valid_from)
+    cu = CatchUp(every, order, parse_tune(args.catch_up_tune)) if args.catch_up else None
     if args.limit_train:
         train = train.with_sequences(train.sequences[: args.limit_train], None)
     if args.limit_test:
@@ -230,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in [] if args.peers_only else seeds:  # each seed is written out when done (a stopped run keeps them)
         runs.append(run_seed({**params, "seed": seed}, train, valid, test, not args.json, args.save_dir,
-                             every if args.catch_up else None))  # fmt: skip
+                             cu))  # fmt: skip
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(runs[-1], default=str) + "\n")
@@ -240,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
         "seeds": seeds, "runs": runs, "summary": summarise(runs) if runs else {}, "test_rows": len(test), "items": train.n_items,
         "params": params, "published": PUBLISHED, "valid_from": args.valid_from, "valid_rows": len(valid),
-        "catch_up": args.catch_up,
+        "catch_up": args.catch_up, "catch_up_tune": args.catch_up_tune if args.catch_up else None,
         "peer_sknn": peer,
     }  # fmt: skip
     if args.json:

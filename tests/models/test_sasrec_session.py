@@ -118,3 +118,37 @@ def test_refit_heads_adds_new_sessions_to_both_heads_and_leaves_the_network() ->
                          full.sequences, None)  # fmt: skip
     with pytest.raises(ValueError, match="catalogue"):
         model.refit_heads(other)
+
+
+def test_tune_recent_teaches_the_network_the_newest_sessions_and_leaves_the_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    full = topic_sessions()
+    last = SIZE * (TOPICS - 1) + np.arange(SIZE)
+    newest = np.flatnonzero([int(s[0]) in last for s in full.sequences])  # the last topic: never trained on
+    old = [s[:0] if u in set(newest) else s for u, s in enumerate(full.sequences)]
+    split = leave_one_out(full.with_sequences(old, None))
+    model = sasrec(**SMALL, epochs=2, patience=5, cooc_neighbors=10, session_neighbors=20)
+    model.fit(split.train, split.valid)
+    model._net().cooc_alpha.fill_(2.0)
+    assert model.session_ is not None
+    model.session_.weight = 1.0  # whatever validation chose, the tuned copy keeps
+    hist = [last[:2], last[2:], np.array([0, 1])]
+    with model.cooc_weight(0.0):
+        alone_before = model.score(hist)
+    full_before = model.score(hist)
+    tuned = model.tune_recent(full, newest, epochs=3, lr=0.01)
+    assert tuned is not model
+    np.testing.assert_allclose(model.score(hist), full_before, rtol=1e-6)  # the model is left as it was
+    with tuned.cooc_weight(0.0):
+        alone_after = tuned.score(hist)
+    before, after = topic_margins(alone_before, hist[:2]), topic_margins(alone_after, hist[:2])
+    assert (before < 0).all() and (after > 0).all(), (before, after)  # the network alone learnt the last topic
+    assert float(tuned._net().cooc_alpha) == 2.0 and tuned.session_.weight == 1.0
+    assert tuned.session_.knn.sessions_.shape[0] == full.n_users  # the heads: from every session
+    report = tuned.training_report()["recent_tune"]
+    assert report["sequences"] == len(newest) and report["epochs"] == 3
+    assert report["events"] == sum(len(full.sequences[u]) for u in newest)
+    tuned.save(tmp_path / "tuned")  # a refit of the tuned model is a refit of its base, saved or not
+    assert load_model(tmp_path / "tuned")._refit_params(full) == tuned._refit_params(full)
+    assert tuned._refit_params(full) == model._refit_params(full)
+    with pytest.raises(ValueError, match="rows"):
+        model.tune_recent(full, [full.n_users])

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soutui.config import ConfigError
+
 
 def seen_counts(
     seq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, neg: torch.Tensor
@@ -485,3 +487,19 @@ class SASRec(nn.Module):
         """Eval-mode scores (B, I); the reference the ONNX export is tested against."""
         logits, _ = self(seq, None, ts)
         return logits
+
+
+def check_objective(cfg: SASRecConfig) -> None:
+    """Refuses terms the chosen loss cannot carry, with what to change."""
+    if cfg.cl_weight > 0 and cfg.loss != "full_ce":
+        raise ConfigError(
+            "sasrec: cl_weight needs loss='full_ce' (the contrastive term is not in the sampled loss)"
+        )
+    if not 0 <= cfg.cooc_distill < 1:
+        raise ConfigError(f"sasrec: cooc_distill must be in [0, 1) (0 = off), got {cfg.cooc_distill}")
+    if cfg.graph_neighbors < 0:
+        raise ConfigError(f"sasrec: graph_neighbors must be >= 0 (0 = off), got {cfg.graph_neighbors}")
+    if cfg.graph_neighbors > 0 and cfg.cooc_neighbors <= 0:
+        raise ConfigError(
+            "sasrec: graph_neighbors reads the co-occurrence head's table; set cooc_neighbors > 0 or graph_neighbors=0"
+        )

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -30,7 +30,7 @@ from soutui.models.attribution import Attribution, content_lift, zeroed
 from soutui.models.base import Recommender
 from soutui.models.fitting import Batch, TrainConfig, TrainOutcome, pick_device, poisson_user_batches
 from soutui.models.itemknn import ItemKNN
-from soutui.models.sasrec import SASRec, SASRecConfig
+from soutui.models.sasrec import SASRec, SASRecConfig, check_objective
 from soutui.models.sasrec_features import attribute_table, pad_left, pad_times, training_windows
 from soutui.models.sasrec_onnx import export_onnx
 from soutui.models.sasrec_session import SessionHead, choose_session_head
@@ -113,22 +113,6 @@ def split_params(params: dict[str, Any]) -> tuple[SASRecConfig, TrainConfig, Con
     )
 
 
-def _check_objective(cfg: SASRecConfig) -> None:
-    """Refuses terms the chosen loss cannot carry, with what to change."""
-    if cfg.cl_weight > 0 and cfg.loss != "full_ce":
-        raise ConfigError(
-            "sasrec: cl_weight needs loss='full_ce' (the contrastive term is not in the sampled loss)"
-        )
-    if not 0 <= cfg.cooc_distill < 1:
-        raise ConfigError(f"sasrec: cooc_distill must be in [0, 1) (0 = off), got {cfg.cooc_distill}")
-    if cfg.graph_neighbors < 0:
-        raise ConfigError(f"sasrec: graph_neighbors must be >= 0 (0 = off), got {cfg.graph_neighbors}")
-    if cfg.graph_neighbors > 0 and cfg.cooc_neighbors <= 0:
-        raise ConfigError(
-            "sasrec: graph_neighbors reads the co-occurrence head's table; set cooc_neighbors > 0 or graph_neighbors=0"
-        )
-
-
 class SASRecRecommender(Recommender):
     """Content-aware causal transformer; see soutui.models.sasrec for the network."""
 
@@ -138,7 +122,7 @@ class SASRecRecommender(Recommender):
 
     def __init__(self, **params: Any):
         self.net_cfg, self.train_cfg, self.content_cfg = split_params(params)
-        _check_objective(self.net_cfg)
+        check_objective(self.net_cfg)
         self._params = dict(params)
         self.net_: SASRec | None = None
         self.training_: TrainOutcome | None = None
@@ -151,6 +135,7 @@ class SASRecRecommender(Recommender):
         self.warm_report_: dict[str, Any] | None = None  # what the warm start carried over
         self.saved_report_: dict[str, Any] = {}  # a loaded checkpoint's training.json (what its fit chose)
         self.session_: SessionHead | None = None  # the optional session head (content_cfg.session_neighbors)
+        self.recent_tune_: dict[str, Any] | None = None  # set by tune_recent: what the fine-tune saw
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -178,6 +163,8 @@ class SASRecRecommender(Recommender):
             info["warnings"] = [warning] if warning else []
         if self.session_ is not None:
             info["session_head"] = self.session_.report()
+        if self.recent_tune_ is not None:
+            info["recent_tune"] = self.recent_tune_
         return info
 
     def ablations(self) -> dict[str, dict[str, float]]:
@@ -339,6 +326,26 @@ class SASRecRecommender(Recommender):
             self.session_ = self.session_.refit(data)
         return self
 
+    def tune_recent(self, data: SequenceData, rows: Iterable[int], *, epochs: int = 6, lr: float = 6e-4) -> Self:
+        """A copy of this model fine-tuned `epochs` at `lr` (cosine to 0) on the sequences `rows` of `data`
+        alone (the newest ones: the caller knows the clock), warm-started from it; the head weights kept
+        and both heads rebuilt from all of `data`. For a model whose validation held out the newest
+        sessions: they and the latest trained ones then reach the network too (docs/sasrec.md,
+        "Catching up on the newest sessions"). Nothing is validated here; this model is left as it was."""
+        keep = {int(r) for r in rows}
+        if not keep or min(keep) < 0 or max(keep) >= data.n_users:
+            raise ValueError(f"tune_recent: rows must be 1..{data.n_users} sequence positions of data")
+        sub = data.with_sequences([s if u in keep else s[:0] for u, s in enumerate(data.sequences)], None)
+        base = self._refit_params(data)  # a refit of the tuned model is a refit of this one
+        tuned = {**base, "epochs": int(epochs), "lr": float(lr), "cold_item_reset": False}
+        new = type(self)(**tuned).use_trainer(self._trainer()).warm_start(self)
+        new.fit(sub, None, content=self._own_content())
+        new._net().cooc_alpha.fill_(float(self._net().cooc_alpha))
+        new.session_, new.cooc_valid_ = self.session_, self.cooc_valid_
+        new.recent_tune_ = {"sequences": len(keep), "events": int(sum(len(s) for s in sub.sequences)),
+                            "epochs": int(epochs), "lr": float(lr), "base_refit_params": base}  # fmt: skip
+        return new.refit_heads(data)
+
     def refit(
         self, data: SequenceData, *, content: ItemContent | None = None, previous: Recommender | None = None
     ) -> Self:
@@ -356,6 +363,8 @@ class SASRecRecommender(Recommender):
         """The epoch count and budgets (a loaded checkpoint's from its training.json), the head's
         half-life, and the cold-item reset only if validation kept it."""
         net, report = self._net(), self.training_report() or self.saved_report_
+        if report.get("recent_tune"):
+            return dict(report["recent_tune"]["base_refit_params"])
         self._same_catalogue(data, "refit")
         params = {**self._epoch_params(report), "cooc_half_life": float(net.cfg.cooc_half_life)}
         reset = report.get("cold_reset_valid")
