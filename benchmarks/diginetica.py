@@ -10,6 +10,10 @@ The model is trained once per seed (`--seeds 0,1,2`; the validation hold-out sta
 each seed is printed, then mean ± sample sd (ddof=1) over seeds.
 
     .venv/bin/python benchmarks/diginetica.py [--cpu-minutes 15] [--minutes 20] [--seeds 0,1,2] [--json]
+
+The best figures so far (docs/sasrec.md, "A session head"): `--cpu-minutes 37.5 --minutes 0 --valid-from
+recent --set session_neighbors=100 --catch-up` (validation on the latest 3 % of the sessions, then the
+model catches up on them).
 """
 
 from __future__ import annotations
@@ -133,18 +137,21 @@ def catch_up(
     """The model caught up on every training session, and what its fine-tune's rehearsal read.
 
     Without `cu.tune`: the heads rebuilt from every session (`refit_heads`). With it, a rehearsal on
-    VALIDATION first: the model fine-tuned on the newest trained sessions (`tune_recent`) must beat
-    it on the held-out ones; then the fine-tune is made on the newest of every session (the held-out
-    ones included) and the heads rebuilt from all. Otherwise the heads only."""
+    VALIDATION first: the model fine-tuned on the newest trained sessions (`tune_recent`), its head
+    weights chosen again on validation, must beat it there; then the fine-tune is made on the newest
+    of every session (the held-out ones included), the heads rebuilt from all at the rehearsal's
+    weights. Otherwise the heads only."""
     if cu.tune is None:
         return model.refit_heads(cu.every), None
     frac, epochs, lr = cu.tune
-    trial = model.tune_recent(train, newest(train, cu.order, frac), epochs=epochs, lr=lr)
+    trial = model.tune_recent(train, newest(train, cu.order, frac), epochs=epochs, lr=lr, valid=valid)
     before, after = valid_ndcg10(model, valid), valid_ndcg10(trial, valid)
+    session = None if trial.session_ is None else trial.session_.weight
     record = {"frac": frac, "epochs": epochs, "lr": lr, "rehearsal_valid_ndcg10": [round(before, 5), round(after, 5)],
-              "applied": after > before}  # fmt: skip
+              "applied": after > before, "head_weights": {"cooc": float(trial._net().cooc_alpha), "session": session}}  # fmt: skip
     if after > before:
-        return model.tune_recent(cu.every, newest(cu.every, cu.order, frac), epochs=epochs, lr=lr), record
+        rows = newest(cu.every, cu.order, frac)
+        return model.tune_recent(cu.every, rows, epochs=epochs, lr=lr, weights_from=trial), record
     return model.refit_heads(cu.every), record
 
 
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--catch-up-tune", default="0.15:6:0.0006", metavar="FRAC:EPOCHS:LR",
         help="with --catch-up: fine-tune the network on the newest FRAC of the sessions, EPOCHS at LR, "
-        "if a rehearsal on validation (the newest trained sessions) gains; 'off' = the heads only",
+        "if a rehearsal on validation (the newest trained sessions, the head weights chosen again) gains; "
+        "'off' = the heads only",
     )  # fmt: skip
     ap.add_argument("--seeds", default="0", help="comma list of training seeds (e.g. 0,1,2)")
     ap.add_argument("--json", action="store_true")

@@ -152,3 +152,23 @@ def test_tune_recent_teaches_the_network_the_newest_sessions_and_leaves_the_mode
     assert tuned._refit_params(full) == model._refit_params(full)
     with pytest.raises(ValueError, match="rows"):
         model.tune_recent(full, [full.n_users])
+
+
+def test_tune_recent_chooses_the_head_weights_again_on_validation_and_passes_them_on() -> None:
+    full = topic_sessions()
+    newest = np.arange(full.n_users - 60, full.n_users)
+    split = leave_one_out(full)
+    model = sasrec(**{**SMALL, "lr": 1e-4}, epochs=1, patience=5, cooc_neighbors=10, session_neighbors=20)
+    model.fit(split.train, split.valid)
+    model._net().cooc_alpha.fill_(0.25)
+    model.session_.weight = 32.0  # not what validation would choose for the tuned network
+    trial = model.tune_recent(split.train, newest, epochs=2, lr=0.01, valid=split.valid)
+    alpha, head = float(trial._net().cooc_alpha), trial.session_
+    assert trial.cooc_valid_ is not None and trial.cooc_valid_[alpha] == max(trial.cooc_valid_.values())
+    assert head is not None and head.valid[head.weight] == max(head.valid.values())
+    assert (alpha, head.weight) != (0.25, 32.0)
+    assert head.knn.sessions_.shape[0] == split.train.n_users  # the session head's sessions: all of data
+    final = model.tune_recent(full, newest, epochs=2, lr=0.01, weights_from=trial)
+    assert float(final._net().cooc_alpha) == alpha and final.session_.weight == head.weight
+    assert final.session_.knn.sessions_.sum() > head.knn.sessions_.sum()  # rebuilt from `full`
+    assert float(model._net().cooc_alpha) == 0.25 and model.session_.weight == 32.0  # left as it was

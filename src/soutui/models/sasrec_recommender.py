@@ -51,22 +51,7 @@ class ContentConfig:
     cold_item_reset: bool = True  # items unseen in training score by content alone
     valid_users: int = 0  # cap validation users for early stopping (0 = all); seeded sample
     # head weights tried on validation (roughly geometric; 0 = the transformer alone, always tried)
-    cooc_alphas: tuple[float, ...] = (
-        0.0,
-        0.25,
-        0.5,
-        1.0,
-        1.5,
-        2.0,
-        3.0,
-        4.0,
-        6.0,
-        8.0,
-        12.0,
-        16.0,
-        24.0,
-        32.0,
-    )
+    cooc_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
     # the head's history half-lives tried on validation with every weight (the network's own
     # `cooc_half_life` is always tried, and wins ties); () = only the network's (the default: on
     # Diginetica validation preferred 0.25 but test did not move, and each half-life costs a blend
@@ -300,13 +285,20 @@ class SASRecRecommender(Recommender):
                 self.cold_reset_valid_ = (outcome.best_metric, after)
                 if after < outcome.best_metric:
                     self.net_.load_state_dict(before)
-        if self.net_.cooc_idx is not None and outcome.stopped and not private:
-            self._choose_head_weight(vsplit)
-        if self.content_cfg.session_neighbors > 0 and outcome.stopped and vsplit is not None and not private:
-            self.session_ = choose_session_head(
-                train, self.content_cfg.session_neighbors, self.score, trainer.blend_weights, vsplit
-            )
+        if outcome.stopped and not private:
+            self._choose_heads(train, vsplit)
         return self
+
+    def _choose_heads(self, train: SequenceData, vsplit: EvalSplit | None) -> None:
+        """The heads' weights read on validation: the co-occurrence head's, then the session head's
+        (fitted on `train`, scored against the network and the first head)."""
+        self.session_ = None
+        if self._net().cooc_idx is not None:
+            self._choose_head_weight(vsplit)
+        if self.content_cfg.session_neighbors > 0 and vsplit is not None:
+            self.session_ = choose_session_head(
+                train, self.content_cfg.session_neighbors, self.score, self._trainer().blend_weights, vsplit
+            )
 
     def refit_heads(self, data: SequenceData) -> Self:
         """Rebuild the heads that train nothing (the co-occurrence table and the session head's sessions)
@@ -326,12 +318,16 @@ class SASRecRecommender(Recommender):
             self.session_ = self.session_.refit(data)
         return self
 
-    def tune_recent(self, data: SequenceData, rows: Iterable[int], *, epochs: int = 6, lr: float = 6e-4) -> Self:
+    def tune_recent(
+        self, data: SequenceData, rows: Iterable[int], *, epochs: int = 6, lr: float = 6e-4,
+        valid: EvalSplit | None = None, weights_from: SASRecRecommender | None = None,
+    ) -> Self:  # fmt: skip
         """A copy of this model fine-tuned `epochs` at `lr` (cosine to 0) on the sequences `rows` of `data`
-        alone (the newest ones: the caller knows the clock), warm-started from it; the head weights kept
-        and both heads rebuilt from all of `data`. For a model whose validation held out the newest
-        sessions: they and the latest trained ones then reach the network too (docs/sasrec.md,
-        "Catching up on the newest sessions"). Nothing is validated here; this model is left as it was."""
+        alone (the newest ones: the caller knows the clock), warm-started from it, both heads rebuilt from
+        all of `data`. Their weights are chosen again on `valid` when given, else kept from
+        `weights_from` (default: this model). For a model whose validation held out the newest sessions:
+        they and the latest trained ones then reach the network too (docs/sasrec.md, "Catching up on the
+        newest sessions"). This model is left as it was."""
         keep = {int(r) for r in rows}
         if not keep or min(keep) < 0 or max(keep) >= data.n_users:
             raise ValueError(f"tune_recent: rows must be 1..{data.n_users} sequence positions of data")
@@ -340,10 +336,15 @@ class SASRecRecommender(Recommender):
         tuned = {**base, "epochs": int(epochs), "lr": float(lr), "cold_item_reset": False}
         new = type(self)(**tuned).use_trainer(self._trainer()).warm_start(self)
         new.fit(sub, None, content=self._own_content())
-        new._net().cooc_alpha.fill_(float(self._net().cooc_alpha))
-        new.session_, new.cooc_valid_ = self.session_, self.cooc_valid_
         new.recent_tune_ = {"sequences": len(keep), "events": int(sum(len(s) for s in sub.sequences)),
                             "epochs": int(epochs), "lr": float(lr), "base_refit_params": base}  # fmt: skip
+        if valid is not None:  # the heads' weights chosen again, for the tuned network
+            new.refit_heads(data)._choose_heads(data, valid)
+            return new
+        src = weights_from or self
+        new._net().cooc_alpha.fill_(float(src._net().cooc_alpha))
+        new._net().cfg.cooc_half_life = src._net().cfg.cooc_half_life
+        new.session_, new.cooc_valid_ = src.session_, src.cooc_valid_
         return new.refit_heads(data)
 
     def refit(
