@@ -188,12 +188,13 @@ def run_seed(
     if save_dir:  # the trained model, for later study (e.g. `soutui evaluate --checkpoint`)
         model.save(os.path.join(save_dir, f"seed{params['seed']}"))
     known = test.targets >= 0
-    before = tune = None
+    st = model.training_report() or {}  # the validated fit's (a catch-up's fine-tune has its own)
+    before = tune = catch_up_cpu = None
     if cu is not None:
         before = test_figures(model, train, test, progress)
         c0 = time.process_time()
         model, tune = catch_up(model, train, valid, cu)
-        cpu_s += time.process_time() - c0
+        catch_up_cpu = round(time.process_time() - c0, 1)
 
     def evaluate_test() -> dict[str, float]:
         return test_figures(model, train, test, progress)
@@ -208,11 +209,10 @@ def run_seed(
         kept, model.session_.weight = model.session_.weight, 0.0
         no_session = evaluate_test()
         model.session_.weight = kept
-    st = model.training_report() or {}
     return {
         "seed": params["seed"], **evaluate_test(), "transformer_alone": alone, "without_session_head": no_session,
-        "before_catch_up": before, "catch_up_tune": tune,
-        "session_head": st.get("session_head"),
+        "before_catch_up": before, "catch_up_tune": tune, "catch_up_cpu_s": catch_up_cpu,
+        "session_head": None if model.session_ is None else model.session_.report(),
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
         "best_epoch": st.get("best_epoch"), "stopped": st.get("stopped"), "valid_ndcg10_best": st.get("best_metric"),
