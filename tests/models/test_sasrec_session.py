@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from sasrec_fixtures import SMALL, sasrec
 
+from soutui.config import ConfigError
 from soutui.data.sequences import SequenceData, leave_one_out
 from soutui.models.registry import load_model
 from soutui.models.sasrec_onnx import OnnxScorer, export_onnx
+from soutui.models.sasrec_recommender import SASRecRecommender
 from soutui.models.sknn import SessionKNN
 
 TOPICS, SIZE = 10, 4
@@ -172,3 +174,24 @@ def test_tune_recent_chooses_the_head_weights_again_on_validation_and_passes_the
     assert float(final._net().cooc_alpha) == alpha and final.session_.weight == head.weight
     assert final.session_.knn.sessions_.sum() > head.knn.sessions_.sum()  # rebuilt from `full`
     assert float(model._net().cooc_alpha) == 0.25 and model.session_.weight == 32.0  # left as it was
+
+
+def test_tune_recent_refuses_before_it_trains_and_its_refit_checks_the_catalogue(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    full = topic_sessions(120)
+    split = leave_one_out(full)
+    other = SequenceData(np.array([f"x{i}" for i in range(SIZE * TOPICS)], dtype=object), full.user_ids,
+                         full.sequences, None)  # fmt: skip
+    model = sasrec(**SMALL, epochs=1, patience=5, cooc_neighbors=10).fit(split.train, split.valid)
+    tuned = model.tune_recent(full, np.arange(10), epochs=1)
+    with pytest.raises(ValueError, match="catalogue"):
+        tuned._refit_params(other)  # the base recipe is only handed out for the same catalogue
+    graph = sasrec(**SMALL, epochs=1, patience=5, cooc_neighbors=10, graph_neighbors=2).fit(split.train, split.valid)
+
+    def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("tune_recent trained before refusing")
+
+    monkeypatch.setattr(SASRecRecommender, "fit", no_training)
+    with pytest.raises(ConfigError, match="graph_neighbors"):
+        graph.tune_recent(full, np.arange(10), epochs=1)
+    with pytest.raises(ValueError, match="catalogue"):
+        model.tune_recent(other, np.arange(10), epochs=1)

@@ -307,16 +307,20 @@ class SASRecRecommender(Recommender):
         out. Same item vocabulary. Refused for DP-SGD (the heads are off there) and for
         `graph_neighbors > 0`, whose item vectors read the table (use `refit`)."""
         net = self._net()
-        if self.train_cfg.private:
-            raise ConfigError("sasrec: a DP-SGD model has no co-occurrence or session head to refit")
-        if net.cfg.graph_neighbors > 0:
-            raise ConfigError("sasrec: graph_neighbors > 0 feeds the table into the item vectors; use refit")
-        self._same_catalogue(data, "refit_heads")
+        self._check_refit_heads(data, "refit_heads")
         if net.cooc_idx is not None:
             self._install_neighbours(data)
         if self.session_ is not None:
             self.session_ = self.session_.refit(data)
         return self
+
+    def _check_refit_heads(self, data: SequenceData, what: str) -> None:
+        """Refuses a heads-only refit on `data` (see `refit_heads`), before any work is done."""
+        if self.train_cfg.private:
+            raise ConfigError("sasrec: a DP-SGD model has no co-occurrence or session head to refit")
+        if self._net().cfg.graph_neighbors > 0:
+            raise ConfigError("sasrec: graph_neighbors > 0 feeds the table into the item vectors; use refit")
+        self._same_catalogue(data, what)
 
     def tune_recent(
         self, data: SequenceData, rows: Iterable[int], *, epochs: int = 6, lr: float = 6e-4,
@@ -328,9 +332,10 @@ class SASRecRecommender(Recommender):
         `weights_from` (default: this model). For a model whose validation held out the newest sessions:
         they and the latest trained ones then reach the network too (docs/sasrec.md, "Catching up on the
         newest sessions"). This model is left as it was."""
+        self._check_refit_heads(data, "tune_recent")  # its heads are rebuilt that way: refused before the tune
         keep = {int(r) for r in rows}
         if not keep or min(keep) < 0 or max(keep) >= data.n_users:
-            raise ValueError(f"tune_recent: rows must be 1..{data.n_users} sequence positions of data")
+            raise ValueError(f"tune_recent: rows must be a non-empty set of sequence positions in [0, {data.n_users})")
         sub = data.with_sequences([s if u in keep else s[:0] for u, s in enumerate(data.sequences)], None)
         base = self._refit_params(data)  # a refit of the tuned model is a refit of this one
         tuned = {**base, "epochs": int(epochs), "lr": float(lr), "cold_item_reset": False}
@@ -364,9 +369,9 @@ class SASRecRecommender(Recommender):
         """The epoch count and budgets (a loaded checkpoint's from its training.json), the head's
         half-life, and the cold-item reset only if validation kept it."""
         net, report = self._net(), self.training_report() or self.saved_report_
+        self._same_catalogue(data, "refit")
         if report.get("recent_tune"):
             return dict(report["recent_tune"]["base_refit_params"])
-        self._same_catalogue(data, "refit")
         params = {**self._epoch_params(report), "cooc_half_life": float(net.cfg.cooc_half_life)}
         reset = report.get("cold_reset_valid")
         if reset is not None and reset[1] < reset[0]:  # validation refused the reset: so does the refit
