@@ -50,6 +50,11 @@ PARAMS: dict[str, Any] = {
     "temperature": 1.0,
 }  # fmt: skip
 VALID_FROM = ("last-click", "prefixes", "recent")
+VALIDATION_TEXT = {  # what replaces the docstring's last-click validation in the printed protocol
+    "prefixes": "every prefix of a seeded 3% of the training sessions, held out whole, is VALIDATION",
+    "recent": "every prefix of the latest 3% of the training sessions (by the file's date order), held out whole, "
+    "is VALIDATION",
+}
 
 
 @dataclass
@@ -155,6 +160,18 @@ def catch_up(
     return model.refit_heads(cu.every), record
 
 
+def protocol(valid_from: str, catch_up: str | None) -> str:
+    """The docstring's protocol, with the validation rows and the catch-up this run used."""
+    text = __doc__.split("\n\n")[1].replace("\n", " ")
+    if valid_from != "last-click":
+        text += f" This run: {VALIDATION_TEXT[valid_from]} (not the last click)."
+    if catch_up is not None:
+        text += (f" After training, the model catches up on every training session (`--catch-up-tune {catch_up}`: "
+                 "the heads rebuilt, the network fine-tuned on the newest sessions if a rehearsal on validation "
+                 "gains); its wall time counts in model_wall_s, not in train_s.")  # fmt: skip
+    return text
+
+
 def parse_tune(text: str) -> tuple[float, int, float] | None:
     """`FRAC:EPOCHS:LR` (e.g. 0.15:6:0.0006) or `off`."""
     if text == "off":
@@ -189,12 +206,12 @@ def run_seed(
         model.save(os.path.join(save_dir, f"seed{params['seed']}"))
     known = test.targets >= 0
     st = model.training_report() or {}  # the validated fit's (a catch-up's fine-tune has its own)
-    before = tune = catch_up_cpu = None
+    before = tune = catch_up_cpu = catch_up_s = None
     if cu is not None:
         before = test_figures(model, train, test, progress)
-        c0 = time.process_time()
+        t0, c0 = time.perf_counter(), time.process_time()
         model, tune = catch_up(model, train, valid, cu)
-        catch_up_cpu = round(time.process_time() - c0, 1)
+        catch_up_s, catch_up_cpu = round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1)
 
     def evaluate_test() -> dict[str, float]:
         return test_figures(model, train, test, progress)
@@ -211,7 +228,8 @@ def run_seed(
         model.session_.weight = kept
     return {
         "seed": params["seed"], **evaluate_test(), "transformer_alone": alone, "without_session_head": no_session,
-        "before_catch_up": before, "catch_up_tune": tune, "catch_up_cpu_s": catch_up_cpu,
+        "before_catch_up": before, "catch_up_tune": tune, "catch_up_s": catch_up_s, "catch_up_cpu_s": catch_up_cpu,
+        "model_wall_s": round(train_s + (catch_up_s or 0.0), 1),  # training + catch-up: the model's whole budget
         "session_head": None if model.session_ is None else model.session_.report(),
         "cooc_weight": float(net.cooc_alpha), "cooc_valid": model.cooc_valid_, "unknown_targets": int((~known).sum()),
         "train_s": round(train_s, 1), "train_cpu_s": round(cpu_s, 1), "epochs": st.get("epoch"),
@@ -242,7 +260,7 @@ def peer_sknn(train: SequenceData, test: EvalSplit, progress: bool) -> dict[str,
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """mean ± sd (ddof=1) over seeds of the headline and the transformer-alone figures."""
-    out = {k: mean_sd([r[k] for r in runs]) for k in ("P@20", "MRR@20", "train_s")}
+    out = {k: mean_sd([r[k] for r in runs]) for k in ("P@20", "MRR@20", "train_s", "model_wall_s")}
     share = mean_share(runs)  # validation NDCG@10 after 10 minutes / its final value
     if share is not None:
         out["valid share @10 min"] = share
@@ -311,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     peer = peer_sknn(train, test, not args.json) if args.peer_sknn or args.peers_only else None
     smoke = args.limit_train or args.limit_test
     res = {
-        "protocol": __doc__.split("\n\n")[1].replace("\n", " ") + (" SMOKE RUN (limited data)." if smoke else ""),
+        "protocol": protocol(args.valid_from, args.catch_up_tune if args.catch_up else None)
+        + (" SMOKE RUN (limited data)." if smoke else ""),
         "seeds": seeds, "runs": runs, "summary": summarise(runs) if runs else {}, "test_rows": len(test), "items": train.n_items,
         "params": params, "published": PUBLISHED, "valid_from": args.valid_from, "valid_rows": len(valid),
         "catch_up": args.catch_up, "catch_up_tune": args.catch_up_tune if args.catch_up else None,
@@ -327,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {r['seed']}: {head}with co-occurrence head (weight {r['cooc_weight']:g}) P@20 {r['P@20']:.2f}  "
               f"MRR@20 {r['MRR@20']:.2f}  ({r['epochs']} epochs, train {r['train_s']:.0f} s wall / {r['train_cpu_s']:.0f} s "
               f"CPU, stopped: {r['stopped']}, load {r['load_avg_1m']}); {describe(r['valid_reached'])}")  # fmt: skip
+        if r["catch_up_s"] is not None:
+            print(f"  catch-up {r['catch_up_s']:.0f} s wall / {r['catch_up_cpu_s']:.0f} s CPU; training + catch-up "
+                  f"{r['model_wall_s'] / 60:.1f} wall-minutes")  # fmt: skip
     summ = res["summary"]
     if not runs:
         print(f"session-kNN (V-SKNN, same protocol): P@20 {peer['P@20']:.2f}  MRR@20 {peer['MRR@20']:.2f}" if peer else "")
