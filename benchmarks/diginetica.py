@@ -328,13 +328,14 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(runs[-1], default=str) + "\n")
     peer = peer_sknn(train, test, not args.json) if args.peer_sknn or args.peers_only else None
     smoke = args.limit_train or args.limit_test
+    res_summary = summarise(runs) if runs else {}
     res = {
         "protocol": protocol(args.valid_from, args.catch_up_tune if args.catch_up else None)
         + (" SMOKE RUN (limited data)." if smoke else ""),
-        "seeds": seeds, "runs": runs, "summary": summarise(runs) if runs else {}, "test_rows": len(test), "items": train.n_items,
+        "seeds": seeds, "runs": runs, "summary": res_summary, "test_rows": len(test), "items": train.n_items,
         "params": params, "published": PUBLISHED, "valid_from": args.valid_from, "valid_rows": len(valid),
         "catch_up": args.catch_up, "catch_up_tune": args.catch_up_tune if args.catch_up else None,
-        "peer_sknn": peer,
+        "peer_sknn": peer, "goal": goal(res_summary, runs, args.threads),
     }  # fmt: skip
     if args.json:
         json.dump(res, sys.stdout, indent=1, default=str)
@@ -367,7 +368,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"session-kNN (V-SKNN, same protocol, measured here): P@20 {peer['P@20']:.2f}  MRR@20 {peer['MRR@20']:.2f}")
     for k, (p20, mrr20) in PUBLISHED.items():
         print(f"{k} (published): P@20 {p20:.2f}  MRR@20 {mrr20:.2f}")
+    g = res["goal"]
+    print(f"goal ({g['goal']}): {'MET' if g['met'] else 'NOT met'} ({g['why']})")
     return 0
+
+
+def goal(summ: dict[str, Any], runs: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """Issue 15's goal: the 3-seed mean at or above GCE-GNN's published P@20 / MRR@20 (at their two
+    decimals), each seed's model (training + catch-up) within 20 wall-minutes on at most 2 threads."""
+    p20, mrr20 = PUBLISHED["GCE-GNN"]
+    text = (f"mean of >= 3 seeds P@20 >= {p20} and MRR@20 >= {mrr20}, training + catch-up <= 20 wall-minutes "
+            "on <= 2 threads")  # fmt: skip
+    if threads > 2:
+        return {"goal": text, "met": False, "why": f"{threads} threads"}
+    if len(runs) < 3:
+        return {"goal": text, "met": False, "why": f"{len(runs)} seed(s)"}
+    mean_p, mean_m = round(summ["P@20"]["mean"], 2), round(summ["MRR@20"]["mean"], 2)
+    slowest = max(r["model_wall_s"] for r in runs)
+    met = mean_p >= p20 and mean_m >= mrr20 and slowest <= 1200
+    why = f"P@20 {mean_p:.2f}, MRR@20 {mean_m:.2f}, slowest model {slowest / 60:.1f} wall-minutes"
+    return {"goal": text, "met": met, "why": why}
 
 
 if __name__ == "__main__":

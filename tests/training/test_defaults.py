@@ -75,6 +75,29 @@ def test_max_minutes_caps_the_whole_fit_including_validation() -> None:
     assert elapsed <= budget * 60 + 1.5, elapsed
 
 
+def test_max_minutes_reserves_the_session_heads_votes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The session head's votes can cost many of the network's validation passes (Diginetica: ~5, with
+    100 neighbours over 186k sessions): the budget times them before training and keeps them inside."""
+    from soutui.models.sknn import SessionKNN
+
+    slow_score = SessionKNN.score
+
+    def score(self, histories, timestamps=None):  # type: ignore[no-untyped-def]
+        time.sleep(0.001 * len(histories))  # 4 s for the 4,000 validation rows below
+        return slow_score(self, histories, timestamps)
+
+    monkeypatch.setattr(SessionKNN, "score", score)
+    big = cyclic_data(n_users=4000)
+    budget = 0.1  # minutes: 6 s
+    m = sasrec(**{**SMALL, "batch_size": 16, "epochs": 1000, "max_minutes": budget, "session_neighbors": 20})
+    t0 = time.perf_counter()
+    m.fit(big.train, big.valid)
+    elapsed = time.perf_counter() - t0
+    report = m.training_report()
+    assert report is not None and report["stopped"] == "time" and m.session_ is not None  # the weight was chosen
+    assert elapsed <= budget * 60 + 1.5, elapsed
+
+
 def test_variants_are_checked_and_restored(split) -> None:  # type: ignore[no-untyped-def]
     m = sasrec(**{**SMALL, "lr": 1e-6, "epochs": 1, "cooc_neighbors": 4, "cooc_alphas": [1.0]}).fit(
         split.train, split.valid

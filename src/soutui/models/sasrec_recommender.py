@@ -34,7 +34,8 @@ from soutui.models.sasrec import SASRec, SASRecConfig, check_objective
 from soutui.models.sasrec_features import attribute_table, pad_left, pad_times, training_windows
 from soutui.models.sasrec_onnx import export_onnx
 from soutui.models.sasrec_session import SessionHead, choose_session_head
-from soutui.models.sasrec_warm import warm_start_net
+from soutui.models.sasrec_warm import reset_cold_items, warm_start_net
+from soutui.models.sknn import SessionKNN
 
 # network fields derived from the data, never set by the user
 DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item", "dense_loss")
@@ -272,33 +273,35 @@ class SASRecRecommender(Recommender):
         vsplit = None if private else self._valid_sample(valid)
         if self.net_.cooc_idx is not None and not private:
             self._install_neighbours(train)
+        n = self.content_cfg.session_neighbors
+        knn = SessionKNN(neighbors=n).fit(train) if n > 0 and vsplit is not None else None
+        choices_s = self._choices_seconds(vsplit, knn)  # the time budget keeps them inside it
         self.training_ = outcome = trainer.train(
             self, self.net_, gen, n_batches, self.train_cfg, vsplit,
-            spent_s=time.perf_counter() - started, after_validations=self._after_validations(counts),
+            spent_s=time.perf_counter() - started + choices_s, after_validations=self._after_validations(counts),
         )  # fmt: skip
         self.net_.to("cpu").eval()
         if self.content_cfg.cold_item_reset and outcome.stopped and not private:
             before = {k: v.clone() for k, v in self.net_.state_dict().items()}
-            if self._reset_cold_items(counts) and vsplit is not None:
+            if reset_cold_items(self.net_, counts) and vsplit is not None:
                 # a choice made on VALIDATION only: keep the reset unless it lowers NDCG@10
                 after = trainer.validate(self, vsplit)
                 self.cold_reset_valid_ = (outcome.best_metric, after)
                 if after < outcome.best_metric:
                     self.net_.load_state_dict(before)
         if outcome.stopped and not private:
-            self._choose_heads(train, vsplit)
+            self._choose_heads(train, vsplit, knn)
         return self
 
-    def _choose_heads(self, train: SequenceData, vsplit: EvalSplit | None) -> None:
+    def _choose_heads(self, train: SequenceData, vsplit: EvalSplit | None, knn: SessionKNN | None = None) -> None:
         """The heads' weights read on validation: the co-occurrence head's, then the session head's
-        (fitted on `train`, scored against the network and the first head)."""
+        (`knn`, or one fitted on `train`, scored against the network and the first head)."""
         self.session_ = None
         if self._net().cooc_idx is not None:
             self._choose_head_weight(vsplit)
         if self.content_cfg.session_neighbors > 0 and vsplit is not None:
-            self.session_ = choose_session_head(
-                train, self.content_cfg.session_neighbors, self.score, self._trainer().blend_weights, vsplit
-            )
+            knn = knn or SessionKNN(neighbors=self.content_cfg.session_neighbors).fit(train)
+            self.session_ = choose_session_head(knn, self.score, self._trainer().blend_weights, vsplit)
 
     def refit_heads(self, data: SequenceData) -> Self:
         """Rebuild the heads that train nothing (the co-occurrence table and the session head's sessions)
@@ -413,17 +416,25 @@ class SASRecRecommender(Recommender):
         }
 
     def _after_validations(self, counts: np.ndarray) -> float:
-        """Validation-sized passes the fit runs after training (the time budget reserves them):
-        the cold-item reset check, and the head-weight choice (one pass + blending every weight)."""
+        """Validation passes the fit runs after training besides the head-weight choices (timed apart,
+        `_choices_seconds`): the cold-item reset check, when it can happen."""
         net = self._net()
         has_content = net.items.text_proj is not None or net.items.attr_emb is not None
-        cold = float(self.content_cfg.cold_item_reset and has_content and bool((counts == 0).any()))
-        # on Beauty (14 weights, a busy 2-core machine) cold check + choice took 2.1-2.7 validations;
-        # 1 + 0.03 / weight overran a 3-minute budget by 5 s, so keep a margin
-        blends = len(self.content_cfg.cooc_alphas) * len(self._half_lives())
-        head = 1.0 + 0.1 * blends if net.cooc_idx is not None else 0.0
-        session = 1.5 if self.content_cfg.session_neighbors > 0 else 0.0  # a pass + session-kNN's votes
-        return cold + head + session
+        return float(self.content_cfg.cold_item_reset and has_content and bool((counts == 0).any()))
+
+    def _choices_seconds(self, vsplit: EvalSplit | None, knn: SessionKNN | None, sample: int = 256) -> float:
+        """Wall seconds the head-weight choices after training will take on `vsplit` (the model's passes,
+        the heads' scores and votes, every blend), timed before training on its first `sample` rows and
+        extrapolated; nothing is chosen. What a time budget reserves for them: they can cost several
+        validation passes (Diginetica's session head: its votes over 181,000 sessions)."""
+        if vsplit is None or not len(vsplit) or self.train_cfg.max_minutes <= 0:
+            return 0.0
+        part, t0 = vsplit.take(np.arange(min(sample, len(vsplit)))), time.perf_counter()
+        if self._net().cooc_idx is not None and self.content_cfg.cooc_alphas:
+            self._head_tables(part)
+        if knn is not None:
+            choose_session_head(knn, self.score, self._trainer().blend_weights, part)
+        return (time.perf_counter() - t0) * len(vsplit) / len(part)
 
     def _valid_sample(self, valid: EvalSplit | None) -> EvalSplit | None:
         """The validation users early stopping reads: all, or a seeded sample of `valid_users`."""
@@ -452,17 +463,20 @@ class SASRecRecommender(Recommender):
         0, the transformer alone, is always a candidate; ties go to the smaller weight, then to the
         network's own half-life)."""
         net = self._net()
-        alphas = tuple(sorted({0.0, *map(float, self.content_cfg.cooc_alphas)}))
         if vsplit is None or not self.content_cfg.cooc_alphas:
             return
-        lives = self._half_lives()
-        tables = self._trainer().blend_weights(functools.partial(self._score_parts, lives), vsplit, alphas)
+        lives, alphas, tables = self._head_tables(vsplit)
         pairs = [(i, a) for i in range(len(lives)) for a in alphas]
         i, best = max(pairs, key=lambda p: (tables[p[0]][p[1]], -p[1], -p[0]))
         self.cooc_valid_ = tables[i]
         self.half_life_valid_ = {h: max(t.values()) for h, t in zip(lives, tables, strict=True)}
         net.cfg.cooc_half_life = lives[i]
         net.cooc_alpha.fill_(best)
+
+    def _head_tables(self, vsplit: EvalSplit) -> tuple[tuple[float, ...], tuple[float, ...], list[dict[float, float]]]:
+        """Validation NDCG@10 of every head weight at every history half-life (half-lives, weights, tables)."""
+        lives, alphas = self._half_lives(), tuple(sorted({0.0, *map(float, self.content_cfg.cooc_alphas)}))
+        return lives, alphas, self._trainer().blend_weights(functools.partial(self._score_parts, lives), vsplit, alphas)
 
     @torch.no_grad()
     def _score_parts(
@@ -475,23 +489,6 @@ class SASRecRecommender(Recommender):
             base = self.score(histories, timestamps).astype(np.float64)
         seq = torch.from_numpy(pad_left(histories, net.cfg.max_len))
         return base, [net.cooc_scores(seq, h).double().numpy() for h in half_lives]  # each (B, I)
-
-    @torch.no_grad()
-    def _reset_cold_items(self, counts: np.ndarray) -> bool:
-        """Items never seen in training were only ever pushed down as negatives: drop their
-        ID embedding and give them the mean bias of rare items, so content alone places them."""
-        assert self.net_ is not None
-        cold = torch.from_numpy(np.flatnonzero(counts == 0) + 1)
-        if not len(cold) or (self.net_.items.text_proj is None and self.net_.items.attr_emb is None):
-            return False
-        self.net_.items.id_emb.weight[cold] = 0.0
-        if self.net_.bias is not None:
-            rare = torch.from_numpy(np.flatnonzero((counts > 0) & (counts <= 5)) + 1)
-            if not len(rare):
-                rare = torch.from_numpy(np.flatnonzero(counts > 0) + 1)
-            if len(rare):
-                self.net_.bias[cold] = self.net_.bias[rare].mean()
-        return True
 
     # --- scoring ------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -71,16 +71,15 @@ class SessionHead:
 
 
 def choose_session_head(
-    train: SequenceData,
-    neighbors: int,
+    knn: SessionKNN,
     base: Callable[[list[np.ndarray], list[np.ndarray] | None], np.ndarray],
     blend: Callable[[PartsFn, EvalSplit, Sequence[float]], list[dict[float, float]]],
     valid: EvalSplit,
     weights: Sequence[float] = WEIGHTS,
 ) -> SessionHead:
-    """Fit session-kNN on `train` and choose its weight on `valid` against `base` (the model's scores
-    without it): the best validation NDCG@10, ties to the smaller weight; 0 is always tried."""
-    knn = SessionKNN(neighbors=neighbors).fit(train)
+    """Choose the weight of `knn` (session-kNN fitted on the training sequences) on `valid` against
+    `base` (the model's scores without it): the best validation NDCG@10, ties to the smaller weight;
+    0 is always tried."""
 
     def parts(hist: list[np.ndarray], times: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
         return base(hist, times).astype(np.float64), [knn.score(hist)]

@@ -124,3 +124,21 @@ def _content_init(net: SASRec, fresh: torch.Tensor, known: torch.Tensor) -> None
     net.items.id_emb.weight[fresh] = (net.items.id_emb.weight[neighbours] * w).sum(1)
     if net.bias is not None:
         net.bias[fresh] = (net.bias[neighbours] * w.squeeze(-1)).sum(1)
+
+
+@torch.no_grad()
+def reset_cold_items(net: SASRec, counts: np.ndarray) -> bool:
+    """Items never seen in training (`counts` 0) were only ever pushed down as negatives: drop their ID
+    embedding and give them the mean bias of rare items, so content alone places them. False (nothing
+    done) when every item was seen or the network reads no content."""
+    cold = torch.from_numpy(np.flatnonzero(counts == 0) + 1)
+    if not len(cold) or (net.items.text_proj is None and net.items.attr_emb is None):
+        return False
+    net.items.id_emb.weight[cold] = 0.0
+    if net.bias is not None:
+        rare = torch.from_numpy(np.flatnonzero((counts > 0) & (counts <= 5)) + 1)
+        if not len(rare):
+            rare = torch.from_numpy(np.flatnonzero(counts > 0) + 1)
+        if len(rare):
+            net.bias[cold] = net.bias[rare].mean()
+    return True
