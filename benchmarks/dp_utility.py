@@ -41,7 +41,7 @@ SMALL: dict[str, dict[str, Any]] = {"sasrec": {"d_model": 32, "n_heads": 2, "n_l
 # how SASRec represents items: a trained ID table (the runs of record), or only the public catalogue's
 # title and attribute vectors (no per-item vector for DP-SGD to noise: far fewer trained numbers), or both
 ITEMS: dict[str, dict[str, Any]] = {
-    "ids": {"use_attrs": False},
+    "ids": {"use_attrs": False, "use_text": False},
     "content": {"item_ids": False, "use_attrs": True, "use_text": True},
     "both": {"use_attrs": True, "use_text": True},
 }
@@ -50,11 +50,13 @@ ITEMS: dict[str, dict[str, Any]] = {
 def one_run(
     prep: Any, model: str, eps: float, lr: float | None, args: argparse.Namespace, splits: Any
 ) -> dict[str, Any]:
-    params: dict[str, Any] = {**SMALL[model], **({"lr": lr} if lr else {})}
+    params: dict[str, Any] = {**SMALL[model], **({"lr": lr} if lr else {}), "seed": args.seed}
     if args.batch_size:  # a private run's expected batch: q = batch / users, so sigma is solved for it
         params["batch_size"] = args.batch_size
     if model == "sasrec":
         params |= {"progress": False, "threads": 1, **ITEMS[args.items]}
+        if args.dp_head is not None:  # the private co-occurrence head's share of epsilon (0 = off)
+            params["dp_head"] = args.dp_head
     if math.isinf(eps):  # ordinary training: a CPU-time budget (fair on a shared machine)
         params |= {"max_cpu_minutes": args.cpu_minutes, "epochs": 200}
     else:  # DP-SGD: the planned steps are the budget (noise calibrated for them)
@@ -72,7 +74,19 @@ def one_run(
     return {"model": model, "items": args.items if model == "sasrec" else None, "epsilon_target": eps, "epsilon": p.get("epsilon", math.inf),
             "lr": params.get("lr"), "batch": params.get("batch_size"), "valid_NDCG@10": v["NDCG@10"], "steps": p.get("steps"), "noise": p.get("noise_multiplier"), "NDCG@10": m["NDCG@10"],
             "HR@10": m["HR@10"], "train_s": round(train_s, 1), "cpu_s": report.get("cpu_seconds"),
-            "stopped": report.get("stopped")}  # fmt: skip
+            "stopped": report.get("stopped"), "seed": args.seed, "dp_sgd_epsilon": p.get("dp_sgd_epsilon", p.get("epsilon")),
+            "head": _head(p, report)}  # fmt: skip
+
+
+def _head(privacy: dict[str, Any], report: dict[str, Any]) -> dict[str, Any] | None:
+    """What the co-occurrence head was in the run: private (its epsilon, weight), chosen on validation, or off."""
+    head = privacy.get("head")
+    if isinstance(head, dict):
+        return {"private": True, "epsilon": head["epsilon"], "weight": head["weight"],
+                "candidate_pairs": head["candidate_pairs"]}  # fmt: skip
+    if "head_weight" in report:
+        return {"private": False, "weight": report["head_weight"]}
+    return None
 
 
 def label(row: dict[str, Any]) -> str:
@@ -111,14 +125,14 @@ def saved_rows(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def chosen(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (model, items, epsilon): the run with the best validation NDCG@10 (rows without one: as they are)."""
-    best: dict[tuple[str, float], dict[str, Any]] = {}
+    """Per (model, items, epsilon, seed): the run with the best validation NDCG@10 (rows without one: as they are)."""
+    best: dict[tuple[str, float, int], dict[str, Any]] = {}
     for r in rows:
-        key = (label(r), r["epsilon_target"])
+        key = (label(r), r["epsilon_target"], r.get("seed", 0))
         if key not in best or r.get("valid_NDCG@10", 0.0) > best[key].get("valid_NDCG@10", 0.0):
             best[key] = r
     order = {m: i for i, m in enumerate(dict.fromkeys(label(r) for r in rows))}
-    return sorted(best.values(), key=lambda r: (order[label(r)], r["epsilon_target"]))
+    return sorted(best.values(), key=lambda r: (order[label(r)], r["epsilon_target"], r.get("seed", 0)))
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -150,10 +164,17 @@ def main() -> None:
     )
     ap.add_argument("--batch-size", type=int, default=0,
                     help="expected users per step (default: each model's; larger = less noise per user, fewer steps)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="training seed (DP noise comes from the OS entropy pool)")
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--test-users", type=int, default=0)
-    ap.add_argument("--encoder", default="none", help="title encoder (none = IDs + attributes only)")
+    ap.add_argument("--encoder", default="minilm",
+                    help="title encoder: the public vectors SASRec's private head draws its candidate pairs from, "
+                    "and --items content's item vectors (none = no titles: the private head keeps only "
+                    "pairs of popular items)")  # fmt: skip
+    ap.add_argument("--dp-head", type=float, default=None,
+                    help="SASRec's private co-occurrence head: its share of epsilon (default the model's, 0.75; "
+                    "0 = head off, DP-SGD alone: the runs before 4 Dec 2026)")  # fmt: skip
     ap.add_argument("--items", choices=sorted(ITEMS), default="ids",
                     help="SASRec's items: ids (a trained ID table, no attributes), content (public title + "
                     "attribute vectors only, item_ids=false; needs --encoder), both")  # fmt: skip

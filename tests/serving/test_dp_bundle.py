@@ -63,7 +63,9 @@ def test_dp_bundle_ships_only_private_models_and_the_composed_total(dp_bundle: t
     assert counts["delta"] == sgd["delta"] == 1e-3 and counts["max_items_per_user"] == 4
     assert 0.98 < counts["epsilon"] <= 1.0 and counts["unit"] == "user"
     acc = RDPAccountant()
-    acc.history = [(sgd["noise_multiplier"], sgd["sample_rate"], sgd["steps"]), (counts["noise_multiplier"], 1.0, 1)]
+    # SASRec's part is its private head's two releases, then DP-SGD's steps (its own history)
+    acc.history = [*(tuple(h) for h in sgd["history"]), (counts["noise_multiplier"], 1.0, 1)]
+    assert sgd["history"][-1] == [sgd["noise_multiplier"], sgd["sample_rate"], sgd["steps"]]
     assert total["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-3), abs=1e-4)
     assert max(sgd["epsilon"], counts["epsilon"]) < total["epsilon"] <= sgd["epsilon"] + counts["epsilon"]
     assert total["parts"] == ["popularity", "sasrec"]

@@ -35,7 +35,7 @@ def _one_thread() -> None:
 
 def test_reported_epsilon_equals_opacus_accountant() -> None:
     split = cyclic_data(200)
-    m = sasrec(**SMALL, **DP, epochs=3).fit(split.train, split.valid)
+    m = sasrec(**SMALL, **DP, epochs=3, dp_head=0.0).fit(split.train, split.valid)  # DP-SGD alone
     p = m.training_report()["privacy"]  # type: ignore[index]
     users = sum(len(s) >= 2 for s in split.train.sequences)
     steps_per_epoch = math.ceil(users / SMALL["batch_size"])  # type: ignore[operator]
@@ -51,9 +51,34 @@ def test_reported_epsilon_equals_opacus_accountant() -> None:
     assert p["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-3), abs=1e-4)
     assert 3.9 < p["epsilon"] <= 4.0
     assert "co-occurrence head" in p["off_in_dp_mode"]
-    assert float(m._net().cooc_alpha) == 0.0 and not m.ablations()  # the head is off in DP mode
+    assert float(m._net().cooc_alpha) == 0.0 and not m.ablations()  # dp_head=0: the head is off
     # and it learns under the noise: the walk (next = last + 1) ranks far above chance (~0.2 on 24 items)
     assert evaluate_full_ranking(m, split.test, split.train.n_items, (10,))["NDCG@10"] > 0.35
+
+
+def test_private_head_and_dp_sgd_together_meet_the_target_epsilon() -> None:
+    """The default DP mode: the co-occurrence head is a private release spending `dp_head` of the
+    budget, DP-SGD's noise is solved for the rest, and the recorded epsilon is the TOTAL: one fresh
+    Opacus accountant over both parts' histories gives it, it meets the target, and either part
+    alone spends less."""
+    split = cyclic_data(200)
+    m = sasrec(**SMALL, **DP, epochs=3).fit(split.train, split.valid)
+    p = m.training_report()["privacy"]  # type: ignore[index]
+    head = p["head"]
+    assert "co-occurrence head" not in p["off_in_dp_mode"] and float(m._net().cooc_alpha) == head["weight"] > 0
+    acc = RDPAccountant()
+    acc.history = [tuple(h) for h in head["history"]] + [(p["noise_multiplier"], p["sample_rate"], p["steps"])]
+    assert [list(h) for h in acc.history] == p["history"]
+    assert p["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-3), abs=1e-4)
+    assert 3.95 < p["epsilon"] <= 4.0
+    assert head["epsilon"] == pytest.approx(0.75 * 4.0, abs=0.02) and p["dp_sgd_epsilon"] < p["epsilon"]
+    # the same budget all on DP-SGD needs less noise than DP-SGD's share of it
+    alone = get_noise_multiplier(target_epsilon=4.0, target_delta=1e-3, sample_rate=p["sample_rate"],
+                                 steps=p["steps"], accountant="rdp")  # fmt: skip
+    assert p["noise_multiplier"] > alone
+    assert evaluate_full_ranking(m, split.test, split.train.n_items, (10,))["NDCG@10"] > 0.35
+    with pytest.raises(ConfigError, match="dp_head"):  # a head spending the whole budget is refused
+        sasrec(**SMALL, **DP, dp_head=1.0)
 
 
 def test_stopping_early_records_the_smaller_epsilon_spent() -> None:
@@ -61,7 +86,8 @@ def test_stopping_early_records_the_smaller_epsilon_spent() -> None:
     m = sasrec(**SMALL, **DP, epochs=4, dp_steps=1000).fit(split.train)  # epochs end it first
     p = m.training_report()["privacy"]  # type: ignore[index]
     assert p["planned_steps"] == 1000 and p["steps"] < 1000
-    assert 0 < p["epsilon"] < 1.0  # far less than the 4.0 the planned steps would spend
+    # DP-SGD spent far less than its planned share; the total is the head's release plus what it spent
+    assert 0 < p["dp_sgd_epsilon"] < 1.0 and p["head"]["epsilon"] < p["epsilon"] < 3.5
 
 
 def test_per_sample_grads_equal_each_row_alone() -> None:

@@ -72,6 +72,9 @@ class TrainConfig:
     dp_delta: float = 1e-5  # keep below 1 / number of users
     dp_clip: float = 1.0  # per-user gradient norm bound
     dp_steps: int = 0  # planned optimizer steps the noise is calibrated for (0 = epochs x steps/epoch)
+    # RDP history (noise multiplier, sample rate, steps) of releases the MODEL made on the same users
+    # before DP-SGD (SASRec's private head sets it; leave empty): dp_epsilon is then their total
+    dp_spent: tuple[tuple[float, float, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.ema_decay < 1:

@@ -16,7 +16,6 @@ import functools
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,75 +27,31 @@ from soutui.data.sequences import EvalSplit, SequenceData
 from soutui.features.content import ItemContent
 from soutui.models.attribution import Attribution, content_lift, zeroed
 from soutui.models.base import Recommender
-from soutui.models.fitting import Batch, TrainConfig, TrainOutcome, pick_device, poisson_user_batches
+from soutui.models.fitting import Batch, TrainOutcome, pick_device, poisson_user_batches
 from soutui.models.itemknn import ItemKNN
+from soutui.models.private_cooc import install_private_head
 from soutui.models.sasrec import SASRec, SASRecConfig, check_objective
 from soutui.models.sasrec_features import attribute_table, pad_left, pad_times, training_windows
 from soutui.models.sasrec_onnx import export_onnx
+from soutui.models.sasrec_params import (
+    COOC_NOTE,
+    DERIVED,
+    DP_OFF,
+    ContentConfig,
+    head_weight_warning,
+    split_params,
+)
 from soutui.models.sasrec_session import SessionHead, choose_session_head
 from soutui.models.sasrec_warm import reset_cold_items, warm_start_net
 from soutui.models.sknn import SessionKNN
 
-# network fields derived from the data, never set by the user
-DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item", "dense_loss")
-# trained on user data outside DP-SGD, so switched off when training privately (docs/privacy.md)
-DP_OFF = ["co-occurrence head", "popularity prior of the item bias", "cold-item reset",
-          "choices on validation (early stopping, head weight): the last step's weights are kept"]  # fmt: skip
-
-
-@dataclass
-class ContentConfig:
-    use_text: bool = True  # use title embeddings when fit(content=) provides them
-    use_attrs: bool = True  # use attribute ids when provided
-    use_timestamps: bool = True  # feed event times (only matters when model use_time=True)
-    cold_item_reset: bool = True  # items unseen in training score by content alone
-    valid_users: int = 0  # cap validation users for early stopping (0 = all); seeded sample
-    # head weights tried on validation (roughly geometric; 0 = the transformer alone, always tried)
-    cooc_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
-    # the head's history half-lives tried on validation with every weight (the network's own
-    # `cooc_half_life` is always tried, and wins ties); () = only the network's (the default: on
-    # Diginetica validation preferred 0.25 but test did not move, and each half-life costs a blend
-    # of every weight; docs/sasrec.md). (0.25, 0.5, 1.0, 2.0) is a sensible grid to try
-    cooc_half_lives: tuple[float, ...] = ()
-    # session head (soutui.models.sasrec_session): session-kNN's votes from this many most similar
-    # training sessions, added with a weight chosen on validation; 0 = off (the default)
-    session_neighbors: int = 0
-
-
-COOC_NOTE = "co-occurrence head weight chosen on VALIDATION NDCG@10 (transformer alone = weight 0)"
-
-
-def head_weight_warning(found: dict[float, float], chosen: float) -> str | None:
-    """A warning when the chosen head weight is the largest tried: the best may lie beyond the grid.
-    (0 is always tried and no weight is negative, so choosing 0 means the head does not help.)"""
-    top = max(found)
-    if chosen == top and top > 0:
-        return (
-            f"co-occurrence head weight {chosen:g} is the largest tried (grid {sorted(found)}): "
-            "a larger one may score better on validation; widen it with --set cooc_alphas=[...]"
-        )
-    return None
+__all__ = ["DERIVED", "ContentConfig", "SASRecRecommender", "head_weight_warning", "split_params"]
 
 
 def _dated(data: SequenceData) -> bool:
     """Whether the sequences carry event times (files without times load as all zeros)."""
     return data.timestamps is not None and any(len(t) and int(np.max(t)) > 0 for t in data.timestamps)
 
-
-def split_params(params: dict[str, Any]) -> tuple[SASRecConfig, TrainConfig, ContentConfig]:
-    """Partition a flat parameter dict into the three typed configs; unknown keys raise."""
-    groups: dict[type, dict[str, Any]] = {SASRecConfig: {}, TrainConfig: {}, ContentConfig: {}}
-    owner = {f.name: cls for cls in groups for f in dataclasses.fields(cls) if f.name not in DERIVED}
-    unknown = sorted(set(params) - set(owner))
-    if unknown:
-        raise ConfigError(f"sasrec: unknown parameter(s) {unknown}; allowed: {sorted(owner)}")
-    for k, v in params.items():
-        groups[owner[k]][k] = v
-    return (
-        from_dict(SASRecConfig, groups[SASRecConfig], "sasrec"),
-        from_dict(TrainConfig, groups[TrainConfig], "sasrec"),
-        from_dict(ContentConfig, groups[ContentConfig], "sasrec"),
-    )
 
 
 class SASRecRecommender(Recommender):
@@ -122,6 +77,7 @@ class SASRecRecommender(Recommender):
         self.saved_report_: dict[str, Any] = {}  # a loaded checkpoint's training.json (what its fit chose)
         self.session_: SessionHead | None = None  # the optional session head (content_cfg.session_neighbors)
         self.recent_tune_: dict[str, Any] | None = None  # set by tune_recent: what the fine-tune saw
+        self.private_head_: dict[str, Any] | None = None  # DP mode: the private head's release record
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -133,7 +89,8 @@ class SASRecRecommender(Recommender):
         info["content_used"] = self.content_used_
         info["cooc_distill"] = self._net().distill_weight()  # 0 where it does not apply
         if info.get("privacy"):
-            info["privacy"]["off_in_dp_mode"] = DP_OFF
+            info["privacy"]["off_in_dp_mode"] = DP_OFF[1:] if self.private_head_ else DP_OFF
+            info["privacy"]["head"] = self.private_head_ or "off"
         if self.warm_report_ is not None:
             info["warm_start"] = self.warm_report_
         if self.cold_reset_valid_ is not None:
@@ -273,11 +230,16 @@ class SASRecRecommender(Recommender):
         vsplit = None if private else self._valid_sample(valid)
         if self.net_.cooc_idx is not None and not private:
             self._install_neighbours(train)
+        cfg, self.private_head_ = self.train_cfg, None
+        if private and self.net_.cooc_idx is not None and self.content_cfg.dp_head > 0:
+            self.private_head_ = install_private_head(self.net_, train, content.text, self.content_cfg.dp_head * cfg.dp_epsilon,
+                                                      cfg.dp_delta, self.content_cfg.dp_head_weight)  # fmt: skip
+            cfg = dataclasses.replace(cfg, dp_spent=tuple(map(tuple, self.private_head_["history"])))
         n = self.content_cfg.session_neighbors
         knn = SessionKNN(neighbors=n).fit(train) if n > 0 and vsplit is not None else None
         choices_s = self._choices_seconds(vsplit, knn)  # the time budget keeps them inside it
         self.training_ = outcome = trainer.train(
-            self, self.net_, gen, n_batches, self.train_cfg, vsplit,
+            self, self.net_, gen, n_batches, cfg, vsplit,
             spent_s=time.perf_counter() - started + choices_s, after_validations=self._after_validations(counts),
         )  # fmt: skip
         self.net_.to("cpu").eval()

@@ -20,6 +20,11 @@ The noise multiplier is solved (opacus get_noise_multiplier) for the target epsi
 the PLANNED number of steps (`dp_steps`, else epochs x steps per epoch); training stops at
 that step. A time budget may stop it earlier: the achieved epsilon is then read off the
 accountant for the steps actually taken (lower than the target) and recorded as such.
+
+A model may spend part of the same users' budget before DP-SGD (SASRec's private co-occurrence
+head, models/private_cooc.py): `dp_spent` holds those releases' RDP history, the noise multiplier
+is then solved so that the releases and the planned steps TOGETHER meet `dp_epsilon` (one
+accountant, curves summed), and the recorded epsilon is that total.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from opacus.optimizers import DPOptimizer
 from torch.func import functional_call, grad, vmap
 
 from soutui.models.fitting import TrainConfig
+from soutui.models.private_cooc import rdp_epsilon
 
 ACCOUNTANT = "rdp"
 
@@ -98,8 +104,13 @@ class PrivateTraining:
         return loss
 
     def report(self) -> dict[str, Any]:
-        """The record's "privacy" entry: achieved epsilon for the steps taken, and how it was set."""
-        eps = float(self.accountant.get_epsilon(delta=self.cfg.dp_delta)) if self.steps else 0.0
+        """The record's "privacy" entry: achieved epsilon for the steps taken (composed with the releases
+        in `dp_spent`, when any), and how it was set."""
+        spent = self.cfg.dp_spent
+        eps = float(self.accountant.get_epsilon(delta=self.cfg.dp_delta)) if self.steps or spent else 0.0
+        composed = {"history": [list(h) for h in self.accountant.history],
+                    "dp_sgd_epsilon": round(rdp_epsilon([(self.noise_multiplier, self.sample_rate, self.steps)],
+                                                        self.cfg.dp_delta), 4) if self.steps else 0.0}  # fmt: skip
         return {
             "epsilon": round(eps, 4),
             "delta": self.cfg.dp_delta,
@@ -112,6 +123,7 @@ class PrivateTraining:
             "planned_steps": self.planned,
             "max_grad_norm": self.cfg.dp_clip,
             "mechanism": "DP-SGD (Opacus DPOptimizer), Poisson sampling of users, per-user clipping",
+            **(composed if spent else {}),
         }
 
 
@@ -129,16 +141,39 @@ def make_private(
         )
     q = 1.0 / max(1, steps_per_epoch)  # expected batch n / steps_per_epoch ~ batch_size
     planned = planned_steps(cfg, steps_per_epoch)
-    sigma = get_noise_multiplier(
-        target_epsilon=cfg.dp_epsilon, target_delta=cfg.dp_delta, sample_rate=q, steps=planned,
-        accountant=ACCOUNTANT,
-    )  # fmt: skip
+    sigma = noise_for(cfg, q, planned)
     dp_opt = DPOptimizer(
         opt, noise_multiplier=sigma, max_grad_norm=cfg.dp_clip,
         expected_batch_size=max(1, cfg.batch_size), loss_reduction="mean",
     )  # fmt: skip
     acc = RDPAccountant()
     dp_opt.attach_step_hook(acc.get_optimizer_hook_fn(sample_rate=q))
-    if steps_done:
-        acc.history = [(sigma, q, steps_done)]
+    acc.history = [
+        *((float(s), float(r), int(t)) for s, r, t in cfg.dp_spent),
+        *([(sigma, q, steps_done)] if steps_done else []),
+    ]
     return PrivateTraining(dp_opt, acc, float(sigma), q, planned, cfg, steps=steps_done)
+
+
+def noise_for(cfg: TrainConfig, q: float, steps: int) -> float:
+    """DP-SGD's noise multiplier: Opacus's for `dp_epsilon` over `steps`, or, after the releases in
+    `dp_spent`, the smallest (to 0.1 %) whose steps composed with them still meet `dp_epsilon`."""
+    if not cfg.dp_spent:
+        return float(get_noise_multiplier(target_epsilon=cfg.dp_epsilon, target_delta=cfg.dp_delta, sample_rate=q,
+                                          steps=steps, accountant=ACCOUNTANT))  # fmt: skip
+    spent = [(float(s), float(q), int(t)) for s, q, t in cfg.dp_spent]
+    before = rdp_epsilon(spent, cfg.dp_delta)
+    if before >= cfg.dp_epsilon:
+        raise ValueError(
+            f"the releases made before DP-SGD already spend epsilon {before:.3f} of dp_epsilon {cfg.dp_epsilon}: "
+            "give the private head a smaller share (dp_head) or raise dp_epsilon"
+        )
+    lo, hi = 0.01, 1.0
+    while rdp_epsilon([*spent, (hi, q, steps)], cfg.dp_delta) > cfg.dp_epsilon:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1e-3 * hi:  # the total falls as the noise grows: keep `hi` on the safe side
+        mid = (lo + hi) / 2
+        lo, hi = (
+            (mid, hi) if rdp_epsilon([*spent, (mid, q, steps)], cfg.dp_delta) > cfg.dp_epsilon else (lo, mid)
+        )
+    return hi

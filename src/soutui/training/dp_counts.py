@@ -26,36 +26,18 @@ from typing import Any
 
 import numpy as np
 from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
 
 from soutui.data.sequences import SequenceData
 from soutui.models.popularity import Popularity
+from soutui.models.private_cooc import bounded_counts, gaussian_sigma
 
 ACCOUNTANT = "rdp"
 MECHANISM = "Gaussian mechanism on per-user bounded item counts (each user: at most max_items distinct items, once)"
 
 
-def bounded_counts(
-    sequences: Sequence[np.ndarray], n_items: int, max_items: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Per item, how many users hold it, each user counting at most `max_items` distinct items (I,)."""
-    if max_items < 1:
-        raise ValueError(f"max_items must be >= 1, got {max_items}")
-    counts = np.zeros(n_items, np.float64)
-    for seq in sequences:
-        held = np.unique(np.asarray(seq, np.int64))
-        if len(held) > max_items:
-            held = rng.choice(held, size=max_items, replace=False)
-        counts[held] += 1.0
-    return counts
-
-
 def count_noise_multiplier(epsilon: float, delta: float) -> float:
     """sigma (noise std / L2 sensitivity) of ONE Gaussian release that is (epsilon, delta)-DP under RDP."""
-    if not (0 < epsilon < math.inf) or not (0 < delta < 1):
-        raise ValueError(f"a private count release needs 0 < epsilon < inf and 0 < delta < 1 (got {epsilon}, {delta})")
-    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=1.0, steps=1,
-                                      accountant=ACCOUNTANT))  # fmt: skip
+    return gaussian_sigma(epsilon, delta)
 
 
 def private_counts(
@@ -99,7 +81,9 @@ def compose(parts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     for name, p in parts.items():
         if p.get("accountant") != ACCOUNTANT or p.get("unit") != "user":
             raise ValueError(f"part {name!r} is not an RDP-accounted per-user release: {dict(p)}")
-        acc.history.append((float(p["noise_multiplier"]), float(p["sample_rate"]), int(p["steps"])))
+        # a part that made several releases (SASRec's private head, then DP-SGD) carries its own history
+        for s, q, t in p.get("history") or [(p["noise_multiplier"], p["sample_rate"], p["steps"])]:
+            acc.history.append((float(s), float(q), int(t)))
     delta = max(float(p["delta"]) for p in parts.values())
     return {
         "epsilon": round(float(acc.get_epsilon(delta=delta)), 4),
