@@ -49,12 +49,21 @@ def test_one_user_moves_the_table_by_at_most_the_clip() -> None:
 def test_candidates_come_from_the_public_vectors_only() -> None:
     cand = candidate_pairs(ring_vectors(), 2)
     pairs = {(int(k) // N, int(k) % N) for k in cand}
-    assert pairs == {(i, (i + d) % N) for i in range(N) for d in (1, -1)}  # the two ring neighbours, both ways
+    # the two ring neighbours, both ways
+    assert pairs == {(i, (i + d) % N) for i in range(N) for d in (1, -1)}
     users, keys, weights = user_pairs(walks(50).sequences, N, PrivateHeadConfig())
     outside = ~np.isin(keys, cand)
     assert outside.any()  # the walks co-occur beyond the candidates (window 5) ...
     table = clipped_table(users, keys, weights, cand, 0.5)
     assert len(table) == len(cand)  # ... and only the candidates are released
+
+
+def test_no_candidates_releases_nothing_and_still_accounts() -> None:
+    """No public vectors and no popular pairs: an empty table (the model falls back on the noisy
+    counts' order), and the count release is still recorded."""
+    model, rec = private_cooccurrence(walks(50), None, 4.0, 1e-5, PrivateHeadConfig(popular_items=0), seed=0)
+    assert rec["candidate_pairs"] == 0 and model.sim_.nnz == 0 and not rec["public_vectors"]
+    assert model.score([np.array([3, 4])]).shape == (1, N) and 3.9 < rec["epsilon"] <= 4.0
 
 
 def test_noise_and_accounting_are_as_recorded() -> None:
@@ -84,7 +93,9 @@ def test_the_walk_is_recovered_under_the_noise() -> None:
     """Known answer: next = last + 1. At epsilon 4 over 2,000 users, the private table puts i + 1
     first for almost every item, and the model ranks the true next item first for most histories."""
     data = walks(2000)
-    model, _ = private_cooccurrence(data, ring_vectors(), 4.0, 1e-5, PrivateHeadConfig(content_weight=0.0), seed=1)
+    model, _ = private_cooccurrence(
+        data, ring_vectors(), 4.0, 1e-5, PrivateHeadConfig(content_weight=0.0), seed=1
+    )
     sim = model.sim_.toarray()
     assert np.mean(sim.argmax(1) == (np.arange(N) + 1) % N) >= 0.9
     hist = [np.array([i, (i + 1) % N]) for i in range(N)]

@@ -161,6 +161,8 @@ def clipped_table(
     users: np.ndarray, keys: np.ndarray, weights: np.ndarray, candidates: np.ndarray, clip: float
 ) -> np.ndarray:
     """Sum over users of their entries on `candidates` (sorted keys), each user scaled to L2 norm <= clip."""
+    if not len(candidates):
+        return np.zeros(0)
     pos = np.searchsorted(candidates, keys)
     inside = (pos < len(candidates)) & (candidates[np.minimum(pos, len(candidates) - 1)] == keys)
     users, pos, weights = users[inside], pos[inside], weights[inside]
