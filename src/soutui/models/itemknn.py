@@ -25,28 +25,40 @@ from soutui.models.popularity import item_counts
 Similarity = Literal["cosine", "bm25"]
 
 
+def windowed_pairs(
+    sequences: Sequence[np.ndarray], window: int, backward_weight: float, distance_decay: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sequence index, i, j, weight) of every pair i at t, j at t+d (1 <= d <= window) in the same
+    sequence: i -> j weighted decay**(d-1), and j -> i weighted backward_weight times that. Pairs of an
+    item with itself and zero weights are dropped; duplicates are kept (callers sum them)."""
+    seqs = [np.asarray(s, np.int64) for s in sequences]
+    if not seqs or sum(len(s) for s in seqs) < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0)
+    flat = np.concatenate(seqs)
+    owner = np.repeat(np.arange(len(seqs)), [len(s) for s in seqs])
+    owners, rows, cols, vals = [], [], [], []
+    for d in range(1, window + 1):
+        same = owner[:-d] == owner[d:]
+        a, b, o = flat[:-d][same], flat[d:][same], owner[:-d][same]
+        w = distance_decay ** (d - 1)
+        owners += [o, o]
+        rows += [a, b]
+        cols += [b, a]
+        vals += [np.full(len(a), w), np.full(len(a), w * backward_weight)]
+    o, r, c, v = (np.concatenate(x) for x in (owners, rows, cols, vals))
+    keep = (r != c) & (v > 0)
+    return o[keep], r[keep], c[keep], v[keep]
+
+
 def cooccurrence(
     train: SequenceData, window: int, backward_weight: float, distance_decay: float
 ) -> sp.csr_matrix:
     """C[i, j] = sum over pairs (i at t, j at t+d, 1 <= d <= window) of decay**(d-1),
     plus backward_weight times the same for j before i. Diagonal removed."""
     n = train.n_items
-    seqs = [s for s in train.sequences if len(s) > 1]
-    if not seqs:
-        return sp.csr_matrix((n, n), dtype=np.float64)
-    flat = np.concatenate(seqs).astype(np.int64)
-    owner = np.repeat(np.arange(len(seqs)), [len(s) for s in seqs])
-    rows, cols, vals = [], [], []
-    for d in range(1, window + 1):
-        same = owner[:-d] == owner[d:]
-        a, b = flat[:-d][same], flat[d:][same]
-        w = distance_decay ** (d - 1)
-        rows += [a, b]
-        cols += [b, a]
-        vals += [np.full(len(a), w), np.full(len(a), w * backward_weight)]
-    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    keep = (r != c) & (v > 0)
-    mat = sp.coo_matrix((v[keep], (r[keep], c[keep])), shape=(n, n)).tocsr()
+    _, r, c, v = windowed_pairs(train.sequences, window, backward_weight, distance_decay)
+    mat = sp.coo_matrix((v, (r, c)), shape=(n, n)).tocsr()
     mat.sum_duplicates()
     return mat
 

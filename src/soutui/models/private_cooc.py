@@ -45,7 +45,7 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
 from soutui.data.sequences import SequenceData
-from soutui.models.itemknn import ItemKNN, prune_rows
+from soutui.models.itemknn import ItemKNN, prune_rows, windowed_pairs
 from soutui.models.sasrec import SASRec
 
 ACCOUNTANT = "rdp"
@@ -134,23 +134,12 @@ def with_popular(keys: np.ndarray, popular: np.ndarray, n_items: int) -> np.ndar
 def user_pairs(
     sequences: Sequence[np.ndarray], n_items: int, cfg: PrivateHeadConfig
 ) -> tuple[np.ndarray, ...]:
-    """(user, key i * I + j, weight) of every user's windowed co-occurrence entries, summed within the user."""
-    seqs = [np.asarray(s, np.int64) for s in sequences]
-    if not seqs or sum(len(s) for s in seqs) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    flat = np.concatenate(seqs)
-    owner = np.repeat(np.arange(len(seqs)), [len(s) for s in seqs])
-    us, keys, ws = [], [], []
-    for d in range(1, cfg.window + 1):
-        same = owner[:-d] == owner[d:]
-        a, b, o = flat[:-d][same], flat[d:][same], owner[:-d][same]
-        step = cfg.decay ** (d - 1)
-        us += [o, o]
-        keys += [a * n_items + b, b * n_items + a]
-        ws += [np.full(len(a), step), np.full(len(a), step * cfg.backward)]
-    u, k, w = np.concatenate(us), np.concatenate(keys), np.concatenate(ws)
-    keep = (k // n_items != k % n_items) & (w > 0)
-    u, k, w = u[keep], k[keep], w[keep]
+    """(user, key i * I + j, weight) of every user's windowed co-occurrence entries (item-kNN's pairs),
+    summed within the user."""
+    u, i, j, w = windowed_pairs(sequences, cfg.window, cfg.backward, cfg.decay)
+    k = i * n_items + j
+    if not len(u):
+        return u, k, w
     order = np.lexsort((k, u))
     u, k, w = u[order], k[order], w[order]
     first = np.r_[True, (u[1:] != u[:-1]) | (k[1:] != k[:-1])]

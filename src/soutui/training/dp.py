@@ -106,11 +106,11 @@ class PrivateTraining:
     def report(self) -> dict[str, Any]:
         """The record's "privacy" entry: achieved epsilon for the steps taken (composed with the releases
         in `dp_spent`, when any), and how it was set."""
-        spent = self.cfg.dp_spent
-        eps = float(self.accountant.get_epsilon(delta=self.cfg.dp_delta)) if self.steps or spent else 0.0
+        spent, delta = self.cfg.dp_spent, self.cfg.dp_delta
+        eps = float(self.accountant.get_epsilon(delta=delta)) if self.steps or spent else 0.0
+        own = [(self.noise_multiplier, self.sample_rate, self.steps)] if self.steps else []
         composed = {"history": [list(h) for h in self.accountant.history],
-                    "dp_sgd_epsilon": round(rdp_epsilon([(self.noise_multiplier, self.sample_rate, self.steps)],
-                                                        self.cfg.dp_delta), 4) if self.steps else 0.0}  # fmt: skip
+                    "dp_sgd_epsilon": round(rdp_epsilon(own, delta), 4) if own else 0.0} if spent else {}  # fmt: skip
         return {
             "epsilon": round(eps, 4),
             "delta": self.cfg.dp_delta,
@@ -123,7 +123,7 @@ class PrivateTraining:
             "planned_steps": self.planned,
             "max_grad_norm": self.cfg.dp_clip,
             "mechanism": "DP-SGD (Opacus DPOptimizer), Poisson sampling of users, per-user clipping",
-            **(composed if spent else {}),
+            **composed,
         }
 
 
@@ -148,10 +148,7 @@ def make_private(
     )  # fmt: skip
     acc = RDPAccountant()
     dp_opt.attach_step_hook(acc.get_optimizer_hook_fn(sample_rate=q))
-    acc.history = [
-        *((float(s), float(r), int(t)) for s, r, t in cfg.dp_spent),
-        *([(sigma, q, steps_done)] if steps_done else []),
-    ]
+    acc.history = [*spent_history(cfg), *([(sigma, q, steps_done)] if steps_done else [])]
     return PrivateTraining(dp_opt, acc, float(sigma), q, planned, cfg, steps=steps_done)
 
 
@@ -161,7 +158,7 @@ def noise_for(cfg: TrainConfig, q: float, steps: int) -> float:
     if not cfg.dp_spent:
         return float(get_noise_multiplier(target_epsilon=cfg.dp_epsilon, target_delta=cfg.dp_delta, sample_rate=q,
                                           steps=steps, accountant=ACCOUNTANT))  # fmt: skip
-    spent = [(float(s), float(q), int(t)) for s, q, t in cfg.dp_spent]
+    spent = spent_history(cfg)
     before = rdp_epsilon(spent, cfg.dp_delta)
     if before >= cfg.dp_epsilon:
         raise ValueError(
@@ -177,3 +174,8 @@ def noise_for(cfg: TrainConfig, q: float, steps: int) -> float:
             (mid, hi) if rdp_epsilon([*spent, (mid, q, steps)], cfg.dp_delta) > cfg.dp_epsilon else (lo, mid)
         )
     return hi
+
+
+def spent_history(cfg: TrainConfig) -> list[tuple[float, float, int]]:
+    """`dp_spent` as the accountant's history entries (a config read from JSON holds lists)."""
+    return [(float(s), float(r), int(t)) for s, r, t in cfg.dp_spent]

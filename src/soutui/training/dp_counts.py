@@ -25,19 +25,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from opacus.accountants import RDPAccountant
 
 from soutui.data.sequences import SequenceData
 from soutui.models.popularity import Popularity
-from soutui.models.private_cooc import bounded_counts, gaussian_sigma
+from soutui.models.private_cooc import bounded_counts, gaussian_sigma, rdp_epsilon
 
 ACCOUNTANT = "rdp"
-MECHANISM = "Gaussian mechanism on per-user bounded item counts (each user: at most max_items distinct items, once)"
+MECHANISM = (
+    "Gaussian mechanism on per-user bounded item counts (each user: at most max_items distinct items, once)"
+)
 
 
-def count_noise_multiplier(epsilon: float, delta: float) -> float:
-    """sigma (noise std / L2 sensitivity) of ONE Gaussian release that is (epsilon, delta)-DP under RDP."""
-    return gaussian_sigma(epsilon, delta)
+# sigma (noise std / L2 sensitivity) of ONE Gaussian release that is (epsilon, delta)-DP under RDP
+count_noise_multiplier = gaussian_sigma
 
 
 def private_counts(
@@ -53,10 +53,8 @@ def private_counts(
     sigma = count_noise_multiplier(epsilon, delta)
     sensitivity = math.sqrt(max_items)
     noisy = bounded_counts(sequences, n_items, max_items, rng) + rng.normal(0.0, sigma * sensitivity, n_items)
-    acc = RDPAccountant()
-    acc.history = [(sigma, 1.0, 1)]
     record = {
-        "epsilon": round(float(acc.get_epsilon(delta=delta)), 4),
+        "epsilon": round(rdp_epsilon([(sigma, 1.0, 1)], delta), 4),
         "delta": delta,
         "accountant": ACCOUNTANT,
         "unit": "user",
@@ -77,16 +75,16 @@ def compose(parts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     accountant history) and converted once, at the largest of their deltas."""
     if not parts:
         raise ValueError("nothing to compose")
-    acc = RDPAccountant()
+    history: list[tuple[float, float, int]] = []
     for name, p in parts.items():
         if p.get("accountant") != ACCOUNTANT or p.get("unit") != "user":
             raise ValueError(f"part {name!r} is not an RDP-accounted per-user release: {dict(p)}")
         # a part that made several releases (SASRec's private head, then DP-SGD) carries its own history
         for s, q, t in p.get("history") or [(p["noise_multiplier"], p["sample_rate"], p["steps"])]:
-            acc.history.append((float(s), float(q), int(t)))
+            history.append((float(s), float(q), int(t)))
     delta = max(float(p["delta"]) for p in parts.values())
     return {
-        "epsilon": round(float(acc.get_epsilon(delta=delta)), 4),
+        "epsilon": round(rdp_epsilon(history, delta), 4),
         "delta": delta,
         "accountant": ACCOUNTANT,
         "unit": "user",
