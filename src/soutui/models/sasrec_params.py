@@ -15,7 +15,8 @@ from soutui.models.sasrec import SASRecConfig
 DERIVED = ("n_items", "text_dim", "n_attrs", "attrs_per_item", "dense_loss", "dp_spent")
 # trained on user data outside DP-SGD, so switched off when training privately (docs/privacy.md); the
 # co-occurrence head is instead a private release when `dp_head` > 0 (models.private_cooc)
-DP_OFF = ["co-occurrence head", "popularity prior of the item bias", "cold-item reset",
+DP_HEAD = "co-occurrence head"
+DP_OFF = [DP_HEAD, "popularity prior of the item bias", "cold-item reset",
           "choices on validation (early stopping, head weight): the last step's weights are kept"]  # fmt: skip
 
 

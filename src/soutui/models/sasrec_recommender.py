@@ -36,6 +36,7 @@ from soutui.models.sasrec_onnx import export_onnx
 from soutui.models.sasrec_params import (
     COOC_NOTE,
     DERIVED,
+    DP_HEAD,
     DP_OFF,
     ContentConfig,
     head_weight_warning,
@@ -89,7 +90,7 @@ class SASRecRecommender(Recommender):
         info["content_used"] = self.content_used_
         info["cooc_distill"] = self._net().distill_weight()  # 0 where it does not apply
         if info.get("privacy"):
-            info["privacy"]["off_in_dp_mode"] = DP_OFF[1:] if self.private_head_ else DP_OFF
+            info["privacy"]["off_in_dp_mode"] = [p for p in DP_OFF if not (self.private_head_ and p == DP_HEAD)]
             info["privacy"]["head"] = self.private_head_ or "off"
         if self.warm_report_ is not None:
             info["warm_start"] = self.warm_report_
