@@ -48,7 +48,7 @@ from soutui.data.sequences import SequenceData
 from soutui.models.itemknn import ItemKNN, prune_rows, windowed_pairs
 from soutui.models.sasrec import SASRec
 
-ACCOUNTANT = "rdp"
+ACCOUNTANT = "rdp"  # the accountant every private release in soutui is recorded under (DP-SGD, counts, this head)
 MECHANISM = ("Gaussian mechanisms on per-user bounded item counts, then on per-user clipped co-occurrence "
              "restricted to public candidate pairs (title neighbours, and pairs of privately popular items)")  # fmt: skip
 

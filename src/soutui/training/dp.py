@@ -40,9 +40,7 @@ from opacus.optimizers import DPOptimizer
 from torch.func import functional_call, grad, vmap
 
 from soutui.models.fitting import TrainConfig
-from soutui.models.private_cooc import rdp_epsilon
-
-ACCOUNTANT = "rdp"
+from soutui.models.private_cooc import ACCOUNTANT, rdp_epsilon
 
 
 def planned_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:

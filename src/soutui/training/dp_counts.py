@@ -28,9 +28,8 @@ import numpy as np
 
 from soutui.data.sequences import SequenceData
 from soutui.models.popularity import Popularity
-from soutui.models.private_cooc import bounded_counts, gaussian_sigma, rdp_epsilon
+from soutui.models.private_cooc import ACCOUNTANT, bounded_counts, gaussian_sigma, rdp_epsilon
 
-ACCOUNTANT = "rdp"
 MECHANISM = (
     "Gaussian mechanism on per-user bounded item counts (each user: at most max_items distinct items, once)"
 )
